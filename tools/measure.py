@@ -1,0 +1,210 @@
+"""Batched measurement of MLP neuron activations: many prompts x many neurons in one pass.
+
+Method: prompts are tokenised once (BOS per ``LoadedModel``), sorted by length so that a batch
+holds prompts of similar length, right-padded, and run with an attention mask. The model is
+causal, so a right-pad token can never change the activation at a real token before it; the mask
+makes the same true for any model that is not. The forward pass stops after the deepest layer
+asked for (``stop_at_layer``), and a hook keeps only the requested neuron columns, so memory is
+O(tokens x neurons asked), never a full activation cache.
+
+Batch size is set from the memory at hand (free CUDA memory, or available RAM on CPU) and the
+shape of the model; on CUDA an out-of-memory error halves the batch and retries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.neurons import NeuronId
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    """Activations of ``neurons`` on ``prompts``. Positions exclude any prepended BOS."""
+
+    prompts: list[str]
+    neurons: list[NeuronId]
+    token_ids: list[list[int]]
+    tokens: list[list[str]]
+    acts: list[np.ndarray]  # per prompt: (T_i, N) float32
+    max_act: np.ndarray = field(repr=False)  # (P, N)
+    argmax_pos: np.ndarray = field(repr=False)  # (P, N) position of the max within the prompt
+
+    def column(self, neuron: NeuronId) -> int:
+        return self.neurons.index(neuron)
+
+    def per_token(self, prompt: int, neuron: NeuronId | None = None) -> np.ndarray:
+        """Activations of one prompt, (T,) for one neuron (default: the first)."""
+        return self.acts[prompt][:, self.column(neuron or self.neurons[0])]
+
+    def max_token(self, prompt: int, neuron: NeuronId | None = None) -> str:
+        return self.tokens[prompt][self.argmax_pos[prompt, self.column(neuron or self.neurons[0])]]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (prompt, neuron): prompt, neuron, max_act, argmax_pos, argmax_token, n_tokens."""
+        rows = [
+            {
+                "prompt": p,
+                "neuron": str(n),
+                "layer": n.layer,
+                "index": n.index,
+                "max_act": float(self.max_act[i, j]),
+                "argmax_pos": int(self.argmax_pos[i, j]),
+                "argmax_token": self.tokens[i][self.argmax_pos[i, j]],
+                "n_tokens": len(self.tokens[i]),
+            }
+            for i, p in enumerate(self.prompts)
+            for j, n in enumerate(self.neurons)
+        ]
+        return pd.DataFrame(rows)
+
+    def token_frame(self) -> pd.DataFrame:
+        """One row per (prompt, position, neuron), the long format for pandas analysis."""
+        rows = [
+            {"prompt_idx": i, "pos": t, "token": tok, "neuron": str(n), "act": float(a[t, j])}
+            for i, (toks, a) in enumerate(zip(self.tokens, self.acts, strict=True))
+            for t, tok in enumerate(toks)
+            for j, n in enumerate(self.neurons)
+        ]
+        return pd.DataFrame(rows)
+
+
+def measure(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    neurons: Sequence[NeuronId] | NeuronId,
+    tokens_per_batch: int | None = None,
+) -> ActivationResult:
+    """Per-token activations of every neuron on every prompt (see module docstring)."""
+    neurons = [neurons] if isinstance(neurons, NeuronId) else list(neurons)
+    if not neurons:
+        raise ValueError("measure needs at least one neuron")
+    for n in neurons:
+        n.validate(lm.n_layers, lm.d_mlp)
+    prompts = list(prompts)
+    ids = [encode_checked(lm, p) for p in prompts]
+    acts = measure_ids(lm, ids, neurons, tokens_per_batch)
+    k = lm.n_prefix
+    text_ids = [x[k:] for x in ids]
+    text_acts = [a[k:] for a in acts]
+    max_act = np.stack([a.max(axis=0) for a in text_acts]) if prompts else np.zeros((0, len(neurons)))
+    argmax = np.stack([a.argmax(axis=0) for a in text_acts]) if prompts else np.zeros((0, len(neurons)), int)
+    return ActivationResult(
+        prompts=prompts,
+        neurons=neurons,
+        token_ids=text_ids,
+        tokens=[lm.token_strs(x) for x in text_ids],
+        acts=text_acts,
+        max_act=max_act.astype(np.float32),
+        argmax_pos=argmax.astype(np.int64),
+    )
+
+
+def encode_checked(lm: LoadedModel, prompt: str) -> list[int]:
+    ids = lm.encode(prompt)
+    if len(ids) <= lm.n_prefix:
+        raise ValueError(f"prompt {prompt!r} has no tokens")
+    return ids[: int(lm.model.cfg.n_ctx)]
+
+
+def measure_ids(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    neurons: Sequence[NeuronId],
+    tokens_per_batch: int | None = None,
+) -> list[np.ndarray]:
+    """Activations (T_i, N) for pre-tokenised sequences, in input order, BOS included."""
+    out: list[np.ndarray | None] = [None] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    budget = tokens_per_batch or auto_tokens_per_batch(lm, max(n.layer for n in neurons))
+    start = 0
+    while start < len(order):
+        width = len(ids[order[start]])
+        rows = max(1, budget // width)
+        chunk = order[start : start + rows]
+        try:
+            acts = _forward_chunk(lm, [ids[i] for i in chunk], neurons)
+        except torch.OutOfMemoryError:
+            if rows == 1:
+                raise
+            budget = max(width, budget // 2)
+            torch.cuda.empty_cache()
+            continue
+        for i, a in zip(chunk, acts, strict=True):
+            out[i] = a
+        start += len(chunk)
+    return out  # type: ignore[return-value]
+
+
+def _forward_chunk(
+    lm: LoadedModel, seqs: list[Sequence[int]], neurons: Sequence[NeuronId]
+) -> list[np.ndarray]:
+    tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+    by_layer: dict[int, list[int]] = {}
+    for col, n in enumerate(neurons):
+        by_layer.setdefault(n.layer, []).append(col)
+    picked = torch.empty(tokens.shape[0], tokens.shape[1], len(neurons))  # (B, T, N) on CPU
+
+    def keep(layer: int):
+        cols = by_layer[layer]
+        idx = torch.tensor([neurons[c].index for c in cols], device=lm.device)
+
+        def hook(act, hook):  # act: (B, T, d_mlp)
+            picked[:, :, cols] = act.index_select(-1, idx).float().cpu()
+
+        return hook
+
+    hooks = [(neurons[cols[0]].hook_name, keep(layer)) for layer, cols in by_layer.items()]
+    with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
+        lm.model(tokens, attention_mask=mask, stop_at_layer=max(by_layer) + 1)
+    lengths = mask.sum(dim=1).tolist()
+    return [picked[b, :n].numpy() for b, n in enumerate(lengths)]
+
+
+def pad_right(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) token ids right-padded with ``pad_id`` and the (B, T) attention mask."""
+    width = max(len(s) for s in seqs)
+    tokens = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        tokens[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[b, : len(s)] = 1
+    return tokens.to(device), mask.to(device)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for activations: free CUDA memory, or the OS's available RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def auto_tokens_per_batch(lm: LoadedModel, layer: int, seq_len: int = 128) -> int:
+    """Tokens per forward pass that fit a quarter of the free memory.
+
+    Per token a layer holds a few residual-width tensors, the MLP's hidden activations
+    (gate, up, product) and a row of attention scores per head. On CPU, past a few thousand
+    tokens a batch gets no faster, so the budget is capped there.
+    """
+    cfg = lm.model.cfg
+    elem = torch.finfo(lm.dtype).bits // 8
+    per_token = elem * (8 * cfg.d_model + 4 * cfg.d_mlp + 2 * cfg.n_heads * seq_len)
+    budget = available_memory(lm.device) // 4 // per_token
+    cap = 1 << 17 if lm.device.type == "cuda" else 4096
+    return int(max(256, min(budget, cap)))

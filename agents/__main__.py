@@ -1,0 +1,3 @@
+from neurosleuth.agents.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""The ``neurosleuth`` command line. Each area registers its commands from ``cli_<area>.py``."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="neurosleuth: investigate individual neurons of transformer language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Investigate neurons: measure, exemplars, investigate, resume, steer, and the causal tools."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="smollm2-135m (embedded default), gemma3-270m, a "
+                      "TransformerLens name, a local HF folder or a .gguf file")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when present)")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, then exit ``code``."""
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn the errors a user can cause (bad neuron, unknown model, bad input) into one line."""
+    from neurosleuth.tools.model import ModelLoadError
+    from neurosleuth.tools.neurons import NeuronError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ModelLoadError, NeuronError, ValueError, FileNotFoundError) as err:
+            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+    return wrapper
+
+
+def load(model: str, device: str | None = None):
+    """Load a model with a status line (dequantising a GGUF the first time takes a few seconds)."""
+    from neurosleuth.tools.model import load_model
+
+    with err_console.status(f"loading {model} ..."):
+        return load_model(model, device=device)
+
+
+def neuron_checked(lm, spec: str):
+    from neurosleuth.tools.neurons import NeuronId
+
+    return NeuronId.parse(spec).validate(lm.n_layers, lm.d_mlp)
+
+
+def _register_all() -> None:
+    from neurosleuth.agents import cli_measure
+
+    cli_measure.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

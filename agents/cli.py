@@ -75,6 +75,12 @@ def _register_all() -> None:
     from neurosleuth.agents import cli_measure
 
     cli_measure.register(app)
+    from neurosleuth.agents import cli_agent
+
+    cli_agent.register(app)
+    from neurosleuth.agents import cli_corpus
+
+    cli_corpus.register(app)
 
 
 _register_all()

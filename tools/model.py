@@ -277,3 +277,26 @@ def from_hf_model(hf, tokenizer, name: str = "custom", prepend_bos: bool = False
     """Wrap an in-memory Hugging Face causal LM (used by tests and by callers with own weights)."""
     dev = next(hf.parameters()).device
     return _wrap(name, hf, tokenizer, dev, next(hf.parameters()).dtype, prepend_bos)
+
+
+def load_causal_lm(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
+    """``(hf_model, tokenizer)``: the plain Hugging Face causal LM for ``name`` (an embedded model,
+    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge.
+
+    For text generation (the embedded planner): it reads the same safetensors cache as
+    ``load_model`` but returns a separate copy whose modules carry no bridge hooks. Not cached.
+    """
+    if name in EMBEDDED:
+        hf, tok = _load_embedded(name, EMBEDDED[name], dtype)
+    else:
+        path = Path(name).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            hf, tok = _load_gguf(path, None, dtype, label=path.stem)
+        elif (path / "config.json").is_file():
+            hf, tok = _load_hf_dir(path, dtype)
+        else:
+            raise ModelLoadError(
+                f"{name!r} is not an embedded model ({', '.join(EMBEDDED)}), a .gguf file or a "
+                "local Hugging Face model folder"
+            )
+    return hf.eval(), tok

@@ -1,0 +1,102 @@
+"""One typed run configuration. Override order: defaults < config file < environment < CLI flags.
+
+The resolved config is saved as ``config.json`` in every run directory. Environment variables are
+``NEUROSLEUTH_<FIELD>`` (e.g. ``NEUROSLEUTH_PLANNER=heuristic``); ``OLLAMA_HOST`` sets the Ollama
+host. No secret is ever part of the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+PlannerName = Literal["auto", "ollama", "embedded", "heuristic"]
+
+
+class RunConfig(BaseModel):
+    run_id: str = ""
+    runs_dir: str = "runs"
+    model: str = "smollm2-135m"
+    device: str | None = None
+    neuron: str = "12:345"
+    planner: PlannerName = "auto"
+    ollama_model: str = "llama3.1"
+    ollama_host: str = "http://127.0.0.1:11434"
+    iterations: int = Field(30, ge=1)
+    time_budget_s: float | None = None
+    max_forward_passes: int | None = None
+    prompts_per_step: int = Field(8, ge=1, le=32)
+    k: int = Field(20, ge=1)
+    dedup_threshold: float = Field(0.9, gt=0, le=1)
+    patience: int = Field(5, ge=1)
+    hypothesis_every: int = Field(10, ge=1)
+    temperature: float = 0.7
+    seed: int = 0
+    steer: list[str] = []
+    system_prompt: str | None = None
+    corpus: str | None = None  # None: the default shipped corpus
+    exemplar_tokens: int = 50_000
+    window: int = 64
+    max_prompt_chars: int = 300
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
+            raise ValueError(
+                f"run id {v!r} must be letters, digits, '.', '_' or '-' (it names a folder in runs/)"
+            )
+        return v
+
+    def run_dir(self) -> Path:
+        return run_path(self.runs_dir, self.run_id)
+
+    def public_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def run_path(runs_dir: str | Path, run_id: str) -> Path:
+    """``runs_dir/run_id``, refusing any id that would escape ``runs_dir``."""
+    RunConfig(run_id=run_id)  # validates the characters
+    base = Path(runs_dir).resolve()
+    path = (base / run_id).resolve()
+    if path.parent != base:
+        raise ValueError(f"run id {run_id!r} escapes {runs_dir}")
+    return path
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``"8h"``, ``"90m"``, ``"45s"``, ``"1h30m"`` or plain seconds -> seconds."""
+    if text is None or text == "":
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text.replace(" ", ""):
+        raise ValueError(f"bad duration {text!r}: use e.g. 8h, 90m, 45s or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def resolve_config(file: Path | None = None, env: dict[str, str] | None = None,
+                   **flags: Any) -> RunConfig:
+    """Merge defaults < ``file`` (TOML or JSON) < environment < ``flags`` (None flags ignored)."""
+    merged: dict[str, Any] = {}
+    if file is not None:
+        text = Path(file).read_text()
+        merged.update(tomllib.loads(text) if Path(file).suffix == ".toml" else json.loads(text))
+    env = dict(os.environ) if env is None else env
+    for name in RunConfig.model_fields:
+        value = env.get(f"NEUROSLEUTH_{name.upper()}")
+        if value is not None:
+            merged[name] = json.loads(value) if name == "steer" else value
+    if "OLLAMA_HOST" in env:
+        host = env["OLLAMA_HOST"]
+        merged["ollama_host"] = host if "://" in host else f"http://{host}"
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return RunConfig.model_validate(merged)

@@ -1,0 +1,205 @@
+"""The resources of one running investigation, shared by the graph nodes: the model and neuron,
+the planner, the prompt memory (FAISS de-duplication), the dataset exemplars, the run files, and
+the tool registry that maps each action type to the tool that carries it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurosleuth.agents.actions import Finish, ProposePrompts, RunAttack
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.agents.rundir import RunFiles, now_iso
+from neurosleuth.memory.dedup import PromptDeduper
+from neurosleuth.memory.seeds import random_prompts
+from neurosleuth.memory.topk import ActivationHeaps
+from neurosleuth.tools.measure import ActivationResult, measure
+from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.neurons import NeuronId
+
+Tool = Callable[[Any, dict], dict]
+
+
+@dataclass
+class Investigation:
+    cfg: RunConfig
+    lm: LoadedModel
+    neuron: NeuronId
+    planner: Any
+    planner_note: str
+    files: RunFiles
+    dedup: PromptDeduper
+    snippets: list[tuple[float, str, str]] = field(default_factory=list)  # (act, peak, text)
+    dataset_max: float | None = None
+    interrupted: bool = False
+    registry: dict[type, Tool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.registry = {ProposePrompts: self.run_prompts, RunAttack: self.run_attack,
+                         Finish: self.run_finish}
+
+    # ---- evidence ----------------------------------------------------------------------
+    def load_exemplars(self) -> list[tuple[float, str, str]]:
+        """Top dataset windows of the neuron, cut to end at their peak token (the model is
+        causal: the text up to the peak carries the activation). Writes exemplars.json."""
+        from neurosleuth.agents.exemplar_seed import exemplar_snippets
+
+        data, self.snippets = exemplar_snippets(self.lm, self.neuron, self.cfg)
+        self.dataset_max = data.get("top", [{}])[0].get("max_act") if data.get("top") else None
+        self.files.write_json("exemplars.json", data)
+        return self.snippets
+
+    def ensure_exemplars(self) -> None:
+        """On resume: reload the snippets from exemplars.json without scanning again."""
+        if self.snippets:
+            return
+        from neurosleuth.agents.exemplar_seed import snippets_from_json
+
+        data = self.files.read_json("exemplars.json", {})
+        self.snippets = snippets_from_json(data)
+        self.dataset_max = data["top"][0]["max_act"] if data.get("top") else None
+
+    def measure(self, prompts: list[str]) -> ActivationResult:
+        return measure(self.lm, prompts, [self.neuron])
+
+    def view(self, state: dict) -> PlannerView:
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        last = (state.get("hypotheses") or [None])[-1]
+        steering = [m["message"] for m in state.get("steering", [])]
+        return PlannerView(
+            neuron=str(self.neuron), model=self.cfg.model,
+            top=[(r.activation, r.max_token, r.prompt) for r in heaps.top(10)],
+            bottom=[(r.activation, r.max_token, r.prompt) for r in heaps.bottom(5)],
+            exemplars=self.snippets[:8], hypothesis=last["text"] if last else None,
+            steering=steering, feedback=self._feedback(state), iteration=state.get("iteration", 0),
+        )
+
+    def _feedback(self, state: dict) -> str:
+        stats = state.get("stats", {})
+        rejected = {k: stats.get(k, 0) for k in ("rejected_duplicate", "rejected_semantic")}
+        if not any(rejected.values()):
+            return ""
+        return (f"{rejected['rejected_duplicate']} exact repeats and {rejected['rejected_semantic']} "
+                "near-repeats were rejected so far; write texts unlike the ones above.")
+
+    # ---- tools -------------------------------------------------------------------------
+    def run_prompts(self, action: ProposePrompts, state: dict) -> dict:
+        """De-duplicate, then measure the accepted prompts in one batch."""
+        source = state.get("action_source", "planner")
+        prompts = [p[: self.cfg.max_prompt_chars] for p in action.prompts]
+        checked = self.dedup.check(prompts)
+        rows = [{"prompt": r.prompt, "status": r.reason, "activation": None, "max_token": None,
+                 "source": source, "similarity": round(float(r.similarity), 4)}
+                for r in checked.rejected]
+        accepted = [p for p in checked.accepted if self.lm.encode(p)[self.lm.n_prefix:]]
+        if accepted:
+            res = self.measure(accepted)
+            rows += [{"prompt": p, "status": "accepted", "activation": float(res.max_act[i, 0]),
+                      "max_token": res.max_token(i), "source": source, "similarity": None}
+                     for i, p in enumerate(accepted)]
+        best = max((r["activation"] for r in rows if r["activation"] is not None), default=None)
+        return {"rows": rows, "forward_passes": len(accepted),
+                "summary": f"{len(accepted)}/{len(prompts)} accepted, best {best}"}
+
+    def run_attack(self, action: RunAttack, state: dict) -> dict:
+        """Gradient-guided search seeded with the best prompt; its best prompts are measured."""
+        from neurosleuth.agents.attack_tool import attack_rows
+
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        seeds = [r.prompt for r in heaps.top(2)] + [s for _, _, s in self.snippets[:1]]
+        rows, passes = attack_rows(self, seeds, action.steps, action.length, state.get("iteration", 0))
+        return {"rows": rows, "forward_passes": passes,
+                "summary": f"attack: {len(rows)} prompts, {passes} forward passes"}
+
+    def run_finish(self, action: Finish, state: dict) -> dict:
+        return {"rows": [], "forward_passes": 0, "summary": f"planner asked to finish: {action.reason}",
+                "finish": True}
+
+    # ---- memory and recovery -----------------------------------------------------------
+    def remember(self, step: int, measured: list[dict]) -> None:
+        """Add measured prompts to the FAISS memory once per step (idempotent on re-run)."""
+        marker = self.files.read_json("dedup_step.json", {"step": 0})["step"]
+        if step <= marker:
+            return
+        if measured:
+            self.dedup.add([r["prompt"] for r in measured], [r["activation"] for r in measured])
+        self.dedup.save(self.files / "dedup")
+        self.files.write_json("dedup_step.json", {"step": step})
+
+    def recover(self, strategy: str, state: dict) -> dict:
+        """State changes that carry out a stagnation recovery strategy."""
+        n = self.cfg.prompts_per_step
+        if strategy == "exemplar_restart":
+            cur = state.get("exemplar_cursor", 0)
+            picked = self.snippets[cur: cur + n] or self.snippets[:n]
+            return {"pending": [{"prompt": s, "source": "exemplar"} for _, _, s in picked],
+                    "exemplar_cursor": cur + len(picked)}
+        if strategy == "random_prompts":
+            rng = np.random.default_rng([self.cfg.seed, state["iteration"]])
+            return {"pending": [{"prompt": p, "source": "random"} for p in random_prompts(n, rng)]}
+        if strategy == "raise_temperature":
+            return {"temperature": min(1.5, state.get("temperature", self.cfg.temperature) + 0.3)}
+        if strategy == "attack":
+            return {"pending": [{"action": RunAttack().model_dump(), "source": "attack"}]}
+        raise ValueError(f"unknown recovery strategy {strategy!r}")
+
+    # ---- budgets and bookkeeping -------------------------------------------------------
+    def stop_reason(self, state: dict) -> str | None:
+        cfg = self.cfg
+        if self.interrupted:
+            return "interrupted (Ctrl-C)"
+        if (state.get("outcome") or {}).get("finish"):
+            return "planner finished"
+        if state["iteration"] >= cfg.iterations:
+            return f"iteration budget ({cfg.iterations})"
+        if cfg.max_forward_passes and state["forward_passes"] >= cfg.max_forward_passes:
+            return f"forward-pass budget ({cfg.max_forward_passes})"
+        if cfg.time_budget_s and state.get("elapsed_s", 0.0) >= cfg.time_budget_s:
+            return f"time budget ({cfg.time_budget_s:.0f} s)"
+        return None
+
+    def save_hypotheses(self, hypotheses: list[dict]) -> None:
+        self.files.write_json("hypotheses.json", hypotheses)
+
+    def write_summary(self, state: dict, status: str) -> dict:
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        llm = state.get("llm", {})
+        top = heaps.top(1)
+        previous = self.files.read_json("summary.json", {}) or {}
+        summary = {
+            "run_id": self.cfg.run_id, "model": self.cfg.model, "model_desc": self.lm.describe(),
+            "neuron": str(self.neuron), "planner_used": self.planner.name,
+            "planner_note": self.planner_note, "status": status,
+            "stop_reason": state.get("stop_reason"), "iterations": state.get("iteration", 0),
+            "forward_passes": state.get("forward_passes", 0), "llm_calls": llm.get("calls", 0),
+            "llm_tokens_in": llm.get("tokens_in", 0), "llm_tokens_out": llm.get("tokens_out", 0),
+            "llm_failures": llm.get("failures", 0), "llm_repairs": llm.get("repairs", 0),
+            "wall_s": round(state.get("elapsed_s", 0.0), 3),
+            "planner_s": round(llm.get("seconds", 0.0), 3), "model_s": round(state.get("model_s", 0.0), 3),
+            "best_activation": top[0].activation if top else None,
+            "best_prompt": top[0].prompt if top else None, "dataset_max": self.dataset_max,
+            "stats": state.get("stats", {}), "recoveries": state.get("recoveries", []),
+            "steering": state.get("steering", []),
+            "started_at": previous.get("started_at", now_iso()), "finished_at": None,
+        }
+        if status in ("finished", "interrupted", "failed"):
+            summary["finished_at"] = now_iso()
+        self.files.write_json("summary.json", summary)
+        return summary
+
+    def finish(self, state: dict, status: str) -> None:
+        """Final files and the report."""
+        from neurosleuth.agents.report import write_report
+
+        self.write_summary(state, status)
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        self.files.write_json("heaps.json", {"k": self.cfg.k,
+                                             "top": [r.to_dict() for r in heaps.top()],
+                                             "bottom": [r.to_dict() for r in heaps.bottom()]})
+        self.files.write_curve(state.get("curve", []))
+        self.save_hypotheses(state.get("hypotheses", []))
+        write_report(self.files.path, self.lm, self.neuron)

@@ -1,0 +1,173 @@
+"""Planner backends: the only place an LLM is called.
+
+- ``ollama``: ``ChatOllama`` (langchain-ollama), model ``--ollama-model`` at ``OLLAMA_HOST``, JSON
+  schema structured output; a reply that does not parse is repaired (``repair_json``) or retried.
+- ``embedded``: SmolLM2-135M-Instruct from the shipped GGUF as a LangChain chat model with
+  constrained JSON decoding (``agents/embedded_llm.py``). Weak but local.
+- ``heuristic``: the deterministic no-LLM policy (``agents/heuristic.py``).
+- ``auto``: Ollama when its server answers within 2 s and has the model, else embedded; the run
+  records which one it used.
+
+LLM output is data: it is validated into the pydantic actions of ``agents/actions.py`` and never
+executed. A reply that stays malformed after the retries is counted as a failure and the step
+falls back to the heuristic planner, so a bad LLM never crashes a run. LangSmith tracing works
+through LangChain's own variables (``LANGSMITH_TRACING=true``, ``LANGSMITH_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, ValidationError
+
+from neurosleuth.agents import prompts
+from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.heuristic import HeuristicPlanner
+from neurosleuth.agents.prompts import PlannerView
+
+
+class PlannerUnavailable(RuntimeError):
+    """The requested planner backend cannot be used (e.g. Ollama is not answering)."""
+
+
+@dataclass
+class CallInfo:
+    """What one planner request cost, for the event log and the LLM usage counters."""
+
+    source: str  # the backend that produced the action, or "heuristic-fallback"
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    failures: int = 0
+    repairs: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def usage(self) -> dict[str, Any]:
+        return {"calls": self.calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "failures": self.failures, "repairs": self.repairs, "seconds": self.seconds}
+
+
+class LLMPlanner:
+    """Asks a LangChain chat model for actions; retries, repairs, falls back to the heuristic."""
+
+    def __init__(self, chat: Any, name: str, system_prompt: str, seed: int = 0, retries: int = 2):
+        self.chat = chat
+        self.name = name
+        self.system_prompt = system_prompt
+        self.retries = retries
+        self.fallback = HeuristicPlanner(seed)
+
+    def propose(self, view: PlannerView, n: int, temperature: float) -> tuple[ProposePrompts, CallInfo]:
+        action, info = self._ask(ProposePrompts, prompts.render_propose(view, n), temperature)
+        if action is None:
+            return self.fallback.propose(view, n, temperature), info
+        return ProposePrompts(prompts=action.prompts[:n], rationale=action.rationale), info
+
+    def hypothesize(self, view: PlannerView) -> tuple[StateHypothesis, CallInfo]:
+        action, info = self._ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
+        return (action or self.fallback.hypothesize(view)), info
+
+    def test_prompts(self, view: PlannerView, claim: str, n: int = 6) -> tuple[TestPrompts, CallInfo]:
+        action, info = self._ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
+        return (action or self.fallback.test_prompts(view, claim, n)), info
+
+    def _ask(self, schema: type[BaseModel], user: str, temperature: float):
+        info = CallInfo(source=self.name)
+        messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
+        start = time.perf_counter()
+        for _ in range(self.retries + 1):
+            info.calls += 1
+            try:
+                action = self._invoke(schema, messages, temperature, info)
+            except Exception as err:  # noqa: BLE001 - any backend error is counted, never fatal
+                info.failures += 1
+                info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+                continue
+            info.seconds = time.perf_counter() - start
+            return action, info
+        info.seconds = time.perf_counter() - start
+        info.source = "heuristic-fallback"
+        return None, info
+
+    def _invoke(self, schema, messages, temperature, info: CallInfo) -> BaseModel:
+        chat = self.chat.model_copy(update={"temperature": temperature})
+        out = chat.with_structured_output(schema, include_raw=True).invoke(messages)
+        raw = out.get("raw")
+        usage = getattr(raw, "usage_metadata", None) or {}
+        info.tokens_in += int(usage.get("input_tokens", 0))
+        info.tokens_out += int(usage.get("output_tokens", 0))
+        if out.get("parsed") is not None:
+            return out["parsed"]
+        from neurosleuth.agents.json_repair import repair_json
+
+        data = repair_json(getattr(raw, "content", "") or "")
+        if data is None:
+            raise ValueError(f"unparsable reply: {out.get('parsing_error')}")
+        data.setdefault("kind", schema.model_fields["kind"].default)
+        try:
+            action = schema.model_validate(data)
+        except ValidationError as err:
+            raise ValueError(f"reply does not fit {schema.__name__}: {err.errors()[:2]}") from err
+        info.repairs += 1
+        return action
+
+
+class HeuristicBackend:
+    """The heuristic policy behind the same interface as ``LLMPlanner``."""
+
+    def __init__(self, seed: int = 0):
+        self.policy = HeuristicPlanner(seed)
+        self.name = "heuristic"
+
+    def propose(self, view, n, temperature):
+        return self.policy.propose(view, n, temperature), CallInfo(source="heuristic")
+
+    def hypothesize(self, view):
+        return self.policy.hypothesize(view), CallInfo(source="heuristic")
+
+    def test_prompts(self, view, claim, n=6):
+        return self.policy.test_prompts(view, claim, n), CallInfo(source="heuristic")
+
+
+def ollama_status(host: str, model: str, timeout: float = 2.0) -> str | None:
+    """None when ``host`` answers and has ``model``; else a one-line reason."""
+    try:
+        import ollama
+
+        listed = ollama.Client(host=host, timeout=timeout).list()
+    except Exception as err:  # noqa: BLE001 - httpx.ConnectError and friends
+        return f"Ollama is not answering at {host} ({type(err).__name__})"
+    names = {getattr(m, "model", None) or m.get("model", "") for m in listed.get("models", [])}
+    wanted = model if ":" in model else f"{model}:latest"
+    if wanted not in names and model not in names:
+        return f"Ollama at {host} has no model {model!r}: run `ollama pull {model}`"
+    return None
+
+
+def make_planner(cfg: RunConfig, system_prompt: str | None = None) -> tuple[Any, str]:
+    """Build the planner ``cfg.planner`` asks for; returns it and a note on how it was chosen."""
+    system = system_prompt or cfg.system_prompt or prompts.SYSTEM_PROMPT
+    if cfg.planner == "heuristic":
+        return HeuristicBackend(cfg.seed), "heuristic (deterministic, no LLM)"
+    if cfg.planner in ("ollama", "auto"):
+        problem = ollama_status(cfg.ollama_host, cfg.ollama_model)
+        if problem is None:
+            from langchain_ollama import ChatOllama
+
+            chat = ChatOllama(model=cfg.ollama_model, base_url=cfg.ollama_host,
+                              temperature=cfg.temperature, seed=cfg.seed)
+            return LLMPlanner(chat, f"ollama:{cfg.ollama_model}", system, cfg.seed), "ollama answered"
+        if cfg.planner == "ollama":
+            raise PlannerUnavailable(f"{problem}; start `ollama serve` or use --planner embedded")
+        note = f"{problem}; using the embedded planner"
+    else:
+        note = "embedded planner requested"
+    from neurosleuth.agents.embedded_llm import EmbeddedChatModel
+
+    chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed)
+    return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed), note

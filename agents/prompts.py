@@ -1,0 +1,92 @@
+"""Planner prompt templates, as data. ``render_*`` fill them from a ``PlannerView``.
+
+A test pins the rendered text, so a change here is a deliberate change of the agent's behaviour.
+The user's ``--system-prompt-file`` replaces ``SYSTEM_PROMPT``; ``--steer`` messages are added to
+every request under "Guidance from the researcher".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SYSTEM_PROMPT = (
+    "You are an interpretability researcher studying one neuron of a language model. "
+    "You find short texts that make the neuron fire strongly and explain what it responds to. "
+    "You answer only with the JSON object asked for."
+)
+
+PROPOSE = """Neuron {neuron} of {model}. Its activation on a text is its highest value over the text's tokens.
+
+Texts with the highest activation so far (activation, token where it peaks, text):
+{top}
+
+Texts with the lowest activation so far:
+{bottom}
+
+Dataset texts where it fires most:
+{exemplars}
+{hypothesis}{steering}{feedback}
+Write {n} new short texts (under 30 words each) that should make this neuron fire even more strongly. Each must differ from every text above and from each other. Answer with JSON: {{"kind": "propose_prompts", "prompts": ["...", "..."], "rationale": "..."}}"""
+
+HYPOTHESIZE = """Neuron {neuron} of {model}. Its activation on a text is its highest value over the text's tokens.
+
+Texts with the highest activation (activation, token where it peaks, text):
+{top}
+
+Texts with the lowest activation:
+{bottom}
+
+Dataset texts where it fires most:
+{exemplars}
+{hypothesis}{steering}
+In one sentence, say what this neuron responds to (be specific: which tokens, in which context). Then explain in a few sentences which evidence above supports it. Answer with JSON: {{"kind": "hypothesis", "text": "...", "explanation": "..."}}"""
+
+TEST = """Neuron {neuron} of {model}. Hypothesis about it: "{claim}"
+{steering}
+Write {n} short texts on which the neuron should fire if the hypothesis is right (positive), and {n} similar texts on which it should not fire (negative). Answer with JSON: {{"kind": "test_prompts", "positive": ["..."], "negative": ["..."]}}"""
+
+
+@dataclass(frozen=True)
+class PlannerView:
+    """What the planner sees at one step (built by the graph from its state and memory)."""
+
+    neuron: str
+    model: str
+    top: list[tuple[float, str, str]] = field(default_factory=list)  # (act, max_token, prompt)
+    bottom: list[tuple[float, str, str]] = field(default_factory=list)
+    exemplars: list[tuple[float, str, str]] = field(default_factory=list)
+    hypothesis: str | None = None
+    steering: list[str] = field(default_factory=list)
+    feedback: str = ""
+    iteration: int = 0
+
+
+def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
+    if not rows:
+        return "(none yet)"
+    return "\n".join(f"{a:.2f}  {tok!r}  {text!r}" for a, tok, text in rows[:limit])
+
+
+def _common(view: PlannerView) -> dict[str, str]:
+    steering = ""
+    if view.steering:
+        steering = "\nGuidance from the researcher:\n" + "\n".join(f"- {m}" for m in view.steering) + "\n"
+    hypothesis = f"\nCurrent hypothesis: {view.hypothesis}\n" if view.hypothesis else ""
+    return {"neuron": view.neuron, "model": view.model, "top": _rows(view.top),
+            "bottom": _rows(view.bottom, 4), "exemplars": _rows(view.exemplars, 5),
+            "hypothesis": hypothesis, "steering": steering}
+
+
+def render_propose(view: PlannerView, n: int) -> str:
+    feedback = f"\nFeedback on your last texts: {view.feedback}\n" if view.feedback else ""
+    return PROPOSE.format(**_common(view), feedback=feedback, n=n)
+
+
+def render_hypothesize(view: PlannerView) -> str:
+    return HYPOTHESIZE.format(**_common(view))
+
+
+def render_test(view: PlannerView, claim: str, n: int) -> str:
+    common = _common(view)
+    return TEST.format(neuron=view.neuron, model=view.model, claim=claim,
+                       steering=common["steering"], n=n)

@@ -1,0 +1,65 @@
+"""Open an investigation: resolve the run directory, load the model, check the neuron, pick the
+planner, open (or restore) the prompt memory, and save the resolved config."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from neurosleuth.agents import graph
+from neurosleuth.agents.config import RunConfig, run_path
+from neurosleuth.agents.investigation import Investigation
+from neurosleuth.agents.planner import make_planner
+from neurosleuth.agents.rundir import RunFiles
+from neurosleuth.memory.dedup import PromptDeduper
+from neurosleuth.memory.embedder import load_embedder
+from neurosleuth.tools.model import LoadedModel, load_model
+from neurosleuth.tools.neurons import NeuronId
+
+
+def new_run_id(neuron: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-n{neuron.replace(':', '-')}-{secrets.token_hex(2)}"
+
+
+def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None,
+                       system_prompt: str | None = None, resume: bool = False) -> Investigation:
+    """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
+    if not cfg.run_id:
+        cfg = cfg.model_copy(update={"run_id": new_run_id(cfg.neuron)})
+    files = RunFiles(cfg.run_dir())
+    if (files / "config.json").is_file() and not resume:
+        raise FileExistsError(f"run {cfg.run_id} exists in {cfg.runs_dir}: use `neurosleuth resume`")
+    lm = lm or load_model(cfg.model, device=cfg.device)
+    neuron = NeuronId.parse(cfg.neuron).validate(lm.n_layers, lm.d_mlp)
+    planner, note = make_planner(cfg, system_prompt)
+    embedder = load_embedder()
+    dedup_dir = files / "dedup"
+    if resume and dedup_dir.is_dir():
+        dedup = PromptDeduper.load(dedup_dir, embedder)
+    else:
+        dedup = PromptDeduper(embedder, threshold=cfg.dedup_threshold)
+    files.write_json("config.json", cfg.public_dict())
+    return Investigation(cfg, lm, neuron, planner, note, files, dedup)
+
+
+def investigate(cfg: RunConfig, lm: LoadedModel | None = None, system_prompt: str | None = None) -> Path:
+    """Run a new investigation to the end of its budget; returns the run directory."""
+    inv = open_investigation(cfg, lm, system_prompt)
+    graph.run(inv)
+    return inv.files.path
+
+
+def resume(runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, **changes) -> Path:
+    """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
+    budget given in ``changes``, e.g. ``iterations=60``)."""
+    path = run_path(runs_dir, run_id)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no run {run_id!r} in {runs_dir}")
+    saved = RunConfig.model_validate_json((path / "config.json").read_text())
+    cfg = saved.model_copy(update={"runs_dir": str(runs_dir),
+                                   **{k: v for k, v in changes.items() if v is not None}})
+    inv = open_investigation(cfg, lm, resume=True)
+    graph.run(inv, resume=True)
+    return inv.files.path

@@ -1,0 +1,300 @@
+"""Dataset exemplars of MLP neurons: the corpus windows that drive a neuron highest and lowest,
+with the neuron's activation distribution, from one cached scan per (model, corpus, layer).
+
+``exemplars(lm, neurons)`` scans every neuron of each requested layer (``tools/scan.py``: one
+batched pass, running top-k / bottom-k, quantiles) over the windows of ``tools/corpus.py``, keeps
+the result for *all* neurons of the layer, and returns those asked for. Results are cached under
+``cache_dir()/"scans"/<model>-<key>/`` where the key hashes the model (name, a fingerprint of its
+weights, BOS policy), the corpus identity (sources, package versions, sizes), the window length,
+the token budget and the per-document cap. So a later call for any neuron of a scanned layer reads
+two ``.npz`` files and runs no model; a call asking for more windows than the cache keeps
+(``keep``, default 32) rescans that layer.
+
+In the spirit of the "max activating dataset examples" used to explain neurons, e.g. Bills et al.
+2023, "Language models can explain neurons in language models" (64-token fragments, top
+activations plus random held-out fragments for scoring: see ``heldout_windows``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
+from neurosleuth.tools.model import LoadedModel, cache_dir
+from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan import LayerScan, Progress, scan_layers
+
+DEFAULT_KEEP = 32
+DEFAULT_WINDOW = 64
+DEFAULT_MAX_TOKENS = {"cpu": 1 << 16, "cuda": 1 << 20}  # ~2 min on one CPU thread; ~1M on a GPU
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int  # position in the scan's window list
+    source: str
+    doc: str  # name of the document holding the window's first token
+    offset: int  # that token's position in the document
+    token_ids: tuple[int, ...]  # text tokens, no BOS
+    tokens: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    window: Window
+    acts: np.ndarray = field(repr=False)  # (T,) the neuron's activation per token (float16 stored)
+    value: float  # the window's max (top) or min (bottom) activation
+    pos: int  # where it is
+
+    @property
+    def token(self) -> str:
+        return self.window.tokens[self.pos]
+
+
+@dataclass(frozen=True)
+class NeuronStats:
+    """The neuron's activation distribution over the scanned tokens (see tools/scan.py)."""
+
+    levels: tuple[float, ...]
+    token_quantiles: np.ndarray  # (Q,)
+    window_max_quantiles: np.ndarray  # (Q,)
+    mean: float
+    std: float
+    frac_positive: float
+    n_tokens: int
+
+    @property
+    def max(self) -> float:
+        return float(self.token_quantiles[-1])
+
+    @property
+    def min(self) -> float:
+        return float(self.token_quantiles[0])
+
+    def quantile(self, q: float) -> float:
+        """Per-token quantile, linearly interpolated between the stored levels."""
+        return float(np.interp(q, self.levels, self.token_quantiles))
+
+
+@dataclass(frozen=True)
+class NeuronExemplars:
+    neuron: NeuronId
+    top: tuple[Exemplar, ...]  # highest window max first
+    bottom: tuple[Exemplar, ...]  # lowest window min first
+    stats: NeuronStats
+
+
+@dataclass(frozen=True)
+class ExemplarResult:
+    model: str
+    corpus: str
+    window: int
+    max_tokens: int
+    n_windows: int
+    source_tokens: dict[str, int]
+    neurons: list[NeuronId]
+    per_neuron: dict[NeuronId, NeuronExemplars] = field(repr=False)
+    cache_path: Path
+    scanned_layers: tuple[int, ...]  # layers computed by this call (empty: all from the cache)
+    tokens_per_s: dict[int, float]  # per layer, measured when it was scanned
+    seconds: float
+
+    def __getitem__(self, neuron: NeuronId) -> NeuronExemplars:
+        return self.per_neuron[neuron]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (neuron, kind, rank): value, token, pos, source, doc, window, text."""
+        rows = [
+            {"neuron": str(n), "kind": kind, "rank": r, "value": e.value, "token": e.token,
+             "pos": e.pos, "source": e.window.source, "doc": e.window.doc,
+             "window": e.window.index, "text": e.window.text}
+            for n in self.neurons
+            for kind, exs in (("top", self[n].top), ("bottom", self[n].bottom))
+            for r, e in enumerate(exs)
+        ]
+        return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def model_fingerprint(lm: LoadedModel) -> str:
+    """A cheap hash of the weights (64 strided values per tensor), the dtype and the vocabulary."""
+    h = hashlib.sha1(f"{lm.dtype}:{len(lm.tokenizer)}".encode())
+    for name, p in sorted(lm.model.named_parameters(), key=lambda x: x[0]):
+        flat = p.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(sample.tobytes())
+    return h.hexdigest()[:16]
+
+
+def scan_key(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> dict:
+    return {"model": lm.name, "weights": model_fingerprint(lm), "n_prefix": lm.n_prefix,
+            "corpus": corpus.identity(), "window": window, "max_tokens": max_tokens,
+            "doc_cap": DOC_CAP}
+
+
+def scan_path(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> Path:
+    key = scan_key(lm, corpus, window, max_tokens)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", lm.name)[-40:]
+    return cache_dir() / "scans" / f"{slug}-{digest}"
+
+
+def _save_windows(folder: Path, win: Windows, key: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.time_ns()
+    tmp = folder / f"windows.{stamp}.tmp.npz"
+    np.savez(tmp, ids=win.ids, source=win.source, doc=win.doc, offset=win.offset)
+    meta = {"key": key, "source_names": win.source_names, "doc_names": win.doc_names}
+    tmp_meta = folder / f"meta.{stamp}.tmp.json"
+    tmp_meta.write_text(json.dumps(meta))
+    tmp.replace(folder / "windows.npz")
+    tmp_meta.replace(folder / "meta.json")
+
+
+def _load_windows(folder: Path) -> Windows | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "windows.npz") as z:
+            arrays = {k: z[k] for k in ("ids", "source", "doc", "offset")}
+    except (OSError, ValueError, KeyError):
+        return None
+    return Windows(**arrays, source_names=tuple(meta["source_names"]),
+                   doc_names=tuple(tuple(d) for d in meta["doc_names"]))
+
+
+def _load_layer(folder: Path, layer: int, keep: int) -> LayerScan | None:
+    try:
+        scan = LayerScan.load(folder / f"layer_{layer}.npz")
+    except (OSError, ValueError, KeyError):
+        return None
+    return scan if scan.keep >= keep else None
+
+
+def default_max_tokens(lm: LoadedModel) -> int:
+    return DEFAULT_MAX_TOKENS.get(lm.device.type, DEFAULT_MAX_TOKENS["cpu"])
+
+
+def layer_scans(lm: LoadedModel, layers: Sequence[int], corpus: Corpus | str | Path | None = None,
+                window: int = DEFAULT_WINDOW, max_tokens: int | None = None, *,
+                keep: int = DEFAULT_KEEP, progress: Progress | None = None,
+                use_cache: bool = True
+                ) -> tuple[Windows, dict[int, LayerScan], Path, tuple[int, ...]]:
+    """Windows and the scan of every neuron of ``layers``: from the cache, else one pass for all
+    layers not cached. Returns (windows, scans by layer, cache folder, layers scanned now)."""
+    for layer in layers:
+        if not 0 <= layer < lm.n_layers:
+            raise ValueError(
+                f"layer {layer} out of range: the model has layers 0..{lm.n_layers - 1}")
+    if window + lm.n_prefix > int(lm.model.cfg.n_ctx):
+        raise ValueError(f"window {window} is longer than the model's context {lm.model.cfg.n_ctx}")
+    corpus = resolve_corpus(corpus)
+    max_tokens = default_max_tokens(lm) if max_tokens is None else int(max_tokens)
+    folder = scan_path(lm, corpus, window, max_tokens)
+    windows = _load_windows(folder) if use_cache else None
+    if windows is None:
+        windows = build_windows(lm, corpus, window, max_tokens)
+        if use_cache:
+            _save_windows(folder, windows, scan_key(lm, corpus, window, max_tokens))
+    scans = {L: s for L in layers if use_cache and (s := _load_layer(folder, L, keep)) is not None}
+    todo = tuple(sorted(set(layers) - set(scans)))
+    if todo:
+        fresh = scan_layers(lm, todo, windows, keep, progress)
+        for L, s in fresh.items():
+            if use_cache:
+                s.save(folder / f"layer_{L}.npz")
+        scans.update(fresh)
+    return windows, scans, folder, todo
+
+
+# ---------------------------------------------------------------- public API
+
+
+def exemplars(lm: LoadedModel, neurons: Sequence[NeuronId] | NeuronId,
+              corpus: Corpus | str | Path | None = None, k: int = 20,
+              window: int = DEFAULT_WINDOW, max_tokens: int | None = None, *,
+              keep: int = DEFAULT_KEEP, progress: Progress | None = None,
+              use_cache: bool = True) -> ExemplarResult:
+    """Top-k and bottom-k corpus windows of each neuron, with its activation statistics.
+
+    ``corpus``: ``None`` (the shipped default), source names (``"wiki,code"``), a path, or a
+    ``Corpus``. ``max_tokens``: token budget (default ``DEFAULT_MAX_TOKENS`` for the device).
+    The scan covers every neuron of the layers involved and is cached (module docstring).
+    ``progress(done_tokens, total_tokens)`` is called after each batch of a scan.
+    """
+    start = time.perf_counter()
+    neurons = [neurons] if isinstance(neurons, NeuronId) else list(neurons)
+    if not neurons:
+        raise ValueError("exemplars needs at least one neuron")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    for n in neurons:
+        n.validate(lm.n_layers, lm.d_mlp)
+    layers = sorted({n.layer for n in neurons})
+    corpus = resolve_corpus(corpus)
+    windows, scans, folder, todo = layer_scans(
+        lm, layers, corpus, window, max_tokens, keep=max(k, keep), progress=progress,
+        use_cache=use_cache)
+    per = {n: _neuron_exemplars(lm, windows, scans[n.layer], n, k) for n in neurons}
+    return ExemplarResult(
+        model=lm.name, corpus=corpus.describe(), window=windows.width,
+        max_tokens=default_max_tokens(lm) if max_tokens is None else int(max_tokens),
+        n_windows=len(windows), source_tokens=windows.tokens_per_source(), neurons=neurons,
+        per_neuron=per, cache_path=folder, scanned_layers=todo,
+        tokens_per_s={L: scans[L].tokens_per_s for L in layers},
+        seconds=time.perf_counter() - start)
+
+
+def _window(lm: LoadedModel, windows: Windows, i: int) -> Window:
+    ids = tuple(int(x) for x in windows.ids[i])
+    source, doc = windows.where(i)
+    return Window(i, source, doc, int(windows.offset[i]), ids, tuple(lm.token_strs(list(ids))),
+                  lm.tokenizer.decode(list(ids)))
+
+
+def _neuron_exemplars(lm: LoadedModel, windows: Windows, scan: LayerScan, n: NeuronId, k: int
+                      ) -> NeuronExemplars:
+    j = n.index
+
+    def pick(val, win, pos, acts) -> tuple[Exemplar, ...]:
+        return tuple(
+            Exemplar(_window(lm, windows, int(win[r, j])), acts[r, j].astype(np.float32),
+                     float(val[r, j]), int(pos[r, j]))
+            for r in range(min(k, val.shape[0])))
+
+    stats = NeuronStats(
+        levels=tuple(float(x) for x in scan.levels), token_quantiles=scan.token_q[:, j].copy(),
+        window_max_quantiles=scan.winmax_q[:, j].copy(), mean=float(scan.mean[j]),
+        std=float(scan.std[j]), frac_positive=float(scan.frac_pos[j]), n_tokens=scan.n_tokens)
+    return NeuronExemplars(
+        neuron=n, top=pick(scan.top_val, scan.top_win, scan.top_pos, scan.top_acts),
+        bottom=pick(scan.bot_val, scan.bot_win, scan.bot_pos, scan.bot_acts), stats=stats)
+
+
+def heldout_windows(lm: LoadedModel, neuron: NeuronId, n: int,
+                    corpus: Corpus | str | Path | None = None, window: int = DEFAULT_WINDOW,
+                    max_tokens: int | None = None, *, seed: int = 0, keep: int = DEFAULT_KEEP,
+                    progress: Progress | None = None) -> list[Window]:
+    """``n`` random windows of the scanned corpus that are in neither the kept top nor bottom
+    windows of ``neuron`` (for scoring an explanation on text it was not written from).
+    Deterministic for a given ``seed``; fewer than ``n`` only if the corpus is that small."""
+    neuron.validate(lm.n_layers, lm.d_mlp)
+    windows, scans, _, _ = layer_scans(lm, [neuron.layer], corpus, window, max_tokens,
+                                       keep=keep, progress=progress)
+    scan = scans[neuron.layer]
+    used = set(scan.top_win[:, neuron.index].tolist()) | set(scan.bot_win[:, neuron.index].tolist())
+    free = np.setdiff1d(np.arange(len(windows)), np.fromiter(used, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(free, size=min(n, len(free)), replace=False)
+    return [_window(lm, windows, int(i)) for i in chosen]

@@ -1,0 +1,418 @@
+"""The intervention core: what can be intervened on (``Component``), what is done to it (``Op``),
+and one hooked, batched forward pass that applies many variants of an edit to the same prompts
+while the clean run is computed once and reused.
+
+Components, each a frozen dataclass (``Component`` is their union):
+
+- ``NeuronId``: one MLP neuron, one column of ``blocks.L.mlp.hook_post`` (B, T, d_mlp).
+- ``NeuronSet``: several neurons (any layers), edited together.
+- ``MLPLayer``: a whole MLP's output, ``blocks.L.hook_mlp_out`` (B, T, d_model). For the bias-free
+  MLPs of Llama and Gemma, editing it equals editing every neuron of the layer the same way.
+- ``AttnHead``: one head's output before the output projection, ``blocks.L.attn.hook_z``
+  (B, T, n_heads, d_head), the usual site for head ablation (Wang et al. 2022, "Interpretability in
+  the wild"). With grouped-query attention the heads are query heads.
+- ``Resid``: the residual stream after block L, ``blocks.L.hook_resid_post`` (patching, steering).
+
+Edits (``Op``): ``Scale(k)`` (zero ablation is ``k = 0``), ``SetConst`` (mean ablation),
+``SetPerToken`` (resample ablation and activation patching: one value per prompt and position),
+``Add`` (steering). Every op holds values in the full trailing shape of its hook; the ``Site``
+picks the component's part, so one mean or one patch source serves every neuron of a layer.
+
+Positions count text tokens only: a prepended BOS is never edited and never scored, as in
+``measure``. ``positions=None`` means every real text token; negative positions count from each
+prompt's end (-1 = its last token).
+
+Batching: prompts are right-padded with an attention mask (``measure.pad_right``), sorted by length
+into chunks; for each chunk the clean run is computed once, then the variants run stacked along the
+batch dimension (K variants x B prompts per forward), as many as the token budget allows.
+
+Hooks exist only inside ``hooked``, TransformerLens' ``hooks`` context, which removes them in a
+``finally`` block, so a hook that raises leaves the model clean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformer_lens.utilities import get_act_name
+
+from neurosleuth.tools.effects import EffectAccumulator, EffectResult, Targets
+from neurosleuth.tools.measure import auto_tokens_per_batch, available_memory, pad_right
+from neurosleuth.tools.model import LoadedModel, cache_dir
+from neurosleuth.tools.neurons import NeuronError, NeuronId, hook_name
+
+
+@dataclass(frozen=True)
+class NeuronSet:
+    """Several MLP neurons (possibly of different layers), edited together."""
+
+    neurons: tuple[NeuronId, ...]
+
+    def __post_init__(self) -> None:
+        if not self.neurons:
+            raise NeuronError("a neuron set needs at least one neuron")
+        object.__setattr__(self, "neurons", tuple(sorted(set(self.neurons))))
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self.neurons))
+
+
+@dataclass(frozen=True)
+class MLPLayer:
+    layer: int
+
+    def __str__(self) -> str:
+        return f"mlp{self.layer}"
+
+
+@dataclass(frozen=True)
+class AttnHead:
+    layer: int
+    head: int
+
+    def __str__(self) -> str:
+        return f"head{self.layer}.{self.head}"
+
+
+@dataclass(frozen=True)
+class Resid:
+    layer: int
+
+    def __str__(self) -> str:
+        return f"resid{self.layer}"
+
+
+Component = NeuronId | NeuronSet | MLPLayer | AttnHead | Resid
+
+
+@dataclass(frozen=True)
+class Site:
+    """A part of one hook's activation: ``index`` along ``dim`` (2 for neurons and heads), or all."""
+
+    hook: str
+    layer: int
+    dim: int | None = None
+    index: tuple[int, ...] = ()
+
+    def select(self, act: torch.Tensor) -> torch.Tensor:
+        """(B, T, *rest) -> the component's part, e.g. (B, T, k) for k neurons."""
+        if self.dim is None:
+            return act
+        return act.index_select(self.dim, torch.tensor(self.index, device=act.device))
+
+    def write(self, act: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        if self.dim is None:
+            return part
+        return act.index_copy(self.dim, torch.tensor(self.index, device=act.device), part)
+
+
+def sites(component: Component) -> list[Site]:
+    """Where a component lives: one site per hook it touches."""
+    match component:
+        case NeuronId(layer, index):
+            return [Site(hook_name(layer), layer, 2, (index,))]
+        case NeuronSet(neurons):
+            layers = sorted({n.layer for n in neurons})
+            return [Site(hook_name(lay), lay, 2, tuple(n.index for n in neurons if n.layer == lay))
+                    for lay in layers]
+        case MLPLayer(layer):
+            return [Site(get_act_name("mlp_out", layer), layer)]
+        case AttnHead(layer, head):
+            return [Site(get_act_name("z", layer), layer, 2, (head,))]
+        case Resid(layer):
+            return [Site(get_act_name("resid_post", layer), layer)]
+    raise TypeError(f"not a component: {component!r}")
+
+
+def validate(lm: LoadedModel, component: Component) -> Component:
+    """Return ``component``, or raise ``NeuronError``/``ValueError`` saying what is out of range."""
+    members = component.neurons if isinstance(component, NeuronSet) else (component,)
+    for c in members:
+        if isinstance(c, NeuronId):
+            c.validate(lm.n_layers, lm.d_mlp)
+            continue
+        if not 0 <= c.layer < lm.n_layers:
+            raise ValueError(f"layer {c.layer} out of range: the model has layers 0..{lm.n_layers - 1}")
+        if isinstance(c, AttnHead) and not 0 <= c.head < lm.n_heads:
+            raise ValueError(f"head {c.head} out of range: layer {c.layer} has heads 0..{lm.n_heads - 1}")
+    return component
+
+
+@dataclass(frozen=True)
+class Scale:
+    k: float
+
+
+@dataclass(frozen=True, eq=False)
+class SetConst:
+    value: torch.Tensor  # (*trailing) of the hook, e.g. (d_mlp,) or (n_heads, d_head)
+
+
+@dataclass(frozen=True, eq=False)
+class SetPerToken:
+    values: tuple[torch.Tensor, ...]  # per prompt (T_i, *trailing), T_i = its full token count
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    vector: torch.Tensor  # (*trailing)
+
+
+Op = Scale | SetConst | SetPerToken | Add
+
+
+@dataclass(frozen=True, eq=False)
+class Edit:
+    site: Site
+    op: Op
+
+
+Variant = tuple[Edit, ...]
+
+
+def edits(component: Component, op: Op | Callable[[Site], Op]) -> Variant:
+    """One edit per site of ``component``; ``op`` may be a function of the site (per-layer means)."""
+    return tuple(Edit(s, op(s) if callable(op) else op) for s in sites(component))
+
+
+def _apply(act: torch.Tensor, edit: Edit, rows: Sequence[int], pos: torch.Tensor) -> torch.Tensor:
+    """Apply one edit to ``act`` (B, T, *rest) of the prompts ``rows`` at ``pos`` (B, T) bool."""
+    site, op = edit.site, edit.op
+    old = site.select(act)
+    match op:
+        case Scale(k):
+            new = old * k
+        case SetConst(value):
+            new = site.select(value.to(act)[None, None]).expand_as(old)
+        case SetPerToken(values):
+            full = torch.zeros_like(act)  # (B, T, *rest)
+            for b, r in enumerate(rows):
+                n = min(act.shape[1], values[r].shape[0])
+                full[b, :n] = values[r][:n].to(act)
+            new = site.select(full)
+        case Add(vector):
+            new = old + site.select(vector.to(act)[None, None])
+    mask = pos.view(*pos.shape, *([1] * (old.ndim - 2)))
+    return site.write(act, torch.where(mask, new, old))
+
+
+@contextmanager
+def hooked(lm: LoadedModel, fwd_hooks: Sequence[tuple[str, Callable]]) -> Iterator[object]:
+    """Attach ``fwd_hooks`` for the block; they are removed on exit, exceptions included."""
+    with lm.model.hooks(fwd_hooks=list(fwd_hooks)) as model:
+        yield model
+
+
+def active_hooks(lm: LoadedModel) -> int:
+    """How many forward hooks are attached to the model's hook points (0 outside ``hooked``)."""
+    points = {id(p): p for p in lm.model.hook_dict.values()}.values()
+    return sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in points)
+
+
+def position_mask(lengths: Sequence[int], width: int, n_prefix: int,
+                  positions: Sequence[int] | None, device: torch.device) -> torch.Tensor:
+    """(B, T) bool: the text positions to edit (``None``: all real text tokens)."""
+    mask = torch.zeros(len(lengths), width, dtype=torch.bool)
+    for b, n in enumerate(lengths):
+        if positions is None:
+            mask[b, n_prefix:n] = True
+            continue
+        for p in positions:
+            t = n_prefix + p if p >= 0 else n + p
+            if not n_prefix <= t < n:
+                raise ValueError(f"position {p} is outside a prompt of {n - n_prefix} tokens")
+            mask[b, t] = True
+    return mask.to(device)
+
+
+def token_budget(lm: LoadedModel, tokens_per_batch: int | None = None) -> int:
+    """Tokens per forward: the measure budget, capped so the (tokens, vocab) logits stay small."""
+    if tokens_per_batch:
+        return tokens_per_batch
+    vocab = int(lm.model.cfg.d_vocab)
+    logit_bytes = min(available_memory(lm.device) // 8, 1 << 30 if lm.device.type == "cpu" else 1 << 34)
+    return max(16, min(auto_tokens_per_batch(lm, lm.n_layers - 1), logit_bytes // (16 * vocab)))
+
+
+def _chunks(ids: Sequence[Sequence[int]], budget: int) -> Iterator[list[int]]:
+    """Prompt indices, longest first, in chunks of at most ``budget`` padded tokens."""
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    start = 0
+    while start < len(order):
+        rows = max(1, budget // len(ids[order[start]]))
+        yield order[start : start + rows]
+        start += rows
+
+
+def _variant_hooks(group: Sequence[Variant], rows: list[int], pos: torch.Tensor) -> list:
+    """One hook per hook name; variant j edits rows j*B..(j+1)*B of the stacked batch."""
+    b = len(rows)
+    by_hook: dict[str, list[tuple[int, Edit]]] = {}
+    for j, variant in enumerate(group):
+        for e in variant:
+            by_hook.setdefault(e.site.hook, []).append((j, e))
+
+    def make(todo: list[tuple[int, Edit]]):
+        def hook(act, hook):  # act: (K*B, T, *rest)
+            out = act.clone()
+            for j, e in todo:
+                out[j * b : (j + 1) * b] = _apply(out[j * b : (j + 1) * b], e, rows, pos)
+            return out
+
+        return hook
+
+    return [(name, make(todo)) for name, todo in by_hook.items()]
+
+
+def run_variants(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    variants: Sequence[Variant],
+    targets: Targets = Targets(),
+    positions: Sequence[int] | None = None,
+    tokens_per_batch: int | None = None,
+) -> list[EffectResult]:
+    """Effects (``effects.EffectResult``) of each variant on the prompts ``ids`` (BOS included),
+    each compared with the unedited run of the same prompts, which is computed once per chunk."""
+    if not ids:
+        raise ValueError("no prompts to run")
+    budget = token_budget(lm, tokens_per_batch)
+    acc = EffectAccumulator(len(variants), len(ids), int(lm.model.cfg.d_vocab), targets)
+    for rows in _chunks(ids, budget):
+        seqs = [ids[r] for r in rows]
+        tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)  # (B, T)
+        lengths = [len(s) for s in seqs]
+        pos = position_mask(lengths, tokens.shape[1], lm.n_prefix, positions, lm.device)
+        with torch.inference_mode():
+            clean = lm.model(tokens, attention_mask=mask)  # (B, T, V)
+        per_group = max(1, budget // tokens.numel())
+        for g in range(0, len(variants), per_group):
+            group = variants[g : g + per_group]
+            k = len(group)
+            with torch.inference_mode(), hooked(lm, _variant_hooks(group, rows, pos)):
+                new = lm.model(tokens.repeat(k, 1), attention_mask=mask.repeat(k, 1))  # (K*B, T, V)
+            for j in range(k):
+                acc.add(g + j, rows, clean, new[j * len(rows) : (j + 1) * len(rows)], tokens,
+                        lengths, lm.n_prefix)
+    return acc.results()
+
+
+def _scan(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
+          on_act: Callable[[str, torch.Tensor, list[int], list[int]], None],
+          tokens_per_batch: int | None = None) -> None:
+    """Clean forward passes (stopping after the deepest hooked layer) feeding each hook's
+    activation (B, T, *rest) with the chunk's prompt indices and lengths to ``on_act``."""
+    layers = [int(h.split(".")[1]) for h in hooks]
+    budget = tokens_per_batch or auto_tokens_per_batch(lm, max(layers))
+    for rows in _chunks(ids, budget):
+        seqs = [ids[r] for r in rows]
+        lengths = [len(s) for s in seqs]
+        tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+
+        def grab(name: str, rows=rows, lengths=lengths):
+            return lambda act, hook: on_act(name, act, rows, lengths)  # hook.name may be an alias
+
+        fwd = [(h, grab(h)) for h in hooks]
+        with torch.inference_mode(), hooked(lm, fwd):
+            lm.model(tokens, attention_mask=mask, stop_at_layer=max(layers) + 1)
+
+
+def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
+            tokens_per_batch: int | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Clean activations per hook and prompt: (T_i, *rest), all positions (BOS included)."""
+    out: dict[str, list] = {h: [None] * len(ids) for h in hooks}
+
+    def keep(name, act, rows, lengths):
+        for b, (r, n) in enumerate(zip(rows, lengths, strict=True)):
+            out[name][r] = act[b, :n].detach().clone()
+
+    _scan(lm, ids, list(hooks), keep, tokens_per_batch)
+    return {h: tuple(v) for h, v in out.items()}
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_fingerprint(lm: LoadedModel) -> str:
+    """A short hash of the model's name, shapes and weights (sums), memoised per model object."""
+    if lm not in _FINGERPRINTS:
+        h = hashlib.sha256(lm.name.encode())
+        with torch.no_grad():
+            for name, p in lm.model.named_parameters():
+                s = p.detach().double()
+                h.update(f"{name}{tuple(p.shape)}{s.sum().item():.12e}{s.abs().sum().item():.12e}".encode())
+        _FINGERPRINTS[lm] = h.hexdigest()[:16]
+    return _FINGERPRINTS[lm]
+
+
+def ids_hash(ids: Sequence[Sequence[int]]) -> str:
+    return hashlib.sha256(json.dumps([list(map(int, s)) for s in ids]).encode()).hexdigest()[:16]
+
+
+def mean_activations(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
+                     tokens_per_batch: int | None = None) -> dict[str, torch.Tensor]:
+    """Mean activation (*rest) of each hook over the real text tokens of ``ids``.
+
+    Cached on disk under ``cache_dir()/"means"``, keyed by model fingerprint, hook and a hash of
+    the reference token ids, so a reference set is run once per model."""
+    folder = cache_dir() / "means"
+    key = f"{model_fingerprint(lm)}-{ids_hash(ids)}"
+    paths = {h: folder / f"{key}-{h}.pt" for h in hooks}
+    out = {h: torch.load(p, map_location=lm.device) for h, p in paths.items() if p.is_file()}
+    todo = [h for h in hooks if h not in out]
+    if not todo:
+        return out
+    sums: dict[str, torch.Tensor] = {}
+    count = [0]
+    k = lm.n_prefix
+
+    def add(name, act, rows, lengths):
+        m = torch.zeros(act.shape[:2], dtype=torch.bool, device=act.device)
+        for b, n in enumerate(lengths):
+            m[b, k:n] = True
+        total = act[m].double().sum(dim=0)  # (*rest)
+        sums[name] = sums[name] + total if name in sums else total
+        if name == todo[0]:
+            count[0] += int(m.sum())
+
+    _scan(lm, ids, todo, add, tokens_per_batch)
+    if count[0] == 0:
+        raise ValueError("the reference set has no text tokens")
+    for h in todo:
+        out[h] = (sums[h] / count[0]).to(lm.dtype)
+        try:  # the cache is an optimisation; a read-only home must not stop the run
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(out[h].cpu(), paths[h])
+        except OSError:
+            pass
+    return out
+
+
+def draw_sources(pool: Sequence[Sequence[int]], lengths: Sequence[int], n_prefix: int,
+                 seed: int, exclude_self: bool) -> list[np.ndarray]:
+    """For resample ablation: for each target prompt (``lengths``: token counts) and position, a
+    random source (pool prompt, pos) among the pool's text positions, never the prompt itself
+    when ``exclude_self`` (the pool is the batch). Returns (T_i, 2) int arrays, seeded."""
+    owners = np.concatenate([np.full(max(0, len(s) - n_prefix), j) for j, s in enumerate(pool)])
+    spots = np.concatenate([np.arange(n_prefix, len(s)) for s in pool])
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, n in enumerate(lengths):
+        allowed = np.flatnonzero(owners != i) if exclude_self else np.arange(len(owners))
+        if len(allowed) == 0:
+            raise ValueError("resample needs a second prompt or reference texts to draw from")
+        pick = allowed[rng.integers(0, len(allowed), size=n)]
+        out.append(np.stack([owners[pick], spots[pick]], axis=1))
+    return out
+
+
+def resampled(acts: Sequence[torch.Tensor], sources: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """Per target prompt (T_i, *rest): the pool activation at each drawn (prompt, pos)."""
+    return tuple(torch.stack([acts[int(j)][int(t)] for j, t in src]) for src in sources)

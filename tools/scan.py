@@ -1,0 +1,229 @@
+"""One pass over corpus windows that summarises every neuron of some layers: top-k and bottom-k
+windows with their per-token activations, and the activation distribution.
+
+Method: windows (all the same length, so no padding) run through the model in batches, hooked at
+``blocks.L.mlp.hook_post`` of each requested layer and stopped after the deepest one. For every
+neuron of those layers a running top-k is merged per batch on the model's device: the batch's
+per-window maxima are concatenated with the k kept so far and ``torch.topk`` keeps the best k
+(equivalent to a bounded heap, vectorised over all neurons). Kept with each window: its index,
+the position of its max and its per-token activations.
+
+- **top-k** ranks windows by their maximum activation (what drives the neuron up);
+- **bottom-k** ranks windows by their *minimum* activation, lowest first (what pushes it most
+  negative: for gated MLPs such as SwiGLU the post activation is signed, and the windows whose
+  max is lowest are merely dull, while the lowest minima show what suppresses the neuron).
+
+Distribution (for scoring and for picking interesting neurons): exact mean, standard deviation,
+fraction of tokens > 0, minimum and maximum over all tokens; the other per-token quantiles come
+from a fixed uniform sample of ``TOKEN_SAMPLE`` token positions (the same positions for every
+neuron, drawn with a fixed seed), and quantiles of the per-window maximum from a fixed sample of
+``WINDOW_SAMPLE`` windows (exact when the scan has fewer). With 16k samples the 0.999 quantile
+rests on ~16 tokens: treat it as approximate.
+
+Kept per-token activations are stored as float16 (about 3 significant digits); the ranking values
+(``top_val``, ``bot_val``) are float32 as computed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from neurosleuth.tools.corpus import Windows
+from neurosleuth.tools.measure import auto_tokens_per_batch
+from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.neurons import hook_name
+
+QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
+TOKEN_SAMPLE = 16_384
+WINDOW_SAMPLE = 16_384
+SAMPLE_SEED = 0
+
+Progress = Callable[[int, int], None]  # (tokens done, tokens total)
+
+
+@dataclass(frozen=True)
+class LayerScan:
+    """Every neuron of one layer over one set of windows. Arrays index neurons on axis -1 (or 1)."""
+
+    layer: int
+    keep: int
+    top_val: np.ndarray  # (keep, d_mlp) float32 window max, descending
+    top_win: np.ndarray  # (keep, d_mlp) int32 window index
+    top_pos: np.ndarray  # (keep, d_mlp) int16 position of the max in the window
+    top_acts: np.ndarray  # (keep, d_mlp, T) float16 per-token activations
+    bot_val: np.ndarray  # (keep, d_mlp) float32 window min, ascending
+    bot_win: np.ndarray  # (keep, d_mlp) int32
+    bot_pos: np.ndarray  # (keep, d_mlp) int16 position of the min
+    bot_acts: np.ndarray  # (keep, d_mlp, T) float16
+    levels: np.ndarray  # (Q,) quantile levels
+    token_q: np.ndarray  # (Q, d_mlp) per-token activation quantiles
+    winmax_q: np.ndarray  # (Q, d_mlp) quantiles of the per-window maximum
+    mean: np.ndarray  # (d_mlp,) float64
+    std: np.ndarray  # (d_mlp,) float64
+    frac_pos: np.ndarray  # (d_mlp,) fraction of tokens with activation > 0
+    n_tokens: int
+    seconds: float  # wall time of the pass that produced it
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    def save(self, path: Path) -> None:
+        """Write atomically (to a temporary file, then rename) as an uncompressed ``.npz``."""
+        tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
+        np.savez(tmp, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LayerScan:
+        with np.load(path) as z:
+            kw = {f.name: z[f.name] for f in fields(cls)}
+        for name in ("layer", "keep", "n_tokens"):
+            kw[name] = int(kw[name])
+        kw["seconds"] = float(kw["seconds"])
+        return cls(**kw)
+
+
+class _TopK:
+    """Running top-k (or bottom-k) windows per neuron, merged batch by batch with ``topk``."""
+
+    def __init__(self, keep: int, largest: bool):
+        self.keep, self.largest = keep, largest
+        self.val = self.win = self.pos = self.acts = None
+
+    def merge(self, acts: torch.Tensor, w0: int) -> None:
+        # acts: (B, T, d) float32
+        B, T, d = acts.shape
+        val, pos = acts.max(dim=1) if self.largest else acts.min(dim=1)  # (B, d)
+        win = torch.arange(w0, w0 + B, device=acts.device).view(B, 1).expand(B, d)
+        per_tok = acts.transpose(1, 2)  # (B, d, T)
+        if self.val is not None:
+            val = torch.cat([self.val, val])
+            win = torch.cat([self.win, win])
+            pos = torch.cat([self.pos, pos])
+            per_tok = torch.cat([self.acts, per_tok])
+        k = min(self.keep, val.shape[0])
+        self.val, sel = val.topk(k, dim=0, largest=self.largest, sorted=True)  # (k, d)
+        self.win = win.gather(0, sel)
+        self.pos = pos.gather(0, sel)
+        self.acts = per_tok.gather(0, sel.unsqueeze(-1).expand(k, d, T))  # (k, d, T)
+
+
+class _Running:
+    """All running statistics of one layer."""
+
+    def __init__(self, d: int, keep: int, tok_sample: np.ndarray, win_sample: np.ndarray,
+                 device: torch.device):
+        self.top, self.bot = _TopK(keep, True), _TopK(keep, False)
+        self.tok_sample, self.win_sample = tok_sample, win_sample
+        self.tok_buf = np.empty((len(tok_sample), d), np.float32)
+        self.win_buf = np.empty((len(win_sample), d), np.float32)
+        self.sum = torch.zeros(d, dtype=torch.float64, device=device)
+        self.sumsq = torch.zeros(d, dtype=torch.float64, device=device)
+        self.npos = torch.zeros(d, dtype=torch.int64, device=device)
+        self.winmax_min = torch.full((d,), float("inf"), device=device)
+        self.n = 0
+
+    def update(self, acts: torch.Tensor, w0: int) -> None:
+        # acts: (B, T, d) text positions only
+        acts = acts.float()
+        B, T, d = acts.shape
+        self.top.merge(acts, w0)
+        self.bot.merge(acts, w0)
+        flat = acts.reshape(B * T, d)
+        self.sum += flat.sum(0, dtype=torch.float64)
+        self.sumsq += flat.double().square().sum(0)
+        self.npos += (flat > 0).sum(0)
+        self.n += B * T
+        winmax = acts.amax(dim=1)  # (B, d)
+        self.winmax_min = torch.minimum(self.winmax_min, winmax.min(0).values)
+        lo, hi = np.searchsorted(self.tok_sample, [w0 * T, (w0 + B) * T])
+        if hi > lo:
+            rows = torch.as_tensor(self.tok_sample[lo:hi] - w0 * T, device=acts.device)
+            self.tok_buf[lo:hi] = flat.index_select(0, rows).cpu().numpy()
+        lo, hi = np.searchsorted(self.win_sample, [w0, w0 + B])
+        if hi > lo:
+            rows = torch.as_tensor(self.win_sample[lo:hi] - w0, device=acts.device)
+            self.win_buf[lo:hi] = winmax.index_select(0, rows).cpu().numpy()
+
+    def finish(self, layer: int, seconds: float) -> LayerScan:
+        levels = np.asarray(QUANTILES)
+        top = {k: getattr(self.top, k).cpu().numpy() for k in ("val", "win", "pos", "acts")}
+        bot = {k: getattr(self.bot, k).cpu().numpy() for k in ("val", "win", "pos", "acts")}
+        token_q = np.quantile(self.tok_buf, levels, axis=0).astype(np.float32)
+        token_q[0], token_q[-1] = bot["val"][0], top["val"][0]  # exact extremes
+        winmax_q = np.quantile(self.win_buf, levels, axis=0).astype(np.float32)
+        winmax_q[0], winmax_q[-1] = self.winmax_min.cpu().numpy(), top["val"][0]
+        mean = (self.sum / self.n).cpu().numpy()
+        var = (self.sumsq / self.n).cpu().numpy() - mean**2
+        return LayerScan(
+            layer=layer, keep=int(top["val"].shape[0]),
+            top_val=top["val"].astype(np.float32), top_win=top["win"].astype(np.int32),
+            top_pos=top["pos"].astype(np.int16), top_acts=top["acts"].astype(np.float16),
+            bot_val=bot["val"].astype(np.float32), bot_win=bot["win"].astype(np.int32),
+            bot_pos=bot["pos"].astype(np.int16), bot_acts=bot["acts"].astype(np.float16),
+            levels=levels, token_q=token_q, winmax_q=winmax_q, mean=mean,
+            std=np.sqrt(np.maximum(var, 0.0)), frac_pos=(self.npos.cpu().numpy() / self.n),
+            n_tokens=self.n, seconds=seconds,
+        )
+
+
+def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
+                   ) -> dict[int, torch.Tensor]:
+    """``blocks.L.mlp.hook_post`` of each layer, (B, T, d_mlp), for a (B, T) batch of equal-length
+    token ids; the pass stops after the deepest layer. Hooks are removed on exit."""
+    got: dict[int, torch.Tensor] = {}
+
+    def keep(layer: int):
+        def hook(act, hook):  # act: (B, T, d_mlp)
+            got[layer] = act
+
+        return hook
+
+    hooks = [(hook_name(layer), keep(layer)) for layer in layers]
+    with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
+        lm.model(tokens, stop_at_layer=max(layers) + 1)
+    return got
+
+
+def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: int,
+                progress: Progress | None = None, tokens_per_batch: int | None = None
+                ) -> dict[int, LayerScan]:
+    """Scan ``windows`` once and summarise every neuron of each of ``layers`` (module docstring)."""
+    layers = sorted(set(layers))
+    if not layers:
+        raise ValueError("scan_layers needs at least one layer")
+    W, T = len(windows), windows.width
+    rng = np.random.default_rng(SAMPLE_SEED)
+    tok_sample = np.sort(rng.choice(W * T, size=min(W * T, TOKEN_SAMPLE), replace=False))
+    win_sample = np.sort(rng.choice(W, size=min(W, WINDOW_SAMPLE), replace=False))
+    running = {L: _Running(lm.d_mlp, keep, tok_sample, win_sample, lm.device) for L in layers}
+    ids = torch.from_numpy(windows.ids.astype(np.int64))  # (W, T)
+    if lm.n_prefix:
+        bos = torch.full((W, 1), int(lm.tokenizer.bos_token_id), dtype=torch.long)
+        ids = torch.cat([bos, ids], dim=1)  # (W, 1 + T)
+    budget = tokens_per_batch or auto_tokens_per_batch(lm, layers[-1], seq_len=ids.shape[1])
+    rows = max(1, budget // ids.shape[1])
+    start, w0 = time.perf_counter(), 0
+    while w0 < W:
+        batch = ids[w0 : w0 + rows].to(lm.device)
+        try:
+            acts = forward_layers(lm, batch, layers)
+        except torch.OutOfMemoryError:
+            if rows == 1:
+                raise
+            rows //= 2
+            torch.cuda.empty_cache()
+            continue
+        for L, run in running.items():
+            run.update(acts[L][:, lm.n_prefix :], w0)
+        w0 += batch.shape[0]
+        if progress is not None:
+            progress(w0 * T, W * T)
+    seconds = time.perf_counter() - start
+    return {L: run.finish(L, seconds) for L, run in running.items()}

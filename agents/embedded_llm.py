@@ -30,7 +30,6 @@ core to the model under study), restored afterwards; calls are serialised by a l
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -46,7 +45,12 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
-from neurosleuth.agents.json_repair import RepairStats, repair_json, schema_skeleton
+from neurosleuth.agents.json_repair import (
+    RepairStats,
+    bound_schema,
+    repair_json,
+    schema_skeleton,
+)
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 FORMAT_HINT = "\n\nReply with one JSON object only, of this form:\n{skeleton}"
@@ -112,25 +116,6 @@ def _backend(name: str, device: str) -> _Backend:
             stop = {int(i) for i in [*eos, tok.eos_token_id] if i is not None}
             _BACKENDS[(name, device)] = _Backend(hf, tok, torch.device(device), frozenset(stop))
         return _BACKENDS[(name, device)]
-
-
-def bound_schema(schema: dict[str, Any], max_string_chars: int | None) -> dict[str, Any]:
-    """A copy of a JSON schema whose strings have ``maxLength <= max_string_chars``."""
-    out = copy.deepcopy(schema)
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "string" and max_string_chars and "const" not in node:
-                cap = min(node.get("maxLength", max_string_chars), max_string_chars)
-                node["maxLength"] = max(cap, node.get("minLength", 0))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(out)
-    return out
 
 
 class EmbeddedChatModel(BaseChatModel):

@@ -18,6 +18,7 @@ value with a comma in it (``{a: x, y}``) splits. The caller validates the dict a
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -226,7 +227,8 @@ def _rebuild(tokens: list[tuple[str, Any]]) -> str:
 
 def schema_skeleton(schema: dict[str, Any]) -> str:
     """A compact example-shaped rendering of a flat JSON schema, for a small model's prompt:
-    ``{"kind": "propose_prompts", "prompts": ["<string>", ...], "rationale": "<string>"}``."""
+    ``{"kind": "propose_prompts", "prompts": [string, ...], "rationale": string}``. Types are
+    left unquoted: SmolLM2 copied a quoted placeholder (``"<string>"``) into its output verbatim."""
     props = schema.get("properties", {})
     parts = [f"{json.dumps(name)}: {_skeleton_value(spec, schema)}" for name, spec in props.items()]
     return "{" + ", ".join(parts) + "}"
@@ -246,4 +248,24 @@ def _skeleton_value(spec: dict[str, Any], root: dict[str, Any]) -> str:
         return schema_skeleton(spec)
     if "anyOf" in spec:
         return " | ".join(_skeleton_value(s, root) for s in spec["anyOf"])
-    return f'"<{kind}>"' if kind == "string" else f"<{kind or 'value'}>"
+    return str(kind or "value")
+
+
+def bound_schema(schema: dict[str, Any], max_string_chars: int | None) -> dict[str, Any]:
+    """A copy of a JSON schema whose strings have ``maxLength <= max_string_chars`` (but not
+    below their ``minLength``): a grammar built from it makes a drifting model end its strings."""
+    out = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and max_string_chars and "const" not in node:
+                cap = min(node.get("maxLength", max_string_chars), max_string_chars)
+                node["maxLength"] = max(cap, node.get("minLength", 0))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(out)
+    return out

@@ -149,9 +149,9 @@ def ollama_status(host: str, model: str, timeout: float = 2.0) -> str | None:
     return None
 
 
-def make_planner(cfg: RunConfig, system_prompt: str | None = None) -> tuple[Any, str]:
+def make_planner(cfg: RunConfig) -> tuple[Any, str]:
     """Build the planner ``cfg.planner`` asks for; returns it and a note on how it was chosen."""
-    system = system_prompt or cfg.system_prompt or prompts.SYSTEM_PROMPT
+    system = cfg.system_prompt or prompts.SYSTEM_PROMPT
     if cfg.planner == "heuristic":
         return HeuristicBackend(cfg.seed), "heuristic (deterministic, no LLM)"
     if cfg.planner in ("ollama", "auto"):

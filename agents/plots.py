@@ -44,7 +44,7 @@ def activation_histogram(
                 label=f"prompts tried ({values.size})")
     lines = sorted(quantiles.items(), key=lambda kv: kv[1])
     for i, (name, q) in enumerate(lines):
-        colour = colormaps["viridis"](i / max(1, len(lines) - 1))
+        colour = colormaps["plasma"](0.8 * i / max(1, len(lines) - 1))
         ax.axvline(q, color=colour, linestyle="--", linewidth=1.2,
                    label=f"dataset {name} = {q:.3g}")
     if dataset_max is not None:
@@ -52,7 +52,7 @@ def activation_histogram(
                    label=f"dataset max = {dataset_max:.3g}")
     ax.set_xlabel("max activation over the prompt's tokens")
     ax.set_ylabel("prompts")
-    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return _png(fig)
 
 

@@ -26,6 +26,7 @@ from neurosleuth.agents.report_blocks import (
     Quote,
     Section,
     Table,
+    fmt,
 )
 from neurosleuth.agents.report_data import (
     ModelAnalysis,
@@ -121,8 +122,10 @@ def hypothesis_section(data: RunData) -> Section:
         comps = score.get("components") or {}
         rows += [[str(k), as_float(v)] for k, v in comps.items()] if isinstance(comps, dict) else []
         blocks.append(Table(["score", "value"], rows))
-        if score.get("details"):
-            blocks.append(Para("Score details: " + _compact(score["details"])))
+        details = score.get("details")
+        if isinstance(details, dict) and details:
+            blocks.append(Table(["score detail", "value"],
+                                [[str(k), _detail(v)] for k, v in details.items()]))
     else:
         blocks.append(Missing("Not scored yet."))
     return Section(title, blocks)
@@ -136,8 +139,7 @@ def history_section(data: RunData) -> Section:
     for h in data.hypotheses:
         score = h.get("score") if isinstance(h.get("score"), dict) else {}
         comps = score.get("components") if isinstance(score.get("components"), dict) else {}
-        comp_text = ", ".join(f"{k} {as_float(v):.3f}" for k, v in comps.items()
-                              if as_float(v) is not None)
+        comp_text = ", ".join(f"{k} {fmt(as_float(v))}" for k, v in comps.items())
         rows.append([h.get("step"), str(h.get("source", "")), str(h.get("text", "")),
                      as_float(score.get("aggregate")), comp_text or None])
     return Section(title, [Table(["step", "source", "hypothesis", "score", "components"], rows)])
@@ -193,23 +195,29 @@ def _recoveries(data: RunData) -> Para | Table | Missing:
 
 
 def steering_section(data: RunData) -> Section:
-    rows = [["command line", str(m), "from the start"] for m in data.config.get("steer") or []]
-    for s in data.summary.get("steering") or []:
-        if isinstance(s, dict):
-            step = s.get("applied_step")
-            rows.append([str(s.get("received_at", "?")), str(s.get("message", "")),
-                         f"step {step}" if step is not None else "not applied yet"])
+    """Each message: where it came from, when it arrived, the step at which the planner saw it."""
+    cli = [str(m) for m in data.config.get("steer") or []]
+    live = [s for s in data.summary.get("steering") or [] if isinstance(s, dict)]
+    seen = {str(s.get("message", "")) for s in live}
+    rows: list[list[Any]] = [["--steer", "run start", m, "from the start"]
+                             for m in cli if m not in seen]
+    for s in live:
+        msg, step = str(s.get("message", "")), s.get("applied_step")
+        rows.append(["--steer" if msg in cli else "neurosleuth steer",
+                     str(s.get("received_at", "?")), msg,
+                     f"step {step}" if step is not None else "not applied yet"])
     if not rows:
         if {"summary.json", "config.json"} <= set(data.missing):
             return Section("Steering", [Missing(data.why_missing("summary.json"))])
         return Section("Steering", [Para("No steering messages: the agent ran on its own.")])
-    return Section("Steering", [Table(["received", "message", "took effect"], rows)])
+    return Section("Steering", [Table(["from", "received", "message", "took effect"], rows)])
 
 
 def planner_section(data: RunData) -> Section:
     c = data.config
     rows = [
         ["planner used", data.value("planner_used")],
+        ["why this planner", data.value("planner_note")],
         ["planner requested", c.get("planner")],
         ["planner model", c.get("planner_model")],
         ["model studied", data.value("model")],
@@ -280,6 +288,13 @@ def status_section(data: RunData) -> Section:
     return Section("Run status", blocks)
 
 
-def _compact(obj: Any, limit: int = 600) -> str:
-    text = json.dumps(obj, ensure_ascii=False, default=str)
+def _detail(value: Any, limit: int = 240) -> Any:
+    """A score detail as one cell: numbers as numbers, lists as their length and first items."""
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, list | tuple):
+        head = json.dumps(list(value[:3]), ensure_ascii=False, default=str)
+        text = f"{len(value)} items: {head[:limit]}" + ("…" if len(value) > 3 else "")
+        return text
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -46,6 +46,7 @@ class Heatmap:
     acts: list[float]
     scale: float
     mark: int | None = None
+    text: str | None = None  # the original text, when known (tokens may not join back to it)
 
 
 Cell = str | int | float | None | Prompt | Heatmap
@@ -113,7 +114,20 @@ def visible(text: str) -> str:
 
 
 def heatmap_text(h: Heatmap) -> tuple[str, tuple[int, int] | None]:
-    """The tokens joined into one string, with the char span of the marked token."""
+    """The text with the char span of the marked token: the original text when every token can be
+    found in it in order (decoded tokens may drop spaces), else the tokens joined."""
+    mark = h.mark if h.mark is not None and 0 <= h.mark < len(h.tokens) else None
+    if h.text is not None:
+        spans = align(h.text, h.tokens)
+        if spans is not None:
+            return h.text, spans[mark] if mark is not None else None
+        span = None
+        if mark is not None:  # e.g. unknown tokens elsewhere: find the same occurrence of the max
+            core = h.tokens[mark].strip()
+            nth = sum(t.strip() == core for t in h.tokens[:mark])
+            span = find_mark(h.text, h.tokens[mark], nth)
+        if span is not None:
+            return h.text, span
     parts, span, pos = [], None, 0
     for i, tok in enumerate(h.tokens):
         if i == h.mark:
@@ -123,12 +137,30 @@ def heatmap_text(h: Heatmap) -> tuple[str, tuple[int, int] | None]:
     return "".join(parts), span
 
 
-def find_mark(text: str, token: object) -> tuple[int, int] | None:
-    """Char span of the first occurrence of ``token`` in ``text`` (a guess: no per-token data)."""
+def align(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
+    """Char span of each token in ``text``, skipping only whitespace between them; None if a token
+    is not found where expected (unknown-token markers, split multi-byte characters)."""
+    spans, pos = [], 0
+    for tok in tokens:
+        core = tok.strip() or tok
+        at = text.find(core, pos)
+        if at < 0 or text[pos:at].strip():
+            return None
+        spans.append((at, at + len(core)))
+        pos = at + len(core)
+    return spans
+
+
+def find_mark(text: str, token: object, nth: int = 0) -> tuple[int, int] | None:
+    """Char span of the ``nth`` occurrence of ``token`` (stripped) in ``text``, else of the first;
+    a best guess when per-token data is missing."""
     if not isinstance(token, str) or not token.strip():
         return None
-    at = text.find(token)
-    if at < 0:
-        at = text.find(token.strip())
-        token = token.strip()
-    return (at, at + len(token)) if at >= 0 else None
+    core, starts, at = token.strip(), [], text.find(token.strip())
+    while at >= 0 and len(starts) <= nth:
+        starts.append(at)
+        at = text.find(core, at + len(core))
+    if not starts:
+        return None
+    start = starts[nth] if nth < len(starts) else starts[0]
+    return start, start + len(core)

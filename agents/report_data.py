@@ -225,7 +225,8 @@ def vocab_projection(lm: LoadedModel, neuron: NeuronId, k: int = 15) -> VocabPro
     """Top-``k`` promoted and suppressed tokens of the neuron's direct logit effect (docstring)."""
     neuron.validate(lm.n_layers, lm.d_mlp)
     with torch.no_grad():
-        w_out = lm.model.W_out[neuron.layer, neuron.index].float()  # (d_model,)
+        # one layer's W_out (d_mlp, d_model); the bridge's W_out property stacks every layer
+        w_out = lm.model.blocks[neuron.layer].mlp.W_out[neuron.index].float()  # (d_model,)
         gain, norm = final_norm_gain(lm)
         if norm.startswith("LayerNorm"):
             w_out = w_out - w_out.mean()

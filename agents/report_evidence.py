@@ -45,7 +45,8 @@ def prompts_section(data: RunData, analysis: ModelAnalysis, side: str, scale: fl
     rows = []
     for i, r in enumerate(records, 1):
         ta = analysis.token_acts.get(r["prompt"])
-        cell = (Heatmap(ta.tokens, ta.acts.tolist(), scale, ta.argmax) if ta is not None
+        cell = (Heatmap(ta.tokens, ta.acts.tolist(), scale, ta.argmax, r["prompt"]) if ta
+                is not None
                 else Prompt(r["prompt"], find_mark(r["prompt"], r.get("max_token"))))
         rows.append([i, as_float(r.get("activation")), Prompt(str(r.get("max_token", ""))),
                      str(r.get("source", "")), r.get("step"), cell])
@@ -109,7 +110,7 @@ def exemplars_section(data: RunData, scale: float) -> Section:
             mark = e.get("argmax") if isinstance(e.get("argmax"), int) else int(np.argmax(acts))
             mark = mark if 0 <= mark < len(acts) else int(np.argmax(acts))
             rows.append([i, as_float(e.get("max_act")), Prompt(e["tokens"][mark]),
-                         Heatmap(e["tokens"], acts, scale, mark)])
+                         Heatmap(e["tokens"], acts, scale, mark, _str(e.get("text")))])
         blocks.append(Table(["#", "max activation", "max token", "text"], rows))
     return Section(title, blocks, level=3)
 
@@ -190,6 +191,10 @@ def _curve_points(data: RunData) -> tuple[list[float], list[float], str]:
     pts = [(as_float(a), as_float(b)) for a, b in pairs]
     pts = [(a, b) for a, b in pts if a is not None and b is not None]
     return [a for a, _ in pts], [b for _, b in pts], "iterations"
+
+
+def _str(x: Any) -> str | None:
+    return x if isinstance(x, str) else None
 
 
 def _num(x: Any) -> str:

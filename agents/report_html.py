@@ -45,7 +45,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .85rem;
        white-space: pre-wrap; word-break: break-word; }
 .heat { line-height: 1.7; }
-.tok { white-space: pre; border-radius: 2px; }
+.tok { white-space: pre; border-radius: 2px; margin-right: 1px; }
 .max { outline: 1.5px solid #1f2328; }
 mark { background: #fff3b0; }
 img { max-width: 100%; border: 1px solid #d0d7de; }
@@ -73,7 +73,7 @@ def heatmap(h: Heatmap) -> str:
         if "\n" in tok:
             shown += "<br>"
         spans.append(f'<span class="{cls}" style="background:{token_colour(act, h.scale)}" '
-                     f'title="{act:+.4f} {esc(repr(tok))}">{shown}</span>')
+                     f'title="{act:+.4g} {esc(repr(tok))}">{shown}</span>')
     return f'<code class="heat">{"".join(spans)}</code>'
 
 

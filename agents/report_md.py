@@ -34,11 +34,13 @@ _LIST_NUMBER = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
 _PIPE = re.compile(r"(\\*)\|")
 
 
-def text(s: str) -> str:
+def text(s: str, block: bool = False) -> str:
     """Free text made inert: HTML entities for ``& < >``, backslashes before active punctuation
-    and before what would start a heading, quote or list."""
+    and, in a block (``block=True``), before what would start a heading, quote or list."""
     s = html.escape(s, quote=False)
     s = _ACTIVE.sub(r"\\\1", s)
+    if not block:
+        return s
     s = _LINE_START.sub(r"\1\\\2", s)
     return _LIST_NUMBER.sub(r"\1\\\2", s)
 
@@ -96,9 +98,9 @@ def block(b, assets: str) -> str:
     if isinstance(b, Quote):
         return "> **" + text(" ".join(b.text.split())) + "**"
     if isinstance(b, Missing):
-        return "*" + text(b.text) + "*"
+        return "*" + text(b.text, block=True) + "*"
     if isinstance(b, Para):
-        return text(b.text)
+        return text(b.text, block=True)
     if isinstance(b, Table):
         return table(b)
     if isinstance(b, Image):

@@ -23,8 +23,8 @@ def new_run_id(neuron: str) -> str:
     return f"{stamp}-n{neuron.replace(':', '-')}-{secrets.token_hex(2)}"
 
 
-def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None,
-                       system_prompt: str | None = None, resume: bool = False) -> Investigation:
+def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False,
+                       planner=None) -> Investigation:
     """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
     if not cfg.run_id:
         cfg = cfg.model_copy(update={"run_id": new_run_id(cfg.neuron)})
@@ -33,7 +33,7 @@ def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None,
         raise FileExistsError(f"run {cfg.run_id} exists in {cfg.runs_dir}: use `neurosleuth resume`")
     lm = lm or load_model(cfg.model, device=cfg.device)
     neuron = NeuronId.parse(cfg.neuron).validate(lm.n_layers, lm.d_mlp)
-    planner, note = make_planner(cfg, system_prompt)
+    planner, note = (planner, "given by the caller") if planner else make_planner(cfg)
     embedder = load_embedder()
     dedup_dir = files / "dedup"
     if resume and dedup_dir.is_dir():
@@ -44,14 +44,15 @@ def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None,
     return Investigation(cfg, lm, neuron, planner, note, files, dedup)
 
 
-def investigate(cfg: RunConfig, lm: LoadedModel | None = None, system_prompt: str | None = None) -> Path:
+def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None) -> Path:
     """Run a new investigation to the end of its budget; returns the run directory."""
-    inv = open_investigation(cfg, lm, system_prompt)
+    inv = open_investigation(cfg, lm, planner=planner)
     graph.run(inv)
     return inv.files.path
 
 
-def resume(runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, **changes) -> Path:
+def resume(runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None,
+           **changes) -> Path:
     """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
     budget given in ``changes``, e.g. ``iterations=60``)."""
     path = run_path(runs_dir, run_id)
@@ -60,6 +61,6 @@ def resume(runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, **c
     saved = RunConfig.model_validate_json((path / "config.json").read_text())
     cfg = saved.model_copy(update={"runs_dir": str(runs_dir),
                                    **{k: v for k, v in changes.items() if v is not None}})
-    inv = open_investigation(cfg, lm, resume=True)
+    inv = open_investigation(cfg, lm, resume=True, planner=planner)
     graph.run(inv, resume=True)
     return inv.files.path

@@ -123,6 +123,8 @@ class DedupStats:
 class PromptDeduper:
     """Junk + exact + semantic de-duplication with a persistent FAISS index (see module doc)."""
 
+    vec_cache_size = 4096  # embeddings of recent candidates kept so ``add`` need not re-embed
+
     def __init__(
         self,
         embedder: TextEmbedder,
@@ -331,21 +333,29 @@ class PromptDeduper:
                 for s, r in zip(sims[0], rows[0], strict=True) if r >= 0]  # fmt: skip
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (reusing those computed by the last checks); (N, D) float32."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vec_cache]
+        """Embeddings of ``texts`` (reusing those computed by recent checks); (N, D) float32."""
+        out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)  # (N, D)
+        missing: dict[str, list[int]] = {}
+        for j, t in enumerate(texts):
+            v = self._vec_cache.get(t)
+            if v is None:
+                missing.setdefault(t, []).append(j)
+            else:
+                out[j] = v
         if missing:
-            vecs = normalise_rows(self.embedder.embed(missing))  # (M, D)
+            vecs = normalise_rows(self.embedder.embed(list(missing)))  # (M, D)
             if vecs.shape != (len(missing), self.embedder.dim):
                 raise ValueError(f"embedder returned shape {vecs.shape}, expected "
                                  f"({len(missing)}, {self.embedder.dim})")  # fmt: skip
-            for t, v in zip(missing, vecs, strict=True):
+            for (t, rows), v in zip(missing.items(), vecs, strict=True):
+                out[rows] = v
                 self._remember(t, v)
-        return np.stack([self._vec_cache[t] for t in texts]).astype(np.float32, copy=False)
+        return out
 
     def _remember(self, text: str, vec: np.ndarray) -> None:
         self._vec_cache[text] = vec
         self._vec_cache.move_to_end(text)
-        while len(self._vec_cache) > 4096:
+        while len(self._vec_cache) > self.vec_cache_size:
             self._vec_cache.popitem(last=False)
 
     # ---- persistence ---------------------------------------------------------------------

@@ -63,7 +63,9 @@ class Embedder:
         self.model = model
         self.name = name
         self.batch_size = batch_size
-        self.dim = int(model.get_sentence_embedding_dimension())
+        get_dim = getattr(model, "get_embedding_dimension", None)  # sentence-transformers >= 6
+        get_dim = get_dim or model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns an (N, dim) float32 array with unit-norm rows."""

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a model hub
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 torch.set_num_threads(int(os.environ.get("NEUROSLEUTH_TEST_THREADS", "1")))
 
 

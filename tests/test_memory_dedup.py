@@ -4,7 +4,6 @@ from dataclasses import asdict
 import faiss
 import numpy as np
 import pytest
-
 from neurosleuth.memory.dedup import PromptDeduper, normalise_text, text_hash
 from neurosleuth.memory.embedder import HashingEmbedder
 from neurosleuth.memory.junk import JunkFilter, unprintable_fraction
@@ -201,6 +200,15 @@ def test_check_reuses_embeddings_for_add():
     d.check([c])
     d.add([c], [1.0])
     assert emb.calls == calls + 1
+
+
+def test_batches_larger_than_the_embedding_cache():
+    d = PromptDeduper(HashingEmbedder())
+    d.vec_cache_size = 3
+    prompts = [f"w{i} x{i} y{i}" for i in range(10)]
+    assert d.check(prompts + prompts[:2]).accepted == prompts
+    assert d.add(prompts, np.arange(10.0)) == 10 and len(d._vec_cache) == 3
+    assert np.allclose(d.index.reconstruct_n(0, 10), HashingEmbedder().embed(prompts))
 
 
 def test_persistence_round_trip_is_exact(tmp_path):

@@ -7,12 +7,12 @@ import base64
 import csv
 import json
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from neurosleuth.agents.report import SECTION_TITLES, write_report
 from neurosleuth.agents.report_data import load_run, vocab_projection
 from neurosleuth.agents.report_html import token_colour
@@ -40,7 +40,8 @@ def _write(path: Path, obj) -> None:
 
 def _records(res, order) -> list[dict]:
     return [{"activation": float(res.max_act[i, 0]), "prompt": res.prompts[i],
-             "max_token": res.max_token(i), "step": 2 + int(i), "source": ["seed", "planner"][i % 2]}
+             "max_token": res.max_token(i), "step": 2 + int(i),
+             "source": ["seed", "planner"][i % 2]}
             for i in order]
 
 
@@ -86,10 +87,17 @@ def build_run(run_dir: Path, lm) -> Path:
                                     "bottom": _records(res, order[::-1][:5])})
     _write(run_dir / "exemplars.json", {
         "corpus": "tiny <corpus>", "window": 8, "tokens_scanned": 1234,
-        "top": [ex_recs[i] for i in ex_order[:3]], "bottom": [ex_recs[i] for i in ex_order[::-1][:2]],
+        "top": [ex_recs[i] for i in ex_order[:3]],
+        "bottom": [ex_recs[i] for i in ex_order[::-1][:2]],
         "quantiles": {f"q{q}": float(np.quantile(all_acts, q)) for q in (0.5, 0.9, 0.99)},
         "mean": float(all_acts.mean()), "std": float(all_acts.std()),
         "frac_positive": float((all_acts > 0).mean())})
+    _write_tables(run_dir, res, best)
+    return run_dir
+
+
+def _write_tables(run_dir: Path, res, best: float) -> None:
+    """prompts.csv (every status), curve.csv and events.jsonl."""
     with open(run_dir / "prompts.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["step", "prompt", "status", "activation", "max_token", "source", "similarity"])
@@ -108,7 +116,6 @@ def build_run(run_dir: Path, lm) -> Path:
                "summary": "<b>s</b>", "duration_s": 0.5, "llm_tokens_in": 10, "llm_tokens_out": 2}
               for i in range(9)]
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    return run_dir
 
 
 def sections(md: str) -> dict[str, str]:
@@ -147,8 +154,10 @@ def test_every_section_present_and_filled(full_report):
     assert md.startswith("# Neuron 1:3 in tiny-random-0")
     assert "Fires on animals." in body["Hypothesis history"]
     assert "detection" in body["Hypothesis"] and "0.620" in body["Hypothesis"]
+    assert "| n | 20 |" in body["Hypothesis"]
     assert "exemplar restart" in body["What the agent tried and rejected"]
     assert "step 6" in body["Steering"] and "not applied yet" in body["Steering"]
+    assert "neurosleuth steer" in body["Steering"] and "run start" in body["Steering"]
     assert "prefer code prompts" in body["Steering"]
     assert "7.5 (60%)" in body["Cost"] and "heuristic" in body["Planner and model"]
     assert "iteration budget" in body["Run status"]
@@ -193,15 +202,15 @@ def test_heatmaps_carry_remeasured_values(full_report, tiny_lm):
     _, md, html = full_report
     res = measure(tiny_lm, ["the eiffel tower is in paris"], NEURON)
     for tok, act in zip(res.tokens[0], res.per_token(0), strict=True):
-        assert f'title="{act:+.4f} {tok!r}"' in html
+        assert f'title="{act:+.4g} {html_escape(repr(tok))}"' in html
     assert "Largest difference from the recorded max activation: 0.00e+00" in md
     assert html.count('class="tok max"') >= 10 + 5  # 10 heap prompts + 5 exemplars
 
 
 def test_vocab_projection_folds_the_final_norm():
+    from neurosleuth.tools.model import from_hf_model
     from transformers import LlamaForCausalLM
 
-    from neurosleuth.tools.model import from_hf_model
     from tests.fixtures import tiny_config, tiny_tokenizer
 
     torch.manual_seed(3)
@@ -278,11 +287,46 @@ def test_markdown_escapes():
     assert code("`x`") == "`` `x` ``"
     assert pipes("a|b") == "a\\|b" and pipes("a\\|b") == "a\\\\\\|b"
     assert cell_count(pipes("x \\\\| y |")) == 0
-    assert text("<b>[x](javascript:y)</b> *z*") == "&lt;b&gt;\\[x\\](javascript:y)&lt;/b&gt; \\*z\\*"
-    assert text("# h\n1. item") == "\\# h\n1\\. item"
+    inert = "&lt;b&gt;\\[x\\](javascript:y)&lt;/b&gt; \\*z\\*"
+    assert text("<b>[x](javascript:y)</b> *z*") == inert
+    assert text("# h\n1. item", block=True) == "\\# h\n1\\. item"
+    assert text("1.5 #3") == "1.5 #3"
 
 
 def test_token_colour_sign_and_saturation():
     assert token_colour(2.0, 1.0) == "rgba(22,163,74,1.00)"
     assert token_colour(-0.5, 1.0) == "rgba(220,38,38,0.50)"
     assert token_colour(0.0, 0.0) == "rgba(22,163,74,0.00)"
+
+
+@pytest.mark.integration
+def test_report_on_smollm2(smollm2, tmp_path):
+    """Real BPE tokens align back to the prompt; the projection runs over the full vocabulary."""
+    neuron = NeuronId(12, 345)
+    prompts = ["The Eiffel Tower is in Paris.", "def f(x):\n    return x", HOSTILE]
+    res = measure(smollm2, prompts, neuron)
+    run = tmp_path / "smol"
+    run.mkdir()
+    _write(run / "summary.json", {"run_id": "smol", "model": smollm2.name, "neuron": "12:345",
+                                  "status": "finished"})
+    _write(run / "heaps.json", {"k": 3, "top": _records(res, np.argsort(-res.max_act[:, 0])),
+                                "bottom": []})
+    md_path, html_path = write_report(run, smollm2)
+    md, html = md_path.read_text(), html_path.read_text()
+    assert "Largest difference from the recorded max activation: 0.00e+00" in md
+    i = int(np.argmax(res.max_act[:, 0]))
+    tok = res.max_token(i)
+    assert f"«{tok.strip()}»" in md  # marked inside the original prompt text
+    proj = vocab_projection(smollm2, neuron)
+    assert len(proj.promoted) == 15 and proj.promoted[0][1] > 0 > proj.suppressed[0][1]
+    assert "<script" not in html.lower() and html.count('class="tok max"') == 3
+
+
+def test_marks_survive_unknown_tokens():
+    from neurosleuth.agents.report_blocks import Heatmap, find_mark, heatmap_text
+
+    h = Heatmap(["a", "<unk>", "b", "a"], [0.1, 0.0, 0.2, 0.9], 1.0, mark=3, text="a ? b a")
+    assert heatmap_text(h) == ("a ? b a", (6, 7))  # the second "a", not the first
+    h = Heatmap(["x", "<unk>"], [0.1, 0.5], 1.0, mark=1, text="x ?")
+    assert heatmap_text(h) == ("x<unk>", (1, 6))  # max token not in the text: tokens joined
+    assert find_mark("the cat", " cat") == (4, 7) and find_mark("x", "\n") is None

@@ -183,7 +183,9 @@ def _checked(cfg: AttackConfig, init_ids: list[list[int]]) -> AttackConfig:
     return cfg
 
 
-def _allowed(lm: LoadedModel, cfg: AttackConfig, forbid: Sequence[int | str] | None) -> torch.Tensor:
+def _allowed(
+    lm: LoadedModel, cfg: AttackConfig, forbid: Sequence[int | str] | None
+) -> torch.Tensor:
     """(V,) bool: tokens the search may substitute in."""
     vocab = int(embedding_weights(lm)[0].shape[0])
     allowed = torch.zeros(vocab, dtype=torch.bool)

@@ -1,0 +1,63 @@
+"""Shared pieces of the agent tests: a tiny model saved as a local HF folder (so the CLI can load
+it in a subprocess), a small text corpus, and a scripted planner (tests only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
+from neurosleuth.agents.planner import CallInfo
+import torch
+from transformers import LlamaForCausalLM
+
+from tests.fixtures import WORDS, tiny_config, tiny_tokenizer
+
+CORPUS = [
+    "the cat sat on the mat and the dog ran to the park .",
+    "def x ( ) : return y + x",
+    "the eiffel tower is in paris , france .",
+    "one two three four five , big red king and queen .",
+    "hello world , print ( x ) if x else y",
+    "she was happy and he was sad , they ran to the park .",
+] * 6
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """The same weights as ``tiny_random_lm(seed)``, as a folder ``--model`` can load."""
+    torch.manual_seed(seed)
+    LlamaForCausalLM(tiny_config()).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def write_corpus(path: Path) -> Path:
+    path.write_text("\n\n".join(CORPUS))
+    return path
+
+
+class ScriptedPlanner:
+    """Returns queued actions in order (then repeats the last); records what it was shown."""
+
+    name = "scripted"
+
+    def __init__(self, proposals: list[list[str]]):
+        self.proposals = proposals
+        self.views: list = []
+
+    def propose(self, view, n, temperature):
+        self.views.append(view)
+        i = min(len(self.views) - 1, len(self.proposals) - 1)
+        return ProposePrompts(prompts=self.proposals[i][:n]), CallInfo(source="scripted", calls=1)
+
+    def hypothesize(self, view):
+        return StateHypothesis(text="Fires on 'cat'.", explanation="scripted"), CallInfo("scripted")
+
+    def test_prompts(self, view, claim, n=6):
+        return TestPrompts(positive=["the cat", "a cat sat"], negative=["the dog", "a king"]), \
+            CallInfo("scripted")
+
+
+def words(i: int, n: int = 4) -> str:
+    """A deterministic distinct prompt made of tiny-vocabulary words."""
+    vocab = WORDS[3:]
+    return " ".join(vocab[(i * 7 + j * 3) % len(vocab)] for j in range(n))

@@ -1,0 +1,173 @@
+"""The investigation graph on a tiny model: routing, memory, budgets, steering, stagnation,
+resume after a kill, and the report files. Planners here are scripted or heuristic."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from neurosleuth.agents.config import RunConfig, parse_duration, resolve_config, run_path
+from neurosleuth.agents.planner import HeuristicBackend
+from neurosleuth.agents.rundir import post_steering
+from neurosleuth.agents.session import investigate, resume
+from tests.agent_helpers import ScriptedPlanner, save_tiny_model, words, write_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+def config(tmp_path, corpus, **kw) -> RunConfig:
+    base = dict(run_id="r1", runs_dir=str(tmp_path), model="tiny", neuron="1:3", iterations=4,
+                prompts_per_step=4, corpus=str(corpus), exemplar_tokens=2000, window=16,
+                hypothesis_every=2, k=5)
+    return RunConfig(**{**base, **kw})
+
+
+def events(run):
+    return [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+
+
+def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
+    planner = ScriptedPlanner([[words(i * 4 + j) for j in range(4)] for i in range(10)])
+    run = investigate(config(tmp_path, corpus), lm=tiny_lm, planner=planner)
+    nodes = [e["node"] for e in events(run)]
+    assert nodes[:5] == ["seed", "plan", "act", "record", "check"]
+    assert nodes.count("record") == 4 and nodes[-1] == "report"
+    assert nodes.count("hypothesize") == nodes.count("test") == 2  # at steps 2 and 4
+    for name in ("config.json", "summary.json", "prompts.csv", "curve.csv", "heaps.json",
+                 "hypotheses.json", "exemplars.json", "report.md", "report.html",
+                 "checkpoints.sqlite"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["iterations"] == 4
+    prompts = pd.read_csv(run / "prompts.csv")
+    assert summary["forward_passes"] >= (prompts["status"] == "accepted").sum()
+    assert summary["best_activation"] == pytest.approx(prompts["activation"].max())
+    hyps = json.loads((run / "hypotheses.json").read_text())
+    assert hyps[-1]["text"] == "Fires on 'cat'." and hyps[-1]["score"]["aggregate"] is not None
+    # the planner saw the evidence: top prompts after the first step
+    assert planner.views[-1].top and planner.views[-1].exemplars
+
+
+def test_duplicates_rejected_before_measuring(tmp_path, tiny_lm, corpus):
+    same = ["the cat sat on the mat", "the cat sat on the mat", "THE CAT SAT ON THE MAT"]
+    run = investigate(config(tmp_path, corpus, iterations=2), lm=tiny_lm,
+                      planner=ScriptedPlanner([same]))
+    prompts = pd.read_csv(run / "prompts.csv")
+    planner_rows = prompts[prompts["source"] == "scripted"]
+    assert (planner_rows["prompt"].str.lower() == "the cat sat on the mat").all()
+    assert (planner_rows["status"] == "accepted").sum() == 1
+    assert set(planner_rows["status"]) <= {"accepted", "duplicate", "semantic"}
+    assert planner_rows["activation"].isna().sum() == len(planner_rows) - 1
+
+
+def test_stagnation_triggers_recovery(tmp_path, tiny_lm, corpus):
+    planner = ScriptedPlanner([["a cat"], ["a dog"], ["a king"], ["the red"], ["one two"]] * 3)
+    cfg = config(tmp_path, corpus, iterations=9, patience=2, prompts_per_step=1)
+    run = investigate(cfg, lm=tiny_lm, planner=planner)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recoveries"], "no recovery in 9 iterations with patience 2"
+    assert summary["recoveries"][0]["strategy"] == "exemplar_restart"
+    prompts = pd.read_csv(run / "prompts.csv")
+    assert "exemplar" in set(prompts["source"])
+
+
+def test_budgets(tmp_path, tiny_lm, corpus):
+    run = investigate(config(tmp_path, corpus, iterations=50, max_forward_passes=10),
+                      lm=tiny_lm, planner=HeuristicBackend(0))
+    summary = json.loads((run / "summary.json").read_text())
+    assert "forward-pass budget" in summary["stop_reason"]
+    assert summary["iterations"] < 50
+    assert parse_duration("1h30m") == 5400 and parse_duration("45s") == 45
+    with pytest.raises(ValueError):
+        parse_duration("8 hours")
+
+
+def test_live_steering_reaches_the_planner(tmp_path, tiny_lm, corpus):
+    cfg = config(tmp_path, corpus, iterations=3, steer=["look at animals"])
+    run_dir = run_path(tmp_path, "r1")
+    planner = ScriptedPlanner([[words(i)] for i in range(5)])
+    original = planner.propose
+
+    def propose(view, n, t):  # a researcher steers while the planner plans step 2
+        if len(planner.views) == 0:
+            post_steering(run_dir, "try code <b>now</b>")
+        return original(view, n, t)
+
+    planner.propose = propose
+    investigate(cfg, lm=tiny_lm, planner=planner)
+    assert planner.views[0].steering == ["look at animals"]
+    assert planner.views[-1].steering == ["look at animals", "try code <b>now</b>"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    applied = {m["message"]: m["applied_step"] for m in summary["steering"]}
+    assert applied == {"look at animals": 0, "try code <b>now</b>": 3}  # posted during step 2
+    assert "try code &lt;b&gt;now&lt;/b&gt;" in (run_dir / "report.html").read_text()
+
+
+def test_run_ids_cannot_escape(tmp_path):
+    for bad in ("../x", "a/b", "..", "/etc", ""):
+        with pytest.raises(ValueError):
+            run_path(tmp_path, bad)
+    with pytest.raises(ValueError):
+        RunConfig(run_id="../../etc")
+
+
+def test_config_override_order(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('iterations = 7\nplanner = "embedded"\nseed = 3\n')
+    env = {"NEUROSLEUTH_PLANNER": "heuristic", "NEUROSLEUTH_SEED": "5", "OLLAMA_HOST": "h:1"}
+    cfg = resolve_config(f, env=env, seed=9, iterations=None)
+    assert (cfg.iterations, cfg.planner, cfg.seed) == (7, "heuristic", 9)
+    assert cfg.ollama_host == "http://h:1"
+
+
+def test_resume_finished_run_with_more_iterations(tmp_path, tiny_lm, corpus):
+    investigate(config(tmp_path, corpus, iterations=2), lm=tiny_lm, planner=HeuristicBackend(0))
+    run = resume(tmp_path, "r1", lm=tiny_lm, planner=HeuristicBackend(0), iterations=4)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == 4
+    steps = pd.read_csv(run / "prompts.csv")["step"]
+    assert sorted(set(steps)) == [1, 2, 3, 4]
+
+
+def cli(*args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "neurosleuth.agents", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_kill_and_resume_loses_nothing(tmp_path, corpus):
+    """SIGKILL a heuristic run mid-way, resume it: same results as an uninterrupted run."""
+    model = save_tiny_model(tmp_path / "model")
+    common = ["--model", str(model), "--neuron", "1:3", "--planner", "heuristic",
+              "--iterations", "14", "--corpus", str(corpus), "--exemplar-tokens", "2000"]
+    straight = cli("investigate", *common, "--run-id", "straight", "--runs-dir", str(tmp_path))
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    proc = cli("investigate", *common, "--run-id", "killed", "--runs-dir", str(tmp_path))
+    log = tmp_path / "killed" / "events.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if log.is_file() and log.read_text().count('"node": "record"') >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = pd.read_csv(tmp_path / "killed" / "prompts.csv")
+    assert 0 < before["step"].max() < 14, "the kill should land mid-run"
+
+    resumed = cli("resume", "killed", "--runs-dir", str(tmp_path))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    after = pd.read_csv(tmp_path / "killed" / "prompts.csv")
+    reference = pd.read_csv(tmp_path / "straight" / "prompts.csv")
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # nothing lost or rewritten
+    pd.testing.assert_frame_equal(after, reference)  # the same run as without the kill
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["iterations"] == 14

@@ -81,6 +81,12 @@ def _register_all() -> None:
     from neurosleuth.agents import cli_corpus
 
     cli_corpus.register(app)
+    from neurosleuth.agents import cli_causal
+
+    cli_causal.register(app)
+    from neurosleuth.agents import cli_attack
+
+    cli_attack.register(app)
 
 
 _register_all()

@@ -44,17 +44,19 @@ def exemplars(
 
     The first run for a layer scans the corpus for every neuron of that layer (progress bar) and
     caches the result; later runs for any neuron of that layer are instant.
+
+    Example: neurosleuth exemplars --neuron 12:345 -k 5 --max-tokens 20000 --bottom
     """
     from neurosleuth.tools.corpus import CorpusWarning, resolve_corpus
     from neurosleuth.tools.exemplars import exemplars as run_exemplars
 
-    lm = load(model, device)
-    neurons = [neuron_checked(lm, s) for s in neuron]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CorpusWarning)
-        chosen = resolve_corpus(corpus)
+        chosen = resolve_corpus(corpus)  # before loading the model: a bad path fails fast
     for w in caught:
         err_console.print(f"warning: {w.message}", markup=False, highlight=False)
+    lm = load(model, device)
+    neurons = [neuron_checked(lm, s) for s in neuron]
     with Progress(TextColumn("scanning {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("tokens"), TimeRemainingColumn(), console=err_console,
                   transient=True) as bar:

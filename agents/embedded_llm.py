@@ -10,15 +10,19 @@ attached to the model under study during a planner call.
 
 Decoding is a plain token loop with a KV cache (not ``generate``) so the order of logit
 transforms is ours: grammar mask -> no-repeat-n-gram ban over the generated tokens (skipped at
-a step where it would leave no allowed token) -> temperature -> top-p -> sample. With the
+a step where it would leave no allowed token) -> wrap-up bonus -> temperature -> top-p -> sample
+(the pieces are in ``agents/sampling.py``). With the
 processors of ``generate`` the grammar mask comes after top-p, which can leave nothing to sample.
 
 Structured output: ``with_structured_output(PydanticModel)`` compiles the model's JSON schema with
 xgrammar (Dong et al. 2024, "XGrammar: Flexible and Efficient Structured Generation Engine for
 Large Language Models") and masks every token that would leave the grammar, so the output is a
 JSON object of the right shape; string lengths are capped (``max_string_chars``) so a drifting
-model ends its strings. A compact skeleton of the schema is appended to the last user message.
-Output cut off by ``max_new_tokens`` is closed by ``repair_json``; what still fails to validate
+model ends its strings, and in the last ``close_reserve`` tokens of the budget every allowed token
+made only of ``"``, ``]``, ``}`` gets a large bonus, so the object is wrapped up (an open string
+ends, the array closes, remaining required keys get short values) instead of being cut off. A
+compact skeleton of the schema is appended to the last user message. Output that is still cut
+off by ``max_new_tokens`` is closed by ``repair_json``; what still fails to validate
 raises ``OutputParserException`` (so does a generation error), which the planner counts and
 retries. Without xgrammar installed the model falls back to free text + ``repair_json``.
 
@@ -51,12 +55,13 @@ from neurosleuth.agents.json_repair import (
     repair_json,
     schema_skeleton,
 )
+from neurosleuth.agents.sampling import ban_repeated_ngrams, sample_token
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 FORMAT_HINT = "\n\nReply with one JSON object only, of this form:\n{skeleton}"
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _CALL_OPTIONS = {"temperature", "top_p", "max_new_tokens", "seed", "no_repeat_ngram_size",
-                 "json_schema", "constrained"}
+                 "close_reserve", "json_schema", "constrained"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class _Backend:
     device: torch.device
     stop_ids: frozenset[int]
     compiler: Any = None  # xgrammar.GrammarCompiler, built on first structured call
+    closers: torch.Tensor | None = None  # (V,) bool: tokens made only of '"', ']' and '}'
 
 
 _BACKENDS: dict[tuple[str, str], _Backend] = {}
@@ -135,6 +141,7 @@ class EmbeddedChatModel(BaseChatModel):
     no_repeat_ngram_size: int = Field(4, ge=0)  # 0: off; counts generated tokens only
     num_threads: int = Field(1, ge=1)
     max_string_chars: int | None = Field(200, ge=1)  # cap on strings in structured output
+    close_reserve: int = Field(24, ge=0)  # structured: last tokens spent closing the JSON
     format_hint: bool = True  # append a JSON skeleton of the schema to the last user message
 
     _stats: EmbeddedStats = PrivateAttr(default_factory=EmbeddedStats)
@@ -241,6 +248,9 @@ class EmbeddedChatModel(BaseChatModel):
                 backend.tokenizer, vocab_size=backend.hf.config.vocab_size,
                 stop_token_ids=sorted(backend.stop_ids))
             backend.compiler = xgr.GrammarCompiler(info, max_threads=1)
+            texts = backend.tokenizer.batch_decode([[i] for i in range(info.vocab_size)])
+            backend.closers = torch.tensor([bool(t.strip()) and set(t.strip()) <= set('"]}')
+                                            for t in texts])
         return backend.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
 
     def _generator(self, call_seed: int | None) -> torch.Generator:
@@ -336,7 +346,8 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
     bans = 0
     x = torch.tensor([prompt_ids], device=backend.device)  # (1, T)
     past = None
-    for _ in range(opt["max_new_tokens"]):
+    limit = opt["max_new_tokens"]
+    for step in range(limit):
         out = backend.hf(input_ids=x, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logits = out.logits[:, -1].float().cpu()  # (1, V)
@@ -344,8 +355,10 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
             matcher.fill_next_token_bitmask(bitmask)
             xgr.apply_token_bitmask_inplace(logits, bitmask)
         logits = logits[0]  # (V,)
-        bans += _ban_repeats(logits, gen, opt["no_repeat_ngram_size"])
-        token = _pick(logits, opt["temperature"], opt["top_p"], rng)
+        bans += ban_repeated_ngrams(logits, gen, opt["no_repeat_ngram_size"])
+        if matcher is not None and limit - step <= min(opt["close_reserve"], limit // 3):
+            logits[backend.closers] += 1e4  # wrap up: end strings, arrays, the object
+        token = sample_token(logits, opt["temperature"], opt["top_p"], rng)
         if matcher is not None and not matcher.accept_token(token):
             raise RuntimeError(f"grammar rejected sampled token {token}")
         if token in backend.stop_ids:
@@ -355,34 +368,3 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
             return gen, "stop_sequence", bans
         x = torch.tensor([[token]], device=backend.device)  # (1, 1)
     return gen, "max_tokens", bans
-
-
-def _ban_repeats(logits: torch.Tensor, gen: list[int], n: int) -> int:
-    """Mask (in place) tokens that would repeat an n-gram of ``gen``; 1 if any was masked.
-
-    The ban is skipped when it would mask every token still allowed (by the grammar)."""
-    if n <= 0 or len(gen) < n:
-        return 0
-    prefix = gen[len(gen) - n + 1:] if n > 1 else []
-    banned = {gen[i + n - 1] for i in range(len(gen) - n + 1) if gen[i:i + n - 1] == prefix}
-    if not banned:
-        return 0
-    idx = torch.tensor(sorted(banned))
-    saved = logits[idx].clone()
-    logits[idx] = float("-inf")
-    if torch.isneginf(logits).all():
-        logits[idx] = saved
-        return 0
-    return 1
-
-
-def _pick(logits: torch.Tensor, temperature: float, top_p: float, rng: torch.Generator) -> int:
-    """Greedy at temperature 0, else nucleus sampling (Holtzman et al. 2020) from ``logits``."""
-    if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / temperature, dim=-1)  # (V,)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(descending=True)
-        keep = (sorted_p.cumsum(0) - sorted_p) < top_p  # always keeps the most likely token
-        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-    return int(torch.multinomial(probs, 1, generator=rng))

@@ -14,7 +14,7 @@ from neurosleuth.agents.actions import Finish, ProposePrompts, RunAttack
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.agents.rundir import RunFiles, now_iso
-from neurosleuth.memory.dedup import PromptDeduper
+from neurosleuth.memory.dedup import DedupResult, PromptDeduper, RejectedPrompt
 from neurosleuth.memory.seeds import random_prompts
 from neurosleuth.memory.topk import ActivationHeaps
 from neurosleuth.tools.measure import ActivationResult, measure
@@ -91,7 +91,7 @@ class Investigation:
         """De-duplicate, then measure the accepted prompts in one batch."""
         source = state.get("action_source", "planner")
         prompts = [p[: self.cfg.max_prompt_chars] for p in action.prompts]
-        checked = self.dedup.check(prompts)
+        checked = self.dedup.check(prompts, record=False)  # counted once, in record
         rows = [{"prompt": r.prompt, "status": r.reason, "activation": None, "max_token": None,
                  "source": source, "similarity": round(float(r.similarity), 4)}
                 for r in checked.rejected]
@@ -102,7 +102,7 @@ class Investigation:
                       "max_token": res.max_token(i), "source": source, "similarity": None}
                      for i, p in enumerate(accepted)]
         best = max((r["activation"] for r in rows if r["activation"] is not None), default=None)
-        return {"rows": rows, "forward_passes": len(accepted),
+        return {"rows": rows, "forward_passes": len(accepted), "dedup": checked.to_dict(),
                 "summary": f"{len(accepted)}/{len(prompts)} accepted, best {best}"}
 
     def run_attack(self, action: RunAttack, state: dict) -> dict:
@@ -120,11 +120,16 @@ class Investigation:
                 "finish": True}
 
     # ---- memory and recovery -----------------------------------------------------------
-    def remember(self, step: int, measured: list[dict]) -> None:
-        """Add measured prompts to the FAISS memory once per step (idempotent on re-run)."""
+    def remember(self, step: int, measured: list[dict], checked: dict | None) -> None:
+        """Fold one step into the FAISS memory: its filter decisions (adaptive threshold) and
+        its measured prompts. Once per step: a re-run after a kill is skipped."""
         marker = self.files.read_json("dedup_step.json", {"step": 0})["step"]
         if step <= marker:
             return
+        if checked:
+            rejected = [RejectedPrompt(**r) for r in checked["rejected"]]
+            self.dedup.observe(DedupResult(checked["accepted"], rejected, checked["threshold"],
+                                           checked.get("exploit", 0)))
         if measured:
             self.dedup.add([r["prompt"] for r in measured], [r["activation"] for r in measured])
         self.dedup.save(self.files / "dedup")

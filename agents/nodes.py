@@ -114,7 +114,7 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     stats.record_check(SimpleNamespace(accepted=measured, rejected=rejected))
     stats.record_measured([r["activation"] for r in measured])
     stats.end_iteration(step)
-    inv.remember(step, measured)
+    inv.remember(step, measured, state["outcome"].get("dedup"))
     inv.files.append_prompts(step, rows)
     update: dict[str, Any] = {
         "iteration": step, "heaps": heaps.to_dict(), "stats": stats.to_dict(), "outcome": None,

@@ -14,7 +14,8 @@ Figures, all measured in one run on one machine with one thread setting:
     i.e. the fraction of the FLOP-bound limit that (b) reaches.
 
 Also: neurons read per pass (all d_mlp neurons of the layer vs one, same prompts), and corpus-scan
-tokens/second (fixed 64-token windows of real text through ``measure_ids``).
+tokens/second (``tools.scan.scan_layers`` over 64-token windows of the default corpus: every
+neuron of the layer, with its running top/bottom-k and statistics; windows built before timing).
 
 Timing: warm-up first, then the median of ``--repeats`` runs; CUDA is synchronised around each
 timed call. Other processes on the machine inflate every figure; the JSON records the load average
@@ -39,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from neurosleuth.tools.measure import measure, measure_ids
+from neurosleuth.tools.corpus import build_windows, default_corpus
+from neurosleuth.tools.measure import measure
 from neurosleuth.tools.model import LoadedModel, load_model
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan import scan_layers
 from rich.console import Console
 from rich.table import Table
 
@@ -90,19 +93,6 @@ def real_prompts(lm: LoadedModel, n: int, lo: int = 12, hi: int = 20) -> list[st
     raise SystemExit(f"only {len(out)} sentences of {lo}-{hi} tokens found")
 
 
-def windows(lm: LoadedModel, budget: int, width: int = 64) -> list[list[int]]:
-    """Fixed ``width``-token windows of real text (extracts concatenated), ``budget`` tokens."""
-    eos = lm.tokenizer.eos_token_id
-    flat: list[int] = []
-    for text in wiki_extracts():
-        flat += lm.encode(text)[lm.n_prefix :] + ([eos] if eos is not None else [])
-        if len(flat) >= budget:
-            break
-    bos = [int(lm.tokenizer.bos_token_id)] if lm.n_prefix else []
-    body = width - len(bos)
-    return [bos + flat[i : i + body] for i in range(0, budget - body + 1, body)]
-
-
 # ---------------------------------------------------------------------------------- timing
 
 
@@ -113,28 +103,33 @@ def sync(device: torch.device) -> None:
 
 def timed(
     fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1
-) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls: ``wall`` and this
+    process's ``cpu`` time (all threads; less sensitive to other processes than wall time)."""
     for _ in range(warmup):
         fn()
-    times = []
+    out: dict[str, list[float]] = {"wall": [], "cpu": []}
     for _ in range(repeats):
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+        out["wall"].append(time.perf_counter() - t0)
+        out["cpu"].append(time.process_time() - c0)
+    return out
 
 
-def matmul_rate(device: torch.device, repeats: int = 7) -> tuple[float, int]:
-    """Median fp32 FLOP/s of an n x n @ n x n matmul (n large for the device)."""
+def med(t: dict[str, list[float]], kind: str = "wall") -> float:
+    return statistics.median(t[kind])
+
+
+def matmul_rate(device: torch.device, repeats: int = 7) -> tuple[dict[str, list[float]], int]:
+    """Timings of an fp32 n x n @ n x n matmul (n large for the device), and n."""
     n = 8192 if device.type == "cuda" else 2048
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device)
     b = torch.randn(n, n, generator=g).to(device)
-    times = timed(lambda: torch.matmul(a, b), device, repeats, warmup=2)
-    return 2 * n**3 / statistics.median(times), n
+    return timed(lambda: torch.matmul(a, b), device, repeats, warmup=2), n
 
 
 # ---------------------------------------------------------------------------------- the two ways
@@ -176,13 +171,13 @@ def run(args: argparse.Namespace) -> dict:
     flops = needed_flops(lm, lengths, layer)
     load_before = os.getloadavg()
 
-    rate, mm_n = matmul_rate(device)
+    t_mm, mm_n = matmul_rate(device)
     t_naive = timed(lambda: naive_read(lm, ids, neuron), device, args.naive_repeats)
     t_meas = timed(lambda: measure(lm, prompts, [neuron]), device, args.repeats)
     every = [NeuronId(layer, i) for i in range(lm.d_mlp)]
     t_all = timed(lambda: measure(lm, prompts, every), device, args.repeats)
-    wins = windows(lm, args.scan_tokens)
-    t_scan = timed(lambda: measure_ids(lm, wins, [neuron]), device, max(1, args.repeats // 2))
+    wins = build_windows(lm, default_corpus(), window=64, max_tokens=args.scan_tokens)
+    t_scan = timed(lambda: scan_layers(lm, [layer], wins, keep=20), device, 2, warmup=0)
 
     naive_acts = naive_read(lm, ids, neuron)
     fast = measure(lm, prompts, [neuron])
@@ -193,13 +188,15 @@ def run(args: argparse.Namespace) -> dict:
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(),
         "needed_gflop": flops / 1e9,
-        "matmul_gflops": rate / 1e9,
+        "matmul_gflop": 2 * mm_n**3 / 1e9,
+        "matmul_s": t_mm,
         "naive_s": t_naive,
         "measure_s": t_meas,
         "measure_all_neurons_s": t_all,
         "scan_s": t_scan,
-        "scan_tokens": sum(len(w) for w in wins),
-        "scan_method": "measure_ids on fixed 64-token windows of Wikipedia summaries (1 neuron)",
+        "scan_tokens": len(wins) * wins.width,
+        "scan_method": f"tools.scan.scan_layers: all {lm.d_mlp} neurons of layer {layer}, "
+        f"top/bottom-20 + statistics, {len(wins)} windows of {wins.width} tokens, default corpus",
         "max_abs_diff_naive_vs_measure": max_diff,
     }
 
@@ -231,25 +228,29 @@ def config_record(args, lm, device, neuron, lengths, mm_n) -> dict:
 
 
 def summarise(r: dict) -> dict:
-    """Derived figures from the raw timings (medians)."""
-    p = r["config"]["prompts"]
+    """Derived figures from the raw timings (medians); ``*_cpu`` from process CPU time."""
+    p, gf = r["config"]["prompts"], r["needed_gflop"]
     d_mlp = int(r["config"]["model"].split("d_mlp ")[1].split(",")[0])
-    naive, meas = statistics.median(r["naive_s"]), statistics.median(r["measure_s"])
-    every, scan = statistics.median(r["measure_all_neurons_s"]), statistics.median(r["scan_s"])
-    bound = r["needed_gflop"] / r["matmul_gflops"]
+    naive, meas, every = med(r["naive_s"]), med(r["measure_s"]), med(r["measure_all_neurons_s"])
+    rate = r["matmul_gflop"] / med(r["matmul_s"])
+    rate_cpu = r["matmul_gflop"] / med(r["matmul_s"], "cpu")
+    bound = gf / rate
     return {
+        "matmul_gflops": rate,
         "naive_prompts_per_s": p / naive,
         "measure_prompts_per_s": p / meas,
         "speedup": naive / meas,
-        "naive_useful_gflops": r["needed_gflop"] / naive,
-        "measure_gflops": r["needed_gflop"] / meas,
+        "speedup_cpu": med(r["naive_s"], "cpu") / med(r["measure_s"], "cpu"),
+        "naive_useful_gflops": gf / naive,
+        "measure_gflops": gf / meas,
         "flop_bound_s": bound,
         "efficiency": bound / meas,
+        "efficiency_cpu": gf / rate_cpu / med(r["measure_s"], "cpu"),
         "naive_efficiency": bound / naive,
         "all_neurons": d_mlp,
         "all_neurons_reads_per_s": p * d_mlp / every,
         "all_vs_one_time_ratio": every / meas,
-        "scan_tokens_per_s": r["scan_tokens"] / scan,
+        "scan_tokens_per_s": r["scan_tokens"] / med(r["scan_s"]),
     }
 
 
@@ -270,8 +271,8 @@ def print_table(r: dict, s: dict) -> None:
         (f"measure x{s['all_neurons']}", r["measure_all_neurons_s"], s["all_neurons"], None),
     ]
     for name, times, n, eff in rows:
-        med = statistics.median(times)
-        t.add_row(name, f"{med:.3f}", f"{p / med:.1f}", f"{p * n / med:,.0f}", f"{gf / med:.1f}",
+        m = med(times)
+        t.add_row(name, f"{m:.3f}", f"{p / m:.1f}", f"{p * n / m:,.0f}", f"{gf / m:.1f}",
                   "" if eff is None else f"{eff:.0%}")
     console.print(t)
     console.print(
@@ -284,10 +285,13 @@ def print_table(r: dict, s: dict) -> None:
     f.add_column("figure")
     f.add_column("value", justify="right")
     gpu = " on GPU" if c["device"].startswith("cuda") else ""
-    f.add_row("(c) fp32 matmul", f"{r['matmul_gflops']:.1f} GFLOP/s (n={c['matmul_n']})")
+    f.add_row("(c) fp32 matmul", f"{s['matmul_gflops']:.1f} GFLOP/s (n={c['matmul_n']})")
     f.add_row("(d) FLOPs needed by (b)", f"{gf:.1f} GFLOP, bound {s['flop_bound_s']:.3f} s")
     f.add_row(f"speedup (b)/(a){gpu}", f"{s['speedup']:.1f}x")
     f.add_row("efficiency of (b)", f"{s['efficiency']:.0%}")
+    if not gpu:
+        cpu = f"{s['speedup_cpu']:.1f}x, {s['efficiency_cpu']:.0%}"
+        f.add_row("speedup, efficiency by CPU time", cpu)
     f.add_row(f"{s['all_neurons']} neurons vs 1: time", f"{s['all_vs_one_time_ratio']:.2f}x")
     f.add_row("corpus scan", f"{s['scan_tokens_per_s']:,.0f} tokens/s")
     f.add_row("max |naive - measure|", f"{r['max_abs_diff_naive_vs_measure']:.1e}")

@@ -5,7 +5,9 @@ Order of checks for each candidate of a batch (``PromptDeduper.check``):
 1. **junk** (``memory.junk.JunkFilter``): empty, too long, mostly unprintable, LLM chatter.
 2. **duplicate**: SHA-1 of the normalised text (Unicode NFC, outer whitespace stripped, inner
    runs of whitespace collapsed; *case is kept*, because the model under study tokenises case)
-   equals that of a stored prompt or of an earlier candidate in the same batch.
+   equals that of a stored prompt, of an earlier candidate in the same batch, or of one of the
+   last ``REJECTED_MEMORY`` semantically rejected prompts (a planner repeating a rejected text
+   is a repeat, not a new near-duplicate, and must not loosen the adaptive threshold).
 3. **semantic**: cosine similarity in a FAISS ``IndexFlatIP`` over L2-normalised sentence
    embeddings (exact search; Johnson et al. 2019). The candidate's nearest neighbour among stored
    prompts *and* earlier accepted candidates of the batch decides: reject if
@@ -44,7 +46,7 @@ import os
 import re
 import unicodedata
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +59,7 @@ from .junk import JunkFilter
 from .topk import Bucket, classify
 
 RejectReason = Literal["duplicate", "semantic", "junk"]
+REJECTED_MEMORY = 10_000
 INDEX_FILE = "dedup.faiss"
 STATE_FILE = "dedup.json"
 _WS = re.compile(r"\s+")
@@ -91,6 +94,7 @@ class DedupResult:
     accepted: list[str]
     rejected: list[RejectedPrompt]
     threshold: float  # global threshold used for this batch
+    exploit: int = 0  # accepted near-duplicates of high-activation prompts
 
     def counts(self) -> dict[str, int]:
         out = {"accepted": len(self.accepted), "duplicate": 0, "semantic": 0, "junk": 0}
@@ -103,6 +107,7 @@ class DedupResult:
             "accepted": list(self.accepted),
             "rejected": [asdict(r) for r in self.rejected],
             "threshold": self.threshold,
+            "exploit": self.exploit,
         }
 
 
@@ -170,6 +175,7 @@ class PromptDeduper:
         self._decisions: deque[bool] = deque(maxlen=window)
         self._cuts: tuple[float | None, float | None] | None = None
         self._vec_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> (D,)
+        self._rejected: OrderedDict[str, tuple[str, float]] = OrderedDict()  # hash -> (near, sim)
         self.stats = DedupStats()
 
     def __len__(self) -> int:
@@ -220,16 +226,22 @@ class PromptDeduper:
                 near = self.texts[self._row_of[h]] if h in self._row_of else prompts[seen[h]]
                 rejected[i] = RejectedPrompt(p, "duplicate", 1.0, near, "same normalised text")
                 continue
+            if h in self._rejected:
+                near, sim = self._rejected[h]
+                rejected[i] = RejectedPrompt(p, "duplicate", sim, near, "repeat of a rejected one")
+                continue
             seen[h] = i
             survivors.append(i)
         accepted_pos, n_exploit = self._semantic(prompts, survivors, rejected)
         if record:
             self._record(len(prompts), rejected, len(accepted_pos), n_exploit)
+            self._remember_rejections(r for r in rejected.values() if r.reason == "semantic")
             self._adapt(len(accepted_pos), sum(r.reason == "semantic" for r in rejected.values()))
         return DedupResult(
             accepted=[prompts[i] for i in accepted_pos],
             rejected=[rejected[i] for i in sorted(rejected)],
             threshold=t0,
+            exploit=n_exploit,
         )
 
     def _semantic(
@@ -265,6 +277,14 @@ class PromptDeduper:
             n_exploit += near is not None and limit > self.threshold and sim >= self.threshold
         return [survivors[a] for a in accepted], n_exploit
 
+    def observe(self, result: DedupResult) -> None:
+        """Count a ``check(..., record=False)`` result and adapt the threshold, later: a caller
+        that checkpoints between checking and recording (the agent) applies it exactly once."""
+        n = len(result.accepted) + len(result.rejected)
+        rejected = dict(enumerate(result.rejected))
+        self._record(n, rejected, len(result.accepted), result.exploit)
+        self._adapt(len(result.accepted), sum(r.reason == "semantic" for r in result.rejected))
+
     def _record(
         self, n: int, rejected: dict[int, RejectedPrompt], n_acc: int, n_exploit: int
     ) -> None:
@@ -274,6 +294,12 @@ class PromptDeduper:
         st.exploit_accepts += n_exploit
         for r in rejected.values():
             setattr(st, r.reason, getattr(st, r.reason) + 1)
+
+    def _remember_rejections(self, rejections: Iterable[RejectedPrompt]) -> None:
+        for r in rejections:
+            self._rejected[text_hash(r.prompt)] = (r.nearest or "", r.similarity)
+        while len(self._rejected) > REJECTED_MEMORY:
+            self._rejected.popitem(last=False)
 
     def _adapt(self, n_accepted: int, n_rejected: int) -> None:
         """Move the global threshold toward the target acceptance band (see module doc)."""
@@ -379,6 +405,7 @@ class PromptDeduper:
             "threshold": self.threshold, "config": self.config(),
             "texts": self.texts, "hashes": self.hashes, "activations": self.activations,
             "decisions": list(self._decisions), "stats": asdict(self.stats),
+            "rejected": [[h, near, sim] for h, (near, sim) in self._rejected.items()],
         }  # fmt: skip
         tmp_index = d / (INDEX_FILE + ".tmp")
         faiss.write_index(self.index, str(tmp_index))
@@ -412,6 +439,7 @@ class PromptDeduper:
         self.activations = [float(a) for a in state["activations"]]
         self._row_of = {h: i for i, h in enumerate(self.hashes)}
         self._decisions.extend(bool(x) for x in state["decisions"])
+        self._rejected.update((h, (near, float(sim))) for h, near, sim in state["rejected"])
         st = dict(state["stats"])
         st["threshold_history"] = [(int(n), float(t)) for n, t in st["threshold_history"]]
         self.stats = DedupStats(**st)

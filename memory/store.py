@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from neurosleuth.tools.model import cache_dir
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (
@@ -83,8 +82,11 @@ def code_version(tool: Callable | ModuleType | str) -> str:
     module = _module_of(tool)
     files = {inspect.getsourcefile(module)}
     for value in vars(module).values():
-        owner = value if isinstance(value, ModuleType) else sys.modules.get(
-            getattr(value, "__module__", "") or "")
+        owner = (
+            value
+            if isinstance(value, ModuleType)
+            else sys.modules.get(getattr(value, "__module__", "") or "")
+        )
         if owner is not None and owner.__name__.startswith("neurosleuth."):
             files.add(getattr(owner, "__file__", None))
     h = hashlib.sha256()
@@ -133,10 +135,16 @@ class ExperimentStore:
         s = to_jsonable(spec)
         model = s.get("model") if isinstance(s, dict) else None
         model = model.get("name") if isinstance(model, dict) else model
-        row = (key, s.get("tool") if isinstance(s, dict) else None, None if model is None
-               else str(model), None if not isinstance(s, dict) or s.get("component") is None
-               else str(s["component"]), s.get("code_version") if isinstance(s, dict) else None,
-               time.time(), canonical_json(s), json.dumps(to_jsonable(result)))
+        row = (
+            key,
+            s.get("tool") if isinstance(s, dict) else None,
+            None if model is None else str(model),
+            None if not isinstance(s, dict) or s.get("component") is None else str(s["component"]),
+            s.get("code_version") if isinstance(s, dict) else None,
+            time.time(),
+            canonical_json(s),
+            json.dumps(to_jsonable(result)),
+        )
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
@@ -148,23 +156,37 @@ class ExperimentStore:
         """One row per experiment, newest first: key, tool, model, component, code_version,
         created (UTC), the spec's other fields as ``spec.*`` and the result's ``summary`` as
         ``result.*`` columns."""
-        query = "SELECT key, tool, model, component, code_version, created, spec, result " \
-                "FROM experiments" + (" WHERE tool = ?" if tool else "") + " ORDER BY created DESC"
+        query = (
+            "SELECT key, tool, model, component, code_version, created, spec, result "
+            "FROM experiments" + (" WHERE tool = ?" if tool else "") + " ORDER BY created DESC"
+        )
         with self._connect() as db:
             rows = db.execute(query, (tool,) if tool else ()).fetchall()
         records = []
         for key, name, model, comp, code, created, spec, result in rows:
-            rec = {"key": key, "tool": name, "model": model, "component": comp,
-                   "code_version": code, "created": pd.Timestamp(created, unit="s", tz="UTC")}
+            rec = {
+                "key": key,
+                "tool": name,
+                "model": model,
+                "component": comp,
+                "code_version": code,
+                "created": pd.Timestamp(created, unit="s", tz="UTC"),
+            }
             for k, v in json.loads(spec).items():
                 if k not in ("tool", "model", "component", "code_version"):
-                    rec[f"spec.{k}"] = v if isinstance(v, str | int | float | None) else json.dumps(v)
+                    rec[f"spec.{k}"] = (
+                        v if isinstance(v, str | int | float | None) else json.dumps(v)
+                    )
             summary = (json.loads(result) or {}).get("summary") if result else None
             for k, v in (summary or {}).items():
                 rec[f"result.{k}"] = v
             records.append(rec)
-        return pd.DataFrame(records, columns=None if records else
-                            ["key", "tool", "model", "component", "code_version", "created"])
+        return pd.DataFrame(
+            records,
+            columns=None
+            if records
+            else ["key", "tool", "model", "component", "code_version", "created"],
+        )
 
     def export(self, path: str | Path) -> Path:
         """Write ``list()`` to ``path``: ``.csv`` or ``.parquet``."""
@@ -179,14 +201,24 @@ class ExperimentStore:
         return path
 
 
-def cached(store: ExperimentStore | None, tool: Callable | ModuleType | str, spec: dict,
-           fn: Callable[[], Any], load: Callable[[dict], Any] | None = None) -> Any:
+def experiment_spec(tool: Callable | ModuleType | str, spec: dict) -> dict:
+    """``spec`` completed with the tool's name and code version: what ``experiment_key`` hashes."""
+    return {**spec, "tool": tool_name(tool), "code_version": code_version(tool)}
+
+
+def cached(
+    store: ExperimentStore | None,
+    tool: Callable | ModuleType | str,
+    spec: dict,
+    fn: Callable[[], Any],
+    load: Callable[[dict], Any] | None = None,
+) -> Any:
     """Run ``fn()`` once per experiment: the spec is completed with the tool's name and code
     version and hashed; a stored result is returned (through ``load`` if given) without calling
     ``fn``; otherwise ``fn``'s result is stored and returned. ``store=None`` just calls ``fn``."""
     if store is None:
         return fn()
-    full = {**spec, "tool": tool_name(tool), "code_version": code_version(tool)}
+    full = experiment_spec(tool, spec)
     key = experiment_key(full)
     hit = store.get(key)
     if hit is not None:

@@ -2,7 +2,8 @@
 
 Attention writes nothing (``o_proj = 0``), so the MLP at position t sees only
 ``n(e_t) = w * e_t / sqrt(mean(e_t**2) + eps)`` (w: the post-attention RMSNorm weight) and
-neuron j's activation is ``silu(g_j . n(e_t)) * (u_j . n(e_t))``: a function of the token at t alone.
+neuron j's activation is ``silu(g_j . n(e_t)) * (u_j . n(e_t))``: a function of the token at t
+alone.
 
 ``trigger_lm``: neuron ``NEURON``'s gate and up rows both point along n(e_TRIGGER), so over the
 vocabulary its activation peaks at the token ``TRIGGER`` (checked in the tests by brute force).

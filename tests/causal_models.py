@@ -13,9 +13,9 @@ that logit to exactly 0, and any other value ``a'`` of ``a_N`` gives a logit com
 from __future__ import annotations
 
 import torch
+from neurosleuth.tools.model import LoadedModel, from_hf_model
 from transformers import LlamaForCausalLM
 
-from neurosleuth.tools.model import LoadedModel, from_hf_model
 from tests.fixtures import tiny_config, tiny_tokenizer, token_id
 
 D, N, W, U = 15, 7, 3.0, 4.0
@@ -51,7 +51,9 @@ def by_hand(lm: LoadedModel, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor
     with torch.no_grad():
         e = hf.model.embed_tokens.weight[ids]  # (T, d_model)
         x = e / torch.sqrt(e.pow(2).mean(-1, keepdim=True) + eps)
-        act = torch.nn.functional.silu(x @ layer.mlp.gate_proj.weight.T) * (x @ layer.mlp.up_proj.weight.T)
+        act = torch.nn.functional.silu(x @ layer.mlp.gate_proj.weight.T) * (
+            x @ layer.mlp.up_proj.weight.T
+        )
         return act, e + act @ layer.mlp.down_proj.weight.T
 
 

@@ -8,16 +8,24 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from neurosleuth.tools.ablate import ablate, random_components, steer, token_id
+from neurosleuth.tools.ablate import ablate, random_components, token_id
 from neurosleuth.tools.interventions import (
-    AttnHead, MLPLayer, NeuronSet, SetPerToken, Site, active_hooks, hooked, mean_activations,
+    AttnHead,
+    MLPLayer,
+    NeuronSet,
+    SetPerToken,
+    Site,
+    active_hooks,
+    hooked,
     run_variants,
 )
 from neurosleuth.tools.measure import measure, pad_right
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.reference import mean_activations
+from neurosleuth.tools.steer import steer
 from neurosleuth.tools.sweep import plot_heatmap, sweep
-from tests.causal_models import N, TOK, by_hand, path_lm, target_logit, with_act
+
+from tests.causal_models import TOK, N, by_hand, path_lm, target_logit, with_act
 from tests.fixtures import tiny_random_lm
 
 PROMPTS = ["the cat sat on the mat", "the dog ran to the park .", "king and queen"]
@@ -59,7 +67,9 @@ def test_scale_mode_multiplies_the_activation(plm):
     for i, p in enumerate(PROMPTS):
         ids = plm.encode(p)
         a = float(by_hand(plm, ids)[0][-1, N])
-        assert r.effect.logit_new[i] == pytest.approx(float(with_act(plm, ids, -1, 2.5 * a)), abs=1e-5)
+        assert r.effect.logit_new[i] == pytest.approx(
+            float(with_act(plm, ids, -1, 2.5 * a)), abs=1e-5
+        )
 
 
 def test_mean_mode_uses_the_reference_mean(plm):
@@ -91,7 +101,9 @@ def test_resample_mode_takes_values_from_other_prompts(plm):
     r = ablate(plm, prompts, NEURON, "resample", target="paris", baseline=0, seed=3)
     ids0, ids1 = plm.encode(prompts[0]), plm.encode(prompts[1])
     # prompt 0 can only draw from the single token of prompt 1
-    assert r.effect.logit_new[0] == pytest.approx(float(with_act(plm, ids0, -1, acts[1][0])), abs=1e-5)
+    assert r.effect.logit_new[0] == pytest.approx(
+        float(with_act(plm, ids0, -1, acts[1][0])), abs=1e-5
+    )
     # prompt 1 draws one of prompt 0's activations
     options = [float(with_act(plm, ids1, -1, float(a))) for a in acts[0]]
     assert min(abs(r.effect.logit_new[1] - o) for o in options) < 1e-5
@@ -116,7 +128,9 @@ def test_steering_a_neuron_adds_to_its_activation(plm):
     for i, p in enumerate(PROMPTS):
         ids = plm.encode(p)
         a = float(by_hand(plm, ids)[0][-1, N])
-        assert r.effect.logit_new[i] == pytest.approx(float(with_act(plm, ids, -1, a + 1.5)), abs=1e-5)
+        assert r.effect.logit_new[i] == pytest.approx(
+            float(with_act(plm, ids, -1, a + 1.5)), abs=1e-5
+        )
     assert r.baseline is not None and len(r.baseline.components) == 5
     assert r.promoted[0][0].strip() == "paris"  # the path token rises most
     vec = steer(plm, PROMPTS, torch.ones(16), 0.5, layer=0, baseline=3)
@@ -159,13 +173,21 @@ def test_head_and_mlp_ablation_equal_editing_the_weights():
     np.testing.assert_allclose(head.effect.logit_new, edited.effect.logit_clean, atol=1e-5)
     np.testing.assert_allclose(head.effect.loss_new, edited.effect.loss_clean, atol=1e-5)
     whole = ablate(lm, PROMPTS, MLPLayer(0), "zero", target="paris", baseline=0)
-    every = ablate(lm, PROMPTS, NeuronSet(tuple(NeuronId(0, i) for i in range(32))), "zero",
-                   target="paris", baseline=0)
+    every = ablate(
+        lm,
+        PROMPTS,
+        NeuronSet(tuple(NeuronId(0, i) for i in range(32))),
+        "zero",
+        target="paris",
+        baseline=0,
+    )
     np.testing.assert_allclose(whole.effect.logit_new, every.effect.logit_new, atol=1e-5)
 
 
 def test_padding_does_not_change_results(tiny_lm):
-    alone = [ablate(tiny_lm, [p], NeuronId(1, 4), "zero", target="paris", baseline=0) for p in PROMPTS]
+    alone = [
+        ablate(tiny_lm, [p], NeuronId(1, 4), "zero", target="paris", baseline=0) for p in PROMPTS
+    ]
     batch = ablate(tiny_lm, PROMPTS, NeuronId(1, 4), "zero", target="paris", baseline=0)
     for i, r in enumerate(alone):
         assert batch.effect.kl[i] == pytest.approx(r.effect.kl[0], rel=1e-4, abs=1e-9)
@@ -186,8 +208,13 @@ def test_hooks_are_removed_even_when_a_hook_raises(tiny_lm):
     # the engine path: an op whose values are missing fails inside the hook
     bad = (SetPerToken(()),)
     from neurosleuth.tools.interventions import Edit
+
     with pytest.raises(IndexError):
-        run_variants(tiny_lm, [tiny_lm.encode(PROMPTS[0])], [(Edit(Site(NEURON.hook_name, 0, 2, (1,)), bad[0]),)])
+        run_variants(
+            tiny_lm,
+            [tiny_lm.encode(PROMPTS[0])],
+            [(Edit(Site(NEURON.hook_name, 0, 2, (1,)), bad[0]),)],
+        )
     assert active_hooks(tiny_lm) == 0
     with torch.inference_mode():
         after = tiny_lm.model(tokens, attention_mask=mask)
@@ -221,8 +248,14 @@ def test_sweep_table_and_heatmap(tiny_lm, tmp_path):
 
 @pytest.mark.integration
 def test_smollm2_ablation_with_baseline(smollm2):
-    r = ablate(smollm2, ["The Eiffel Tower is in the city of", "Paris is the capital of"],
-               NeuronId(12, 345), "zero", target=" Paris", baseline=5)
+    r = ablate(
+        smollm2,
+        ["The Eiffel Tower is in the city of", "Paris is the capital of"],
+        NeuronId(12, 345),
+        "zero",
+        target=" Paris",
+        baseline=5,
+    )
     s = r.summary()
     assert all(np.isfinite(s[m]) for m in ("kl", "top1_change", "d_loss", "d_prob"))
     assert r.baseline is not None and len(r.baseline.components) == 5

@@ -36,12 +36,14 @@ def test_attack_raises_activation_deterministically(tiny_lm):
 
 
 def test_attack_finds_the_trigger_token(trig_lm):
-    r = attack(trig_lm, TRIG, length=3, steps=6, candidates=16, fluency_weights=(0.0,), seed=0)
+    kw = dict(init=["the cat sat"], steps=10, candidates=8, population=4, fluency_weights=(0.0,),
+              top_k=4, seed=0)
+    r = attack(trig_lm, TRIG, **kw)
+    assert TRIGGER not in r.initial.token_ids
     assert r.best.token_ids[-1] == TRIGGER
     peak = float(hand_activation(trig_lm, [TRIGGER])[0, NEURON])
     assert r.best.activation == pytest.approx(peak, rel=1e-4)
-    banned = attack(trig_lm, TRIG, length=3, steps=6, candidates=16, fluency_weights=(0.0,),
-                    seed=0, forbid=["paris"])
+    banned = attack(trig_lm, TRIG, **kw, forbid=["paris"])
     assert TRIGGER not in banned.best.token_ids and banned.best.activation < peak
 
 
@@ -132,15 +134,16 @@ def test_minimal_edits_needs_two_edits_when_the_trigger_repeats(trig_lm):
     assert none.killers == () and none.n_edits is None and none.closest is not None
 
 
-def test_minimal_edits_fixed_position_and_errors(trig_lm):
+def test_minimal_edits_fixed_position_and_errors(trig_lm, tiny_lm):
     res = minimal_edits(trig_lm, TRIG, "paris cat dog", position=0, threshold=0.5)
     assert res.n_edits == 1 and all(k.edits[0].new is not None for k in res.killers)
-    with pytest.raises(ValueError, match="nothing to kill"):
-        minimal_edits(trig_lm, TRIG, "paris cat dog", position=1, threshold=0.5) \
-            if float(hand_activation(trig_lm, [token_id("cat")])[0, NEURON]) <= 0 else \
-            minimal_edits(trig_lm, TRIG, "paris", threshold=0.5)
     with pytest.raises(ValueError, match="threshold"):
         minimal_edits(trig_lm, TRIG, "paris cat", threshold=1.5)
+    acts = measure_ids(tiny_lm, [tiny_lm.encode("the cat")], [NeuronId(0, j) for j in range(32)])
+    negative = int(np.argmin(acts[0].max(axis=0)))
+    assert acts[0][:, negative].max() < 0
+    with pytest.raises(ValueError, match="nothing to kill"):
+        minimal_edits(tiny_lm, NeuronId(0, negative), "the cat")
 
 
 @pytest.mark.integration

@@ -45,7 +45,8 @@ def test_ig_zero_after_the_read_position_and_max_position(tiny_lm):
 
 def test_grad_x_input_matches_hand_computation():
     """One layer, attention off: f depends on e_t alone (t = read position), and
-    e . df/de = (silu'(a) b (g . w*e) + silu(a) (u . w*e)) * eps / r**3, r = sqrt(mean(e^2) + eps)."""
+    e . df/de = (silu'(a) b (g . w*e) + silu(a) (u . w*e)) * eps / r**3,
+    with r = sqrt(mean(e^2) + eps)."""
     eps = 0.7
     lm = trigger_lm(seed=3, eps=eps)
     hf = lm.model.original_model

@@ -6,8 +6,6 @@ import random
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from neurosleuth.tools.corpus import (
     SOURCES,
     CorpusError,
@@ -22,6 +20,8 @@ from neurosleuth.tools.exemplars import exemplars, heldout_windows, layer_scans
 from neurosleuth.tools.measure import measure, measure_ids
 from neurosleuth.tools.neurons import NeuronError, NeuronId
 from neurosleuth.tools.scan import TOKEN_SAMPLE
+from typer.testing import CliRunner
+
 from tests.fixtures import WORDS, tiny_random_lm
 
 TEXT_WORDS = [w for w in WORDS if not w.startswith("<")]
@@ -109,7 +109,8 @@ def test_second_call_for_the_same_layer_runs_no_model(tiny_lm, corpus_file, monk
     again = exemplars(tiny_lm, [NeuronId(1, 3), NeuronId(1, 20)], corpus=corpus_file, k=3,
                       window=8, max_tokens=400)
     assert again.scanned_layers == () and again.cache_path == first.cache_path
-    assert [e.value for e in again[NeuronId(1, 3)].top] == [e.value for e in first[NeuronId(1, 3)].top]
+    n = NeuronId(1, 3)
+    assert [e.value for e in again[n].top] == [e.value for e in first[n].top]
     assert len(again[NeuronId(1, 20)].top) == 3
     with pytest.raises(AssertionError, match="the model ran"):  # another layer is not cached
         exemplars(tiny_lm, NeuronId(0, 1), corpus=corpus_file, k=3, window=8, max_tokens=400)

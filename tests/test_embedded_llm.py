@@ -11,6 +11,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from neurosleuth.agents import embedded_llm as E
 from neurosleuth.agents.json_repair import RepairStats, bound_schema, repair_json, schema_skeleton
+from neurosleuth.agents.sampling import ban_repeated_ngrams, sample_token
 from pydantic import BaseModel, Field
 
 
@@ -93,25 +94,25 @@ def test_schema_skeleton_and_bound_schema():
 def test_ban_repeats_masks_the_token_that_would_repeat_an_ngram():
     logits = torch.zeros(10)
     gen = [1, 2, 3, 1, 2]  # next 3 would repeat the trigram (1, 2, 3)
-    assert E._ban_repeats(logits, gen, 3) == 1
+    assert ban_repeated_ngrams(logits, gen, 3) == 1
     assert torch.isneginf(logits[3]) and torch.isfinite(logits[[0, 1, 2, 4]]).all()
-    assert E._ban_repeats(torch.zeros(10), gen, 0) == 0
+    assert ban_repeated_ngrams(torch.zeros(10), gen, 0) == 0
 
 
 def test_ban_repeats_is_skipped_when_it_would_leave_nothing():
     logits = torch.full((10,), float("-inf"))
     logits[3] = 0.0  # the grammar allows only token 3, which the ban would remove
-    assert E._ban_repeats(logits, [1, 2, 3, 1, 2], 3) == 0
+    assert ban_repeated_ngrams(logits, [1, 2, 3, 1, 2], 3) == 0
     assert logits[3] == 0.0
 
 
 def test_pick_greedy_and_top_p():
     logits = torch.tensor([0.0, 5.0, 4.9, -3.0])
-    assert E._pick(logits, 0.0, 1.0, torch.Generator()) == 1
+    assert sample_token(logits, 0.0, 1.0, torch.Generator()) == 1
     rng = torch.Generator().manual_seed(0)
-    picks = {E._pick(logits, 1.0, 0.5, rng) for _ in range(50)}
+    picks = {sample_token(logits, 1.0, 0.5, rng) for _ in range(50)}
     assert picks == {1}  # token 1 alone holds more than half the mass
-    picks = {E._pick(logits, 1.0, 0.99, rng) for _ in range(200)}
+    picks = {sample_token(logits, 1.0, 0.99, rng) for _ in range(200)}
     assert picks == {1, 2}
 
 

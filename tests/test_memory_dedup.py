@@ -1,3 +1,4 @@
+import itertools
 import json
 from dataclasses import asdict
 
@@ -160,24 +161,38 @@ def test_adaptive_global_threshold_moves_toward_band_and_clamps():
               window=10, min_window=5)  # fmt: skip
     d = PromptDeduper(HashingEmbedder(), **kw)
     d.add(["alpha beta gamma delta"], [1.0])
-    perms = ["beta alpha gamma delta", "gamma beta alpha delta", "delta gamma beta alpha",
-             "alpha gamma beta delta", "beta gamma alpha delta"]  # fmt: skip
-    r = d.check(perms)  # all semantic rejects: rate 0 < 0.2 -> looser
-    assert len(r.rejected) == 5 and r.threshold == 0.90 and d.threshold == 0.91
-    d.check(perms)
-    d.check(perms)
+    perms = [" ".join(p) for p in itertools.permutations(["alpha", "beta", "gamma", "delta"])]
+    r = d.check(perms[1:6])  # all semantic rejects: rate 0 < 0.2 -> looser
+    assert [x.reason for x in r.rejected] == ["semantic"] * 5
+    assert r.threshold == 0.90 and d.threshold == 0.91
+    d.check(perms[6:11])
+    d.check(perms[11:16])
     assert d.threshold == 0.92  # clamped at max
     fresh = [f"word{i} other{i} thing{i}" for i in range(5)]
     d.check(fresh)  # all accepted: rate 1 > 0.8 -> stricter
     assert d.threshold == 0.91
     assert [t for _, t in d.stats.threshold_history] == [0.91, 0.92, 0.91]
-    # Junk and exact duplicates do not move the threshold.
-    d.check(["", "alpha beta gamma delta"] * 5)
+    # Junk, exact duplicates and repeats of rejected prompts do not move the threshold.
+    r = d.check(["", "alpha beta gamma delta"] * 3 + perms[1:5])
+    assert r.counts() == {"accepted": 0, "duplicate": 7, "semantic": 0, "junk": 3}
+    assert r.rejected[-1].detail == "repeat of a rejected one"
+    assert r.rejected[-1].nearest == "alpha beta gamma delta"
     assert d.threshold == 0.91 and len(d._decisions) == 0
     fixed = PromptDeduper(HashingEmbedder(), adaptive=False, **kw)
     fixed.add(["alpha beta gamma delta"], [1.0])
-    fixed.check(perms)
+    fixed.check(perms[1:6])
     assert fixed.threshold == 0.90
+
+
+def test_rejected_prompts_are_remembered_only_when_recording():
+    d = PromptDeduper(HashingEmbedder(), adaptive=False)
+    d.add(["one two"], [1.0])
+    assert d.check(["two one"], record=False).rejected[0].reason == "semantic"
+    assert d.check(["two one"]).rejected[0].reason == "semantic"
+    again = d.check(["two  one "]).rejected[0]
+    assert (again.reason, again.nearest) == ("duplicate", "one two")
+    d.add(["two one"], [2.0])  # measured anyway (e.g. by another tool): now a stored duplicate
+    assert d.check(["two one"]).rejected[0].detail == "same normalised text"
 
 
 def test_add_skips_stored_and_repeated_prompts_and_validates():
@@ -224,6 +239,7 @@ def test_persistence_round_trip_is_exact(tmp_path):
     assert e.texts == d.texts and e.hashes == d.hashes and e.activations == d.activations
     assert e.threshold == d.threshold and e.config() == d.config()
     assert list(e._decisions) == list(d._decisions) and e.stats == d.stats
+    assert e._rejected == d._rejected and len(d._rejected) > 0
     n = d.index.ntotal
     assert np.array_equal(e.index.reconstruct_n(0, n), d.index.reconstruct_n(0, n))
     later = random_prompts(30, np.random.default_rng(1)) + prompts[5:10]

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from neurosleuth.tools.interventions import MLPLayer, NeuronSet, Resid
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import (
-    PatchResult, patch, patch_components, patch_head, patch_mlp, patch_neurons, patch_resid,
+    PatchResult,
+    patch,
+    patch_components,
+    patch_head,
+    patch_mlp,
+    patch_neurons,
+    patch_resid,
 )
 from neurosleuth.tools.sweep import patch_sweep, plot_heatmap
+
 from tests.causal_models import N, path_lm, with_act
 
 CLEAN = ["the cat sat on the mat", "king and queen"]
@@ -68,8 +74,13 @@ def test_patch_positions(tiny_lm):
 def test_identity_patch_and_named_variants(tiny_lm):
     same = patch_head(tiny_lm, CLEAN, CLEAN, 1, 0, target="paris")
     np.testing.assert_allclose(same.effect.kl, 0.0, atol=1e-9)
-    results = patch_components(tiny_lm, CLEAN, CORRUPT, [MLPLayer(0), NeuronSet(
-        (NeuronId(0, 1), NeuronId(1, 2)))], target="paris")
+    results = patch_components(
+        tiny_lm,
+        CLEAN,
+        CORRUPT,
+        [MLPLayer(0), NeuronSet((NeuronId(0, 1), NeuronId(1, 2)))],
+        target="paris",
+    )
     assert [r.component for r in results] == ["mlp0", "0:1,1:2"]
     for r in results:
         frame = r.to_frame()

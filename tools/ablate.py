@@ -1,5 +1,5 @@
-"""Ablation and steering of neurons, neuron sets, MLP layers and attention heads, each reported
-next to the same intervention on random components of the same layer.
+"""Ablation of neurons, neuron sets, MLP layers and attention heads, each reported next to the
+same ablation of random components of the same layer.
 
 Ablation modes (``ablate``):
 
@@ -14,13 +14,9 @@ Ablation modes (``ablate``):
   batch (resampling ablation, Chan et al. 2022, "Causal scrubbing"). Seeded; the target and its
   baseline use the same draws, so they differ only in which component is edited.
 
-Steering (``steer``): adds ``alpha * direction`` to the residual stream after block L at the chosen
-positions. For a neuron the direction is its output weights ``W_out[L, i]``, so ``alpha`` is what
-is added to the neuron's activation as every later layer sees it (the down-projection has no bias).
-
 Baseline: R random components drawn (seeded) from the same layer(s), excluding the target: random
 neurons, count-matched per layer, for neurons; the layer's other heads for a head; random
-directions of the same norm for a steering vector; none for a whole MLP or the residual stream.
+none for a whole MLP or the residual stream.
 The clean run is computed once and shared by the target and every baseline variant.
 
 Caveat: zero and scale ablation move activations off their distribution; mean and resample
@@ -31,6 +27,7 @@ use and interpret activation patching").
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,16 +35,25 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from transformer_lens.utilities import get_act_name
-
 from neurosleuth.tools.effects import LABELS, METRICS, Baseline, EffectResult, Targets
 from neurosleuth.tools.interventions import (
-    Add, AttnHead, Component, Edit, NeuronSet, Op, Scale, SetConst, SetPerToken, Site, capture,
-    draw_sources, edits, ids_hash, mean_activations, resampled, run_variants, sites, validate,
+    AttnHead,
+    Component,
+    NeuronSet,
+    Op,
+    Scale,
+    SetConst,
+    SetPerToken,
+    Site,
+    edits,
+    run_variants,
+    sites,
+    validate,
 )
 from neurosleuth.tools.measure import encode_checked
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.reference import capture, draw_sources, ids_hash, mean_activations, resampled
 
 Mode = Literal["zero", "mean", "resample", "scale"]
 MODES: tuple[str, ...] = ("zero", "mean", "resample", "scale")
@@ -82,34 +88,57 @@ class InterventionResult:
         if self.baseline is None:
             return text
         b = self.baseline
-        return (f"{text} (random: {b.mean(metric):.4g} +- {b.std(metric):.4g}, "
-                f"z={self.zscore(metric):.1f})")
+        return (
+            f"{text} (random: {b.mean(metric):.4g} +- {b.std(metric):.4g}, "
+            f"z={self.zscore(metric):.1f})"
+        )
 
     def summary_frame(self) -> pd.DataFrame:
         """One row per metric that applies: value, baseline mean and std, z-score."""
         s = self.summary()
-        rows = [{"metric": m, "label": LABELS[m], "value": s[m],
-                 "baseline_mean": self.baseline.mean(m) if self.baseline else math.nan,
-                 "baseline_std": self.baseline.std(m) if self.baseline else math.nan,
-                 "z": self.zscore(m)} for m in METRICS if not math.isnan(s[m])]
+        rows = [
+            {
+                "metric": m,
+                "label": LABELS[m],
+                "value": s[m],
+                "baseline_mean": self.baseline.mean(m) if self.baseline else math.nan,
+                "baseline_std": self.baseline.std(m) if self.baseline else math.nan,
+                "z": self.zscore(m),
+            }
+            for m in METRICS
+            if not math.isnan(s[m])
+        ]
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "component": self.component, "kind": self.kind,
-                "params": self.params, "prompts": list(self.prompts),
-                "effect": self.effect.to_dict(), "summary": self.summary(),
-                "baseline": self.baseline.to_dict() if self.baseline else None,
-                "target_label": self.target_label,
-                "promoted": [list(p) for p in self.promoted],
-                "suppressed": [list(p) for p in self.suppressed]}
+        return {
+            "model": self.model,
+            "component": self.component,
+            "kind": self.kind,
+            "params": self.params,
+            "prompts": list(self.prompts),
+            "effect": self.effect.to_dict(),
+            "summary": self.summary(),
+            "baseline": self.baseline.to_dict() if self.baseline else None,
+            "target_label": self.target_label,
+            "promoted": [list(p) for p in self.promoted],
+            "suppressed": [list(p) for p in self.suppressed],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> InterventionResult:
-        return cls(d["model"], d["component"], d["kind"], d["params"], tuple(d["prompts"]),
-                   EffectResult.from_dict(d["effect"]),
-                   Baseline.from_dict(d["baseline"]) if d["baseline"] else None,
-                   d["target_label"], tuple((t, float(x)) for t, x in d["promoted"]),
-                   tuple((t, float(x)) for t, x in d["suppressed"]))
+        return cls(
+            d["model"],
+            d["component"],
+            d["kind"],
+            d["params"],
+            tuple(d["prompts"]),
+            EffectResult.from_dict(d["effect"]),
+            Baseline.from_dict(d["baseline"]) if d["baseline"] else None,
+            d["target_label"],
+            tuple((t, float(x)) for t, x in d["promoted"]),
+            tuple((t, float(x)) for t, x in d["suppressed"]),
+        )
 
 
 def token_id(lm: LoadedModel, token: str | int) -> int:
@@ -125,12 +154,19 @@ def token_id(lm: LoadedModel, token: str | int) -> int:
     return int(ids[0])
 
 
-def make_targets(lm: LoadedModel, target: str | int | None = None,
-                 pair: tuple[str | int, str | int] | None = None, at: str = "all",
-                 anchor: torch.Tensor | None = None) -> Targets:
-    return Targets(None if target is None else token_id(lm, target),
-                   None if pair is None else (token_id(lm, pair[0]), token_id(lm, pair[1])),
-                   at, anchor)  # type: ignore[arg-type]
+def make_targets(
+    lm: LoadedModel,
+    target: str | int | None = None,
+    pair: tuple[str | int, str | int] | None = None,
+    at: str = "all",
+    anchor: torch.Tensor | None = None,
+) -> Targets:
+    return Targets(
+        None if target is None else token_id(lm, target),
+        None if pair is None else (token_id(lm, pair[0]), token_id(lm, pair[1])),
+        at,
+        anchor,
+    )  # type: ignore[arg-type]
 
 
 def encode_all(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
@@ -143,26 +179,35 @@ def encode_all(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
 REFERENCE_WINDOWS = 64  # default mean reference: 64 corpus windows of 64 tokens (4,096 tokens)
 
 
-def default_reference(lm: LoadedModel, windows: int = REFERENCE_WINDOWS,
-                      width: int = 64) -> list[list[int]] | None:
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def default_reference(
+    lm: LoadedModel, windows: int = REFERENCE_WINDOWS, width: int = 64
+) -> list[list[int]] | None:
     """Token ids (BOS per model) of the first ``windows`` windows of the default corpus (its
-    fixed, well-mixed order: wiki, chat, speeches, code), or ``None`` when no corpus is installed."""
+    fixed, well-mixed order: wiki, chat, speeches, code), or ``None`` when no corpus is installed.
+    Memoised per model object."""
     import warnings
 
     from neurosleuth.tools.corpus import CorpusError, build_windows, default_corpus
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            win = build_windows(lm, default_corpus(), window=width, max_tokens=windows * width)
-    except CorpusError:
-        return None
-    prefix = lm.encode("")[: lm.n_prefix]
-    return [prefix + [int(t) for t in row] for row in win.ids]
+    memo = _REFERENCES.setdefault(lm, {})
+    if (windows, width) not in memo:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                win = build_windows(lm, default_corpus(), window=width, max_tokens=windows * width)
+            prefix = lm.encode("")[: lm.n_prefix]
+            memo[windows, width] = [prefix + [int(t) for t in row] for row in win.ids]
+        except CorpusError:
+            memo[windows, width] = None
+    return memo[windows, width]
 
 
-def reference_ids(lm: LoadedModel, reference: Sequence[str] | None,
-                  prompts: list[list[int]]) -> tuple[list[list[int]], str]:
+def reference_ids(
+    lm: LoadedModel, reference: Sequence[str] | None, prompts: list[list[int]]
+) -> tuple[list[list[int]], str]:
     """The reference set for mean ablation and its label: the given texts, else corpus windows,
     else (no corpus installed) the prompts themselves."""
     if reference:
@@ -171,8 +216,9 @@ def reference_ids(lm: LoadedModel, reference: Sequence[str] | None,
     return (windows, "corpus") if windows else (prompts, "prompts")
 
 
-def random_components(lm: LoadedModel, component: Component, count: int,
-                      seed: int = 0) -> list[Component]:
+def random_components(
+    lm: LoadedModel, component: Component, count: int, seed: int = 0
+) -> list[Component]:
     """``count`` random components like ``component`` in the same layer(s), never the target."""
     rng = np.random.default_rng(seed)
     if count <= 0:
@@ -185,13 +231,22 @@ def random_components(lm: LoadedModel, component: Component, count: int,
         by_layer: dict[int, set[int]] = {}
         for n in component.neurons:
             by_layer.setdefault(n.layer, set()).add(n.index)
-        pools = {lay: np.array([i for i in range(lm.d_mlp) if i not in idx])
-                 for lay, idx in by_layer.items()}
+        pools = {
+            lay: np.array([i for i in range(lm.d_mlp) if i not in idx])
+            for lay, idx in by_layer.items()
+        }
         if any(len(pools[lay]) < len(idx) for lay, idx in by_layer.items()):
             return []
-        return [NeuronSet(tuple(NeuronId(lay, int(i)) for lay, idx in by_layer.items()
-                                for i in rng.choice(pools[lay], size=len(idx), replace=False)))
-                for _ in range(count)]
+        return [
+            NeuronSet(
+                tuple(
+                    NeuronId(lay, int(i))
+                    for lay, idx in by_layer.items()
+                    for i in rng.choice(pools[lay], size=len(idx), replace=False)
+                )
+            )
+            for _ in range(count)
+        ]
     if isinstance(component, AttnHead):
         others = [h for h in range(lm.n_heads) if h != component.head]
         pick = rng.choice(others, size=min(count, len(others)), replace=False) if others else []
@@ -199,9 +254,16 @@ def random_components(lm: LoadedModel, component: Component, count: int,
     return []
 
 
-def ablation_ops(lm: LoadedModel, ids: list[list[int]], components: Sequence[Component],
-                 mode: str, *, scale: float = 0.0, reference: Sequence[str] | None = None,
-                 seed: int = 0) -> tuple[Callable[[Site], Op], dict]:
+def ablation_ops(
+    lm: LoadedModel,
+    ids: list[list[int]],
+    components: Sequence[Component],
+    mode: str,
+    *,
+    scale: float = 0.0,
+    reference: Sequence[str] | None = None,
+    seed: int = 0,
+) -> tuple[Callable[[Site], Op], dict]:
     """The op for each site under ``mode``, and the parameters that define it (for the record).
 
     Means and resample sources are computed once for every hook the components touch."""
@@ -213,22 +275,41 @@ def ablation_ops(lm: LoadedModel, ids: list[list[int]], components: Sequence[Com
     if mode == "mean":
         ref_ids, label = reference_ids(lm, reference, ids)
         means = mean_activations(lm, ref_ids, hooks)
-        return (lambda s: SetConst(means[s.hook])), {"reference": label, "ref_hash": ids_hash(ref_ids)}
+        return (lambda s: SetConst(means[s.hook])), {
+            "reference": label,
+            "ref_hash": ids_hash(ref_ids),
+        }
     if mode == "resample":
         pool = encode_all(lm, reference) if reference else ids
         acts = capture(lm, pool, hooks)
-        src = draw_sources(pool, [len(x) for x in ids], lm.n_prefix, seed, exclude_self=not reference)
+        src = draw_sources(
+            pool, [len(x) for x in ids], lm.n_prefix, seed, exclude_self=not reference
+        )
         values = {h: resampled(acts[h], src) for h in hooks}
         return (lambda s: SetPerToken(values[s.hook])), {
-            "reference": "given" if reference else "prompts", "ref_hash": ids_hash(pool), "seed": seed}
+            "reference": "given" if reference else "prompts",
+            "ref_hash": ids_hash(pool),
+            "seed": seed,
+        }
     raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
 
 
-def ablate(lm: LoadedModel, prompts: Sequence[str], component: Component, mode: Mode = "zero",
-           *, scale: float = 0.0, reference: Sequence[str] | None = None, seed: int = 0,
-           target: str | int | None = None, pair: tuple[str | int, str | int] | None = None,
-           at: Literal["all", "last"] = "all", positions: Sequence[int] | None = None,
-           baseline: int = 20, tokens_per_batch: int | None = None) -> InterventionResult:
+def ablate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    component: Component,
+    mode: Mode = "zero",
+    *,
+    scale: float = 0.0,
+    reference: Sequence[str] | None = None,
+    seed: int = 0,
+    target: str | int | None = None,
+    pair: tuple[str | int, str | int] | None = None,
+    at: Literal["all", "last"] = "all",
+    positions: Sequence[int] | None = None,
+    baseline: int = 20,
+    tokens_per_batch: int | None = None,
+) -> InterventionResult:
     """Ablate ``component`` on ``prompts`` (see module docstring); with ``baseline`` random
     components of the same layer ablated the same way. Returns an ``InterventionResult``."""
     validate(lm, component)
@@ -237,60 +318,37 @@ def ablate(lm: LoadedModel, prompts: Sequence[str], component: Component, mode: 
     comps = [component, *randoms]
     op, params = ablation_ops(lm, ids, comps, mode, scale=scale, reference=reference, seed=seed)
     targets = make_targets(lm, target, pair, at)
-    effects = run_variants(lm, ids, [edits(c, op) for c in comps], targets, positions,
-                           tokens_per_batch)
-    params = {**params, "at": at, "positions": list(positions) if positions else None,
-              "baseline": len(randoms), "seed": seed}
-    return _result(lm, prompts, str(component), mode, params, effects, randoms, target)
+    effects = run_variants(
+        lm, ids, [edits(c, op) for c in comps], targets, positions, tokens_per_batch
+    )
+    params = {
+        **params,
+        "at": at,
+        "positions": list(positions) if positions else None,
+        "baseline": len(randoms),
+        "seed": seed,
+    }
+    return build_result(lm, prompts, str(component), mode, params, effects, randoms, target)
 
 
-def steer(lm: LoadedModel, prompts: Sequence[str], direction: NeuronId | torch.Tensor,
-          alpha: float, *, layer: int | None = None, positions: Sequence[int] | None = None,
-          target: str | int | None = None, pair: tuple[str | int, str | int] | None = None,
-          at: Literal["all", "last"] = "all", baseline: int = 20, seed: int = 0,
-          tokens_per_batch: int | None = None) -> InterventionResult:
-    """Add ``alpha * direction`` to the residual stream after block ``layer`` (a neuron: its
-    output weights, at its own layer). Baseline: random neurons of the layer (or random
-    directions of equal norm) steered by the same ``alpha``."""
-    if isinstance(direction, NeuronId):
-        direction.validate(lm.n_layers, lm.d_mlp)
-        layer = direction.layer
-        randoms: list = random_components(lm, direction, baseline, seed)
-        vecs = [_neuron_direction(lm, n) for n in [direction, *randoms]]
-        name = str(direction)
-    else:
-        if layer is None or not 0 <= layer < lm.n_layers:
-            raise ValueError(f"steering a vector needs a layer in 0..{lm.n_layers - 1}")
-        vec = torch.as_tensor(direction, dtype=lm.dtype, device=lm.device).flatten()
-        if vec.shape[0] != lm.d_model:
-            raise ValueError(f"direction has {vec.shape[0]} values; the model's d_model is {lm.d_model}")
-        gen = torch.Generator().manual_seed(seed)
-        rand = torch.randn(baseline, lm.d_model, generator=gen).to(vec)
-        rand = rand / rand.norm(dim=-1, keepdim=True) * vec.norm()
-        vecs, randoms, name = [vec, *rand], [f"random{i}" for i in range(baseline)], f"vector@{layer}"
-    site = Site(get_act_name("resid_post", layer), layer)
-    variants = [(Edit(site, Add(alpha * v)),) for v in vecs]
-    ids = encode_all(lm, prompts)
-    effects = run_variants(lm, ids, variants, make_targets(lm, target, pair, at), positions,
-                           tokens_per_batch)
-    params = {"alpha": float(alpha), "layer": layer, "at": at,
-              "positions": list(positions) if positions else None, "baseline": len(randoms),
-              "seed": seed}
-    return _result(lm, prompts, name, "steer", params, effects, randoms, target)
-
-
-def _neuron_direction(lm: LoadedModel, n: NeuronId) -> torch.Tensor:
-    return lm.model.blocks[n.layer].mlp.W_out[n.index].detach()  # (d_model,)
-
-
-def _result(lm, prompts, name, kind, params, effects, randoms, target) -> InterventionResult:
+def build_result(lm, prompts, name, kind, params, effects, randoms, target) -> InterventionResult:
+    """The record of one intervention: ``effects[0]`` is the target, the rest its baseline."""
     eff = effects[0]
-    base = Baseline(tuple(map(str, randoms)), tuple(e.summary() for e in effects[1:])) \
-        if randoms else None
+    base = (
+        Baseline(tuple(map(str, randoms)), tuple(e.summary() for e in effects[1:]))
+        if randoms
+        else None
+    )
     tok = lm.token_strs
     return InterventionResult(
-        lm.name, name, kind, params, tuple([prompts] if isinstance(prompts, str) else prompts),
-        eff, base, None if target is None else (target if isinstance(target, str) else
-                                                tok([target])[0]),
+        lm.name,
+        name,
+        kind,
+        params,
+        tuple([prompts] if isinstance(prompts, str) else prompts),
+        eff,
+        base,
+        None if target is None else (target if isinstance(target, str) else tok([target])[0]),
         tuple((tok([t])[0], d) for t, d in eff.promoted),
-        tuple((tok([t])[0], d) for t, d in eff.suppressed))
+        tuple((tok([t])[0], d) for t, d in eff.suppressed),
+    )

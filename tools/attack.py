@@ -13,7 +13,9 @@ and CE is the prompt's mean next-token cross-entropy (nats per token) under the 
 1. one forward+backward of the population with one-hot inputs (one-hot @ W_E as embeddings) gives
    the gradient of each member's objective w.r.t. every token at every free position;
 2. each member proposes ``candidates`` single-token substitutions: a random position, a random
-   token among the ``top_k`` of that position's gradient (forbidden tokens excluded);
+   token among the ``top_k`` of that position's gradient (forbidden tokens excluded; prompts
+   already evaluated are skipped, and after s steps in which no member changed the top-k is
+   widened to top_k * 2**s, so a stuck search does not repeat itself);
 3. all candidates (same length, so no padding) are evaluated in batches: forward stopped after
    the neuron's layer when every lambda is 0, else a full forward for the cross-entropy;
 4. every member takes the best of the pool (population + all candidates) under its own lambda:
@@ -222,6 +224,7 @@ class _Search:
         self.initial: list[tuple[int, ...]] = []
         self.curve: list[tuple[int, float]] = []
         self.best_score = -float("inf")
+        self.stale = 0  # steps since any member improved: widens the top-k (x2 per step)
         self.rows = self._rows_per_batch()
 
     def _rows_per_batch(self) -> int:
@@ -282,7 +285,7 @@ class _Search:
     def propose(self, spans: torch.Tensor, grad: torch.Tensor, n_each: int) -> torch.Tensor:
         """Up to P * n_each new spans, each one token substituted from the gradient's top-k."""
         p, n, _ = grad.shape
-        k = min(self.cfg.top_k, int(self.allowed.sum()))
+        k = min(self.cfg.top_k << min(self.stale, 20), int(self.allowed.sum()))
         top = grad.masked_fill(~self.allowed, -float("inf")).topk(k, dim=-1).indices.cpu()
         pos = torch.randint(n, (p, n_each), generator=self.gen)
         pick = torch.randint(k, (p, n_each), generator=self.gen)
@@ -316,6 +319,7 @@ class _Search:
         """One restart: initial population, then up to ``steps`` steps within ``budget``."""
         end = None if budget is None else self.n_forward + budget
         pop = self.init_spans(init_ids, restart)
+        self.stale = 0
         act, ce, _ = self.evaluate(pop)
         self.initial.extend(tuple(r) for r in pop.tolist())
         self._record()
@@ -328,9 +332,11 @@ class _Search:
             if n_each < 1:
                 break
             cands = self.propose(pop, self.gradient(pop), n_each)
+            before = pop
             if len(cands):
                 c_act, c_ce, _ = self.evaluate(cands)
                 pop, act, ce = self._select(pop, act, ce, cands, c_act, c_ce)
+            self.stale = 0 if not torch.equal(pop, before) else self.stale + 1
             self._record()
 
     def _select(self, pop, act, ce, cands, c_act, c_ce):

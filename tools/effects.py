@@ -31,9 +31,13 @@ import torch
 
 METRICS = ("kl", "top1_change", "d_loss", "d_prob", "d_logit", "d_logit_diff", "kl_anchor")
 LABELS = {
-    "kl": "KL", "top1_change": "top-1 change", "d_loss": "loss change",
-    "d_prob": "target prob change", "d_logit": "target logit change",
-    "d_logit_diff": "logit diff change", "kl_anchor": "KL to anchor (last)",
+    "kl": "KL",
+    "top1_change": "top-1 change",
+    "d_loss": "loss change",
+    "d_prob": "target prob change",
+    "d_logit": "target logit change",
+    "d_logit_diff": "logit diff change",
+    "kl_anchor": "KL to anchor (last)",
 }
 
 
@@ -95,15 +99,26 @@ class EffectResult:
     def summary(self) -> dict[str, float]:
         """Means over prompts of every metric (``METRICS``) and of the clean/new raw values."""
         out = {m: _mean(getattr(self, m)) for m in METRICS}
-        for f in ("loss_clean", "loss_new", "p_clean", "p_new", "logit_clean", "logit_new",
-                  "ld_clean", "ld_new"):
+        for f in (
+            "loss_clean",
+            "loss_new",
+            "p_clean",
+            "p_new",
+            "logit_clean",
+            "logit_new",
+            "ld_clean",
+            "ld_new",
+        ):
             out[f] = _mean(getattr(self, f))
         return out
 
     def to_frame(self, prompts: list[str] | None = None) -> pd.DataFrame:
         """One row per prompt with every per-prompt array and the derived changes."""
-        cols = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in
-                ("promoted", "suppressed", "at")}
+        cols = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("promoted", "suppressed", "at")
+        }
         cols.update({m: getattr(self, m) for m in METRICS if m not in cols})
         frame = pd.DataFrame(cols)
         if prompts is not None:
@@ -165,32 +180,58 @@ class Baseline:
 
     @classmethod
     def from_dict(cls, d: dict) -> Baseline:
-        return cls(tuple(d["components"]), tuple(
-            {k: (math.nan if v is None else float(v)) for k, v in s.items()} for s in d["summaries"]))
+        return cls(
+            tuple(d["components"]),
+            tuple(
+                {k: (math.nan if v is None else float(v)) for k, v in s.items()}
+                for s in d["summaries"]
+            ),
+        )
 
 
-PER_PROMPT = ("kl", "top1_change", "loss_clean", "loss_new", "p_clean", "p_new", "logit_clean",
-              "logit_new", "ld_clean", "ld_new", "kl_anchor")
+PER_PROMPT = (
+    "kl",
+    "top1_change",
+    "loss_clean",
+    "loss_new",
+    "p_clean",
+    "p_new",
+    "logit_clean",
+    "logit_new",
+    "ld_clean",
+    "ld_new",
+    "kl_anchor",
+)
 
 
 class EffectAccumulator:
     """Collects per-prompt stats of K variants over chunks of prompts, then builds the results."""
 
-    def __init__(self, n_variants: int, n_prompts: int, vocab: int, targets: Targets,
-                 top_k: int = 10) -> None:
+    def __init__(
+        self, n_variants: int, n_prompts: int, vocab: int, targets: Targets, top_k: int = 10
+    ) -> None:
         self.targets, self.top_k, self.n_prompts = targets, top_k, n_prompts
         self.stats = {k: np.full((n_variants, n_prompts), np.nan) for k in PER_PROMPT}
         self.delta = np.zeros((n_variants, vocab))  # sum over prompts of delta log-prob (last)
         self._clean_src: torch.Tensor | None = None
         self._clean_lp: torch.Tensor | None = None
 
-    def add(self, k: int, rows: list[int], clean_logits: torch.Tensor, new_logits: torch.Tensor,
-            tokens: torch.Tensor, lengths: list[int], n_prefix: int) -> None:
+    def add(
+        self,
+        k: int,
+        rows: list[int],
+        clean_logits: torch.Tensor,
+        new_logits: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: list[int],
+        n_prefix: int,
+    ) -> None:
         """Score variant ``k`` on prompts ``rows``: logits (B, T, V), tokens (B, T)."""
         if clean_logits is not self._clean_src:  # the clean run is shared by every variant
             self._clean_src, self._clean_lp = clean_logits, clean_logits.float().log_softmax(-1)
-        out, delta = _stats(self._clean_lp, clean_logits, new_logits, tokens, lengths, n_prefix,
-                            self.targets, rows)
+        out, delta = _stats(
+            self._clean_lp, clean_logits, new_logits, tokens, lengths, n_prefix, self.targets, rows
+        )
         for name, v in out.items():
             self.stats[name][k, rows] = v
         self.delta[k] += delta
@@ -200,12 +241,16 @@ class EffectAccumulator:
         for k in range(self.delta.shape[0]):
             mean_delta = self.delta[k] / max(1, self.n_prompts)
             order = np.argsort(mean_delta)
-            out.append(EffectResult(
-                **{name: self.stats[name][k].copy() for name in PER_PROMPT},
-                promoted=tuple((int(t), float(mean_delta[t])) for t in order[::-1][: self.top_k]),
-                suppressed=tuple((int(t), float(mean_delta[t])) for t in order[: self.top_k]),
-                at=self.targets.at,
-            ))
+            out.append(
+                EffectResult(
+                    **{name: self.stats[name][k].copy() for name in PER_PROMPT},
+                    promoted=tuple(
+                        (int(t), float(mean_delta[t])) for t in order[::-1][: self.top_k]
+                    ),
+                    suppressed=tuple((int(t), float(mean_delta[t])) for t in order[: self.top_k]),
+                    at=self.targets.at,
+                )
+            )
         return out
 
 

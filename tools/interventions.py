@@ -32,21 +32,16 @@ Hooks exist only inside ``hooked``, TransformerLens' ``hooks`` context, which re
 
 from __future__ import annotations
 
-import hashlib
-import json
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from transformer_lens.utilities import get_act_name
-
 from neurosleuth.tools.effects import EffectAccumulator, EffectResult, Targets
 from neurosleuth.tools.measure import auto_tokens_per_batch, available_memory, pad_right
-from neurosleuth.tools.model import LoadedModel, cache_dir
+from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId, hook_name
+from transformer_lens.utilities import get_act_name
 
 
 @dataclass(frozen=True)
@@ -94,7 +89,7 @@ Component = NeuronId | NeuronSet | MLPLayer | AttnHead | Resid
 
 @dataclass(frozen=True)
 class Site:
-    """A part of one hook's activation: ``index`` along ``dim`` (2 for neurons and heads), or all."""
+    """A part of one hook's activation: ``index`` along ``dim`` (2: neurons, heads), or all."""
 
     hook: str
     layer: int
@@ -120,8 +115,10 @@ def sites(component: Component) -> list[Site]:
             return [Site(hook_name(layer), layer, 2, (index,))]
         case NeuronSet(neurons):
             layers = sorted({n.layer for n in neurons})
-            return [Site(hook_name(lay), lay, 2, tuple(n.index for n in neurons if n.layer == lay))
-                    for lay in layers]
+            return [
+                Site(hook_name(lay), lay, 2, tuple(n.index for n in neurons if n.layer == lay))
+                for lay in layers
+            ]
         case MLPLayer(layer):
             return [Site(get_act_name("mlp_out", layer), layer)]
         case AttnHead(layer, head):
@@ -139,9 +136,13 @@ def validate(lm: LoadedModel, component: Component) -> Component:
             c.validate(lm.n_layers, lm.d_mlp)
             continue
         if not 0 <= c.layer < lm.n_layers:
-            raise ValueError(f"layer {c.layer} out of range: the model has layers 0..{lm.n_layers - 1}")
+            raise ValueError(
+                f"layer {c.layer} out of range: the model has layers 0..{lm.n_layers - 1}"
+            )
         if isinstance(c, AttnHead) and not 0 <= c.head < lm.n_heads:
-            raise ValueError(f"head {c.head} out of range: layer {c.layer} has heads 0..{lm.n_heads - 1}")
+            raise ValueError(
+                f"head {c.head} out of range: layer {c.layer} has heads 0..{lm.n_heads - 1}"
+            )
     return component
 
 
@@ -178,7 +179,7 @@ Variant = tuple[Edit, ...]
 
 
 def edits(component: Component, op: Op | Callable[[Site], Op]) -> Variant:
-    """One edit per site of ``component``; ``op`` may be a function of the site (per-layer means)."""
+    """One edit per site of ``component``; ``op`` may be a function of the site (e.g. means)."""
     return tuple(Edit(s, op(s) if callable(op) else op) for s in sites(component))
 
 
@@ -216,8 +217,13 @@ def active_hooks(lm: LoadedModel) -> int:
     return sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in points)
 
 
-def position_mask(lengths: Sequence[int], width: int, n_prefix: int,
-                  positions: Sequence[int] | None, device: torch.device) -> torch.Tensor:
+def position_mask(
+    lengths: Sequence[int],
+    width: int,
+    n_prefix: int,
+    positions: Sequence[int] | None,
+    device: torch.device,
+) -> torch.Tensor:
     """(B, T) bool: the text positions to edit (``None``: all real text tokens)."""
     mask = torch.zeros(len(lengths), width, dtype=torch.bool)
     for b, n in enumerate(lengths):
@@ -237,11 +243,13 @@ def token_budget(lm: LoadedModel, tokens_per_batch: int | None = None) -> int:
     if tokens_per_batch:
         return tokens_per_batch
     vocab = int(lm.model.cfg.d_vocab)
-    logit_bytes = min(available_memory(lm.device) // 8, 1 << 30 if lm.device.type == "cpu" else 1 << 34)
+    logit_bytes = min(
+        available_memory(lm.device) // 8, 1 << 30 if lm.device.type == "cpu" else 1 << 34
+    )
     return max(16, min(auto_tokens_per_batch(lm, lm.n_layers - 1), logit_bytes // (16 * vocab)))
 
 
-def _chunks(ids: Sequence[Sequence[int]], budget: int) -> Iterator[list[int]]:
+def chunks(ids: Sequence[Sequence[int]], budget: int) -> Iterator[list[int]]:
     """Prompt indices, longest first, in chunks of at most ``budget`` padded tokens."""
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     start = 0
@@ -275,7 +283,7 @@ def run_variants(
     lm: LoadedModel,
     ids: Sequence[Sequence[int]],
     variants: Sequence[Variant],
-    targets: Targets = Targets(),
+    targets: Targets | None = None,
     positions: Sequence[int] | None = None,
     tokens_per_batch: int | None = None,
 ) -> list[EffectResult]:
@@ -284,8 +292,9 @@ def run_variants(
     if not ids:
         raise ValueError("no prompts to run")
     budget = token_budget(lm, tokens_per_batch)
+    targets = targets or Targets()
     acc = EffectAccumulator(len(variants), len(ids), int(lm.model.cfg.d_vocab), targets)
-    for rows in _chunks(ids, budget):
+    for rows in chunks(ids, budget):
         seqs = [ids[r] for r in rows]
         tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)  # (B, T)
         lengths = [len(s) for s in seqs]
@@ -299,120 +308,13 @@ def run_variants(
             with torch.inference_mode(), hooked(lm, _variant_hooks(group, rows, pos)):
                 new = lm.model(tokens.repeat(k, 1), attention_mask=mask.repeat(k, 1))  # (K*B, T, V)
             for j in range(k):
-                acc.add(g + j, rows, clean, new[j * len(rows) : (j + 1) * len(rows)], tokens,
-                        lengths, lm.n_prefix)
+                acc.add(
+                    g + j,
+                    rows,
+                    clean,
+                    new[j * len(rows) : (j + 1) * len(rows)],
+                    tokens,
+                    lengths,
+                    lm.n_prefix,
+                )
     return acc.results()
-
-
-def _scan(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
-          on_act: Callable[[str, torch.Tensor, list[int], list[int]], None],
-          tokens_per_batch: int | None = None) -> None:
-    """Clean forward passes (stopping after the deepest hooked layer) feeding each hook's
-    activation (B, T, *rest) with the chunk's prompt indices and lengths to ``on_act``."""
-    layers = [int(h.split(".")[1]) for h in hooks]
-    budget = tokens_per_batch or auto_tokens_per_batch(lm, max(layers))
-    for rows in _chunks(ids, budget):
-        seqs = [ids[r] for r in rows]
-        lengths = [len(s) for s in seqs]
-        tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
-
-        def grab(name: str, rows=rows, lengths=lengths):
-            return lambda act, hook: on_act(name, act, rows, lengths)  # hook.name may be an alias
-
-        fwd = [(h, grab(h)) for h in hooks]
-        with torch.inference_mode(), hooked(lm, fwd):
-            lm.model(tokens, attention_mask=mask, stop_at_layer=max(layers) + 1)
-
-
-def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
-            tokens_per_batch: int | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Clean activations per hook and prompt: (T_i, *rest), all positions (BOS included)."""
-    out: dict[str, list] = {h: [None] * len(ids) for h in hooks}
-
-    def keep(name, act, rows, lengths):
-        for b, (r, n) in enumerate(zip(rows, lengths, strict=True)):
-            out[name][r] = act[b, :n].detach().clone()
-
-    _scan(lm, ids, list(hooks), keep, tokens_per_batch)
-    return {h: tuple(v) for h, v in out.items()}
-
-
-_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def model_fingerprint(lm: LoadedModel) -> str:
-    """A short hash of the model's name, shapes and weights (sums), memoised per model object."""
-    if lm not in _FINGERPRINTS:
-        h = hashlib.sha256(lm.name.encode())
-        with torch.no_grad():
-            for name, p in lm.model.named_parameters():
-                s = p.detach().double()
-                h.update(f"{name}{tuple(p.shape)}{s.sum().item():.12e}{s.abs().sum().item():.12e}".encode())
-        _FINGERPRINTS[lm] = h.hexdigest()[:16]
-    return _FINGERPRINTS[lm]
-
-
-def ids_hash(ids: Sequence[Sequence[int]]) -> str:
-    return hashlib.sha256(json.dumps([list(map(int, s)) for s in ids]).encode()).hexdigest()[:16]
-
-
-def mean_activations(lm: LoadedModel, ids: Sequence[Sequence[int]], hooks: Sequence[str],
-                     tokens_per_batch: int | None = None) -> dict[str, torch.Tensor]:
-    """Mean activation (*rest) of each hook over the real text tokens of ``ids``.
-
-    Cached on disk under ``cache_dir()/"means"``, keyed by model fingerprint, hook and a hash of
-    the reference token ids, so a reference set is run once per model."""
-    folder = cache_dir() / "means"
-    key = f"{model_fingerprint(lm)}-{ids_hash(ids)}"
-    paths = {h: folder / f"{key}-{h}.pt" for h in hooks}
-    out = {h: torch.load(p, map_location=lm.device) for h, p in paths.items() if p.is_file()}
-    todo = [h for h in hooks if h not in out]
-    if not todo:
-        return out
-    sums: dict[str, torch.Tensor] = {}
-    count = [0]
-    k = lm.n_prefix
-
-    def add(name, act, rows, lengths):
-        m = torch.zeros(act.shape[:2], dtype=torch.bool, device=act.device)
-        for b, n in enumerate(lengths):
-            m[b, k:n] = True
-        total = act[m].double().sum(dim=0)  # (*rest)
-        sums[name] = sums[name] + total if name in sums else total
-        if name == todo[0]:
-            count[0] += int(m.sum())
-
-    _scan(lm, ids, todo, add, tokens_per_batch)
-    if count[0] == 0:
-        raise ValueError("the reference set has no text tokens")
-    for h in todo:
-        out[h] = (sums[h] / count[0]).to(lm.dtype)
-        try:  # the cache is an optimisation; a read-only home must not stop the run
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(out[h].cpu(), paths[h])
-        except OSError:
-            pass
-    return out
-
-
-def draw_sources(pool: Sequence[Sequence[int]], lengths: Sequence[int], n_prefix: int,
-                 seed: int, exclude_self: bool) -> list[np.ndarray]:
-    """For resample ablation: for each target prompt (``lengths``: token counts) and position, a
-    random source (pool prompt, pos) among the pool's text positions, never the prompt itself
-    when ``exclude_self`` (the pool is the batch). Returns (T_i, 2) int arrays, seeded."""
-    owners = np.concatenate([np.full(max(0, len(s) - n_prefix), j) for j, s in enumerate(pool)])
-    spots = np.concatenate([np.arange(n_prefix, len(s)) for s in pool])
-    rng = np.random.default_rng(seed)
-    out = []
-    for i, n in enumerate(lengths):
-        allowed = np.flatnonzero(owners != i) if exclude_self else np.arange(len(owners))
-        if len(allowed) == 0:
-            raise ValueError("resample needs a second prompt or reference texts to draw from")
-        pick = allowed[rng.integers(0, len(allowed), size=n)]
-        out.append(np.stack([owners[pick], spots[pick]], axis=1))
-    return out
-
-
-def resampled(acts: Sequence[torch.Tensor], sources: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
-    """Per target prompt (T_i, *rest): the pool activation at each drawn (prompt, pos)."""
-    return tuple(torch.stack([acts[int(j)][int(t)] for j, t in src]) for src in sources)

@@ -9,6 +9,13 @@ O(tokens x neurons asked), never a full activation cache.
 
 Batch size is set from the memory at hand (free CUDA memory, or available RAM on CPU) and the
 shape of the model; on CUDA an out-of-memory error halves the batch and retries.
+
+Batches are cut to waste little on padding (``plan_batches``): the length-sorted prompts are split
+into contiguous runs that minimise padded tokens + a fixed cost per forward pass
+(``BATCH_OVERHEAD_TOKENS``, in token-equivalents), by dynamic programming over the distinct
+lengths. On CPU, where compute scales with padded tokens, 64 prompts of 12-20 tokens go in 3
+passes of 1109 padded tokens instead of 1 of 1280; on CUDA, where a pass costs far more than its
+tokens, everything that fits the memory budget stays in one pass.
 """
 
 from __future__ import annotations
@@ -124,23 +131,62 @@ def measure_ids(
     out: list[np.ndarray | None] = [None] * len(ids)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     budget = tokens_per_batch or auto_tokens_per_batch(lm, max(n.layer for n in neurons))
-    start = 0
-    while start < len(order):
-        width = len(ids[order[start]])
-        rows = max(1, budget // width)
-        chunk = order[start : start + rows]
-        try:
-            acts = _forward_chunk(lm, [ids[i] for i in chunk], neurons)
-        except torch.OutOfMemoryError:
-            if rows == 1:
-                raise
-            budget = max(width, budget // 2)
-            torch.cuda.empty_cache()
-            continue
-        for i, a in zip(chunk, acts, strict=True):
-            out[i] = a
-        start += len(chunk)
+    overhead = BATCH_OVERHEAD_TOKENS.get(lm.device.type, 0)
+    done = 0
+    while done < len(order):
+        rest = order[done:]
+        for lo, hi in plan_batches([len(ids[i]) for i in rest], budget, overhead):
+            chunk = rest[lo:hi]
+            try:
+                acts = _forward_chunk(lm, [ids[i] for i in chunk], neurons)
+            except torch.OutOfMemoryError:
+                if len(chunk) == 1:
+                    raise
+                budget = max(len(ids[chunk[0]]), budget // 2)
+                torch.cuda.empty_cache()
+                break  # plan the rest again with the smaller budget
+            for i, a in zip(chunk, acts, strict=True):
+                out[i] = a
+            done += len(chunk)
     return out  # type: ignore[return-value]
+
+
+# Fixed cost of one forward pass (Python, hooks, masks, kernel launches) in token-equivalents of
+# compute. CPU: ~10-20 ms a pass against ~0.3-0.6 ms a token for SmolLM2 up to a middle layer on
+# 1-2 cores. CUDA: a pass of a few thousand tokens costs little more than an empty one.
+BATCH_OVERHEAD_TOKENS = {"cpu": 32, "cuda": 16384}
+
+
+def plan_batches(lengths: Sequence[int], budget: int, overhead: int) -> list[tuple[int, int]]:
+    """Cut ``lengths`` (sorted longest first) into batches ``[(lo, hi), ...]`` covering all rows.
+
+    A batch is right-padded to its first (longest) row and holds at most ``budget // width`` rows
+    (at least 1). The split minimises sum(padded tokens) + ``overhead`` x (number of passes),
+    exactly, by dynamic programming over runs of equal length (O(D^2), D distinct lengths).
+    """
+    n = len(lengths)
+    if any(lengths[i] < lengths[i + 1] for i in range(n - 1)):
+        raise ValueError("plan_batches needs lengths sorted longest first")
+    starts = [i for i in range(n) if i == 0 or lengths[i] != lengths[i - 1]]
+    bounds = np.array([*starts, n], dtype=np.int64)  # (D + 1,) group boundaries
+    width = np.array([lengths[i] for i in starts], dtype=np.int64)  # (D,) width of each group
+    rows = np.maximum(1, budget // width)  # (D,) rows per pass for a segment starting there
+    cost = np.zeros(len(starts) + 1)  # cost[b]: best cost of groups [0, b)
+    back = np.zeros(len(starts) + 1, dtype=np.int64)
+    for b in range(1, len(starts) + 1):
+        count = bounds[b] - bounds[:b]  # (b,) rows in groups [a, b) for each start a
+        total = cost[:b] + np.ceil(count / rows[:b]) * overhead + count * width[:b]
+        back[b] = int(np.argmin(total))
+        cost[b] = total[back[b]]
+    segments, b = [], len(starts)
+    while b > 0:
+        segments.append((int(bounds[back[b]]), int(bounds[b])))
+        b = int(back[b])
+    batches = []
+    for lo, hi in reversed(segments):
+        step = max(1, budget // lengths[lo])
+        batches += [(i, min(hi, i + step)) for i in range(lo, hi, step)]
+    return batches
 
 
 def _forward_chunk(

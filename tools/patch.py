@@ -26,16 +26,25 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-
 from neurosleuth.tools.ablate import encode_all, make_targets
 from neurosleuth.tools.effects import EffectResult
 from neurosleuth.tools.interventions import (
-    AttnHead, Component, MLPLayer, NeuronSet, Resid, SetPerToken, capture, edits, run_variants,
-    sites, token_budget, validate,
+    AttnHead,
+    Component,
+    MLPLayer,
+    NeuronSet,
+    Resid,
+    SetPerToken,
+    edits,
+    run_variants,
+    sites,
+    token_budget,
+    validate,
 )
 from neurosleuth.tools.measure import pad_right
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.reference import capture
 
 RECOVERY = ("logit_diff", "prob", "logit", "kl")
 
@@ -71,9 +80,11 @@ class PatchResult:
         with np.errstate(divide="ignore", invalid="ignore"):
             if metric == "kl":
                 return 1.0 - e.kl_anchor / self.kl_clean_corrupt
-            new, old, clean = {"logit_diff": (e.ld_new, e.ld_clean, self.clean_ld),
-                               "prob": (e.p_new, e.p_clean, self.clean_p),
-                               "logit": (e.logit_new, e.logit_clean, self.clean_logit)}[metric]
+            new, old, clean = {
+                "logit_diff": (e.ld_new, e.ld_clean, self.clean_ld),
+                "prob": (e.p_new, e.p_clean, self.clean_p),
+                "logit": (e.logit_new, e.logit_clean, self.clean_logit),
+            }[metric]
             return (new - old) / (clean - old)
 
     def summary(self) -> dict[str, float]:
@@ -89,30 +100,51 @@ class PatchResult:
         frame.insert(0, "corrupt", list(self.corrupt))
         frame.insert(0, "clean", list(self.clean))
         frame["clean_p"], frame["clean_logit"], frame["clean_ld"] = (
-            self.clean_p, self.clean_logit, self.clean_ld)
+            self.clean_p,
+            self.clean_logit,
+            self.clean_ld,
+        )
         for m in RECOVERY:
             frame[f"recovered_{m}"] = self.recovered(m)
         return frame
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "component": self.component, "params": self.params,
-                "clean": list(self.clean), "corrupt": list(self.corrupt),
-                "effect": self.effect.to_dict(), "summary": self.summary(),
-                "clean_p": _nan(self.clean_p), "clean_logit": _nan(self.clean_logit),
-                "clean_ld": _nan(self.clean_ld), "kl_clean_corrupt": _nan(self.kl_clean_corrupt),
-                "target_label": self.target_label}
+        return {
+            "model": self.model,
+            "component": self.component,
+            "params": self.params,
+            "clean": list(self.clean),
+            "corrupt": list(self.corrupt),
+            "effect": self.effect.to_dict(),
+            "summary": self.summary(),
+            "clean_p": _nan(self.clean_p),
+            "clean_logit": _nan(self.clean_logit),
+            "clean_ld": _nan(self.clean_ld),
+            "kl_clean_corrupt": _nan(self.kl_clean_corrupt),
+            "target_label": self.target_label,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> PatchResult:
-        arr = {k: np.array([math.nan if x is None else x for x in d[k]], dtype=float)
-               for k in ("clean_p", "clean_logit", "clean_ld", "kl_clean_corrupt")}
-        return cls(d["model"], d["component"], d["params"], tuple(d["clean"]),
-                   tuple(d["corrupt"]), EffectResult.from_dict(d["effect"]), **arr,
-                   target_label=d["target_label"])
+        arr = {
+            k: np.array([math.nan if x is None else x for x in d[k]], dtype=float)
+            for k in ("clean_p", "clean_logit", "clean_ld", "kl_clean_corrupt")
+        }
+        return cls(
+            d["model"],
+            d["component"],
+            d["params"],
+            tuple(d["clean"]),
+            tuple(d["corrupt"]),
+            EffectResult.from_dict(d["effect"]),
+            **arr,
+            target_label=d["target_label"],
+        )
 
 
-def last_logits(lm: LoadedModel, ids: Sequence[Sequence[int]],
-                tokens_per_batch: int | None = None) -> torch.Tensor:
+def last_logits(
+    lm: LoadedModel, ids: Sequence[Sequence[int]], tokens_per_batch: int | None = None
+) -> torch.Tensor:
     """(P, V) logits at each prompt's last token, from the unedited model."""
     out = torch.empty(len(ids), int(lm.model.cfg.d_vocab), device=lm.device)
     budget = token_budget(lm, tokens_per_batch)
@@ -135,20 +167,30 @@ def _paired_ids(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]):
         raise ValueError(f"{len(c)} clean and {len(k)} corrupted prompts: give them in pairs")
     for i, (a, b) in enumerate(zip(c, k, strict=True)):
         if len(a) != len(b):
-            raise ValueError(f"pair {i}: the clean prompt has {len(a) - lm.n_prefix} tokens, the "
-                             f"corrupted {len(b) - lm.n_prefix}; patching needs equal lengths")
+            raise ValueError(
+                f"pair {i}: the clean prompt has {len(a) - lm.n_prefix} tokens, the "
+                f"corrupted {len(b) - lm.n_prefix}; patching needs equal lengths"
+            )
     return c, k
 
 
 def patch_components(
-    lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str],
-    components: Sequence[Component], *, positions: Sequence[int] | None = None,
-    target: str | int | None = None, pair: tuple[str | int, str | int] | None = None,
-    at: Literal["all", "last"] = "all", tokens_per_batch: int | None = None,
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    components: Sequence[Component],
+    *,
+    positions: Sequence[int] | None = None,
+    target: str | int | None = None,
+    pair: tuple[str | int, str | int] | None = None,
+    at: Literal["all", "last"] = "all",
+    tokens_per_batch: int | None = None,
 ) -> list[PatchResult]:
     """Patch each component (separately) from the clean into the corrupted prompts."""
-    clean, corrupt = [clean] if isinstance(clean, str) else list(clean), (
-        [corrupt] if isinstance(corrupt, str) else list(corrupt))
+    clean, corrupt = (
+        [clean] if isinstance(clean, str) else list(clean),
+        ([corrupt] if isinstance(corrupt, str) else list(corrupt)),
+    )
     for c in components:
         validate(lm, c)
     c_ids, k_ids = _paired_ids(lm, clean, corrupt)
@@ -168,16 +210,34 @@ def patch_components(
     def arr(x):
         return nan.copy() if x is None else x.double().cpu().numpy()
 
-    params = {"positions": list(positions) if positions else None, "at": at,
-              "target": target, "pair": list(pair) if pair else None}
+    params = {
+        "positions": list(positions) if positions else None,
+        "at": at,
+        "target": target,
+        "pair": list(pair) if pair else None,
+    }
     label = target if isinstance(target, str) or target is None else lm.token_strs([target])[0]
-    return [PatchResult(lm.name, str(c), params, tuple(clean), tuple(corrupt), e, arr(clean_p),
-                        arr(clean_logit), arr(clean_ld), effects[0].kl_anchor.copy(), label)
-            for c, e in zip(components, effects[1:], strict=True)]
+    return [
+        PatchResult(
+            lm.name,
+            str(c),
+            params,
+            tuple(clean),
+            tuple(corrupt),
+            e,
+            arr(clean_p),
+            arr(clean_logit),
+            arr(clean_ld),
+            effects[0].kl_anchor.copy(),
+            label,
+        )
+        for c, e in zip(components, effects[1:], strict=True)
+    ]
 
 
-def patch(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], component: Component,
-          **kw) -> PatchResult:
+def patch(
+    lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], component: Component, **kw
+) -> PatchResult:
     """Patch one component from the clean into the corrupted prompts (see module docstring)."""
     return patch_components(lm, clean, corrupt, [component], **kw)[0]
 

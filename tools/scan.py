@@ -96,10 +96,9 @@ class _TopK:
         self.keep, self.largest = keep, largest
         self.val = self.win = self.pos = self.acts = None
 
-    def merge(self, acts: torch.Tensor, w0: int) -> None:
-        # acts: (B, T, d) float32
+    def merge(self, acts: torch.Tensor, val: torch.Tensor, pos: torch.Tensor, w0: int) -> None:
+        # acts: (B, T, d) float32; val, pos: (B, d) the window max (min) and where it is
         B, T, d = acts.shape
-        val, pos = acts.max(dim=1) if self.largest else acts.min(dim=1)  # (B, d)
         win = torch.arange(w0, w0 + B, device=acts.device).view(B, 1).expand(B, d)
         per_tok = acts.transpose(1, 2)  # (B, d, T)
         if self.val is not None:
@@ -133,14 +132,14 @@ class _Running:
         # acts: (B, T, d) text positions only
         acts = acts.float()
         B, T, d = acts.shape
-        self.top.merge(acts, w0)
-        self.bot.merge(acts, w0)
+        winmax, argmax = acts.max(dim=1)  # (B, d)
+        self.top.merge(acts, winmax, argmax, w0)
+        self.bot.merge(acts, *acts.min(dim=1), w0)
         flat = acts.reshape(B * T, d)
-        self.sum += flat.sum(0, dtype=torch.float64)
-        self.sumsq += flat.double().square().sum(0)
+        self.sum += acts.sum(1).sum(0, dtype=torch.float64)  # per-window sums in float32
+        self.sumsq += acts.square().sum(1).sum(0, dtype=torch.float64)
         self.npos += (flat > 0).sum(0)
         self.n += B * T
-        winmax = acts.amax(dim=1)  # (B, d)
         self.winmax_min = torch.minimum(self.winmax_min, winmax.min(0).values)
         lo, hi = np.searchsorted(self.tok_sample, [w0 * T, (w0 + B) * T])
         if hi > lo:

@@ -22,10 +22,16 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-
 from neurosleuth.tools.ablate import ablation_ops, encode_all, make_targets
 from neurosleuth.tools.effects import LABELS, METRICS
-from neurosleuth.tools.interventions import AttnHead, Component, MLPLayer, Resid, edits, run_variants
+from neurosleuth.tools.interventions import (
+    AttnHead,
+    Component,
+    MLPLayer,
+    Resid,
+    edits,
+    run_variants,
+)
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.patch import patch_components
 
@@ -40,9 +46,12 @@ class SweepResult:
 
     def pivot(self, metric: str) -> pd.DataFrame:
         """Layers x columns (``mlp``, ``resid``, ``h0``..) of one metric."""
-        f = self.frame.assign(column=[k if h < 0 else f"h{h}"
-                                      for k, h in zip(self.frame["kind"], self.frame["head"],
-                                                      strict=True)])
+        f = self.frame.assign(
+            column=[
+                k if h < 0 else f"h{h}"
+                for k, h in zip(self.frame["kind"], self.frame["head"], strict=True)
+            ]
+        )
         table = f.pivot(index="layer", columns="column", values=metric)
         heads = sorted((c for c in table.columns if c.startswith("h")), key=lambda c: int(c[1:]))
         return table[[c for c in ("mlp", "resid") if c in table.columns] + heads]
@@ -52,13 +61,19 @@ class SweepResult:
         return self.frame.reindex(self.frame[metric].abs().sort_values(ascending=False).index)[:n]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "params": self.params,
-                "rows": self.frame.astype(object).where(self.frame.notna(), None).to_dict("records")}
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "rows": self.frame.astype(object).where(self.frame.notna(), None).to_dict("records"),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepResult:
-        return cls(pd.DataFrame(d["rows"]).astype({m: float for m in _columns(d["rows"])}),
-                   d["kind"], d["params"])
+        return cls(
+            pd.DataFrame(d["rows"]).astype({m: float for m in _columns(d["rows"])}),
+            d["kind"],
+            d["params"],
+        )
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -79,38 +94,84 @@ def _components(lm: LoadedModel, mlp: bool, heads: bool, resid: bool = False) ->
 
 def _row(c: Component, summary: dict[str, float]) -> dict:
     kind = {MLPLayer: "mlp", AttnHead: "head", Resid: "resid"}[type(c)]
-    return {"component": str(c), "kind": kind, "layer": c.layer,
-            "head": c.head if isinstance(c, AttnHead) else -1, **summary}
+    return {
+        "component": str(c),
+        "kind": kind,
+        "layer": c.layer,
+        "head": c.head if isinstance(c, AttnHead) else -1,
+        **summary,
+    }
 
 
-def sweep(lm: LoadedModel, prompts: Sequence[str], mode: str = "zero", *, scale: float = 0.0,
-          reference: Sequence[str] | None = None, seed: int = 0, target: str | int | None = None,
-          pair: tuple[str | int, str | int] | None = None, at: Literal["all", "last"] = "all",
-          positions: Sequence[int] | None = None, mlp: bool = True, heads: bool = True,
-          tokens_per_batch: int | None = None) -> SweepResult:
+def sweep(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    mode: str = "zero",
+    *,
+    scale: float = 0.0,
+    reference: Sequence[str] | None = None,
+    seed: int = 0,
+    target: str | int | None = None,
+    pair: tuple[str | int, str | int] | None = None,
+    at: Literal["all", "last"] = "all",
+    positions: Sequence[int] | None = None,
+    mlp: bool = True,
+    heads: bool = True,
+    tokens_per_batch: int | None = None,
+) -> SweepResult:
     """Ablate every MLP layer and every head in turn; one row of effect means per component."""
     comps = _components(lm, mlp, heads)
     ids = encode_all(lm, prompts)
     op, params = ablation_ops(lm, ids, comps, mode, scale=scale, reference=reference, seed=seed)
-    effects = run_variants(lm, ids, [edits(c, op) for c in comps],
-                           make_targets(lm, target, pair, at), positions, tokens_per_batch)
-    rows = [_row(c, {m: e.summary()[m] for m in METRICS}) for c, e in zip(comps, effects,
-                                                                           strict=True)]
-    return SweepResult(pd.DataFrame(rows), mode, {**params, "at": at, "target": target,
-                                                  "positions": list(positions) if positions else None})
+    effects = run_variants(
+        lm,
+        ids,
+        [edits(c, op) for c in comps],
+        make_targets(lm, target, pair, at),
+        positions,
+        tokens_per_batch,
+    )
+    rows = [
+        _row(c, {m: e.summary()[m] for m in METRICS}) for c, e in zip(comps, effects, strict=True)
+    ]
+    return SweepResult(
+        pd.DataFrame(rows),
+        mode,
+        {**params, "at": at, "target": target, "positions": list(positions) if positions else None},
+    )
 
 
-def patch_sweep(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], *,
-                target: str | int | None = None, pair: tuple[str | int, str | int] | None = None,
-                positions: Sequence[int] | None = None, mlp: bool = True, heads: bool = True,
-                resid: bool = True, tokens_per_batch: int | None = None) -> SweepResult:
+def patch_sweep(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    *,
+    target: str | int | None = None,
+    pair: tuple[str | int, str | int] | None = None,
+    positions: Sequence[int] | None = None,
+    mlp: bool = True,
+    heads: bool = True,
+    resid: bool = True,
+    tokens_per_batch: int | None = None,
+) -> SweepResult:
     """Patch every MLP layer, head and residual stream from clean into corrupted in turn."""
     comps = _components(lm, mlp, heads, resid)
-    results = patch_components(lm, clean, corrupt, comps, positions=positions, target=target,
-                               pair=pair, tokens_per_batch=tokens_per_batch)
+    results = patch_components(
+        lm,
+        clean,
+        corrupt,
+        comps,
+        positions=positions,
+        target=target,
+        pair=pair,
+        tokens_per_batch=tokens_per_batch,
+    )
     rows = [_row(c, r.summary()) for c, r in zip(comps, results, strict=True)]
-    return SweepResult(pd.DataFrame(rows), "patch", {"target": target, "pair": pair,
-                                                     "positions": list(positions) if positions else None})
+    return SweepResult(
+        pd.DataFrame(rows),
+        "patch",
+        {"target": target, "pair": pair, "positions": list(positions) if positions else None},
+    )
 
 
 def default_metric(result: SweepResult) -> str:
@@ -127,8 +188,9 @@ def default_metric(result: SweepResult) -> str:
     return "kl"
 
 
-def plot_heatmap(result: SweepResult, path: str | Path, metric: str | None = None,
-                 title: str | None = None) -> Path:
+def plot_heatmap(
+    result: SweepResult, path: str | Path, metric: str | None = None, title: str | None = None
+) -> Path:
     """Write the layers x components heatmap of ``metric`` to ``path`` (PNG); returns the path."""
     import matplotlib
 
@@ -140,10 +202,20 @@ def plot_heatmap(result: SweepResult, path: str | Path, metric: str | None = Non
     values = table.to_numpy(dtype=float)
     signed = (values[~pd.isna(values)] < 0).any()
     vmax = float(abs(pd.DataFrame(values).abs().max().max())) or 1.0
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * table.shape[1] + 2), max(3.0, 0.3 * len(table) + 1.5)))
-    image = ax.imshow(values, aspect="auto", cmap="RdBu_r" if signed else "viridis",
-                      vmin=-vmax if signed else 0.0, vmax=vmax, interpolation="nearest")
-    ax.set_xticks(range(table.shape[1]), list(table.columns), rotation=90 if table.shape[1] > 12 else 0)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.45 * table.shape[1] + 2), max(3.0, 0.3 * len(table) + 1.5))
+    )
+    image = ax.imshow(
+        values,
+        aspect="auto",
+        cmap="RdBu_r" if signed else "viridis",
+        vmin=-vmax if signed else 0.0,
+        vmax=vmax,
+        interpolation="nearest",
+    )
+    ax.set_xticks(
+        range(table.shape[1]), list(table.columns), rotation=90 if table.shape[1] > 12 else 0
+    )
     ax.set_yticks(range(len(table)), [str(i) for i in table.index])
     ax.set_xlabel("component")
     ax.set_ylabel("layer")

@@ -1,0 +1,157 @@
+"""Clean activations that interventions need: per-prompt captures (activation patching, resample
+sources), means over a reference set cached on disk (mean ablation), and seeded resample draws.
+
+Every pass is a clean, hooked forward over right-padded chunks (``measure.pad_right``) that stops
+after the deepest layer read (``stop_at_layer``). Means are over real text tokens only (no BOS,
+no padding) and are cached under ``cache_dir()/"means"`` keyed by a fingerprint of the model's
+weights, the hook and a hash of the reference token ids, so a reference set is run once per model
+and layer. The fingerprint hashes parameter names, shapes and a strided sample of every weight:
+cheap (no full pass over the weights) and, in practice, different for any two trained models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from neurosleuth.tools.interventions import chunks, hooked
+from neurosleuth.tools.measure import auto_tokens_per_batch, pad_right
+from neurosleuth.tools.model import LoadedModel, cache_dir
+
+
+def _scan(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    hooks: Sequence[str],
+    on_act: Callable[[str, torch.Tensor, list[int], list[int]], None],
+    tokens_per_batch: int | None = None,
+) -> None:
+    """Clean forward passes (stopping after the deepest hooked layer) feeding each hook's
+    activation (B, T, *rest) with the chunk's prompt indices and lengths to ``on_act``."""
+    layers = [int(h.split(".")[1]) for h in hooks]
+    budget = tokens_per_batch or auto_tokens_per_batch(lm, max(layers))
+    for rows in chunks(ids, budget):
+        seqs = [ids[r] for r in rows]
+        lengths = [len(s) for s in seqs]
+        tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)
+
+        def grab(name: str, rows=rows, lengths=lengths):
+            return lambda act, hook: on_act(name, act, rows, lengths)  # hook.name may be an alias
+
+        fwd = [(h, grab(h)) for h in hooks]
+        with torch.inference_mode(), hooked(lm, fwd):
+            lm.model(tokens, attention_mask=mask, stop_at_layer=max(layers) + 1)
+
+
+def capture(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    hooks: Sequence[str],
+    tokens_per_batch: int | None = None,
+) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Clean activations per hook and prompt: (T_i, *rest), all positions (BOS included)."""
+    out: dict[str, list] = {h: [None] * len(ids) for h in hooks}
+
+    def keep(name, act, rows, lengths):
+        for b, (r, n) in enumerate(zip(rows, lengths, strict=True)):
+            out[name][r] = act[b, :n].detach().clone()
+
+    _scan(lm, ids, list(hooks), keep, tokens_per_batch)
+    return {h: tuple(v) for h, v in out.items()}
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_fingerprint(lm: LoadedModel) -> str:
+    """A short hash of the model's name, dtype, parameter names and shapes, and a strided sample
+    (every 257th value) of every parameter; memoised per model object."""
+    if lm not in _FINGERPRINTS:
+        h = hashlib.sha256(f"{lm.name}|{lm.dtype}".encode())
+        with torch.no_grad():
+            for name, p in lm.model.named_parameters():
+                h.update(f"{name}{tuple(p.shape)}".encode())
+                h.update(p.detach().flatten()[::257].float().cpu().numpy().tobytes())
+        _FINGERPRINTS[lm] = h.hexdigest()[:16]
+    return _FINGERPRINTS[lm]
+
+
+def ids_hash(ids: Sequence[Sequence[int]]) -> str:
+    return hashlib.sha256(json.dumps([list(map(int, s)) for s in ids]).encode()).hexdigest()[:16]
+
+
+def mean_activations(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    hooks: Sequence[str],
+    tokens_per_batch: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Mean activation (*rest) of each hook over the real text tokens of ``ids``.
+
+    Cached on disk under ``cache_dir()/"means"``, keyed by model fingerprint, hook and a hash of
+    the reference token ids, so a reference set is run once per model."""
+    folder = cache_dir() / "means"
+    key = f"{model_fingerprint(lm)}-{ids_hash(ids)}"
+    paths = {h: folder / f"{key}-{h}.pt" for h in hooks}
+    out = {h: torch.load(p, map_location=lm.device) for h, p in paths.items() if p.is_file()}
+    todo = [h for h in hooks if h not in out]
+    if not todo:
+        return out
+    sums: dict[str, torch.Tensor] = {}
+    count = [0]
+    k = lm.n_prefix
+
+    def add(name, act, rows, lengths):
+        m = torch.zeros(act.shape[:2], dtype=torch.bool, device=act.device)
+        for b, n in enumerate(lengths):
+            m[b, k:n] = True
+        total = act[m].double().sum(dim=0)  # (*rest)
+        sums[name] = sums[name] + total if name in sums else total
+        if name == todo[0]:
+            count[0] += int(m.sum())
+
+    _scan(lm, ids, todo, add, tokens_per_batch)
+    if count[0] == 0:
+        raise ValueError("the reference set has no text tokens")
+    for h in todo:
+        out[h] = (sums[h] / count[0]).to(lm.dtype)
+        try:  # the cache is an optimisation; a read-only home must not stop the run
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(out[h].cpu(), paths[h])
+        except OSError:
+            pass
+    return out
+
+
+def draw_sources(
+    pool: Sequence[Sequence[int]],
+    lengths: Sequence[int],
+    n_prefix: int,
+    seed: int,
+    exclude_self: bool,
+) -> list[np.ndarray]:
+    """For resample ablation: for each target prompt (``lengths``: token counts) and position, a
+    random source (pool prompt, pos) among the pool's text positions, never the prompt itself
+    when ``exclude_self`` (the pool is the batch). Returns (T_i, 2) int arrays, seeded."""
+    owners = np.concatenate([np.full(max(0, len(s) - n_prefix), j) for j, s in enumerate(pool)])
+    spots = np.concatenate([np.arange(n_prefix, len(s)) for s in pool])
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, n in enumerate(lengths):
+        allowed = np.flatnonzero(owners != i) if exclude_self else np.arange(len(owners))
+        if len(allowed) == 0:
+            raise ValueError("resample needs a second prompt or reference texts to draw from")
+        pick = allowed[rng.integers(0, len(allowed), size=n)]
+        out.append(np.stack([owners[pick], spots[pick]], axis=1))
+    return out
+
+
+def resampled(
+    acts: Sequence[torch.Tensor], sources: Sequence[np.ndarray]
+) -> tuple[torch.Tensor, ...]:
+    """Per target prompt (T_i, *rest): the pool activation at each drawn (prompt, pos)."""
+    return tuple(torch.stack([acts[int(j)][int(t)] for j, t in src]) for src in sources)

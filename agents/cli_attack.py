@@ -107,10 +107,7 @@ def attack(
             position=_position(position), fluency_weights=_floats(fluency), population=population,
             candidates=candidates, top_k=top_k, budget=budget, restarts=restarts)
     _print_attack(lm, result)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result.to_frame().to_csv(out, index=False)
-        console.print(f"wrote {out}", markup=False)
+    _write_csv(result.to_frame(), out)
     if edits:
         where = result.config["position"]
         _print_edits(lm, n, result.best.token_ids, "max" if where == "max" else "last")
@@ -226,7 +223,11 @@ def locate(
         table.add_row(str(r.rank), r.neuron, f"{r.attribution:+.4f}",
                       f"{r.verified_effect:+.4f}", f"{r.act_last:.3f}")
     console.print(table)
+    _write_csv(res.table, out)
+
+
+def _write_csv(frame, out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        res.table.to_csv(out, index=False)
+        frame.to_csv(out, index=False)
         console.print(f"wrote {out}", markup=False)

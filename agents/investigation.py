@@ -111,9 +111,8 @@ class Investigation:
 
         heaps = ActivationHeaps.from_dict(state["heaps"])
         seeds = [r.prompt for r in heaps.top(2)] + [s for _, _, s in self.snippets[:1]]
-        rows, passes = attack_rows(self, seeds, action.steps, action.length, state.get("iteration", 0))
-        return {"rows": rows, "forward_passes": passes,
-                "summary": f"attack: {len(rows)} prompts, {passes} forward passes"}
+        outcome = attack_rows(self, seeds, action.steps, action.length, state.get("iteration", 0))
+        return {**outcome, "summary": f"attack: {outcome['summary']}"}
 
     def run_finish(self, action: Finish, state: dict) -> dict:
         return {"rows": [], "forward_passes": 0, "summary": f"planner asked to finish: {action.reason}",

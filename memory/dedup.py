@@ -46,7 +46,7 @@ import os
 import re
 import unicodedata
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -233,16 +233,15 @@ class PromptDeduper:
             seen[h] = i
             survivors.append(i)
         accepted_pos, n_exploit = self._semantic(prompts, survivors, rejected)
-        if record:
-            self._record(len(prompts), rejected, len(accepted_pos), n_exploit)
-            self._remember_rejections(r for r in rejected.values() if r.reason == "semantic")
-            self._adapt(len(accepted_pos), sum(r.reason == "semantic" for r in rejected.values()))
-        return DedupResult(
+        result = DedupResult(
             accepted=[prompts[i] for i in accepted_pos],
             rejected=[rejected[i] for i in sorted(rejected)],
             threshold=t0,
             exploit=n_exploit,
         )
+        if record:
+            self.observe(result)
+        return result
 
     def _semantic(
         self, prompts: Sequence[str], survivors: list[int], rejected: dict[int, RejectedPrompt]
@@ -278,28 +277,20 @@ class PromptDeduper:
         return [survivors[a] for a in accepted], n_exploit
 
     def observe(self, result: DedupResult) -> None:
-        """Count a ``check(..., record=False)`` result and adapt the threshold, later: a caller
-        that checkpoints between checking and recording (the agent) applies it exactly once."""
-        n = len(result.accepted) + len(result.rejected)
-        rejected = dict(enumerate(result.rejected))
-        self._record(n, rejected, len(result.accepted), result.exploit)
-        self._adapt(len(result.accepted), sum(r.reason == "semantic" for r in result.rejected))
-
-    def _record(
-        self, n: int, rejected: dict[int, RejectedPrompt], n_acc: int, n_exploit: int
-    ) -> None:
+        """Apply a ``check`` result: count it, remember its semantic rejections, adapt the
+        threshold. ``check(record=True)`` does this itself; a caller that checkpoints between
+        checking and recording (the agent) calls ``check(record=False)`` and later this, once."""
         st = self.stats
-        st.checked += n
-        st.accepted += n_acc
-        st.exploit_accepts += n_exploit
-        for r in rejected.values():
+        st.checked += len(result.accepted) + len(result.rejected)
+        st.accepted += len(result.accepted)
+        st.exploit_accepts += result.exploit
+        for r in result.rejected:
             setattr(st, r.reason, getattr(st, r.reason) + 1)
-
-    def _remember_rejections(self, rejections: Iterable[RejectedPrompt]) -> None:
-        for r in rejections:
-            self._rejected[text_hash(r.prompt)] = (r.nearest or "", r.similarity)
+            if r.reason == "semantic":
+                self._rejected[text_hash(r.prompt)] = (r.nearest or "", r.similarity)
         while len(self._rejected) > REJECTED_MEMORY:
             self._rejected.popitem(last=False)
+        self._adapt(len(result.accepted), sum(r.reason == "semantic" for r in result.rejected))
 
     def _adapt(self, n_accepted: int, n_rejected: int) -> None:
         """Move the global threshold toward the target acceptance band (see module doc)."""

@@ -171,3 +171,16 @@ def test_kill_and_resume_loses_nothing(tmp_path, corpus):
     pd.testing.assert_frame_equal(after, reference)  # the same run as without the kill
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 14
+
+
+def test_attack_action_runs_through_the_registry(tmp_path, tiny_lm, corpus):
+    """Stagnation rotates to the attack; its prompts are filtered, measured and recorded."""
+    cfg = config(tmp_path, corpus, iterations=12, patience=1, prompts_per_step=2)
+    planner = ScriptedPlanner([["a cat"], ["a dog"]])
+    run = investigate(cfg, lm=tiny_lm, planner=planner)
+    summary = json.loads((run / "summary.json").read_text())
+    assert "attack" in [r["strategy"] for r in summary["recoveries"]]
+    prompts = pd.read_csv(run / "prompts.csv")
+    attacked = prompts[prompts["source"] == "attack"]
+    assert len(attacked) and attacked["activation"].notna().any()
+    assert any(e["action"] == "attack" for e in events(run) if e["node"] == "act")

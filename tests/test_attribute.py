@@ -121,3 +121,42 @@ def test_errors(tiny_lm):
         locate(tiny_lm, TEXT, "mat", layers=[9])
     with pytest.raises(ValueError, match="no tokens"):
         locate(tiny_lm, TEXT, "")
+
+
+@pytest.fixture()
+def cli(monkeypatch, tiny_lm):
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from neurosleuth.agents.cli import app  # imports and registers every command module first
+
+    cli_attack = importlib.import_module("neurosleuth.agents.cli_attack")
+    monkeypatch.setattr(cli_attack, "load", lambda model, device=None: tiny_lm)
+    return lambda *args: CliRunner().invoke(app, list(args))
+
+
+def test_cli_attribute_locate_attack(cli, tmp_path):
+    png = tmp_path / "heat.png"
+    r = cli("attribute", "--neuron", "1:3", TEXT, "--png", str(png))
+    assert r.exit_code == 0, r.output
+    assert "completeness gap" in r.output and png.read_bytes()[:4] == b"\x89PNG"
+    out = tmp_path / "loc.csv"
+    r = cli("locate", TEXT, "--target", "mat", "--top", "3", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ["rank", "neuron", "layer", "index"] and len(table) == 3
+    r = cli("attack", "--neuron", "1:3", "--steps", "2", "--length", "4", "--edits")
+    assert r.exit_code == 0, r.output
+    assert "forward passes" in r.output and "activation" in r.output
+
+
+def test_cli_errors_are_one_line(cli):
+    r = cli("attack", "--neuron", "7:3", "--steps", "2")
+    assert r.exit_code == 2 and "out of range" in r.output and "Traceback" not in r.output
+    r = cli("attribute", "--neuron", "1:3", TEXT, "--position", "middle")
+    assert r.exit_code == 2 and "bad position" in r.output
+    r = cli("attack", "--neuron", "1:3", "--fluency", "a,b")
+    assert r.exit_code == 2 and "bad list" in r.output

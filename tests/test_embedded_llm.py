@@ -3,6 +3,8 @@ and SmolLM2 chat + grammar-constrained structured output (integration)."""
 
 from __future__ import annotations
 
+import string
+import sys
 from typing import Literal
 
 import pytest
@@ -136,6 +138,64 @@ def tiny_backend(monkeypatch):
     return backend
 
 
+@pytest.fixture
+def char_backend(monkeypatch):
+    """A tiny random Llama over a character-level vocabulary (printable ASCII), registered as
+    the backend ``chars``: it can spell any JSON, so the grammar path runs without SmolLM2."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from tests.fixtures import tiny_config
+
+    chars = ["<pad>", "<eos>", "<unk>", *string.printable[:95]]
+    tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
+                                   unk_token="<unk>")
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    cfg = tiny_config()
+    cfg.vocab_size, cfg.eos_token_id, cfg.max_position_embeddings = len(chars), 1, 512
+    torch.manual_seed(0)
+    backend = E._Backend(LlamaForCausalLM(cfg).eval(), fast, torch.device("cpu"), frozenset({1}))
+    monkeypatch.setitem(E._BACKENDS, ("chars", "cpu"), backend)
+    return backend
+
+
+def test_constrained_output_always_parses_on_a_random_model(char_backend):
+    llm = E.EmbeddedChatModel(model_name="chars", seed=0, max_new_tokens=120, temperature=1.0)
+    runnable = llm.with_structured_output(ProposePrompts)
+    for seed in range(4):
+        out = runnable.invoke("propose prompts", seed=seed)
+        assert isinstance(out, ProposePrompts) and 1 <= len(out.prompts) <= 8
+        assert llm.last_stats.constrained and llm.last_stats.stop_reason == "eos"
+    assert llm.stats.parse.as_dict() == {"calls": 4, "clean": 4, "repaired": 0, "failed": 0}
+
+
+def test_wrap_up_closes_the_object_within_the_budget(char_backend):
+    # A random model rarely samples '"': its strings run on. Without the wrap-up bonus the
+    # budget ends inside the first prompt and "rationale" is missing; with it the JSON closes.
+    kw = {"model_name": "chars", "max_new_tokens": 70, "temperature": 1.0}
+    cut = E.EmbeddedChatModel(close_reserve=0, **kw)
+    with pytest.raises(OutputParserException, match="rationale"):
+        cut.with_structured_output(ProposePrompts).invoke("propose prompts", seed=3)
+    assert cut.last_stats.stop_reason == "max_tokens"
+    wrapped = E.EmbeddedChatModel(**kw)
+    out = wrapped.with_structured_output(ProposePrompts).invoke("propose prompts", seed=3)
+    assert isinstance(out, ProposePrompts) and wrapped.last_stats.stop_reason == "eos"
+    assert wrapped.last_stats.output_tokens <= 70
+
+
+def test_without_xgrammar_structured_output_is_unconstrained(char_backend, monkeypatch):
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # import fails
+    monkeypatch.setattr(char_backend, "compiler", None)
+    llm = E.EmbeddedChatModel(model_name="chars", seed=0, max_new_tokens=10)
+    raw = llm.with_structured_output(ProposePrompts, include_raw=True)
+    with pytest.warns(UserWarning, match="xgrammar is not installed"):
+        raw.invoke("propose prompts")
+    assert not llm.last_stats.constrained
+
+
 def test_chat_call_reports_usage_timing_and_restores_threads(tiny_backend):
     threads = torch.get_num_threads()
     llm = E.EmbeddedChatModel(model_name="tiny", seed=0, max_new_tokens=6, num_threads=1,
@@ -210,7 +270,7 @@ def test_parse_message_repairs_and_validates():
 
 @pytest.fixture(scope="module")
 def smol():
-    return E.EmbeddedChatModel(seed=0, max_new_tokens=160).load()
+    return E.EmbeddedChatModel(seed=0, max_new_tokens=96).load()
 
 
 @pytest.mark.integration

@@ -5,7 +5,13 @@ from dataclasses import asdict
 import faiss
 import numpy as np
 import pytest
-from neurosleuth.memory.dedup import PromptDeduper, normalise_text, text_hash
+from neurosleuth.memory.dedup import (
+    DedupResult,
+    PromptDeduper,
+    RejectedPrompt,
+    normalise_text,
+    text_hash,
+)
 from neurosleuth.memory.embedder import HashingEmbedder
 from neurosleuth.memory.junk import JunkFilter, unprintable_fraction
 from neurosleuth.memory.seeds import random_prompts
@@ -182,6 +188,24 @@ def test_adaptive_global_threshold_moves_toward_band_and_clamps():
     fixed.add(["alpha beta gamma delta"], [1.0])
     fixed.check(perms[1:6])
     assert fixed.threshold == 0.90
+
+
+def test_check_without_record_then_observe_equals_check():
+    def fresh():
+        d = PromptDeduper(HashingEmbedder(), window=6, min_window=3, target=(0.6, 0.9))
+        d.add(["one two three", "four five six"], [1.0, 2.0])
+        return d
+
+    batch = ["three two one", "seven eight", "", "four five six", "six five four", "nine ten"]
+    a, b = fresh(), fresh()
+    ra = a.check(batch)
+    rb = b.check(batch, record=False)
+    assert b.stats.checked == 0 and not b._rejected and b.threshold == a.threshold == 0.9
+    replay = json.loads(json.dumps(rb.to_dict()))  # as the agent replays it from its state
+    replay["rejected"] = [RejectedPrompt(**r) for r in replay["rejected"]]
+    b.observe(DedupResult(**replay))
+    assert ra == rb and a.stats == b.stats and a._rejected == b._rejected
+    assert a.threshold == b.threshold == 0.91 and list(a._decisions) == list(b._decisions)
 
 
 def test_rejected_prompts_are_remembered_only_when_recording():

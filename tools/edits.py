@@ -106,6 +106,17 @@ def minimal_edits(
         if base <= 0:
             raise ValueError(f"activation {base:.3g} <= 0 on this prompt: nothing to kill")
         subs = probe.substitutes(substitutions)
+    size, found, closest, exhaustive = _search(probe, subs, threshold * base, max_edits, beam,
+                                               exhaustive_limit)
+    killers = tuple(probe.outcome(e, a, base) for e, a in found[:keep])
+    near = probe.outcome(closest[0], closest[1], base) if closest else None
+    return EditSearch(neuron, probe.text, tuple(text_ids), base, threshold, killers,
+                      killers[0] if killers else near, size, probe.n_forward, exhaustive)
+
+
+def _search(probe: _Probe, subs: list[list[int]], bar: float, max_edits: int, beam: int,
+            exhaustive_limit: int):
+    """Level by level: (size, killing sets with activations, closest set, exhaustive?)."""
     level: list[EditSet] = [()]
     exhaustive, closest = True, None
     for size in range(1, max_edits + 1):
@@ -116,18 +127,14 @@ def minimal_edits(
         order = sorted(range(len(children)), key=lambda i: acts[i])
         if closest is None or acts[order[0]] < closest[1]:
             closest = (children[order[0]], acts[order[0]])
-        killed = [i for i in order if acts[i] < threshold * base]
+        killed = [(children[i], acts[i]) for i in order if acts[i] < bar]
         if killed:
-            outs = tuple(probe.outcome(children[i], acts[i], base) for i in killed[:keep])
-            return EditSearch(neuron, probe.text, tuple(text_ids), base, threshold, outs,
-                              outs[0], size, probe.n_forward, exhaustive)
+            return size, killed, closest, exhaustive
         if len(children) > exhaustive_limit:
             exhaustive = False
             order = order[:beam]
         level = [children[i] for i in order]
-    near = probe.outcome(closest[0], closest[1], base) if closest else None
-    return EditSearch(neuron, probe.text, tuple(text_ids), base, threshold, (), near, None,
-                      probe.n_forward, exhaustive)
+    return None, [], closest, exhaustive
 
 
 class _Probe:

@@ -30,7 +30,7 @@ import pandas as pd
 from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.scan import LayerScan, Progress, scan_layers
+from neurosleuth.tools.scan import SCAN_VERSION, LayerScan, Progress, scan_layers
 
 DEFAULT_KEEP = 32
 DEFAULT_WINDOW = 64
@@ -142,7 +142,7 @@ def model_fingerprint(lm: LoadedModel) -> str:
 def scan_key(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> dict:
     return {"model": lm.name, "weights": model_fingerprint(lm), "n_prefix": lm.n_prefix,
             "corpus": corpus.identity(), "window": window, "max_tokens": max_tokens,
-            "doc_cap": DOC_CAP}
+            "doc_cap": DOC_CAP, "scan": SCAN_VERSION}
 
 
 def scan_path(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> Path:

@@ -42,6 +42,7 @@ QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
 TOKEN_SAMPLE = 16_384
 WINDOW_SAMPLE = 16_384
 SAMPLE_SEED = 0
+SCAN_VERSION = 1  # bump when what a LayerScan holds or how it is computed changes (cache key)
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -82,30 +83,35 @@ def print_patch(console: Console, r, title: str) -> None:
 
 
 def print_sweep(console: Console, table: pd.DataFrame, title: str) -> None:
-    """A layers x components grid (``SweepResult.pivot``)."""
-    console.rule(title, characters="-")
+    """A layers x components grid (``SweepResult.pivot``), in integer units of a common power of
+    ten (said in the title) so that 30 layers x 10 columns fit an 80-column terminal."""
+    values = table.to_numpy(dtype=float)
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    exp = math.floor(math.log10(top)) - 2 if top > 0 else 0
+    console.rule(f"{title}  (units of 1e{exp})", characters="-")
     grid = _table("layer", *map(str, table.columns))
     for layer, row in table.iterrows():
-        grid.add_row(str(layer), *[fmt(v) for v in row])
+        grid.add_row(str(layer), *["-" if math.isnan(v) else f"{v / 10**exp:.0f}" for v in row])
     console.print(grid)
 
 
 def print_experiments(console: Console, frame: pd.DataFrame, title: str, limit: int) -> None:
     """The newest ``limit`` rows of ``ExperimentStore.list()``."""
-    metrics = [
-        c
-        for c in ("result.kl", "result.d_prob", "result.d_loss", "result.recovered_kl")
-        if c in frame
-    ]
-    table = _table("key", "tool", "model", "component", "created", *metrics)
-    table.title = title
+    metrics = [m for m in ("kl", "d_prob", "d_loss", "recovered_kl") if f"result.{m}" in frame]
+    table = Table(show_header=True, header_style="bold", title=title)
+    for col in ("key", "tool", "model", "component", "created"):
+        table.add_column(col, no_wrap=True)
+    for m in metrics:
+        table.add_column(m, justify="right", no_wrap=True)
     for _, row in frame.head(limit).iterrows():
+        comp = row["component"]
         table.add_row(
-            row["key"][:12],
+            row["key"][:8],
             str(row["tool"]).rsplit(".", 1)[-1],
             str(row["model"]),
-            str(row["component"]),
-            row["created"].strftime("%Y-%m-%d %H:%M"),
-            *[fmt(row[m]) for m in metrics],
+            "-" if comp is None or comp != comp else str(comp),
+            row["created"].strftime("%m-%d %H:%M"),
+            *[fmt(row[f"result.{m}"]) for m in metrics],
         )
     console.print(table)

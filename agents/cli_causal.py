@@ -300,7 +300,7 @@ def sweep(
     metric = metric or default_metric(r)
     if metric not in r.frame:
         raise ValueError(f"unknown metric {metric!r}: choose from {', '.join(r.frame.columns[4:])}")
-    print_sweep(console, r.pivot(metric), f"sweep ({r.kind}): {metric} on {lm.describe()}")
+    print_sweep(console, r.pivot(metric), f"sweep ({r.kind}) on {lm.name}: {metric}")
     path = out or Path(f"sweep-{(key or 'unsaved')[:12]}.png")
     console.print(f"heatmap: {plot_heatmap(r, path, metric)}", markup=False)
     _footer(key, hit)

@@ -19,8 +19,9 @@ xgrammar (Dong et al. 2024, "XGrammar: Flexible and Efficient Structured Generat
 Large Language Models") and masks every token that would leave the grammar, so the output is a
 JSON object of the right shape; string lengths are capped (``max_string_chars``) so a drifting
 model ends its strings, and in the last ``close_reserve`` tokens of the budget every allowed token
-made only of ``"``, ``]``, ``}`` gets a large bonus, so the object is wrapped up (an open string
-ends, the array closes, remaining required keys get short values) instead of being cut off. A
+made only of ``"``, ``]``, ``}`` gets a large bonus (larger for those that start with ``"``, so
+an open string ends before more ``]``/``}`` text is written into it): the object is wrapped up
+(the string ends, the array closes, remaining required keys get short values), not cut off. A
 compact skeleton of the schema is appended to the last user message. Output that is still cut
 off by ``max_new_tokens`` is closed by ``repair_json``; what still fails to validate
 raises ``OutputParserException`` (so does a generation error), which the planner counts and
@@ -101,7 +102,7 @@ class _Backend:
     device: torch.device
     stop_ids: frozenset[int]
     compiler: Any = None  # xgrammar.GrammarCompiler, built on first structured call
-    closers: torch.Tensor | None = None  # (V,) bool: tokens made only of '"', ']' and '}'
+    wrap_bonus: torch.Tensor | None = None  # (V,) logit bonus of closing tokens (wrap-up)
 
 
 _BACKENDS: dict[tuple[str, str], _Backend] = {}
@@ -248,9 +249,7 @@ class EmbeddedChatModel(BaseChatModel):
                 backend.tokenizer, vocab_size=backend.hf.config.vocab_size,
                 stop_token_ids=sorted(backend.stop_ids))
             backend.compiler = xgr.GrammarCompiler(info, max_threads=1)
-            texts = backend.tokenizer.batch_decode([[i] for i in range(info.vocab_size)])
-            backend.closers = torch.tensor([bool(t.strip()) and set(t.strip()) <= set('"]}')
-                                            for t in texts])
+            backend.wrap_bonus = _wrap_bonus(backend.tokenizer, info.vocab_size)
         return backend.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
 
     def _generator(self, call_seed: int | None) -> torch.Generator:
@@ -357,7 +356,7 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
         logits = logits[0]  # (V,)
         bans += ban_repeated_ngrams(logits, gen, opt["no_repeat_ngram_size"])
         if matcher is not None and limit - step <= min(opt["close_reserve"], limit // 3):
-            logits[backend.closers] += 1e4  # wrap up: end strings, arrays, the object
+            logits += backend.wrap_bonus  # wrap up: end the string, then arrays, the object
         token = sample_token(logits, opt["temperature"], opt["top_p"], rng)
         if matcher is not None and not matcher.accept_token(token):
             raise RuntimeError(f"grammar rejected sampled token {token}")
@@ -368,3 +367,15 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
             return gen, "stop_sequence", bans
         x = torch.tensor([[token]], device=backend.device)  # (1, 1)
     return gen, "max_tokens", bans
+
+
+def _wrap_bonus(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """(V,) logit bonus for the wrap-up phase: 2e4 for tokens made only of '"', ']', '}' that
+    start with '"' (they end an open string), 1e4 for the other such tokens, 0 otherwise."""
+    texts = tokenizer.batch_decode([[i] for i in range(vocab_size)])
+    bonus = torch.zeros(vocab_size)
+    for i, text in enumerate(texts):
+        t = text.strip()
+        if t and set(t) <= set('"]}'):
+            bonus[i] = 2e4 if t[0] == '"' else 1e4
+    return bonus

@@ -200,7 +200,7 @@ def test_check_without_record_then_observe_equals_check():
     a, b = fresh(), fresh()
     ra = a.check(batch)
     rb = b.check(batch, record=False)
-    assert b.stats.checked == 0 and not b._rejected and b.threshold == a.threshold == 0.9
+    assert b.stats.checked == 0 and not b._rejected and b.threshold == 0.9
     replay = json.loads(json.dumps(rb.to_dict()))  # as the agent replays it from its state
     replay["rejected"] = [RejectedPrompt(**r) for r in replay["rejected"]]
     b.observe(DedupResult(**replay))

@@ -32,7 +32,7 @@ def print_intervention(console: Console, r, title: str) -> None:
     target's probability and the tokens most promoted and suppressed at the last position."""
     console.rule(title, characters="-")
     base = r.baseline
-    extra = [f"random ({len(base.components)}): mean +- std", "z"] if base else []
+    extra = [f"{r.baseline_label} ({len(base.components)}): mean +- std", "z"] if base else []
     table = _table("metric", "effect", *extra)
     for row in r.summary_frame().itertuples():
         cells = [row.label, fmt(row.value)]
@@ -97,21 +97,23 @@ def print_sweep(console: Console, table: pd.DataFrame, title: str) -> None:
 
 
 def print_experiments(console: Console, frame: pd.DataFrame, title: str, limit: int) -> None:
-    """The newest ``limit`` rows of ``ExperimentStore.list()``."""
-    metrics = [m for m in ("kl", "d_prob", "d_loss", "recovered_kl") if f"result.{m}" in frame]
+    """The newest ``limit`` rows of ``ExperimentStore.list()`` (all columns: ``--export``)."""
+    metrics = [m for m in ("kl", "d_prob", "recovered_kl") if f"result.{m}" in frame]
     table = Table(show_header=True, header_style="bold", title=title)
-    for col in ("key", "tool", "model", "component", "created"):
+    for col in ("key", "tool", "model", "component"):
         table.add_column(col, no_wrap=True)
     for m in metrics:
-        table.add_column(m, justify="right", no_wrap=True)
+        table.add_column(m, justify="right", no_wrap=True, min_width=7)
+    table.add_column("created", no_wrap=True)
     for _, row in frame.head(limit).iterrows():
         comp = row["component"]
+        values = [row[f"result.{m}"] for m in metrics]
         table.add_row(
             row["key"][:8],
             str(row["tool"]).rsplit(".", 1)[-1],
             str(row["model"]),
             "-" if comp is None or comp != comp else str(comp),
+            *["-" if v is None or v != v else f"{v:.2g}" for v in values],
             row["created"].strftime("%m-%d %H:%M"),
-            *[fmt(row[f"result.{m}"]) for m in metrics],
         )
     console.print(table)

@@ -129,8 +129,10 @@ class EmbeddedChatModel(BaseChatModel):
     """SmolLM2-135M-Instruct (or another embedded / local model) as a LangChain chat model.
 
     ``invoke`` returns an ``AIMessage`` with ``usage_metadata`` and ``response_metadata``
-    (``backend="embedded"``, timing, stop reason). Per-call overrides: ``temperature``,
-    ``top_p``, ``max_new_tokens``, ``seed``, ``no_repeat_ngram_size`` (e.g. via ``.bind``).
+    (``backend="embedded"``, timing, stop reason). Per-call overrides (``invoke(x, seed=3)`` or
+    ``.bind``): ``temperature``, ``top_p``, ``max_new_tokens``, ``seed``,
+    ``no_repeat_ngram_size``, ``close_reserve``. A per-call ``seed`` gives that call its own
+    generator; otherwise calls draw from one stream seeded by ``seed`` (reproducible runs).
     """
 
     model_name: str = "smollm2-135m"
@@ -335,6 +337,7 @@ class EmbeddedChatModel(BaseChatModel):
 
 def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], grammar: Any,
                  stop: list[str], rng: torch.Generator) -> tuple[list[int], str, int]:
+    """The KV-cached decoding loop (batch of one); the caller holds the lock and thread count."""
     matcher = bitmask = xgr = None
     if grammar is not None:
         import xgrammar as xgr

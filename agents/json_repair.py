@@ -1,4 +1,6 @@
-"""Recover a JSON object from an LLM's free text, and describe a JSON schema to a small model.
+"""Recover a JSON object from an LLM's free text (``repair_json``), and prepare a JSON schema for
+a small model: ``schema_skeleton`` (a compact form for its prompt) and ``bound_schema`` (length
+bounds for a decoding grammar).
 
 Used for backends whose output is not grammar-constrained (Ollama free text, the embedded model
 with constraints turned off) and as a last resort when constrained output was cut off by the token
@@ -252,8 +254,9 @@ def _skeleton_value(spec: dict[str, Any], root: dict[str, Any]) -> str:
 
 
 def bound_schema(schema: dict[str, Any], max_string_chars: int | None) -> dict[str, Any]:
-    """A copy of a JSON schema whose strings have ``maxLength <= max_string_chars`` (but not
-    below their ``minLength``): a grammar built from it makes a drifting model end its strings."""
+    """A copy of a JSON schema for a grammar: strings get ``maxLength <= max_string_chars`` (not
+    below their ``minLength``), so a drifting model ends its strings, and strings that are array
+    items get ``minLength >= 1``: constrained SmolLM2 often opened a list with an empty item."""
     out = copy.deepcopy(schema)
 
     def walk(node: Any) -> None:
@@ -261,6 +264,9 @@ def bound_schema(schema: dict[str, Any], max_string_chars: int | None) -> dict[s
             if node.get("type") == "string" and max_string_chars and "const" not in node:
                 cap = min(node.get("maxLength", max_string_chars), max_string_chars)
                 node["maxLength"] = max(cap, node.get("minLength", 0))
+            items = node.get("items") if node.get("type") == "array" else None
+            if isinstance(items, dict) and items.get("type") == "string":
+                items["minLength"] = max(items.get("minLength", 0), 1)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

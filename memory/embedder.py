@@ -57,9 +57,14 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """A SentenceTransformer wrapped to return normalised float32 numpy rows."""
+    """A SentenceTransformer wrapped to return normalised float32 numpy rows.
 
-    def __init__(self, model: Any, name: str, batch_size: int = 64):
+    ``batch_size`` defaults to 1: a text's vector then never depends on what it was batched with
+    (padding and matmul blocking change the last float bits, enough to flip a similarity that
+    sits on the threshold), so a resumed run makes exactly the decisions of an uninterrupted one.
+    Prompts arrive a few at a time, so the cost is small; bulk users may pass a larger batch."""
+
+    def __init__(self, model: Any, name: str, batch_size: int = 1):
         self.model = model
         self.name = name
         self.batch_size = batch_size

@@ -143,7 +143,8 @@ def test_baseline_zscore_large_for_the_path_neuron_small_for_a_random_one(plm):
     assert str(NEURON) not in hit.baseline.components
     assert hit.zscore("kl") > 10
     assert hit.zscore("d_prob") < -5
-    assert "random" in hit.headline() and "z=" in hit.headline()
+    assert "(random neurons: " in hit.headline() and "z=" in hit.headline()
+    assert len(hit.to_frame()) == len(PROMPTS)
     plain = ablate(plm, PROMPTS, NeuronId(0, 3), "zero", target="paris", baseline=20, seed=1)
     assert abs(plain.zscore("kl")) < 3
     frame = hit.summary_frame()

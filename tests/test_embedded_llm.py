@@ -84,6 +84,7 @@ def test_schema_skeleton_and_bound_schema():
     )
     bounded = bound_schema(schema, 50)
     assert bounded["properties"]["prompts"]["items"]["maxLength"] == 50
+    assert bounded["properties"]["prompts"]["items"]["minLength"] == 1  # no empty list items
     assert bounded["properties"]["rationale"]["maxLength"] == 50
     assert "maxLength" not in bounded["properties"]["kind"]  # a const is left alone
     assert "maxLength" not in schema["properties"]["rationale"]  # the input is not modified
@@ -263,6 +264,13 @@ def test_parse_message_repairs_and_validates():
     assert (llm.stats.parse.repaired, llm.stats.parse.clean, llm.stats.invalid) == (1, 2, 1)
     with pytest.raises(ValueError, match="pydantic model class"):
         llm.with_structured_output(list)
+
+
+def test_unknown_planner_model_is_a_model_load_error(tmp_path):
+    from neurosleuth.tools.model import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="not an embedded model"):
+        E.EmbeddedChatModel(model_name=str(tmp_path / "missing")).load()
 
 
 # ---------------------------------------------------------------- SmolLM2 (integration)

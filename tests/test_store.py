@@ -124,7 +124,9 @@ def test_cli_ablate_uses_the_store_and_experiments_lists_it(tiny_folder, tmp_pat
     ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "random (5)" in first.output and "KL" in first.output and "stored" in first.output
+    assert (
+        "random neurons (5)" in first.output and "KL" in first.output and "stored" in first.output
+    )
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "read from the experiment store" in again.output
     listed = runner.invoke(app, ["experiments", "--export", str(tmp_path / "x.csv")])

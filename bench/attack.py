@@ -23,7 +23,7 @@ context. Cross-entropies of short texts run higher than of long ones (less conte
 the bar is set on natural windows of the attack's length. Timings are wall-clock on a shared
 machine: the JSON records the load average.
 
-Run: ``python bench/attack.py [--neurons 2] [--budget 800] [--threads 2]``. Prints a table, writes
+Run: ``python bench/attack.py [--neurons 2] [--budget 600] [--threads 2]``. Prints a table, writes
 ``bench/results/attack.json``, and ends with the line ``attack beats dataset max on N/10 neurons``.
 """
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--neurons", type=int, default=len(NEURONS), help="run the first N neurons")
-    p.add_argument("--budget", type=int, default=800, help="forward passes per neuron")
+    p.add_argument("--budget", type=int, default=600, help="forward passes per neuron")
     p.add_argument("--length", type=int, default=12, help="free tokens of the attack prompt")
     p.add_argument("--inits", type=int, default=4, help="top exemplars used as starting prompts")
     p.add_argument("--fluency", default="0.02,0.1,0.3,1", help="weights x dataset max per nat")

@@ -23,7 +23,7 @@ context. Cross-entropies of short texts run higher than of long ones (less conte
 the bar is set on natural windows of the attack's length. Timings are wall-clock on a shared
 machine: the JSON records the load average.
 
-Run: ``python bench/attack.py [--neurons 2] [--budget 600] [--threads 2]``. Prints a table, writes
+Run: ``python bench/attack.py [--neurons 2] [--budget 800] [--threads 2]``. Prints a table, writes
 ``bench/results/attack.json``, and ends with the line ``attack beats dataset max on N/10 neurons``.
 """
 
@@ -49,14 +49,14 @@ from neurosleuth.tools.readout import sequence_cross_entropy
 NEURONS = [NeuronId(*x) for x in [(1, 1187), (4, 400), (7, 77), (10, 1024), (13, 3),
                                    (16, 900), (19, 512), (22, 1300), (25, 64), (28, 777)]]
 HERE = Path(__file__).resolve().parent
-console = Console()
+console = Console(width=150)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--neurons", type=int, default=len(NEURONS), help="run the first N neurons")
-    p.add_argument("--budget", type=int, default=600, help="forward passes per neuron")
+    p.add_argument("--budget", type=int, default=800, help="forward passes per neuron")
     p.add_argument("--length", type=int, default=12, help="free tokens of the attack prompt")
     p.add_argument("--inits", type=int, default=4, help="top exemplars used as starting prompts")
     p.add_argument("--fluency", default="0.02,0.1,0.3,1", help="weights x dataset max per nat")
@@ -80,7 +80,7 @@ def fluency_bar(lm: LoadedModel, neuron: NeuronId, args) -> tuple[float, float]:
     return float(np.percentile(ces, args.pct)), float(np.median(ces))
 
 
-def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, args) -> dict:
+def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, median: float, args) -> dict:
     top = ex.top[0]
     bos = [int(lm.tokenizer.bos_token_id)] if lm.n_prefix else []
     ex_ce = sequence_cross_entropy(lm, [bos + list(top.window.token_ids[: top.pos + 1])])[0]
@@ -93,7 +93,7 @@ def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, args) -> dict:
                  steps=10_000, fluency_weights=weights, candidates=args.candidates,
                  top_k=args.top_k, seed=args.seed, keep=16)
     seconds = time.perf_counter() - start
-    fluent = res.best_within(bar)
+    fluent, strict = res.best_within(bar), res.best_within(median)
     return {
         "neuron": str(neuron), "dataset_max": top.value, "exemplar_ce": ex_ce,
         "exemplar_text": lm.tokenizer.decode(list(top.window.token_ids[: top.pos + 1]))[-200:],
@@ -104,6 +104,9 @@ def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, args) -> dict:
         "fluent_ce": None if fluent is None else fluent.cross_entropy,
         "fluent_text": None if fluent is None else fluent.text,
         "beats": bool(fluent is not None and fluent.activation > top.value),
+        "median_act": None if strict is None else strict.activation,
+        "median_ce": None if strict is None else strict.cross_entropy,
+        "beats_at_median": bool(strict is not None and strict.activation > top.value),
         "forward_passes": res.n_forward, "seconds": seconds,
         "curve": [list(c) for c in res.curve], "fluency_weights": list(weights),
     }
@@ -112,22 +115,28 @@ def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, args) -> dict:
 def print_table(rows: list[dict], bar: float, median: float) -> None:
     t = Table(title=f"attack vs dataset max (fluency bar: CE <= {bar:.2f}; natural median "
                     f"{median:.2f})")
-    for col in ("neuron", "dataset max", "exemplar CE", "init act", "best act (CE)",
-                "fluent act (CE)", "beats", "passes", "s"):
+    for col in ("neuron", "dataset max", "exemplar CE", "init act (CE)", "best act (CE)",
+                "under bar (CE)", "beats", "under median (CE)", "passes", "s"):
         t.add_column(col, justify="right")
     for r in rows:
-        fl = "-" if r["fluent_act"] is None else f"{r['fluent_act']:.3f} ({r['fluent_ce']:.2f})"
         t.add_row(r["neuron"], f"{r['dataset_max']:.3f}", f"{r['exemplar_ce']:.2f}",
-                  f"{r['init_act']:.3f}", f"{r['best_act']:.3f} ({r['best_ce']:.2f})", fl,
-                  "yes" if r["beats"] else "no", str(r["forward_passes"]), f"{r['seconds']:.0f}")
+                  _pair(r["init_act"], r["init_ce"]), _pair(r["best_act"], r["best_ce"]),
+                  _pair(r["fluent_act"], r["fluent_ce"]), "yes" if r["beats"] else "no",
+                  _pair(r["median_act"], r["median_ce"]), str(r["forward_passes"]),
+                  f"{r['seconds']:.0f}")
     console.print(t)
     for r in rows:
         if r["fluent_text"] is not None:
             console.print(f"{r['neuron']}: {r['fluent_text']!r}", markup=False, highlight=False)
 
 
+def _pair(act: float | None, ce: float | None) -> str:
+    return "-" if act is None else f"{act:.3f} ({ce:.2f})"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    start = time.perf_counter()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     lm = load_model(args.model, device="cpu" if not torch.cuda.is_available() else None)
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     ex = exemplars(lm, neurons, k=max(args.inits, 1), max_tokens=args.max_tokens)
     scan_s = time.perf_counter() - t0
     bar, median = fluency_bar(lm, neurons[0], args)
-    rows = [run_neuron(lm, n, ex[n], bar, args) for n in neurons]
+    rows = [run_neuron(lm, n, ex[n], bar, median, args) for n in neurons]
     print_table(rows, bar, median)
     wins = sum(r["beats"] for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps({
         "config": config, "model": lm.describe(), "fluency_bar": bar, "natural_median_ce": median,
         "scan_seconds": scan_s, "attack_seconds": sum(r["seconds"] for r in rows),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "neurons": rows,
-        "beats": wins, "n": len(rows)}, indent=1))
+        "total_seconds": time.perf_counter() - start, "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(), "neurons": rows,
+        "beats": wins, "beats_at_median": sum(r["beats_at_median"] for r in rows),
+        "n": len(rows)}, indent=1))
     console.print(f"wrote {args.out}", markup=False)
     print(f"attack beats dataset max on {wins}/{len(rows)} neurons")
 

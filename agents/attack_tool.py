@@ -13,8 +13,14 @@ from neurosleuth.tools.attack import AttackConfig, attack
 def attack_rows(inv: Any, seeds: list[str], steps: int, length: int, iteration: int) -> dict:
     """The outcome of measuring the attack's prompts (rows with source ``attack``), with the
     forward passes of the search added."""
-    cfg = AttackConfig(steps=steps, length=length, position="max", seed=inv.cfg.seed + iteration,
-                       budget=steps * 16, keep=inv.cfg.prompts_per_step)
+    cfg = AttackConfig(
+        steps=steps,
+        length=length,
+        position="max",
+        seed=inv.cfg.seed + iteration,
+        budget=steps * 16,
+        keep=inv.cfg.prompts_per_step,
+    )
     result = attack(inv.lm, inv.neuron, init=[s for s in seeds if s], config=cfg)
     texts = [p.text for p in result.prompts]
     proposal = ProposePrompts(prompts=[t[:400] for t in texts if t.strip()] or ["."])

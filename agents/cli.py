@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import os
+
+# Thread policy, decided once before torch loads: OpenMP threads that sleep instead of spinning.
+# With spinning threads, two torch processes on the same cores (the planner beside the model, a
+# batch beside a server) ran 15x slower; passive waiting costs little when the process is alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import functools  # noqa: E402
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -28,10 +34,21 @@ def _root() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    threads = os.environ.get("NEUROSLEUTH_THREADS")
+    if threads:  # e.g. 1 when several runs share a machine
+        import torch
+
+        torch.set_num_threads(int(threads))
+
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="smollm2-135m (embedded default), gemma3-270m, a "
-                      "TransformerLens name, a local HF folder or a .gguf file")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="smollm2-135m (embedded default), gemma3-270m, a "
+        "TransformerLens name, a local HF folder or a .gguf file",
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when present)")]
 

@@ -22,21 +22,31 @@ def register(app: typer.Typer) -> None:
 def investigate(
     neuron: Annotated[str, typer.Option("--neuron", "-n", help="LAYER:INDEX, e.g. 12:345")],
     model: ModelOpt = "smollm2-135m",
-    planner: Annotated[str | None, typer.Option(help="auto (Ollama, else embedded), ollama, "
-                                                "embedded, heuristic")] = None,
+    planner: Annotated[
+        str | None, typer.Option(help="auto (Ollama, else embedded), ollama, embedded, heuristic")
+    ] = None,
     iterations: Annotated[int | None, typer.Option(help="plan/act/record cycles")] = None,
-    time: Annotated[str | None, typer.Option("--time", help="wall-time budget, e.g. 8h, 20m")] = None,
-    max_forward_passes: Annotated[int | None, typer.Option(help="budget of prompts measured")] = None,
-    steer: Annotated[list[str] | None, typer.Option(help="guidance for the planner (repeatable)")] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", help="wall-time budget, e.g. 8h, 20m")
+    ] = None,
+    max_forward_passes: Annotated[
+        int | None, typer.Option(help="budget of prompts measured")
+    ] = None,
+    steer: Annotated[
+        list[str] | None, typer.Option(help="guidance for the planner (repeatable)")
+    ] = None,
     steer_file: Annotated[Path | None, typer.Option(help="file of guidance, one message")] = None,
-    system_prompt_file: Annotated[Path | None, typer.Option(help="replaces the planner's "
-                                                            "system prompt")] = None,
+    system_prompt_file: Annotated[
+        Path | None, typer.Option(help="replaces the planner's system prompt")
+    ] = None,
     run_id: Annotated[str | None, typer.Option(help="name of the run folder")] = None,
     runs_dir: RunsDir = Path("runs"),
     config: Annotated[Path | None, typer.Option(help="TOML/JSON config file")] = None,
     corpus: Annotated[str | None, typer.Option(help="text file/folder/jsonl for exemplars")] = None,
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
-    ollama_model: Annotated[str | None, typer.Option(help="Ollama model (default llama3.1)")] = None,
+    ollama_model: Annotated[
+        str | None, typer.Option(help="Ollama model (default llama3.1)")
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -50,10 +60,21 @@ def investigate(
         messages.append(steer_file.read_text().strip())
     system = system_prompt_file.read_text() if system_prompt_file else None
     cfg = resolve_config(
-        config, neuron=neuron, model=model, planner=planner, iterations=iterations,
-        time_budget_s=parse_duration(time), max_forward_passes=max_forward_passes,
-        steer=messages or None, system_prompt=system, run_id=run_id, runs_dir=str(runs_dir),
-        corpus=corpus, exemplar_tokens=exemplar_tokens, ollama_model=ollama_model, seed=seed,
+        config,
+        neuron=neuron,
+        model=model,
+        planner=planner,
+        iterations=iterations,
+        time_budget_s=parse_duration(time),
+        max_forward_passes=max_forward_passes,
+        steer=messages or None,
+        system_prompt=system,
+        run_id=run_id,
+        runs_dir=str(runs_dir),
+        corpus=corpus,
+        exemplar_tokens=exemplar_tokens,
+        ollama_model=ollama_model,
+        seed=seed,
         device=device,
     )
     try:
@@ -96,10 +117,18 @@ def _print_outcome(path: Path) -> None:
     import json
 
     summary = json.loads((path / "summary.json").read_text())
-    hyps = json.loads((path / "hypotheses.json").read_text()) if (path / "hypotheses.json").is_file() else []
-    console.print(f"[bold]run[/] {summary['run_id']}  ({summary['status']}: {summary['stop_reason']})")
+    hyps = (
+        json.loads((path / "hypotheses.json").read_text())
+        if (path / "hypotheses.json").is_file()
+        else []
+    )
+    console.print(
+        f"[bold]run[/] {summary['run_id']}  ({summary['status']}: {summary['stop_reason']})"
+    )
     console.print(f"planner: {summary['planner_used']}  model: {summary['model_desc']}")
-    console.print(f"best activation {summary['best_activation']}  vs dataset max {summary['dataset_max']}")
+    console.print(
+        f"best activation {summary['best_activation']}  vs dataset max {summary['dataset_max']}"
+    )
     if hyps:
         console.print("hypothesis: ", hyps[-1]["text"], markup=False)
     console.print(f"report: {path / 'report.md'}  and  {path / 'report.html'}")

@@ -167,7 +167,8 @@ def attribute(
     method: Annotated[str, typer.Option(help="ig (integrated gradients) or gxi")] = "ig",
     position: PositionOpt = "max",
     steps: Annotated[int, typer.Option(help="integration steps (ig)")] = 64,
-    baseline: Annotated[str, typer.Option(help="ig baseline: zero or pad")] = "zero",
+    baseline: Annotated[str, typer.Option(
+        help="ig baseline: pad (the pad token everywhere) or zero (embedding)")] = "pad",
     png: Annotated[Path | None, typer.Option(help="also save a PNG heatmap here")] = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -190,6 +191,10 @@ def attribute(
         line += (f"; baseline ({a.baseline}) {a.baseline_activation:.3f}; {a.steps} steps; "
                  f"completeness gap {a.completeness_gap:+.4f}")
     console.print(line, markup=False, highlight=False)
+    if a.completeness_gap is not None and abs(a.completeness_gap) > 0.05 * max(
+            abs(a.activation - a.baseline_activation), 1e-6):
+        err_console.print("warning: the scores do not add up to f(x) - f(baseline) within 5%: "
+                          "use more --steps, or the pad baseline", markup=False)
     if png is not None:
         from neurosleuth.agents.token_png import save_token_heatmap
 

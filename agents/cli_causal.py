@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from neurosleuth.agents.causal_tables import (
     print_experiments,
     print_intervention,

@@ -6,6 +6,8 @@ import warnings
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from neurosleuth.agents.cli import (
     DeviceOpt,
     ModelOpt,
@@ -16,7 +18,6 @@ from neurosleuth.agents.cli import (
     neuron_checked,
 )
 from neurosleuth.agents.terminal import token_heatmap
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import DeviceOpt, ModelOpt, console, friendly_errors, load, neuron_checked
+from neurosleuth.agents.cli import (
+    DeviceOpt,
+    ModelOpt,
+    console,
+    friendly_errors,
+    load,
+    neuron_checked,
+)
 from neurosleuth.agents.terminal import token_heatmap
 
 
@@ -37,11 +44,20 @@ def measure(
         table.add_column("text (green: activation)")
         for i in range(len(texts)):
             col = result.column(n)
-            table.add_row(f"{result.max_act[i, col]:.3f}", repr(result.max_token(i, n)),
-                          token_heatmap(result.tokens[i], result.per_token(i, n), vmax,
-                                        mark=int(result.argmax_pos[i, col])))
+            table.add_row(
+                f"{result.max_act[i, col]:.3f}",
+                repr(result.max_token(i, n)),
+                token_heatmap(
+                    result.tokens[i],
+                    result.per_token(i, n),
+                    vmax,
+                    mark=int(result.argmax_pos[i, col]),
+                ),
+            )
         console.print(table)
         for i in range(len(texts)):
-            per_tok = "  ".join(f"{t!r}:{a:.3f}" for t, a in
-                                zip(result.tokens[i], result.per_token(i, n), strict=True))
+            per_tok = "  ".join(
+                f"{t!r}:{a:.3f}"
+                for t, a in zip(result.tokens[i], result.per_token(i, n), strict=True)
+            )
             console.print(per_tok, markup=False, highlight=False, soft_wrap=True)

@@ -50,7 +50,8 @@ class RunConfig(BaseModel):
     def _safe_run_id(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
             raise ValueError(
-                f"run id {v!r} must be letters, digits, '.', '_' or '-' (it names a folder in runs/)"
+                f"run id {v!r} must be letters, digits, '.', '_' or '-' "
+                "(it names a folder in runs/)"
             )
         return v
 
@@ -83,8 +84,9 @@ def parse_duration(text: str | None) -> float | None:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
-def resolve_config(file: Path | None = None, env: dict[str, str] | None = None,
-                   **flags: Any) -> RunConfig:
+def resolve_config(
+    file: Path | None = None, env: dict[str, str] | None = None, **flags: Any
+) -> RunConfig:
     """Merge defaults < ``file`` (TOML or JSON) < environment < ``flags`` (None flags ignored)."""
     merged: dict[str, Any] = {}
     if file is not None:

@@ -50,6 +50,8 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+
 from neurosleuth.agents.json_repair import (
     RepairStats,
     bound_schema,
@@ -57,7 +59,6 @@ from neurosleuth.agents.json_repair import (
     schema_skeleton,
 )
 from neurosleuth.agents.sampling import ban_repeated_ngrams, sample_token
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 FORMAT_HINT = "\n\nReply with one JSON object only, of this form:\n{skeleton}"
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}

@@ -16,35 +16,57 @@ CONTEXT_TOKENS = 16  # tokens of context kept before the peak
 
 def _exemplar_dict(e: Exemplar) -> dict[str, Any]:
     acts = [float(a) for a in e.acts]
-    return {"text": e.window.text, "tokens": list(e.window.tokens), "acts": acts,
-            "max_act": float(max(acts)), "min_act": float(min(acts)), "argmax": int(e.pos),
-            "value": float(e.value), "source": e.window.source, "doc": e.window.doc}
+    return {
+        "text": e.window.text,
+        "tokens": list(e.window.tokens),
+        "acts": acts,
+        "max_act": float(max(acts)),
+        "min_act": float(min(acts)),
+        "argmax": int(e.pos),
+        "value": float(e.value),
+        "source": e.window.source,
+        "doc": e.window.doc,
+    }
 
 
-def exemplar_snippets(lm: LoadedModel, neuron: NeuronId, cfg: RunConfig
-                      ) -> tuple[dict[str, Any], list[tuple[float, str, str]]]:
-    result = exemplars(lm, [neuron], corpus=cfg.corpus, k=max(cfg.k, 2 * cfg.prompts_per_step),
-                       window=cfg.window, max_tokens=cfg.exemplar_tokens)
+def exemplar_snippets(
+    lm: LoadedModel, neuron: NeuronId, cfg: RunConfig
+) -> tuple[dict[str, Any], list[tuple[float, str, str]]]:
+    result = exemplars(
+        lm,
+        [neuron],
+        corpus=cfg.corpus,
+        k=max(cfg.k, 2 * cfg.prompts_per_step),
+        window=cfg.window,
+        max_tokens=cfg.exemplar_tokens,
+    )
     ex = result[neuron]
     stats = ex.stats
     data = {
-        "corpus": result.corpus, "window": result.window,
+        "corpus": result.corpus,
+        "window": result.window,
         "tokens_scanned": int(stats.n_tokens),
-        "top": [_exemplar_dict(e) for e in ex.top], "bottom": [_exemplar_dict(e) for e in ex.bottom],
-        "quantiles": {f"q{q:g}": float(v) for q, v in zip(stats.levels, stats.token_quantiles,
-                                                          strict=True)},
-        "mean": float(stats.mean), "std": float(stats.std), "frac_positive": float(stats.frac_positive),
+        "top": [_exemplar_dict(e) for e in ex.top],
+        "bottom": [_exemplar_dict(e) for e in ex.bottom],
+        "quantiles": {
+            f"q{q:g}": float(v) for q, v in zip(stats.levels, stats.token_quantiles, strict=True)
+        },
+        "mean": float(stats.mean),
+        "std": float(stats.std),
+        "frac_positive": float(stats.frac_positive),
     }
     return data, snippets_from_json(data, lm)
 
 
-def snippets_from_json(data: dict[str, Any], lm: LoadedModel | None = None) -> list[tuple[float, str, str]]:
+def snippets_from_json(
+    data: dict[str, Any], lm: LoadedModel | None = None
+) -> list[tuple[float, str, str]]:
     """(activation, peak token, text ending at the peak) per top exemplar, duplicates dropped."""
     out: list[tuple[float, str, str]] = []
     seen: set[str] = set()
     for e in data.get("top", []):
         pos = int(e["argmax"])
-        text = "".join(e["tokens"][max(0, pos - CONTEXT_TOKENS): pos + 1]).strip()
+        text = "".join(e["tokens"][max(0, pos - CONTEXT_TOKENS) : pos + 1]).strip()
         if text and text not in seen:
             seen.add(text)
             out.append((float(e["max_act"]), e["tokens"][pos], text))

@@ -68,7 +68,9 @@ def run(inv: Investigation, resume: bool = False) -> dict:
             else:
                 inv.ensure_exemplars()
                 if not snapshot.next:  # finished: re-enter at check with the new budget
-                    graph.update_state(config, {"done": False, "stop_reason": None}, as_node="record")
+                    graph.update_state(
+                        config, {"done": False, "stop_reason": None}, as_node="record"
+                    )
         else:
             start = {}
         if threading.current_thread() is not threading.main_thread():

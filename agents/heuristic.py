@@ -47,7 +47,9 @@ class HeuristicPlanner:
         return ProposePrompts(prompts=out, rationale="mutations of the best prompts and exemplars")
 
     def hypothesize(self, view: PlannerView) -> StateHypothesis:
-        peaks = Counter(tok.strip() or repr(tok) for _, tok, _ in view.top[:10] + view.exemplars[:10])
+        peaks = Counter(
+            tok.strip() or repr(tok) for _, tok, _ in view.top[:10] + view.exemplars[:10]
+        )
         if not peaks:
             return StateHypothesis(text="No evidence yet.", explanation="Nothing was measured.")
         common = peaks.most_common(3)
@@ -56,7 +58,8 @@ class HeuristicPlanner:
         best = view.top[0] if view.top else view.exemplars[0]
         text = f"Fires on the token{'s' if len(common) > 1 else ''} {tokens} in context."
         explanation = (
-            f"The peak token is one of {tokens} in {sum(c for _, c in common)} of {total} top texts "
+            f"The peak token is one of {tokens} in {sum(c for _, c in common)} of {total} "
+            "top texts "
             f"and dataset exemplars; the strongest text so far ({best[0]:.2f}) peaks at "
             f"{best[1]!r}: {best[2]!r}."
         )
@@ -76,7 +79,7 @@ def _without(text: str, token: str) -> str:
     if not tok:
         return ""
     i = text.rfind(tok)
-    return (text[:i] + text[i + len(tok):]).strip() if i >= 0 else ""
+    return (text[:i] + text[i + len(tok) :]).strip() if i >= 0 else ""
 
 
 def _mutate(a: str, b: str, peak: str, pool: list[str], rng: np.random.Generator) -> str:

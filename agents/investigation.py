@@ -39,8 +39,11 @@ class Investigation:
     registry: dict[type, Tool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.registry = {ProposePrompts: self.run_prompts, RunAttack: self.run_attack,
-                         Finish: self.run_finish}
+        self.registry = {
+            ProposePrompts: self.run_prompts,
+            RunAttack: self.run_attack,
+            Finish: self.run_finish,
+        }
 
     # ---- evidence ----------------------------------------------------------------------
     def load_exemplars(self) -> list[tuple[float, str, str]]:
@@ -71,11 +74,15 @@ class Investigation:
         last = (state.get("hypotheses") or [None])[-1]
         steering = [m["message"] for m in state.get("steering", [])]
         return PlannerView(
-            neuron=str(self.neuron), model=self.cfg.model,
+            neuron=str(self.neuron),
+            model=self.cfg.model,
             top=[(r.activation, r.max_token, r.prompt) for r in heaps.top(10)],
             bottom=[(r.activation, r.max_token, r.prompt) for r in heaps.bottom(5)],
-            exemplars=self.snippets[:8], hypothesis=last["text"] if last else None,
-            steering=steering, feedback=self._feedback(state), iteration=state.get("iteration", 0),
+            exemplars=self.snippets[:8],
+            hypothesis=last["text"] if last else None,
+            steering=steering,
+            feedback=self._feedback(state),
+            iteration=state.get("iteration", 0),
         )
 
     def _feedback(self, state: dict) -> str:
@@ -83,8 +90,10 @@ class Investigation:
         rejected = {k: stats.get(k, 0) for k in ("rejected_duplicate", "rejected_semantic")}
         if not any(rejected.values()):
             return ""
-        return (f"{rejected['rejected_duplicate']} exact repeats and {rejected['rejected_semantic']} "
-                "near-repeats were rejected so far; write texts unlike the ones above.")
+        return (
+            f"{rejected['rejected_duplicate']} exact repeats and {rejected['rejected_semantic']} "
+            "near-repeats were rejected so far; write texts unlike the ones above."
+        )
 
     # ---- tools -------------------------------------------------------------------------
     def run_prompts(self, action: ProposePrompts, state: dict) -> dict:
@@ -92,18 +101,38 @@ class Investigation:
         source = state.get("action_source", "planner")
         prompts = [p[: self.cfg.max_prompt_chars] for p in action.prompts]
         checked = self.dedup.check(prompts, record=False)  # counted once, in record
-        rows = [{"prompt": r.prompt, "status": r.reason, "activation": None, "max_token": None,
-                 "source": source, "similarity": round(float(r.similarity), 4)}
-                for r in checked.rejected]
-        accepted = [p for p in checked.accepted if self.lm.encode(p)[self.lm.n_prefix:]]
+        rows = [
+            {
+                "prompt": r.prompt,
+                "status": r.reason,
+                "activation": None,
+                "max_token": None,
+                "source": source,
+                "similarity": round(float(r.similarity), 4),
+            }
+            for r in checked.rejected
+        ]
+        accepted = [p for p in checked.accepted if self.lm.encode(p)[self.lm.n_prefix :]]
         if accepted:
             res = self.measure(accepted)
-            rows += [{"prompt": p, "status": "accepted", "activation": float(res.max_act[i, 0]),
-                      "max_token": res.max_token(i), "source": source, "similarity": None}
-                     for i, p in enumerate(accepted)]
+            rows += [
+                {
+                    "prompt": p,
+                    "status": "accepted",
+                    "activation": float(res.max_act[i, 0]),
+                    "max_token": res.max_token(i),
+                    "source": source,
+                    "similarity": None,
+                }
+                for i, p in enumerate(accepted)
+            ]
         best = max((r["activation"] for r in rows if r["activation"] is not None), default=None)
-        return {"rows": rows, "forward_passes": len(accepted), "dedup": checked.to_dict(),
-                "summary": f"{len(accepted)}/{len(prompts)} accepted, best {best}"}
+        return {
+            "rows": rows,
+            "forward_passes": len(accepted),
+            "dedup": checked.to_dict(),
+            "summary": f"{len(accepted)}/{len(prompts)} accepted, best {best}",
+        }
 
     def run_attack(self, action: RunAttack, state: dict) -> dict:
         """Gradient-guided search seeded with the best prompt; its best prompts are measured."""
@@ -115,8 +144,12 @@ class Investigation:
         return {**outcome, "summary": f"attack: {outcome['summary']}"}
 
     def run_finish(self, action: Finish, state: dict) -> dict:
-        return {"rows": [], "forward_passes": 0, "summary": f"planner asked to finish: {action.reason}",
-                "finish": True}
+        return {
+            "rows": [],
+            "forward_passes": 0,
+            "summary": f"planner asked to finish: {action.reason}",
+            "finish": True,
+        }
 
     # ---- memory and recovery -----------------------------------------------------------
     def remember(self, step: int, measured: list[dict], checked: dict | None) -> None:
@@ -127,8 +160,11 @@ class Investigation:
             return
         if checked:
             rejected = [RejectedPrompt(**r) for r in checked["rejected"]]
-            self.dedup.observe(DedupResult(checked["accepted"], rejected, checked["threshold"],
-                                           checked.get("exploit", 0)))
+            self.dedup.observe(
+                DedupResult(
+                    checked["accepted"], rejected, checked["threshold"], checked.get("exploit", 0)
+                )
+            )
         if measured:
             self.dedup.add([r["prompt"] for r in measured], [r["activation"] for r in measured])
         self.dedup.save(self.files / "dedup")
@@ -139,9 +175,11 @@ class Investigation:
         n = self.cfg.prompts_per_step
         if strategy == "exemplar_restart":
             cur = state.get("exemplar_cursor", 0)
-            picked = self.snippets[cur: cur + n] or self.snippets[:n]
-            return {"pending": [{"prompt": s, "source": "exemplar"} for _, _, s in picked],
-                    "exemplar_cursor": cur + len(picked)}
+            picked = self.snippets[cur : cur + n] or self.snippets[:n]
+            return {
+                "pending": [{"prompt": s, "source": "exemplar"} for _, _, s in picked],
+                "exemplar_cursor": cur + len(picked),
+            }
         if strategy == "random_prompts":
             rng = np.random.default_rng([self.cfg.seed, state["iteration"]])
             return {"pending": [{"prompt": p, "source": "random"} for p in random_prompts(n, rng)]}
@@ -175,20 +213,32 @@ class Investigation:
         top = heaps.top(1)
         previous = self.files.read_json("summary.json", {}) or {}
         summary = {
-            "run_id": self.cfg.run_id, "model": self.cfg.model, "model_desc": self.lm.describe(),
-            "neuron": str(self.neuron), "planner_used": self.planner.name,
-            "planner_note": self.planner_note, "status": status,
-            "stop_reason": state.get("stop_reason"), "iterations": state.get("iteration", 0),
-            "forward_passes": state.get("forward_passes", 0), "llm_calls": llm.get("calls", 0),
-            "llm_tokens_in": llm.get("tokens_in", 0), "llm_tokens_out": llm.get("tokens_out", 0),
-            "llm_failures": llm.get("failures", 0), "llm_repairs": llm.get("repairs", 0),
+            "run_id": self.cfg.run_id,
+            "model": self.cfg.model,
+            "model_desc": self.lm.describe(),
+            "neuron": str(self.neuron),
+            "planner_used": self.planner.name,
+            "planner_note": self.planner_note,
+            "status": status,
+            "stop_reason": state.get("stop_reason"),
+            "iterations": state.get("iteration", 0),
+            "forward_passes": state.get("forward_passes", 0),
+            "llm_calls": llm.get("calls", 0),
+            "llm_tokens_in": llm.get("tokens_in", 0),
+            "llm_tokens_out": llm.get("tokens_out", 0),
+            "llm_failures": llm.get("failures", 0),
+            "llm_repairs": llm.get("repairs", 0),
             "wall_s": round(state.get("elapsed_s", 0.0), 3),
-            "planner_s": round(llm.get("seconds", 0.0), 3), "model_s": round(state.get("model_s", 0.0), 3),
+            "planner_s": round(llm.get("seconds", 0.0), 3),
+            "model_s": round(state.get("model_s", 0.0), 3),
             "best_activation": top[0].activation if top else None,
-            "best_prompt": top[0].prompt if top else None, "dataset_max": self.dataset_max,
-            "stats": state.get("stats", {}), "recoveries": state.get("recoveries", []),
+            "best_prompt": top[0].prompt if top else None,
+            "dataset_max": self.dataset_max,
+            "stats": state.get("stats", {}),
+            "recoveries": state.get("recoveries", []),
             "steering": state.get("steering", []),
-            "started_at": previous.get("started_at", now_iso()), "finished_at": None,
+            "started_at": previous.get("started_at", now_iso()),
+            "finished_at": None,
         }
         if status in ("finished", "interrupted", "failed"):
             summary["finished_at"] = now_iso()
@@ -201,9 +251,14 @@ class Investigation:
 
         self.write_summary(state, status)
         heaps = ActivationHeaps.from_dict(state["heaps"])
-        self.files.write_json("heaps.json", {"k": self.cfg.k,
-                                             "top": [r.to_dict() for r in heaps.top()],
-                                             "bottom": [r.to_dict() for r in heaps.bottom()]})
+        self.files.write_json(
+            "heaps.json",
+            {
+                "k": self.cfg.k,
+                "top": [r.to_dict() for r in heaps.top()],
+                "bottom": [r.to_dict() for r in heaps.bottom()],
+            },
+        )
         self.files.write_curve(state.get("curve", []))
         self.save_hypotheses(state.get("hypotheses", []))
         write_report(self.files.path, self.lm, self.neuron)

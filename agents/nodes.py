@@ -19,11 +19,11 @@ from pydantic import BaseModel
 
 from neurosleuth.agents.actions import ProposePrompts, action_from_dict
 from neurosleuth.agents.investigation import Investigation
-from neurosleuth.tools.selectivity import selectivity
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.agents.state import InvestigationState, add_usage, zero_usage
 from neurosleuth.memory.stagnation import StagnationMonitor
 from neurosleuth.memory.topk import ActivationHeaps, Record, SearchStats
+from neurosleuth.tools.selectivity import selectivity
 
 
 def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict]) -> Callable:
@@ -35,8 +35,14 @@ def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict
         event = update.pop("_event", {})
         duration = time.perf_counter() - start
         update["elapsed_s"] = state.get("elapsed_s", 0.0) + duration
-        inv.files.append_event({"step": update.get("iteration", state.get("iteration", 0)),
-                                "node": name, "duration_s": round(duration, 4), **event})
+        inv.files.append_event(
+            {
+                "step": update.get("iteration", state.get("iteration", 0)),
+                "node": name,
+                "duration_s": round(duration, 4),
+                **event,
+            }
+        )
         return update
 
     return node
@@ -47,18 +53,36 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     if "iteration" in state:  # already seeded (resume)
         return {}
     snippets = inv.load_exemplars()
-    pending = [{"prompt": s, "source": "exemplar"} for _, _, s in snippets[: inv.cfg.prompts_per_step]]
+    pending = [
+        {"prompt": s, "source": "exemplar"} for _, _, s in snippets[: inv.cfg.prompts_per_step]
+    ]
     steering = [{"message": m, "received_at": now_iso(), "applied_step": 0} for m in inv.cfg.steer]
     monitor = StagnationMonitor(patience=inv.cfg.patience)
     return {
-        "iteration": 0, "forward_passes": 0, "elapsed_s": 0.0, "model_s": 0.0,
-        "llm": zero_usage(), "planner_used": inv.planner.name, "temperature": inv.cfg.temperature,
-        "action": None, "outcome": None, "heaps": ActivationHeaps(k=inv.cfg.k).to_dict(),
-        "stats": SearchStats().to_dict(), "stagnation": monitor.to_dict(), "pending": pending,
-        "exemplar_cursor": len(pending), "steering": steering, "steer_seen": 0,
-        "hypothesis_due": False, "done": False, "stop_reason": None,
-        "_event": {"action": "seed", "summary": f"{len(snippets)} exemplar snippets, "
-                   f"dataset max {inv.dataset_max}", "planner": inv.planner_note},
+        "iteration": 0,
+        "forward_passes": 0,
+        "elapsed_s": 0.0,
+        "model_s": 0.0,
+        "llm": zero_usage(),
+        "planner_used": inv.planner.name,
+        "temperature": inv.cfg.temperature,
+        "action": None,
+        "outcome": None,
+        "heaps": ActivationHeaps(k=inv.cfg.k).to_dict(),
+        "stats": SearchStats().to_dict(),
+        "stagnation": monitor.to_dict(),
+        "pending": pending,
+        "exemplar_cursor": len(pending),
+        "steering": steering,
+        "steer_seen": 0,
+        "hypothesis_due": False,
+        "done": False,
+        "stop_reason": None,
+        "_event": {
+            "action": "seed",
+            "summary": f"{len(snippets)} exemplar snippets, dataset max {inv.dataset_max}",
+            "planner": inv.planner_note,
+        },
     }
 
 
@@ -68,24 +92,39 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     n = inv.cfg.prompts_per_step
     if pending and pending[0].get("action"):
         action: BaseModel = action_from_dict(pending[0]["action"])
-        return {"action": action.model_dump(), "action_source": pending[0]["source"],
-                "pending": pending[1:], "_event": {"action": action.kind, "summary": "queued"}}
+        return {
+            "action": action.model_dump(),
+            "action_source": pending[0]["source"],
+            "pending": pending[1:],
+            "_event": {"action": action.kind, "summary": "queued"},
+        }
     if pending:
         batch, rest = pending[:n], pending[n:]
         action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued")
-        return {"action": action.model_dump(), "action_source": batch[0]["source"],
-                "pending": rest, "_event": {"action": "propose_prompts", "summary": "queued "
-                                            f"{batch[0]['source']} prompts"}}
+        return {
+            "action": action.model_dump(),
+            "action_source": batch[0]["source"],
+            "pending": rest,
+            "_event": {
+                "action": "propose_prompts",
+                "summary": f"queued {batch[0]['source']} prompts",
+            },
+        }
     view = inv.view(state)
     action, info = inv.planner.propose(view, n, state.get("temperature", inv.cfg.temperature))
     usage = info.usage()
     return {
-        "action": action.model_dump(), "action_source": info.source,
+        "action": action.model_dump(),
+        "action_source": info.source,
         "llm": add_usage(state.get("llm", zero_usage()), usage),
-        "_event": {"action": action.kind, "summary": f"{len(action.prompts)} prompts from "
-                   f"{info.source}", "llm_tokens_in": info.tokens_in,
-                   "llm_tokens_out": info.tokens_out, "llm_failures": info.failures,
-                   "llm_errors": info.errors[:3]},
+        "_event": {
+            "action": action.kind,
+            "summary": f"{len(action.prompts)} prompts from {info.source}",
+            "llm_tokens_in": info.tokens_in,
+            "llm_tokens_out": info.tokens_out,
+            "llm_failures": info.failures,
+            "llm_errors": info.errors[:3],
+        },
     }
 
 
@@ -97,8 +136,12 @@ def act(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     outcome = tool(action, state)
     model_s = time.perf_counter() - start
     fp = state.get("forward_passes", 0) + outcome["forward_passes"]
-    return {"outcome": outcome, "forward_passes": fp, "model_s": state.get("model_s", 0.0) + model_s,
-            "_event": {"action": action.kind, "summary": outcome["summary"]}}
+    return {
+        "outcome": outcome,
+        "forward_passes": fp,
+        "model_s": state.get("model_s", 0.0) + model_s,
+        "_event": {"action": action.kind, "summary": outcome["summary"]},
+    }
 
 
 def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
@@ -117,7 +160,10 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     inv.remember(step, measured, state["outcome"].get("dedup"))
     inv.files.append_prompts(step, rows)
     update: dict[str, Any] = {
-        "iteration": step, "heaps": heaps.to_dict(), "stats": stats.to_dict(), "outcome": None,
+        "iteration": step,
+        "heaps": heaps.to_dict(),
+        "stats": stats.to_dict(),
+        "outcome": None,
         "curve": [[state["forward_passes"], step, heaps.best]] if heaps.best is not None else [],
     }
     monitor = StagnationMonitor.from_dict(state["stagnation"])
@@ -126,8 +172,11 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     if strategy:
         update.update(inv.recover(strategy, state))
         update["recoveries"] = [{"iteration": step, "strategy": strategy, "best": heaps.best}]
-    update["_event"] = {"action": "record", "summary": f"{len(measured)} measured, best "
-                        f"{heaps.best}", "recovery": strategy}
+    update["_event"] = {
+        "action": "record",
+        "summary": f"{len(measured)} measured, best {heaps.best}",
+        "recovery": strategy,
+    }
     return update
 
 
@@ -143,19 +192,38 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     if last and last[-1]["step"] == state["iteration"]:
         due = False
     inv.write_summary({**state, "steering": steering}, "running" if reason is None else "finishing")
-    return {"steering": steering, "steer_seen": state.get("steer_seen", 0) + len(new),
-            "done": reason is not None, "stop_reason": reason, "hypothesis_due": due,
-            "_event": {"action": "check", "summary": reason or "continue",
-                       "steering_applied": [m["message"] for m in new]}}
+    return {
+        "steering": steering,
+        "steer_seen": state.get("steer_seen", 0) + len(new),
+        "done": reason is not None,
+        "stop_reason": reason,
+        "hypothesis_due": due,
+        "_event": {
+            "action": "check",
+            "summary": reason or "continue",
+            "steering_applied": [m["message"] for m in new],
+        },
+    }
 
 
 def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     action, info = inv.planner.hypothesize(inv.view(state))
-    draft = {"step": state["iteration"], "text": action.text, "explanation": action.explanation,
-             "source": info.source}
-    return {"pending_hypothesis": draft, "llm": add_usage(state["llm"], info.usage()),
-            "_event": {"action": "hypothesis", "summary": action.text,
-                       "llm_tokens_out": info.tokens_out, "llm_failures": info.failures}}
+    draft = {
+        "step": state["iteration"],
+        "text": action.text,
+        "explanation": action.explanation,
+        "source": info.source,
+    }
+    return {
+        "pending_hypothesis": draft,
+        "llm": add_usage(state["llm"], info.usage()),
+        "_event": {
+            "action": "hypothesis",
+            "summary": action.text,
+            "llm_tokens_out": info.tokens_out,
+            "llm_failures": info.failures,
+        },
+    }
 
 
 def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
@@ -164,16 +232,21 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     action, info = inv.planner.test_prompts(inv.view(state), draft["text"])
     result = inv.measure(list(action.positive) + list(action.negative))
     acts = [float(a) for a in result.max_act[:, 0]]
-    pos, neg = acts[: len(action.positive)], acts[len(action.positive):]
+    pos, neg = acts[: len(action.positive)], acts[len(action.positive) :]
     score = selectivity(pos, neg)
-    score["details"] = {"positive": list(zip(action.positive, pos, strict=True)),
-                        "negative": list(zip(action.negative, neg, strict=True))}
+    score["details"] = {
+        "positive": list(zip(action.positive, pos, strict=True)),
+        "negative": list(zip(action.negative, neg, strict=True)),
+    }
     hyp = {**draft, "score": score}
     inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
-    return {"hypotheses": [hyp], "pending_hypothesis": None,
-            "forward_passes": state["forward_passes"] + len(acts),
-            "llm": add_usage(state["llm"], info.usage()),
-            "_event": {"action": "test_prompts", "summary": f"AUROC {score['aggregate']}"}}
+    return {
+        "hypotheses": [hyp],
+        "pending_hypothesis": None,
+        "forward_passes": state["forward_passes"] + len(acts),
+        "llm": add_usage(state["llm"], info.usage()),
+        "_event": {"action": "test_prompts", "summary": f"AUROC {score['aggregate']}"},
+    }
 
 
 def report(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
@@ -190,4 +263,3 @@ def route_after_check(state: InvestigationState) -> str:
 
 def route_after_test(state: InvestigationState) -> str:
     return "report" if state.get("done") else "plan"
-

@@ -48,8 +48,14 @@ class CallInfo:
     errors: list[str] = field(default_factory=list)
 
     def usage(self) -> dict[str, Any]:
-        return {"calls": self.calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-                "failures": self.failures, "repairs": self.repairs, "seconds": self.seconds}
+        return {
+            "calls": self.calls,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "failures": self.failures,
+            "repairs": self.repairs,
+            "seconds": self.seconds,
+        }
 
 
 class LLMPlanner:
@@ -62,7 +68,9 @@ class LLMPlanner:
         self.retries = retries
         self.fallback = HeuristicPlanner(seed)
 
-    def propose(self, view: PlannerView, n: int, temperature: float) -> tuple[ProposePrompts, CallInfo]:
+    def propose(
+        self, view: PlannerView, n: int, temperature: float
+    ) -> tuple[ProposePrompts, CallInfo]:
         action, info = self._ask(ProposePrompts, prompts.render_propose(view, n), temperature)
         if action is None:
             return self.fallback.propose(view, n, temperature), info
@@ -72,7 +80,9 @@ class LLMPlanner:
         action, info = self._ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
         return (action or self.fallback.hypothesize(view)), info
 
-    def test_prompts(self, view: PlannerView, claim: str, n: int = 6) -> tuple[TestPrompts, CallInfo]:
+    def test_prompts(
+        self, view: PlannerView, claim: str, n: int = 6
+    ) -> tuple[TestPrompts, CallInfo]:
         action, info = self._ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
         return (action or self.fallback.test_prompts(view, claim, n)), info
 
@@ -159,9 +169,15 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
         if problem is None:
             from langchain_ollama import ChatOllama
 
-            chat = ChatOllama(model=cfg.ollama_model, base_url=cfg.ollama_host,
-                              temperature=cfg.temperature, seed=cfg.seed)
-            return LLMPlanner(chat, f"ollama:{cfg.ollama_model}", system, cfg.seed), "ollama answered"
+            chat = ChatOllama(
+                model=cfg.ollama_model,
+                base_url=cfg.ollama_host,
+                temperature=cfg.temperature,
+                seed=cfg.seed,
+            )
+            return LLMPlanner(
+                chat, f"ollama:{cfg.ollama_model}", system, cfg.seed
+            ), "ollama answered"
         if cfg.planner == "ollama":
             raise PlannerUnavailable(f"{problem}; start `ollama serve` or use --planner embedded")
         note = f"{problem}; using the embedded planner"

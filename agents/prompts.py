@@ -70,11 +70,19 @@ def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
 def _common(view: PlannerView) -> dict[str, str]:
     steering = ""
     if view.steering:
-        steering = "\nGuidance from the researcher:\n" + "\n".join(f"- {m}" for m in view.steering) + "\n"
+        steering = (
+            "\nGuidance from the researcher:\n" + "\n".join(f"- {m}" for m in view.steering) + "\n"
+        )
     hypothesis = f"\nCurrent hypothesis: {view.hypothesis}\n" if view.hypothesis else ""
-    return {"neuron": view.neuron, "model": view.model, "top": _rows(view.top),
-            "bottom": _rows(view.bottom, 4), "exemplars": _rows(view.exemplars, 5),
-            "hypothesis": hypothesis, "steering": steering}
+    return {
+        "neuron": view.neuron,
+        "model": view.model,
+        "top": _rows(view.top),
+        "bottom": _rows(view.bottom, 4),
+        "exemplars": _rows(view.exemplars, 5),
+        "hypothesis": hypothesis,
+        "steering": steering,
+    }
 
 
 def render_propose(view: PlannerView, n: int) -> str:
@@ -88,5 +96,6 @@ def render_hypothesize(view: PlannerView) -> str:
 
 def render_test(view: PlannerView, claim: str, n: int) -> str:
     common = _common(view)
-    return TEST.format(neuron=view.neuron, model=view.model, claim=claim,
-                       steering=common["steering"], n=n)
+    return TEST.format(
+        neuron=view.neuron, model=view.model, claim=claim, steering=common["steering"], n=n
+    )

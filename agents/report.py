@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from neurosleuth.agents import report_evidence as ev
 from neurosleuth.agents.report_blocks import (
     Document,

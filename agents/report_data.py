@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from neurosleuth.agents import plots
 from neurosleuth.agents.report_blocks import (
     Heatmap,

@@ -23,14 +23,17 @@ def new_run_id(neuron: str) -> str:
     return f"{stamp}-n{neuron.replace(':', '-')}-{secrets.token_hex(2)}"
 
 
-def open_investigation(cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False,
-                       planner=None) -> Investigation:
+def open_investigation(
+    cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False, planner=None
+) -> Investigation:
     """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
     if not cfg.run_id:
         cfg = cfg.model_copy(update={"run_id": new_run_id(cfg.neuron)})
     files = RunFiles(cfg.run_dir())
     if (files / "config.json").is_file() and not resume:
-        raise FileExistsError(f"run {cfg.run_id} exists in {cfg.runs_dir}: use `neurosleuth resume`")
+        raise FileExistsError(
+            f"run {cfg.run_id} exists in {cfg.runs_dir}: use `neurosleuth resume`"
+        )
     lm = lm or load_model(cfg.model, device=cfg.device)
     neuron = NeuronId.parse(cfg.neuron).validate(lm.n_layers, lm.d_mlp)
     planner, note = (planner, "given by the caller") if planner else make_planner(cfg)
@@ -51,16 +54,18 @@ def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None) -> 
     return inv.files.path
 
 
-def resume(runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None,
-           **changes) -> Path:
+def resume(
+    runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None, **changes
+) -> Path:
     """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
     budget given in ``changes``, e.g. ``iterations=60``)."""
     path = run_path(runs_dir, run_id)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id!r} in {runs_dir}")
     saved = RunConfig.model_validate_json((path / "config.json").read_text())
-    cfg = saved.model_copy(update={"runs_dir": str(runs_dir),
-                                   **{k: v for k, v in changes.items() if v is not None}})
+    cfg = saved.model_copy(
+        update={"runs_dir": str(runs_dir), **{k: v for k, v in changes.items() if v is not None}}
+    )
     inv = open_investigation(cfg, lm, resume=True, planner=planner)
     graph.run(inv, resume=True)
     return inv.files.path

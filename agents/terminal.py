@@ -8,8 +8,9 @@ import numpy as np
 from rich.text import Text
 
 
-def token_heatmap(tokens: Sequence[str], acts: np.ndarray, vmax: float | None = None,
-                  mark: int | None = None) -> Text:
+def token_heatmap(
+    tokens: Sequence[str], acts: np.ndarray, vmax: float | None = None, mark: int | None = None
+) -> Text:
     """Tokens with a background whose strength follows the activation (green up, red down).
 
     ``mark`` underlines one position (the max token). Newlines and tabs are shown as escapes.

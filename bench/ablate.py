@@ -30,13 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from rich.console import Console
+from rich.table import Table
+
 from neurosleuth.memory.store import ExperimentStore, cached
 from neurosleuth.tools.ablate import InterventionResult, ablate
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.sweep import sweep
-from rich.console import Console
-from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 console = Console()

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from neurosleuth.agents.embedded_llm import EmbeddedChatModel
 from pydantic import BaseModel, Field
+
+from neurosleuth.agents.embedded_llm import EmbeddedChatModel
 
 MESSAGES = [
     SystemMessage("You propose short English prompts that make a language-model neuron fire. "

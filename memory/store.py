@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from neurosleuth.tools.model import cache_dir
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (

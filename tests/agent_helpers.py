@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
-from neurosleuth.agents.planner import CallInfo
 import torch
 from transformers import LlamaForCausalLM
 
+from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
+from neurosleuth.agents.planner import CallInfo
 from tests.fixtures import WORDS, tiny_config, tiny_tokenizer
 
 CORPUS = [
@@ -53,8 +53,9 @@ class ScriptedPlanner:
         return StateHypothesis(text="Fires on 'cat'.", explanation="scripted"), CallInfo("scripted")
 
     def test_prompts(self, view, claim, n=6):
-        return TestPrompts(positive=["the cat", "a cat sat"], negative=["the dog", "a king"]), \
-            CallInfo("scripted")
+        return TestPrompts(
+            positive=["the cat", "a cat sat"], negative=["the dog", "a king"]
+        ), CallInfo("scripted")
 
 
 def words(i: int, n: int = 4) -> str:

@@ -13,9 +13,9 @@ that logit to exactly 0, and any other value ``a'`` of ``a_N`` gives a logit com
 from __future__ import annotations
 
 import torch
-from neurosleuth.tools.model import LoadedModel, from_hf_model
 from transformers import LlamaForCausalLM
 
+from neurosleuth.tools.model import LoadedModel, from_hf_model
 from tests.fixtures import tiny_config, tiny_tokenizer, token_id
 
 D, N, W, U = 15, 7, 3.0, 4.0

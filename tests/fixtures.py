@@ -21,14 +21,18 @@ WORDS = (
 
 @cache
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over WORDS, saved and reloaded so it has a path (the bridge wants one)."""
+    """Word-level tokenizer over WORDS, saved and reloaded so it has a path (the bridge
+    wants one)."""
     vocab = {w: i for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        unk_token="<unk>",
         eos_token="<pad>",
     )
     folder = tempfile.mkdtemp(prefix="neurosleuth-tok-")
@@ -36,12 +40,22 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
-def tiny_config(n_layers: int = 2, d_model: int = 16, d_mlp: int = 32, n_heads: int = 2) -> LlamaConfig:
+def tiny_config(
+    n_layers: int = 2, d_model: int = 16, d_mlp: int = 32, n_heads: int = 2
+) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=len(WORDS), hidden_size=d_model, intermediate_size=d_mlp,
-        num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_heads,
-        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=0,
-        tie_word_embeddings=False, attn_implementation="eager",
+        vocab_size=len(WORDS),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=0,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
     )
 
 

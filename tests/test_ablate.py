@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from neurosleuth.tools.ablate import ablate, random_components, token_id
 from neurosleuth.tools.interventions import (
     AttnHead,
@@ -24,7 +25,6 @@ from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.reference import mean_activations
 from neurosleuth.tools.steer import steer
 from neurosleuth.tools.sweep import plot_heatmap, sweep
-
 from tests.causal_models import TOK, N, by_hand, path_lm, target_logit, with_act
 from tests.fixtures import tiny_random_lm
 

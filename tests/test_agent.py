@@ -24,9 +24,19 @@ def corpus(tmp_path_factory):
 
 
 def config(tmp_path, corpus, **kw) -> RunConfig:
-    base = dict(run_id="r1", runs_dir=str(tmp_path), model="tiny", neuron="1:3", iterations=4,
-                prompts_per_step=4, corpus=str(corpus), exemplar_tokens=2000, window=16,
-                hypothesis_every=2, k=5)
+    base = dict(
+        run_id="r1",
+        runs_dir=str(tmp_path),
+        model="tiny",
+        neuron="1:3",
+        iterations=4,
+        prompts_per_step=4,
+        corpus=str(corpus),
+        exemplar_tokens=2000,
+        window=16,
+        hypothesis_every=2,
+        k=5,
+    )
     return RunConfig(**{**base, **kw})
 
 
@@ -41,9 +51,18 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     assert nodes[:5] == ["seed", "plan", "act", "record", "check"]
     assert nodes.count("record") == 4 and nodes[-1] == "report"
     assert nodes.count("hypothesize") == nodes.count("test") == 2  # at steps 2 and 4
-    for name in ("config.json", "summary.json", "prompts.csv", "curve.csv", "heaps.json",
-                 "hypotheses.json", "exemplars.json", "report.md", "report.html",
-                 "checkpoints.sqlite"):
+    for name in (
+        "config.json",
+        "summary.json",
+        "prompts.csv",
+        "curve.csv",
+        "heaps.json",
+        "hypotheses.json",
+        "exemplars.json",
+        "report.md",
+        "report.html",
+        "checkpoints.sqlite",
+    ):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 4
@@ -58,8 +77,9 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
 
 def test_duplicates_rejected_before_measuring(tmp_path, tiny_lm, corpus):
     same = ["the cat sat on the mat", "the cat sat on the mat", "THE CAT SAT ON THE MAT"]
-    run = investigate(config(tmp_path, corpus, iterations=2), lm=tiny_lm,
-                      planner=ScriptedPlanner([same]))
+    run = investigate(
+        config(tmp_path, corpus, iterations=2), lm=tiny_lm, planner=ScriptedPlanner([same])
+    )
     prompts = pd.read_csv(run / "prompts.csv")
     planner_rows = prompts[prompts["source"] == "scripted"]
     assert (planner_rows["prompt"].str.lower() == "the cat sat on the mat").all()
@@ -80,8 +100,11 @@ def test_stagnation_triggers_recovery(tmp_path, tiny_lm, corpus):
 
 
 def test_budgets(tmp_path, tiny_lm, corpus):
-    run = investigate(config(tmp_path, corpus, iterations=50, max_forward_passes=10),
-                      lm=tiny_lm, planner=HeuristicBackend(0))
+    run = investigate(
+        config(tmp_path, corpus, iterations=50, max_forward_passes=10),
+        lm=tiny_lm,
+        planner=HeuristicBackend(0),
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert "forward-pass budget" in summary["stop_reason"]
     assert summary["iterations"] < 50
@@ -139,16 +162,34 @@ def test_resume_finished_run_with_more_iterations(tmp_path, tiny_lm, corpus):
 
 def cli(*args, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "neurosleuth.agents", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "neurosleuth.agents", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def test_kill_and_resume_loses_nothing(tmp_path, corpus):
     """SIGKILL a heuristic run mid-way, resume it: nothing recorded is lost or rewritten, every
     step is recorded once, and the run ends like an uninterrupted one."""
     model = save_tiny_model(tmp_path / "model")
-    common = ["--model", str(model), "--neuron", "1:3", "--planner", "heuristic",
-              "--iterations", "14", "--corpus", str(corpus), "--exemplar-tokens", "2000"]
+    common = [
+        "--model",
+        str(model),
+        "--neuron",
+        "1:3",
+        "--planner",
+        "heuristic",
+        "--iterations",
+        "14",
+        "--corpus",
+        str(corpus),
+        "--exemplar-tokens",
+        "2000",
+    ]
     straight = cli("investigate", *common, "--run-id", "straight", "--runs-dir", str(tmp_path))
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
 
@@ -171,8 +212,9 @@ def test_kill_and_resume_loses_nothing(tmp_path, corpus):
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # nothing lost or rewritten
     assert sorted(set(after["step"])) == sorted(set(reference["step"])) == list(range(1, 15))
     per_step = after.groupby("step").size()
-    assert (per_step[per_step.index <= before["step"].max()] ==
-            before.groupby("step").size()).all()  # no step written twice
+    assert (
+        per_step[per_step.index <= before["step"].max()] == before.groupby("step").size()
+    ).all()  # no step written twice
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"] == 14
 

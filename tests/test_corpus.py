@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from neurosleuth.tools.corpus import (
     SOURCES,
     CorpusError,
@@ -20,8 +22,6 @@ from neurosleuth.tools.exemplars import exemplars, heldout_windows, layer_scans
 from neurosleuth.tools.measure import measure, measure_ids
 from neurosleuth.tools.neurons import NeuronError, NeuronId
 from neurosleuth.tools.scan import TOKEN_SAMPLE
-from typer.testing import CliRunner
-
 from tests.fixtures import WORDS, tiny_random_lm
 
 TEXT_WORDS = [w for w in WORDS if not w.startswith("<")]

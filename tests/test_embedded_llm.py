@@ -11,10 +11,11 @@ import pytest
 import torch
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
 from neurosleuth.agents import embedded_llm as E
 from neurosleuth.agents.json_repair import RepairStats, bound_schema, repair_json, schema_skeleton
 from neurosleuth.agents.sampling import ban_repeated_ngrams, sample_token
-from pydantic import BaseModel, Field
 
 
 class ProposePrompts(BaseModel):

@@ -29,9 +29,15 @@ def hand_lm():
 def hand_post(hf, layer: int, ids: list[int]) -> np.ndarray:
     e = hf.model.embed_tokens.weight[ids].double()  # (T, d_model)
     norm = hf.model.layers[layer].post_attention_layernorm
-    x = e / torch.sqrt(e.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon) * norm.weight.double()
+    x = (
+        e
+        / torch.sqrt(e.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+        * norm.weight.double()
+    )
     mlp = hf.model.layers[layer].mlp
-    return (F.silu(x @ mlp.gate_proj.weight.double().T) * (x @ mlp.up_proj.weight.double().T)).numpy()
+    return (
+        F.silu(x @ mlp.gate_proj.weight.double().T) * (x @ mlp.up_proj.weight.double().T)
+    ).numpy()
 
 
 def test_matches_hand_computation(hand_lm):
@@ -49,8 +55,13 @@ def test_matches_hand_computation(hand_lm):
 
 
 def test_padding_never_changes_real_tokens(tiny_lm):
-    prompts = ["the cat sat on the mat and the dog ran to the park .", "hello", "a big red dog",
-               "one two three four five", "king"]
+    prompts = [
+        "the cat sat on the mat and the dog ran to the park .",
+        "hello",
+        "a big red dog",
+        "one two three four five",
+        "king",
+    ]
     neurons = [NeuronId(0, 5), NeuronId(1, 3), NeuronId(1, 31)]
     batched = measure(tiny_lm, prompts, neurons)
     tiny_batches = measure(tiny_lm, prompts, neurons, tokens_per_batch=1)  # one prompt a pass
@@ -95,5 +106,10 @@ def test_validation_errors(tiny_lm):
 def test_parse_neurons():
     assert NeuronId.parse("12:345") == NeuronId(12, 345)
     assert NeuronId.parse("L3N7") == NeuronId(3, 7)
-    assert parse_neurons("1:2, 3:4-6") == [NeuronId(1, 2), NeuronId(3, 4), NeuronId(3, 5), NeuronId(3, 6)]
+    assert parse_neurons("1:2, 3:4-6") == [
+        NeuronId(1, 2),
+        NeuronId(3, 4),
+        NeuronId(3, 5),
+        NeuronId(3, 6),
+    ]
     assert NeuronId(12, 3).hook_name == "blocks.12.mlp.hook_post"

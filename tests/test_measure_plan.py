@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+
 from neurosleuth.tools import measure as measure_mod
 from neurosleuth.tools.measure import measure, plan_batches
 from neurosleuth.tools.neurons import NeuronId

@@ -5,6 +5,7 @@ from dataclasses import asdict
 import faiss
 import numpy as np
 import pytest
+
 from neurosleuth.memory.dedup import (
     DedupResult,
     PromptDeduper,

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+
 from neurosleuth.memory import embedder as emb_mod
 from neurosleuth.memory.dedup import PromptDeduper
 from neurosleuth.memory.embedder import (

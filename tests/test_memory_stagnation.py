@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from neurosleuth.memory import seeds
 from neurosleuth.memory.seeds import random_prompts
 from neurosleuth.memory.stagnation import DEFAULT_STRATEGIES, StagnationMonitor, Trigger

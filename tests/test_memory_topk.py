@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from neurosleuth.memory.topk import ActivationHeaps, Record, SearchStats, classify, splitmix64
 
 

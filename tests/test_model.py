@@ -42,13 +42,19 @@ def test_smollm2_matches_hf_and_is_cached(smollm2):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "neurosleuth.agents", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neurosleuth.agents", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.integration
 def test_cli_measure_and_errors():
-    ok = run_cli("measure", "--model", "smollm2-135m", "--neuron", "12:345", "The cat sat on the mat.")
+    ok = run_cli(
+        "measure", "--model", "smollm2-135m", "--neuron", "12:345", "The cat sat on the mat."
+    )
     assert ok.returncode == 0, ok.stderr
     assert "' mat'" in ok.stdout and "neuron 12:345" in ok.stdout
     bad = run_cli("measure", "--neuron", "12:99999", "hi")

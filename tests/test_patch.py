@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from neurosleuth.tools.interventions import MLPLayer, NeuronSet, Resid
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
@@ -17,7 +18,6 @@ from neurosleuth.tools.patch import (
     patch_resid,
 )
 from neurosleuth.tools.sweep import patch_sweep, plot_heatmap
-
 from tests.causal_models import N, path_lm, with_act
 
 CLEAN = ["the cat sat on the mat", "king and queen"]

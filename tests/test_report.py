@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from neurosleuth.agents.report import SECTION_TITLES, write_report
 from neurosleuth.agents.report_data import load_run, vocab_projection
 from neurosleuth.agents.report_html import token_colour
@@ -208,9 +209,9 @@ def test_heatmaps_carry_remeasured_values(full_report, tiny_lm):
 
 
 def test_vocab_projection_folds_the_final_norm():
-    from neurosleuth.tools.model import from_hf_model
     from transformers import LlamaForCausalLM
 
+    from neurosleuth.tools.model import from_hf_model
     from tests.fixtures import tiny_config, tiny_tokenizer
 
     torch.manual_seed(3)

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from neurosleuth.memory.store import (
     ExperimentStore,
     cached,
@@ -18,7 +20,6 @@ from neurosleuth.memory.store import (
 )
 from neurosleuth.tools.ablate import InterventionResult, ablate
 from neurosleuth.tools.neurons import NeuronId
-from typer.testing import CliRunner
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+
 from neurosleuth.tools.effects import LABELS, METRICS, Baseline, EffectResult, Targets
 from neurosleuth.tools.interventions import (
     AttnHead,

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from neurosleuth.tools.model import LoadedModel
 
 FORMAT_VERSION = 1  # bump when document text or windowing changes: it is part of every identity

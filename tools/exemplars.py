@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import NeuronId

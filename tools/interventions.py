@@ -37,11 +37,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from transformer_lens.utilities import get_act_name
+
 from neurosleuth.tools.effects import EffectAccumulator, EffectResult, Targets
 from neurosleuth.tools.measure import auto_tokens_per_batch, available_memory, pad_right
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId, hook_name
-from transformer_lens.utilities import get_act_name
 
 
 @dataclass(frozen=True)

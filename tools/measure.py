@@ -55,7 +55,8 @@ class ActivationResult:
         return self.tokens[prompt][self.argmax_pos[prompt, self.column(neuron or self.neurons[0])]]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (prompt, neuron): prompt, neuron, max_act, argmax_pos, argmax_token, n_tokens."""
+        """One row per (prompt, neuron): prompt, neuron, max_act, argmax_pos, argmax_token,
+        n_tokens."""
         rows = [
             {
                 "prompt": p,
@@ -101,8 +102,14 @@ def measure(
     k = lm.n_prefix
     text_ids = [x[k:] for x in ids]
     text_acts = [a[k:] for a in acts]
-    max_act = np.stack([a.max(axis=0) for a in text_acts]) if prompts else np.zeros((0, len(neurons)))
-    argmax = np.stack([a.argmax(axis=0) for a in text_acts]) if prompts else np.zeros((0, len(neurons)), int)
+    max_act = (
+        np.stack([a.max(axis=0) for a in text_acts]) if prompts else np.zeros((0, len(neurons)))
+    )
+    argmax = (
+        np.stack([a.argmax(axis=0) for a in text_acts])
+        if prompts
+        else np.zeros((0, len(neurons)), int)
+    )
     return ActivationResult(
         prompts=prompts,
         neurons=neurons,

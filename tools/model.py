@@ -195,9 +195,7 @@ def _load_gguf(gguf: Path, architecture: str | None, dtype: torch.dtype, label: 
     if (cached / "config.json").is_file():
         return _load_hf_dir(cached, dtype, architecture)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     try:  # the cache is an optimisation: a read-only home must not stop the run
         hf.hf_quantizer = None
         if hasattr(hf.config, "quantization_config"):

@@ -40,9 +40,13 @@ class NeuronId:
     def validate(self, n_layers: int, d_mlp: int) -> NeuronId:
         """Return self, or raise ``NeuronError`` saying which bound was broken."""
         if not 0 <= self.layer < n_layers:
-            raise NeuronError(f"layer {self.layer} out of range: the model has layers 0..{n_layers - 1}")
+            raise NeuronError(
+                f"layer {self.layer} out of range: the model has layers 0..{n_layers - 1}"
+            )
         if not 0 <= self.index < d_mlp:
-            raise NeuronError(f"neuron {self.index} out of range: layer {self.layer} has neurons 0..{d_mlp - 1}")
+            raise NeuronError(
+                f"neuron {self.index} out of range: layer {self.layer} has neurons 0..{d_mlp - 1}"
+            )
         return self
 
 

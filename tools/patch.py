@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+
 from neurosleuth.tools.ablate import encode_all, make_targets
 from neurosleuth.tools.effects import EffectResult
 from neurosleuth.tools.interventions import (

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
 from neurosleuth.tools.interventions import chunks, hooked
 from neurosleuth.tools.measure import auto_tokens_per_batch, pad_right
 from neurosleuth.tools.model import LoadedModel, cache_dir

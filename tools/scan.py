@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from neurosleuth.tools.corpus import Windows
 from neurosleuth.tools.measure import auto_tokens_per_batch
 from neurosleuth.tools.model import LoadedModel

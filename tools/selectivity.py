@@ -25,7 +25,9 @@ def cohens_d(pos: Sequence[float], neg: Sequence[float]) -> float | None:
     p, n = np.asarray(pos, float), np.asarray(neg, float)
     if p.size < 2 or n.size < 2:
         return None
-    pooled = np.sqrt(((p.size - 1) * p.var(ddof=1) + (n.size - 1) * n.var(ddof=1)) / (p.size + n.size - 2))
+    pooled = np.sqrt(
+        ((p.size - 1) * p.var(ddof=1) + (n.size - 1) * n.var(ddof=1)) / (p.size + n.size - 2)
+    )
     return float((p.mean() - n.mean()) / pooled) if pooled > 0 else None
 
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from transformer_lens.utilities import get_act_name
+
 from neurosleuth.tools.ablate import (
     InterventionResult,
     build_result,
@@ -31,7 +33,6 @@ from neurosleuth.tools.ablate import (
 from neurosleuth.tools.interventions import Add, Edit, Site, run_variants
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-from transformer_lens.utilities import get_act_name
 
 
 def neuron_direction(lm: LoadedModel, n: NeuronId) -> torch.Tensor:

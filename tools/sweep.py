@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+
 from neurosleuth.tools.ablate import ablation_ops, encode_all, make_targets
 from neurosleuth.tools.effects import LABELS, METRICS
 from neurosleuth.tools.interventions import (

@@ -110,9 +110,12 @@ def exemplars_section(data: RunData, scale: float) -> Section:
             acts = e["acts"]
             mark = e.get("argmax") if isinstance(e.get("argmax"), int) else int(np.argmax(acts))
             mark = mark if 0 <= mark < len(acts) else int(np.argmax(acts))
-            rows.append([i, as_float(e.get("max_act")), Prompt(e["tokens"][mark]),
+            value = e.get("value", e.get("max_act") if side == "top" else e.get("min_act"))
+            rows.append([i, as_float(value), Prompt(e["tokens"][mark]),
                          Heatmap(e["tokens"], acts, scale, mark, _str(e.get("text")))])
-        blocks.append(Table(["#", "max activation", "max token", "text"], rows))
+        # top windows are ranked by their max, bottom ones by their min (what suppresses it)
+        word = "max" if side == "top" else "min"
+        blocks.append(Table(["#", f"{word} activation", f"{word} token", "text"], rows))
     return Section(title, blocks, level=3)
 
 

@@ -18,7 +18,8 @@ def attack_rows(inv: Any, seeds: list[str], steps: int, length: int, iteration: 
         length=length,
         position="max",
         seed=inv.cfg.seed + iteration,
-        budget=steps * 16,
+        candidates=12,
+        budget=steps * 4 * 12,
         keep=inv.cfg.prompts_per_step,
     )
     result = attack(inv.lm, inv.neuron, init=[s for s in seeds if s], config=cfg)

@@ -61,6 +61,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def friendly_errors(fn: Callable) -> Callable:
     """Turn the errors a user can cause (bad neuron, unknown model, bad input) into one line."""
+    from pydantic import ValidationError
+
     from neurosleuth.tools.model import ModelLoadError
     from neurosleuth.tools.neurons import NeuronError
 
@@ -68,6 +70,8 @@ def friendly_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except ValidationError as err:  # a bad option value, in the config's own words
+            fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
         except (ModelLoadError, NeuronError, ValueError, FileNotFoundError) as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
 

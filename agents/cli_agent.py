@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command()(investigate)
     app.command()(resume)
     app.command()(steer)
+    app.command()(report)
 
 
 @friendly_errors
@@ -132,3 +133,22 @@ def _print_outcome(path: Path) -> None:
     if hyps:
         console.print("hypothesis: ", hyps[-1]["text"], markup=False)
     console.print(f"report: {path / 'report.md'}  and  {path / 'report.html'}")
+
+
+@friendly_errors
+def report(
+    run_id: Annotated[str, typer.Argument(help="the run whose report to write again")],
+    runs_dir: RunsDir = Path("runs"),
+    device: DeviceOpt = None,
+) -> None:
+    """Write a run's report.md and report.html again from its files (and its model)."""
+    from neurosleuth.agents.cli import load
+    from neurosleuth.agents.config import RunConfig, run_path
+    from neurosleuth.agents.report import write_report
+
+    path = run_path(runs_dir, run_id)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no run {run_id!r} in {runs_dir}")
+    cfg = RunConfig.model_validate_json((path / "config.json").read_text())
+    md, html = write_report(path, load(cfg.model, device or cfg.device))
+    console.print(f"report: {md}  and  {html}")

@@ -48,12 +48,7 @@ class RunConfig(BaseModel):
     @field_validator("run_id")
     @classmethod
     def _safe_run_id(cls, v: str) -> str:
-        if v and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
-            raise ValueError(
-                f"run id {v!r} must be letters, digits, '.', '_' or '-' "
-                "(it names a folder in runs/)"
-            )
-        return v
+        return check_run_id(v) if v else v
 
     def run_dir(self) -> Path:
         return run_path(self.runs_dir, self.run_id)
@@ -62,9 +57,19 @@ class RunConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is a safe folder name (letters, digits, '.', '_', '-'), else ValueError."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id):
+        raise ValueError(
+            f"run id {run_id!r} must be letters, digits, '.', '_' or '-' "
+            "(it names a folder in the runs directory)"
+        )
+    return run_id
+
+
 def run_path(runs_dir: str | Path, run_id: str) -> Path:
     """``runs_dir/run_id``, refusing any id that would escape ``runs_dir``."""
-    RunConfig(run_id=run_id)  # validates the characters
+    check_run_id(run_id)
     base = Path(runs_dir).resolve()
     path = (base / run_id).resolve()
     if path.parent != base:

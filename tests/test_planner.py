@@ -1,0 +1,101 @@
+"""Planner backends: prompt rendering is pinned, garbage from an LLM is repaired or counted and
+falls back, Ollama detection gives a clear reason. The chat model here is a scripted stand-in."""
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from neurosleuth.agents import prompts
+from neurosleuth.agents.actions import ProposePrompts
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.planner import LLMPlanner, PlannerUnavailable, make_planner, ollama_status
+from neurosleuth.agents.prompts import PlannerView
+
+VIEW = PlannerView(
+    neuron="12:345", model="smollm2-135m",
+    top=[(2.5, " bracket", "print(x)"), (1.0, ",", "a, b")], bottom=[(-0.5, "the", "the end")],
+    exemplars=[(3.0, ")", "f(x)")], hypothesis="closing brackets", steering=["code only"],
+    feedback="2 exact repeats", iteration=3,
+)
+
+
+def test_rendered_propose_prompt_is_pinned():
+    text = prompts.render_propose(VIEW, 4)
+    assert text.splitlines()[0] == (
+        "Neuron 12:345 of smollm2-135m. Its activation on a text is its highest value over the "
+        "text's tokens.")
+    assert "2.50  ' bracket'  'print(x)'" in text
+    assert "-0.50  'the'  'the end'" in text
+    assert "3.00  ')'  'f(x)'" in text
+    assert "Current hypothesis: closing brackets" in text
+    assert "Guidance from the researcher:\n- code only" in text
+    assert "Feedback on your last texts: 2 exact repeats" in text
+    assert text.rstrip().endswith('"rationale": "..."}')
+    assert "Write 4 new short texts" in text
+
+
+class ScriptedChat:
+    """Replies with the given strings in turn, the way a structured-output runnable does."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.temperature = 0.7
+
+    def model_copy(self, update=None):
+        return self
+
+    def with_structured_output(self, schema, include_raw=False):
+        chat = self
+
+        class Runnable:
+            def invoke(self, messages):
+                reply = chat.replies.pop(0)
+                if isinstance(reply, Exception):
+                    raise reply
+                raw = AIMessage(content=reply, usage_metadata={
+                    "input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+                try:
+                    parsed = schema.model_validate_json(reply)
+                except ValueError as err:
+                    return {"raw": raw, "parsed": None, "parsing_error": err}
+                return {"raw": raw, "parsed": parsed, "parsing_error": None}
+
+        return Runnable()
+
+
+def test_clean_reply_is_used():
+    chat = ScriptedChat(['{"kind": "propose_prompts", "prompts": ["a", "b"], "rationale": "r"}'])
+    action, info = LLMPlanner(chat, "scripted", "sys").propose(VIEW, 4, 0.7)
+    assert action.prompts == ["a", "b"] and info.source == "scripted"
+    assert (info.calls, info.failures, info.repairs, info.tokens_out) == (1, 0, 0, 5)
+
+
+def test_malformed_reply_is_repaired_and_counted():
+    chat = ScriptedChat(["Sure! {prompts: ['x(1)', 'y(2)',], rationale: 'brackets'"])
+    action, info = LLMPlanner(chat, "scripted", "sys").propose(VIEW, 4, 0.7)
+    assert action.prompts == ["x(1)", "y(2)"]
+    assert info.repairs == 1 and info.failures == 0
+
+
+def test_garbage_then_error_falls_back_without_crashing():
+    chat = ScriptedChat(["I cannot help with that.", ConnectionError("server gone"), "{}"])
+    action, info = LLMPlanner(chat, "scripted", "sys", retries=2).propose(VIEW, 3, 0.7)
+    assert isinstance(action, ProposePrompts) and 1 <= len(action.prompts) <= 3
+    assert info.source == "heuristic-fallback"
+    assert (info.calls, info.failures) == (3, 3)
+    assert any("ConnectionError" in e for e in info.errors)
+
+
+def test_retry_after_garbage_succeeds():
+    chat = ScriptedChat(["no json", '{"kind": "hypothesis", "text": "Fires on commas.", '
+                         '"explanation": "top texts peak at commas"}'])
+    action, info = LLMPlanner(chat, "scripted", "sys").hypothesize(VIEW)
+    assert action.text == "Fires on commas." and info.failures == 1 and info.calls == 2
+
+
+def test_ollama_down_is_a_clear_error_and_auto_falls_back():
+    host = "http://127.0.0.1:9"  # nothing listens on the discard port
+    assert "not answering" in ollama_status(host, "llama3.1", timeout=0.5)
+    with pytest.raises(PlannerUnavailable, match="start `ollama serve` or use --planner embedded"):
+        make_planner(RunConfig(planner="ollama", ollama_host=host))
+    planner, note = make_planner(RunConfig(planner="auto", ollama_host=host))
+    assert planner.name == "embedded:smollm2-135m" and "using the embedded planner" in note

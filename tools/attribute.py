@@ -190,7 +190,9 @@ class LocateResult:
     target_id: int
     metric: str  # "logprob": log p(target | prompt) at the last position
     clean_metric: float
-    table: pd.DataFrame = field(repr=False)  # rank, neuron, layer, index, attribution, ...
+    # rank (by |attribution|), neuron, layer, index, attribution (estimated change of the metric
+    # when zero-ablated), verified_effect (real change), act_last, verified_rank (by |real|)
+    table: pd.DataFrame = field(repr=False)
 
     @property
     def neurons(self) -> list[NeuronId]:
@@ -231,6 +233,8 @@ def locate(
         "verified_effect": effects,
         "act_last": [float(acts[layers.index(n.layer), n.index]) for n in picked],
     })
+    table["verified_rank"] = (table.verified_effect.abs().rank(ascending=False, method="first")
+                              .astype("Int64"))
     return LocateResult(prompt, lm.token_strs([target_id])[0], target_id, "logprob",
                         clean, table)
 

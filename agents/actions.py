@@ -45,6 +45,21 @@ class RunAttack(BaseModel):
     length: int = Field(8, ge=2, le=32)
 
 
+class RunAblation(BaseModel):
+    """Ablate the neuron on the top prompts: its causal effect next to random neurons."""
+
+    kind: Literal["ablate"] = "ablate"
+    mode: Literal["zero", "mean"] = "zero"
+    prompts: int = Field(8, ge=1, le=32)
+
+
+class RunAttribution(BaseModel):
+    """Which input tokens drive the neuron on the best prompt (integrated gradients)."""
+
+    kind: Literal["attribute"] = "attribute"
+    steps: int = Field(32, ge=4, le=256)
+
+
 class Finish(BaseModel):
     """Stop exploring: the evidence is enough."""
 
@@ -55,7 +70,15 @@ class Finish(BaseModel):
 ExploreAction = Annotated[ProposePrompts | RunAttack | Finish, Field(discriminator="kind")]
 ACTION_TYPES: dict[str, type[BaseModel]] = {
     m.model_fields["kind"].default: m
-    for m in (ProposePrompts, StateHypothesis, TestPrompts, RunAttack, Finish)
+    for m in (
+        ProposePrompts,
+        StateHypothesis,
+        TestPrompts,
+        RunAttack,
+        RunAblation,
+        RunAttribution,
+        Finish,
+    )
 }
 
 

@@ -108,6 +108,12 @@ def _register_all() -> None:
     from neurosleuth.agents import cli_attack
 
     cli_attack.register(app)
+    from neurosleuth.agents import cli_batch
+
+    cli_batch.register(app)
+    from neurosleuth.agents import cli_score
+
+    cli_score.register(app)
 
 
 _register_all()

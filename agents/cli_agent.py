@@ -92,7 +92,12 @@ def resume(
     iterations: Annotated[int | None, typer.Option(help="new total iteration budget")] = None,
     time: Annotated[str | None, typer.Option("--time", help="new total time budget")] = None,
 ) -> None:
-    """Continue a run from its last checkpoint (after a kill, Ctrl-C, or with a larger budget)."""
+    """Continue a run, or a batch, from its last checkpoint (after a kill, Ctrl-C, or with a
+    larger budget; for a batch --time is the new total)."""
+    from neurosleuth.agents import cli_batch
+
+    if cli_batch.is_batch(runs_dir, run_id):
+        return cli_batch.resume_batch(runs_dir, run_id, time)
     from neurosleuth.agents.config import parse_duration
     from neurosleuth.agents.session import resume as resume_run
 

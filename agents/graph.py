@@ -1,8 +1,11 @@
 """The investigation as a LangGraph ``StateGraph``, checkpointed to SQLite after every node.
 
     START -> seed -> plan -> act -> record -> check --+--> plan
-                                                      +--> hypothesize -> test --+--> plan
-                                                      +--> report -> END          +--> report
+                                                      +--> probe -> hypothesize -> test --+--> plan
+                                                      +--> report -> END                  +--> report
+
+``probe`` gathers causal evidence (ablation vs random neurons, token attribution) for the
+hypothesis; every tool runs through the ``Investigation.registry``, keyed by action type.
 
 ``run`` starts or resumes a run: a resumed run re-enters at the node after its last checkpoint
 (``graph.invoke(None, config)`` with the same thread id); a finished run given a larger budget
@@ -25,10 +28,10 @@ from neurosleuth.agents.investigation import Investigation
 from neurosleuth.agents.state import InvestigationState
 
 THREAD = {"thread_id": "investigation"}
-NODES_PER_ITERATION = 6  # plan, act, record, check (+ hypothesize, test now and then)
+NODES_PER_ITERATION = 7  # plan, act, record, check (+ probe, hypothesize, test now and then)
 
 
-def route_after_check(state: InvestigationState) -> Literal["plan", "hypothesize", "report"]:
+def route_after_check(state: InvestigationState) -> Literal["plan", "probe", "report"]:
     return nodes.route_after_check(state)  # type: ignore[return-value]
 
 
@@ -38,7 +41,17 @@ def route_after_test(state: InvestigationState) -> Literal["plan", "report"]:
 
 def build_graph(inv: Investigation, checkpointer):
     g = StateGraph(InvestigationState)
-    for name in ("seed", "plan", "act", "record", "check", "hypothesize", "test", "report"):
+    for name in (
+        "seed",
+        "plan",
+        "act",
+        "record",
+        "check",
+        "probe",
+        "hypothesize",
+        "test",
+        "report",
+    ):
         fn = functools.partial(getattr(nodes, name), inv)
         g.add_node(name, nodes.timed(inv, name, fn))
     g.add_edge(START, "seed")
@@ -47,6 +60,7 @@ def build_graph(inv: Investigation, checkpointer):
     g.add_edge("act", "record")
     g.add_edge("record", "check")
     g.add_conditional_edges("check", route_after_check)
+    g.add_edge("probe", "hypothesize")
     g.add_edge("hypothesize", "test")
     g.add_conditional_edges("test", route_after_test)
     g.add_edge("report", END)

@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from neurosleuth.agents.actions import Finish, ProposePrompts, RunAttack
+from neurosleuth.agents.actions import (
+    Finish,
+    ProposePrompts,
+    RunAblation,
+    RunAttack,
+    RunAttribution,
+)
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.agents.rundir import RunFiles, now_iso
@@ -39,7 +45,11 @@ class Investigation:
     registry: dict[type, Tool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from neurosleuth.agents import probes
+
         self.registry = {
+            RunAblation: lambda action, state: probes.run_ablation(self, action, state),
+            RunAttribution: lambda action, state: probes.run_attribution(self, action, state),
             ProposePrompts: self.run_prompts,
             RunAttack: self.run_attack,
             Finish: self.run_finish,
@@ -83,7 +93,18 @@ class Investigation:
             steering=steering,
             feedback=self._feedback(state),
             iteration=state.get("iteration", 0),
+            evidence=latest_findings(state.get("evidence", [])),
         )
+
+    def probe(self, state: dict) -> tuple[list[dict], int]:
+        """Run the causal probes through the registry; returns findings and forward passes."""
+        findings, passes = [], 0
+        for action in (RunAblation(prompts=min(8, self.cfg.k)), RunAttribution()):
+            outcome = self.registry[type(action)](action, state)
+            passes += outcome["forward_passes"]
+            if outcome["evidence"]:
+                findings.append(outcome["evidence"])
+        return findings, passes
 
     def _feedback(self, state: dict) -> str:
         stats = state.get("stats", {})
@@ -261,4 +282,13 @@ class Investigation:
         )
         self.files.write_curve(state.get("curve", []))
         self.save_hypotheses(state.get("hypotheses", []))
+        self.files.write_json("evidence.json", state.get("evidence", []))
         write_report(self.files.path, self.lm, self.neuron)
+
+
+def latest_findings(evidence: list[dict]) -> list[str]:
+    """The headline of the newest finding of each kind (ablation, attribution)."""
+    latest: dict[str, str] = {}
+    for e in evidence:
+        latest[e["kind"]] = e["headline"]
+    return [f"{kind}: {text}" for kind, text in latest.items()]

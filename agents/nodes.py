@@ -1,7 +1,7 @@
 """Graph nodes of an investigation: small functions ``(state) -> update`` bound to one
 ``Investigation`` (the model, memory, planner and run files of a run).
 
-seed -> plan -> act -> record -> check -> (plan | hypothesize -> test -> (plan | report))
+seed -> plan -> act -> record -> check -> (plan | probe -> hypothesize -> test -> (plan | report))
 
 Every node is safe to run twice (a kill between a node's side effects and its checkpoint makes
 LangGraph run it again on resume): appends to run files are keyed by step and skipped when
@@ -206,6 +206,18 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
+def probe(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+    """Causal evidence before a hypothesis: ablation vs random neurons, token attribution."""
+    start = time.perf_counter()
+    findings, passes = inv.probe(state)
+    return {
+        "evidence": findings,
+        "forward_passes": state["forward_passes"] + passes,
+        "model_s": state.get("model_s", 0.0) + time.perf_counter() - start,
+        "_event": {"action": "probe", "summary": "; ".join(f["headline"] for f in findings)},
+    }
+
+
 def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     action, info = inv.planner.hypothesize(inv.view(state))
     draft = {
@@ -257,7 +269,7 @@ def report(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
 
 def route_after_check(state: InvestigationState) -> str:
     if state.get("hypothesis_due"):
-        return "hypothesize"
+        return "probe"
     return "report" if state.get("done") else "plan"
 
 

@@ -38,7 +38,7 @@ Texts with the lowest activation:
 
 Dataset texts where it fires most:
 {exemplars}
-{hypothesis}{steering}
+{evidence}{hypothesis}{steering}
 In one sentence, say what this neuron responds to (be specific: which tokens, in which context). Then explain in a few sentences which evidence above supports it. Answer with JSON: {{"kind": "hypothesis", "text": "...", "explanation": "..."}}"""
 
 TEST = """Neuron {neuron} of {model}. Hypothesis about it: "{claim}"
@@ -59,6 +59,7 @@ class PlannerView:
     steering: list[str] = field(default_factory=list)
     feedback: str = ""
     iteration: int = 0
+    evidence: list[str] = field(default_factory=list)  # causal probe headlines
 
 
 def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
@@ -91,7 +92,10 @@ def render_propose(view: PlannerView, n: int) -> str:
 
 
 def render_hypothesize(view: PlannerView) -> str:
-    return HYPOTHESIZE.format(**_common(view))
+    evidence = ""
+    if view.evidence:
+        evidence = "\nCausal checks:\n" + "\n".join(f"- {e}" for e in view.evidence) + "\n"
+    return HYPOTHESIZE.format(**_common(view), evidence=evidence)
 
 
 def render_test(view: PlannerView, claim: str, n: int) -> str:

@@ -45,7 +45,8 @@ from neurosleuth.tools.neurons import NeuronId
 ASSETS = "report_assets"  # folder next to report.md holding its PNGs
 SECTION_TITLES = (
     "Hypothesis", "Hypothesis history", "Evidence", "Top prompts", "Bottom prompts",
-    "Dataset exemplars", "Activation histogram", "Vocabulary projection", "Search curve",
+    "Dataset exemplars", "Activation histogram", "Vocabulary projection", "Causal evidence",
+    "Search curve",
     "What the agent tried and rejected", "Steering", "Planner and model", "Cost", "Run status",
 )
 REJECTED_EXAMPLES = 3  # per rejection reason
@@ -94,6 +95,7 @@ def build_document(data: RunData, analysis: ModelAnalysis, neuron: NeuronId | No
         ev.exemplars_section(data, scale),
         ev.histogram_section(data),
         ev.vocab_section(analysis),
+        ev.causal_section(data),
         ev.curve_section(data),
         tried_section(data),
         steering_section(data),

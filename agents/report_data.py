@@ -43,6 +43,7 @@ JSON_FILES = {  # file -> the JSON type it must hold
     "hypotheses.json": list,
     "heaps.json": dict,
     "exemplars.json": dict,
+    "evidence.json": list,
 }
 CSV_FILES = ("prompts.csv", "curve.csv")
 
@@ -60,6 +61,7 @@ class RunData:
     prompts: pd.DataFrame | None
     curve: pd.DataFrame | None
     events: list[dict[str, Any]]
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # causal probes
     missing: dict[str, str] = field(default_factory=dict)  # file -> "missing" | "unreadable: why"
 
     def value(self, key: str, default: Any = None) -> Any:
@@ -96,6 +98,7 @@ def load_run(run_dir: str | Path) -> RunData:
         prompts=tables["prompts.csv"],
         curve=tables["curve.csv"],
         events=_read_events(run_dir / "events.jsonl", missing),
+        evidence=[e for e in parsed["evidence.json"] or [] if isinstance(e, dict)],
         missing=missing,
     )
 

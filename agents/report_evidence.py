@@ -214,3 +214,18 @@ def _int(x: Any) -> str:
 def _pct(x: Any) -> str:
     v = as_float(x)
     return "?" if v is None else f"{v:.1%}"
+
+
+def causal_section(data: RunData) -> Section:
+    """Causal probes run before each hypothesis: ablation vs random neurons, attribution."""
+    title = "Causal evidence"
+    if not data.evidence:
+        return Section(title, [Missing(data.why_missing("evidence.json")
+                                       if "evidence.json" in data.missing
+                                       else "No causal probe was run.")], level=3)
+    rows = [[e.get("step"), str(e.get("kind")), str(e.get("headline", ""))] for e in data.evidence]
+    return Section(title, [
+        Para("Before each hypothesis the neuron is ablated on its top prompts (next-token KL and "
+             "loss change, next to random neurons of the same layer: z-scores), and the best "
+             "prompt's peak is attributed to its input tokens by integrated gradients."),
+        Table(["step", "probe", "finding"], rows)], level=3)

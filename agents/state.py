@@ -39,6 +39,7 @@ class InvestigationState(TypedDict, total=False):
     curve: Annotated[list[list[float]], operator.add]  # [forward_passes, iteration, best]
     recoveries: Annotated[list[dict[str, Any]], operator.add]
     hypotheses: Annotated[list[dict[str, Any]], operator.add]
+    evidence: Annotated[list[dict[str, Any]], operator.add]  # causal probes (agents/probes.py)
     steering: list[dict[str, Any]]  # {message, received_at, applied_step}
     steer_seen: int  # lines of steer.jsonl already taken
     hypothesis_due: bool

@@ -43,6 +43,7 @@ class ScriptedPlanner:
     def __init__(self, proposals: list[list[str]]):
         self.proposals = proposals
         self.views: list = []
+        self.hyp_views: list[str] = []
 
     def propose(self, view, n, temperature):
         self.views.append(view)
@@ -50,6 +51,9 @@ class ScriptedPlanner:
         return ProposePrompts(prompts=self.proposals[i][:n]), CallInfo(source="scripted", calls=1)
 
     def hypothesize(self, view):
+        from neurosleuth.agents.prompts import render_hypothesize
+
+        self.hyp_views.append(render_hypothesize(view))
         return StateHypothesis(text="Fires on 'cat'.", explanation="scripted"), CallInfo("scripted")
 
     def test_prompts(self, view, claim, n=6):

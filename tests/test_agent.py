@@ -50,7 +50,12 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     nodes = [e["node"] for e in events(run)]
     assert nodes[:5] == ["seed", "plan", "act", "record", "check"]
     assert nodes.count("record") == 4 and nodes[-1] == "report"
-    assert nodes.count("hypothesize") == nodes.count("test") == 2  # at steps 2 and 4
+    assert nodes.count("probe") == nodes.count("hypothesize") == nodes.count("test") == 2
+    evidence = json.loads((run / "evidence.json").read_text())
+    assert [e["kind"] for e in evidence] == ["ablate", "attribute"] * 2
+    assert evidence[0]["kl"] >= 0 and evidence[0]["kl_z"] is not None
+    assert "Causal evidence" in (run / "report.md").read_text()
+    assert "Causal checks:" in planner.hyp_views[-1]
     for name in (
         "config.json",
         "summary.json",

@@ -117,6 +117,10 @@ def _write_tables(run_dir: Path, res, best: float) -> None:
                "summary": "<b>s</b>", "duration_s": 0.5, "llm_tokens_in": 10, "llm_tokens_out": 2}
               for i in range(9)]
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    _write(run_dir / "evidence.json", [
+        {"kind": "ablate", "step": 6, "headline": "KL 0.3 (random neurons: 0.01 +- 0.01, z=29)"},
+        {"kind": "attribute", "step": 6, "headline": "tokens driving the peak: '<script>' +0.5"},
+    ])
 
 
 def sections(md: str) -> dict[str, str]:

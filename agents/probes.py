@@ -1,0 +1,83 @@
+"""Causal probes as agent tools: before each hypothesis the agent ablates the neuron on its top
+prompts (effect on the next-token distribution and the loss, next to random neurons of the same
+layer: ``tools/ablate.py``) and attributes the best prompt's activation to its input tokens
+(integrated gradients: ``tools/attribute.py``). The findings are small records kept in the graph
+state, shown to the planner, saved in ``evidence.json`` and printed in the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurosleuth.agents.actions import RunAblation, RunAttribution
+from neurosleuth.memory.topk import ActivationHeaps
+from neurosleuth.tools.ablate import ablate
+from neurosleuth.tools.attribute import attribute
+
+BASELINE_NEURONS = 10
+
+
+def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
+    prompts = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(action.prompts)]
+    if not prompts:
+        return _nothing("ablation: no prompts measured yet")
+    result = ablate(
+        inv.lm, prompts, inv.neuron, action.mode, baseline=BASELINE_NEURONS, seed=inv.cfg.seed
+    )
+    s = result.summary()
+    finding = {
+        "kind": "ablate",
+        "step": state.get("iteration", 0),
+        "mode": action.mode,
+        "prompts": len(prompts),
+        "kl": s.get("kl"),
+        "kl_z": result.zscore("kl"),
+        "loss_change": s.get("d_loss"),
+        "loss_z": _z(result, "d_loss"),
+        "top1_change": s.get("top1_change"),
+        "headline": result.headline("kl"),
+    }
+    return {
+        "rows": [],
+        "forward_passes": len(prompts) * (BASELINE_NEURONS + 2),
+        "evidence": finding,
+        "summary": f"{action.mode}-ablation: {finding['headline']}",
+    }
+
+
+def run_attribution(inv: Any, action: RunAttribution, state: dict) -> dict:
+    top = ActivationHeaps.from_dict(state["heaps"]).top(1)
+    if not top:
+        return _nothing("attribution: no prompts measured yet")
+    att = attribute(inv.lm, inv.neuron, top[0].prompt, method="ig", steps=action.steps)
+    order = np.argsort(-np.abs(att.scores))[:5]
+    drivers = [[att.tokens[i], round(float(att.scores[i]), 4)] for i in sorted(order)]
+    finding = {
+        "kind": "attribute",
+        "step": state.get("iteration", 0),
+        "prompt": att.text,
+        "peak_token": att.tokens[att.position],
+        "activation": att.activation,
+        "drivers": drivers,
+        "completeness_gap": att.completeness_gap,
+        "headline": "tokens driving the peak: " + ", ".join(f"{t!r} {v:+.3f}" for t, v in drivers),
+    }
+    return {
+        "rows": [],
+        "forward_passes": action.steps + 1,
+        "evidence": finding,
+        "summary": finding["headline"],
+    }
+
+
+def _z(result: Any, metric: str) -> float | None:
+    try:
+        z = result.zscore(metric)
+    except (KeyError, ValueError):
+        return None
+    return None if z is None or np.isnan(z) else float(z)
+
+
+def _nothing(summary: str) -> dict:
+    return {"rows": [], "forward_passes": 0, "evidence": None, "summary": summary}

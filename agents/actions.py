@@ -60,6 +60,13 @@ class RunAttribution(BaseModel):
     steps: int = Field(32, ge=4, le=256)
 
 
+class RunSteering(BaseModel):
+    """Add the neuron's output direction (x alpha) on plain prompts: what it writes."""
+
+    kind: Literal["steer"] = "steer"
+    alpha: float = Field(8.0, ge=-100, le=100)
+
+
 class Finish(BaseModel):
     """Stop exploring: the evidence is enough."""
 
@@ -77,6 +84,7 @@ ACTION_TYPES: dict[str, type[BaseModel]] = {
         RunAttack,
         RunAblation,
         RunAttribution,
+        RunSteering,
         Finish,
     )
 }

@@ -16,6 +16,7 @@ from neurosleuth.agents.actions import (
     RunAblation,
     RunAttack,
     RunAttribution,
+    RunSteering,
 )
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.prompts import PlannerView
@@ -50,6 +51,7 @@ class Investigation:
         self.registry = {
             RunAblation: lambda action, state: probes.run_ablation(self, action, state),
             RunAttribution: lambda action, state: probes.run_attribution(self, action, state),
+            RunSteering: lambda action, state: probes.run_steering(self, action, state),
             ProposePrompts: self.run_prompts,
             RunAttack: self.run_attack,
             Finish: self.run_finish,
@@ -99,7 +101,8 @@ class Investigation:
     def probe(self, state: dict) -> tuple[list[dict], int]:
         """Run the causal probes through the registry; returns findings and forward passes."""
         findings, passes = [], 0
-        for action in (RunAblation(prompts=min(8, self.cfg.k)), RunAttribution()):
+        probes_ = (RunAblation(prompts=min(8, self.cfg.k)), RunAttribution(), RunSteering())
+        for action in probes_:
             outcome = self.registry[type(action)](action, state)
             passes += outcome["forward_passes"]
             if outcome["evidence"]:

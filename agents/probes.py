@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from neurosleuth.agents.actions import RunAblation, RunAttribution
+from neurosleuth.agents.actions import RunAblation, RunAttribution, RunSteering
 from neurosleuth.memory.topk import ActivationHeaps
 from neurosleuth.tools.ablate import ablate
 from neurosleuth.tools.attribute import attribute
+from neurosleuth.tools.steer import steer
 
 BASELINE_NEURONS = 10
 
@@ -66,6 +67,42 @@ def run_attribution(inv: Any, action: RunAttribution, state: dict) -> dict:
     return {
         "rows": [],
         "forward_passes": action.steps + 1,
+        "evidence": finding,
+        "summary": finding["headline"],
+    }
+
+
+def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
+    """Steer with the neuron's output direction on its bottom prompts (where it is quiet), so
+    the shift shows what the neuron adds when it fires; the promoted tokens are the finding."""
+    heaps = ActivationHeaps.from_dict(state["heaps"])
+    prompts = [r.prompt for r in heaps.bottom(4)] or [r.prompt for r in heaps.top(4)]
+    if not prompts:
+        return _nothing("steering: no prompts measured yet")
+    result = steer(
+        inv.lm,
+        prompts,
+        inv.neuron,
+        action.alpha,
+        at="last",
+        baseline=BASELINE_NEURONS,
+        seed=inv.cfg.seed,
+    )
+    up = [[t, round(float(d), 3)] for t, d in result.promoted[:6]]
+    finding = {
+        "kind": "steer",
+        "step": state.get("iteration", 0),
+        "alpha": action.alpha,
+        "kl": result.summary().get("kl"),
+        "kl_z": _z(result, "kl"),
+        "promoted": up,
+        "headline": f"adding {action.alpha:g} x its output promotes "
+        + ", ".join(f"{t!r}" for t, _ in up)
+        + f" ({result.headline('kl')})",
+    }
+    return {
+        "rows": [],
+        "forward_passes": len(prompts) * (BASELINE_NEURONS + 2),
         "evidence": finding,
         "summary": finding["headline"],
     }

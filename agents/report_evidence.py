@@ -227,5 +227,6 @@ def causal_section(data: RunData) -> Section:
     return Section(title, [
         Para("Before each hypothesis the neuron is ablated on its top prompts (next-token KL and "
              "loss change, next to random neurons of the same layer: z-scores), and the best "
-             "prompt's peak is attributed to its input tokens by integrated gradients."),
+             "prompt's peak is attributed to its input tokens by integrated gradients; adding the "
+             "neuron's output direction on quiet prompts shows which next tokens it promotes."),
         Table(["step", "probe", "finding"], rows)], level=3)

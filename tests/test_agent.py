@@ -52,7 +52,8 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     assert nodes.count("record") == 4 and nodes[-1] == "report"
     assert nodes.count("probe") == nodes.count("hypothesize") == nodes.count("test") == 2
     evidence = json.loads((run / "evidence.json").read_text())
-    assert [e["kind"] for e in evidence] == ["ablate", "attribute"] * 2
+    assert [e["kind"] for e in evidence] == ["ablate", "attribute", "steer"] * 2
+    assert evidence[2]["promoted"] and evidence[2]["kl"] > 0
     assert evidence[0]["kl"] >= 0 and evidence[0]["kl_z"] is not None
     assert "Causal evidence" in (run / "report.md").read_text()
     assert "Causal checks:" in planner.hyp_views[-1]

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # pinned CPU build (on CI machines it lies on local disk).
 TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 NEURON ?= 12:345
-ITERATIONS ?= 12
+ITERATIONS ?= 10
 
 .PHONY: install run test lint bench
 

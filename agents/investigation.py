@@ -101,7 +101,7 @@ class Investigation:
     def probe(self, state: dict) -> tuple[list[dict], int]:
         """Run the causal probes through the registry; returns findings and forward passes."""
         findings, passes = [], 0
-        probes_ = (RunAblation(prompts=min(8, self.cfg.k)), RunAttribution(), RunSteering())
+        probes_ = (RunAblation(prompts=min(4, self.cfg.k)), RunAttribution(steps=16), RunSteering())
         for action in probes_:
             outcome = self.registry[type(action)](action, state)
             passes += outcome["forward_passes"]

@@ -16,7 +16,7 @@ from neurosleuth.tools.ablate import ablate
 from neurosleuth.tools.attribute import attribute
 from neurosleuth.tools.steer import steer
 
-BASELINE_NEURONS = 10
+BASELINE_NEURONS = 8  # random neurons of the same layer per probe (z-scores)
 
 
 def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
@@ -76,7 +76,7 @@ def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
     """Steer with the neuron's output direction on its bottom prompts (where it is quiet), so
     the shift shows what the neuron adds when it fires; the promoted tokens are the finding."""
     heaps = ActivationHeaps.from_dict(state["heaps"])
-    prompts = [r.prompt for r in heaps.bottom(4)] or [r.prompt for r in heaps.top(4)]
+    prompts = [r.prompt for r in heaps.bottom(2)] or [r.prompt for r in heaps.top(2)]
     if not prompts:
         return _nothing("steering: no prompts measured yet")
     result = steer(

@@ -44,6 +44,7 @@ class Investigation:
     dataset_max: float | None = None
     interrupted: bool = False
     registry: dict[type, Tool] = field(default_factory=dict)
+    score_cache: dict = field(default_factory=dict)  # neuron-level score evidence, reused
 
     def __post_init__(self) -> None:
         from neurosleuth.agents import probes
@@ -109,15 +110,53 @@ class Investigation:
                 findings.append(outcome["evidence"])
         return findings, passes
 
-    def _feedback(self, state: dict) -> str:
-        stats = state.get("stats", {})
-        rejected = {k: stats.get(k, 0) for k in ("rejected_duplicate", "rejected_semantic")}
-        if not any(rejected.values()):
-            return ""
-        return (
-            f"{rejected['rejected_duplicate']} exact repeats and {rejected['rejected_semantic']} "
-            "near-repeats were rejected so far; write texts unlike the ones above."
+    def score(self, hypothesis: str):
+        """Score a hypothesis with this run's planner as the writer (agents/score_run.py)."""
+        from neurosleuth.agents.score_run import ScoreConfig, score_hypothesis
+
+        config = ScoreConfig.from_run(
+            self.cfg,
+            sim_windows=2,
+            random_windows=8,
+            n_prompts=6,
+            paraphrases=2,
+            baseline=10,
+            n_boot=500,
         )
+        return score_hypothesis(
+            self.lm,
+            self.neuron,
+            hypothesis,
+            self.planner,
+            cfg=self.cfg,
+            config=config,
+            exemplars=self.files.read_json("exemplars.json", {}),
+            cache=self.score_cache,
+        )
+
+    def _feedback(self, state: dict) -> str:
+        """Rejections so far, and the last hypothesis's counterexamples (to refine it)."""
+        parts = []
+        stats = state.get("stats", {})
+        dup, sem = stats.get("rejected_duplicate", 0), stats.get("rejected_semantic", 0)
+        if dup or sem:
+            parts.append(
+                f"{dup} exact repeats and {sem} near-repeats were rejected so far; "
+                "write texts unlike the ones above."
+            )
+        last = (state.get("hypotheses") or [None])[-1]
+        details = ((last or {}).get("score") or {}).get("details") or {}
+        for key, what in (
+            (
+                "predicted_high_but_low",
+                "the hypothesis predicted firing, but the neuron stayed low",
+            ),
+            ("predicted_low_but_high", "the hypothesis predicted nothing, but the neuron fired"),
+        ):
+            examples = [repr(t) for t, _ in details.get(key, [])[:2]]
+            if examples:
+                parts.append(f"Counterexamples ({what}): " + ", ".join(examples) + ".")
+        return " ".join(parts)
 
     # ---- tools -------------------------------------------------------------------------
     def run_prompts(self, action: ProposePrompts, state: dict) -> dict:

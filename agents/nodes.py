@@ -23,7 +23,6 @@ from neurosleuth.agents.rundir import now_iso
 from neurosleuth.agents.state import InvestigationState, add_usage, zero_usage
 from neurosleuth.memory.stagnation import StagnationMonitor
 from neurosleuth.memory.topk import ActivationHeaps, Record, SearchStats
-from neurosleuth.tools.selectivity import selectivity
 
 
 def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict]) -> Callable:
@@ -239,25 +238,33 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
 
 
 def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
-    """Measure prompts the hypothesis predicts to fire and not to fire; score the separation."""
+    """Score the hypothesis: selectivity, simulation, causality, robustness, against controls
+    (``agents/score_run.py``). A scoring error is recorded, never fatal to the run."""
     draft = state["pending_hypothesis"]
-    action, info = inv.planner.test_prompts(inv.view(state), draft["text"])
-    result = inv.measure(list(action.positive) + list(action.negative))
-    acts = [float(a) for a in result.max_act[:, 0]]
-    pos, neg = acts[: len(action.positive)], acts[len(action.positive) :]
-    score = selectivity(pos, neg)
-    score["details"] = {
-        "positive": list(zip(action.positive, pos, strict=True)),
-        "negative": list(zip(action.negative, neg, strict=True)),
-    }
-    hyp = {**draft, "score": score}
+    try:
+        result = inv.score(draft["text"])
+    except Exception as err:  # noqa: BLE001 - an overnight run keeps its hypothesis and goes on
+        hyp = {**draft, "score": None, "score_error": f"{type(err).__name__}: {err}"}
+        inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
+        return {
+            "hypotheses": [hyp],
+            "pending_hypothesis": None,
+            "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
+        }
+    hyp = {**draft, "score": result.to_record()}
     inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
+    written = len(result.evidence.get("positive", [])) + len(result.evidence.get("negative", []))
+    usage = {
+        "calls": result.llm.get("calls", 0),
+        "failures": result.llm.get("failures", 0),
+        "seconds": result.llm.get("seconds", 0.0),
+    }
     return {
         "hypotheses": [hyp],
         "pending_hypothesis": None,
-        "forward_passes": state["forward_passes"] + len(acts),
-        "llm": add_usage(state["llm"], info.usage()),
-        "_event": {"action": "test_prompts", "summary": f"AUROC {score['aggregate']}"},
+        "forward_passes": state["forward_passes"] + written,
+        "llm": add_usage(state["llm"], usage),
+        "_event": {"action": "score", "summary": result.summary()},
     }
 
 

@@ -9,7 +9,7 @@ Evidence, in order:
 2. held-out windows: the exemplar windows ranked ``skip_top`` and below (the agent is shown the
    first 8) and random corpus windows outside the scan's kept top/bottom
    (``tools.exemplars.heldout_windows``), cut to ``judge_tokens`` tokens around their peak;
-   more random windows give the carriers for the heuristic's test prompts;
+   more random windows (``pool_windows``) are the text the heuristic's test prompts come from;
 3. neuron-level components, computed once: causality (ablation on the top contexts against
    ``baseline`` random neurons), robustness (perturbations of the top contexts), human (ratings);
 4. per hypothesis (the one scored, a control written for another neuron of the same layer by
@@ -47,12 +47,13 @@ from neurosleuth.tools.score_evidence import (
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    n_prompts: int = 6  # positive and negative test prompts per hypothesis
+    n_prompts: int = 8  # positive and negative test prompts per hypothesis
     top_windows: int = 8  # held-out top exemplar windows judged
     skip_top: int = 8  # top exemplars the agent was shown (not held out)
     random_windows: int = 16  # random held-out windows judged
+    pool_windows: int = 256  # more held-out windows: text for the heuristic's test prompts
     judge_tokens: int = 32  # tokens of each judged window (around its peak)
-    sim_windows: int = 4
+    sim_windows: int = 6  # half top, half random (one LLM call each)
     sim_tokens: int = 24
     contexts: int = 8  # top contexts for causality and robustness
     paraphrases: int = 4
@@ -86,7 +87,7 @@ class Held:
     tokens: list[list[str]]
     acts: list[np.ndarray]
     kinds: list[str]  # "top" or "random"
-    carriers: list[str]  # texts for the heuristic's minimal pairs
+    pool: list[list[str]]  # token strings of more held-out windows, for heuristic test prompts
 
 
 def threshold_of(data: dict, q: float) -> float:
@@ -103,8 +104,7 @@ def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> H
     tokens = [list(e["tokens"]) for e in tops]
     acts = [np.asarray(e["acts"], float) for e in tops]
     kinds = ["top"] * len(tokens)
-    extra = c.n_prompts
-    wins = heldout_windows(lm, neuron, c.random_windows + extra, corpus=c.corpus,
+    wins = heldout_windows(lm, neuron, c.random_windows + c.pool_windows, corpus=c.corpus,
                            window=c.window, max_tokens=c.max_tokens, seed=c.seed)
     judged, spare = wins[: c.random_windows], wins[c.random_windows:]
     tokens += [list(w.tokens) for w in judged]
@@ -115,8 +115,7 @@ def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> H
         s, e = sim_slice(len(a), int(np.argmax(a)), c.judge_tokens)
         cut_t.append(t[s:e])
         cut_a.append(a[s:e])
-    carriers = [lm.tokenizer.decode(list(w.token_ids[:12])).strip() for w in spare]
-    return Held(cut_t, cut_a, kinds, [t for t in carriers if t])
+    return Held(cut_t, cut_a, kinds, [list(w.tokens) for w in spare])
 
 
 def neuron_components(lm: LoadedModel, neuron: NeuronId, data: dict, writer: HeuristicWriter,
@@ -140,7 +139,7 @@ def neuron_components(lm: LoadedModel, neuron: NeuronId, data: dict, writer: Heu
 def hypothesis_evidence(lm: LoadedModel, neuron: NeuronId, hypothesis: str,
                         writer: HeuristicWriter, held: Held, c: ScoreConfig
                         ) -> S.HypothesisEvidence:
-    pos, neg = writer.test_prompts(hypothesis, c.n_prompts, held.carriers)
+    pos, neg = writer.test_prompts(hypothesis, c.n_prompts, held.pool)
     pos, neg = usable(lm, pos), usable(lm, neg)
     judge = writer.judge(hypothesis, held.tokens)
     half = c.sim_windows // 2
@@ -181,33 +180,47 @@ def control_hypothesis(lm: LoadedModel, neuron: NeuronId, planner: Any, c: Score
 def score_hypothesis(lm: LoadedModel, neuron: NeuronId, hypothesis: str, planner: Any = None, *,
                      exemplars: dict | None = None, cfg: RunConfig | None = None,
                      config: ScoreConfig | None = None, control: str | None = None,
-                     human: str | Path | None = None,
-                     weights: str | dict | None = None) -> S.ScoreResult:
+                     human: str | Path | None = None, weights: str | dict | None = None,
+                     cache: dict | None = None) -> S.ScoreResult:
     """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner``
     (its chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
     ``exemplars.json`` data (else the cached scan). ``cfg``: the run's config, for its scan
-    settings and seed. ``control``: the other-neuron control hypothesis (else written here)."""
+    settings and seed. ``control``: the other-neuron control hypothesis (else written here).
+    ``cache``: a dict kept by the caller across calls; the neuron-level evidence (held-out
+    windows, causality, robustness, human) and the controls' evidence are computed once per
+    (neuron, settings, writer) and reused, so re-scoring refined hypotheses costs only their
+    own prompts, judgments and simulations."""
     start = time.perf_counter()
     c = config or (ScoreConfig.from_run(cfg) if cfg else ScoreConfig())
     weights = S.parse_weights(weights)
     neuron.validate(lm.n_layers, lm.d_mlp)
     writer = make_writer(planner, str(neuron), lm.name)
-    data = exemplars if exemplars and exemplars.get("top") else \
-        exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
-    threshold = threshold_of(data, c.threshold_q)
-    held = held_out(lm, neuron, data, c)
-    shared = neuron_components(lm, neuron, data, writer, c, human)
+    key = (lm.name, str(neuron), c, str(human), writer.name)
+    entry = cache.get(key) if cache is not None else None
+    if entry is None:
+        data = exemplars if exemplars and exemplars.get("top") else \
+            exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
+        entry = {"threshold": threshold_of(data, c.threshold_q),
+                 "held": held_out(lm, neuron, data, c),
+                 "shared": neuron_components(lm, neuron, data, writer, c, human), "controls": {}}
+        if cache is not None:
+            cache[key] = entry
+    held, threshold = entry["held"], entry["threshold"]
     main = hypothesis_evidence(lm, neuron, hypothesis, writer, held, c)
-    other = control if control is not None else control_hypothesis(lm, neuron, planner, c, writer)
-    controls = [("other-neuron", hypothesis_evidence(lm, neuron, other, writer, held, c)),
-                ("empty", hypothesis_evidence(lm, neuron, "", writer, held, c))]
+    if control is None and "control" not in entry:
+        entry["control"] = control_hypothesis(lm, neuron, planner, c, writer)
+    other = entry["control"] if control is None else control
+    for text in (other, ""):
+        if text not in entry["controls"]:
+            entry["controls"][text] = hypothesis_evidence(lm, neuron, text, writer, held, c)
+    controls = [("other-neuron", entry["controls"][other]), ("empty", entry["controls"][""])]
     evidence = {
         "positive": [[t, float(a)] for t, a in zip(main.positive, main.positive_acts, strict=True)],
         "negative": [[t, float(a)] for t, a in zip(main.negative, main.negative_acts, strict=True)],
         "judged": [[t, float(s), float(a), k] for t, s, a, k in
                    zip(main.windows, main.judge_scores, main.window_max, held.kinds, strict=True)],
     }
-    return S.assemble(lm.name, str(neuron), main, shared, controls, threshold, weights,
+    return S.assemble(lm.name, str(neuron), main, entry["shared"], controls, threshold, weights,
                       seed=c.seed, n_boot=c.n_boot, evidence=evidence,
                       llm=writer.stats.to_dict(), seconds=time.perf_counter() - start,
                       config={**asdict(c), "threshold": threshold})

@@ -77,6 +77,9 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     assert summary["best_activation"] == pytest.approx(prompts["activation"].max())
     hyps = json.loads((run / "hypotheses.json").read_text())
     assert hyps[-1]["text"] == "Fires on 'cat'." and hyps[-1]["score"]["aggregate"] is not None
+    score = hyps[-1]["score"]
+    assert {"selectivity", "simulation", "causality", "robustness"} <= set(score["components"])
+    assert score["margin"] == pytest.approx(score["aggregate"] - score["floor"], abs=1e-9)
     # the planner saw the evidence: top prompts after the first step
     assert planner.views[-1].top and planner.views[-1].exemplars
 

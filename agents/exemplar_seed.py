@@ -71,3 +71,20 @@ def snippets_from_json(
             seen.add(text)
             out.append((float(e["max_act"]), e["tokens"][pos], text))
     return out
+
+
+def seed_prompts(data: dict[str, Any], n: int) -> list[str]:
+    """The first prompts of a search: half are top windows up to their peak token (the model is
+    causal and scanned windows start without context, so such a prefix reproduces the window's
+    peak activation up to re-tokenisation of the decoded text: about 1% on SmolLM2 19:512, so the
+    search starts near the dataset maximum), half short snippets ending at the
+    peak (shorter context sometimes fires the neuron harder). Duplicates dropped, order kept."""
+    prefixes = []
+    for e in data.get("top", []):
+        text = "".join(e["tokens"][: int(e["argmax"]) + 1]).strip()
+        if text:
+            prefixes.append(text)
+    snippets = [s for _, _, s in snippets_from_json(data)]
+    half = (n + 1) // 2
+    mixed = prefixes[:half] + snippets[: n - half] + prefixes[half:] + snippets[n - half:]
+    return list(dict.fromkeys(mixed))[:n]

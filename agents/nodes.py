@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from neurosleuth.agents.actions import ProposePrompts, action_from_dict
+from neurosleuth.agents.exemplar_seed import seed_prompts
 from neurosleuth.agents.investigation import Investigation
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.agents.state import InvestigationState, add_usage, zero_usage
@@ -52,9 +53,8 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     if "iteration" in state:  # already seeded (resume)
         return {}
     snippets = inv.load_exemplars()
-    pending = [
-        {"prompt": s, "source": "exemplar"} for _, _, s in snippets[: inv.cfg.prompts_per_step]
-    ]
+    seeds = seed_prompts(inv.files.read_json("exemplars.json", {}), inv.cfg.prompts_per_step)
+    pending = [{"prompt": s, "source": "exemplar"} for s in seeds]
     steering = [{"message": m, "received_at": now_iso(), "applied_step": 0} for m in inv.cfg.steer]
     monitor = StagnationMonitor(patience=inv.cfg.patience)
     return {

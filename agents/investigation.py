@@ -19,6 +19,7 @@ from neurosleuth.agents.actions import (
     RunSteering,
 )
 from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.agents.rundir import RunFiles, now_iso
 from neurosleuth.memory.dedup import DedupResult, PromptDeduper, RejectedPrompt
@@ -160,33 +161,29 @@ class Investigation:
 
     # ---- tools -------------------------------------------------------------------------
     def run_prompts(self, action: ProposePrompts, state: dict) -> dict:
-        """De-duplicate, then measure the accepted prompts in one batch."""
+        """De-duplicate, then measure the accepted prompts in one batch. When an LLM's proposal
+        is mostly rejected (a weak planner repeating itself), the batch is topped up with the
+        heuristic's mutations of the best prompts, so every step still explores."""
         source = state.get("action_source", "planner")
         prompts = [p[: self.cfg.max_prompt_chars] for p in action.prompts]
+        sources = [source] * len(prompts)
         checked = self.dedup.check(prompts, record=False)  # counted once, in record
+        missing = self.cfg.prompts_per_step // 2 - len(checked.accepted)
+        if missing > 0 and source not in QUEUED_SOURCES:
+            extra = HeuristicPlanner(self.cfg.seed).propose(self.view(state), missing).prompts
+            prompts += [p[: self.cfg.max_prompt_chars] for p in extra]
+            sources += ["mutation"] * len(extra)
+            checked = self.dedup.check(prompts, record=False)  # same decisions for the first part
+        origin = dict(zip(prompts, sources, strict=True))
         rows = [
-            {
-                "prompt": r.prompt,
-                "status": r.reason,
-                "activation": None,
-                "max_token": None,
-                "source": source,
-                "similarity": round(float(r.similarity), 4),
-            }
+            _row(r.prompt, r.reason, origin[r.prompt], similarity=r.similarity)
             for r in checked.rejected
         ]
         accepted = [p for p in checked.accepted if self.lm.encode(p)[self.lm.n_prefix :]]
         if accepted:
             res = self.measure(accepted)
             rows += [
-                {
-                    "prompt": p,
-                    "status": "accepted",
-                    "activation": float(res.max_act[i, 0]),
-                    "max_token": res.max_token(i),
-                    "source": source,
-                    "similarity": None,
-                }
+                _row(p, "accepted", origin[p], float(res.max_act[i, 0]), res.max_token(i))
                 for i, p in enumerate(accepted)
             ]
         best = max((r["activation"] for r in rows if r["activation"] is not None), default=None)
@@ -334,3 +331,25 @@ def latest_findings(evidence: list[dict]) -> list[str]:
     for e in evidence:
         latest[e["kind"]] = e["headline"]
     return [f"{kind}: {text}" for kind, text in latest.items()]
+
+
+QUEUED_SOURCES = ("exemplar", "random", "attack", "mutation", "heuristic", "steer")
+
+
+def _row(
+    prompt: str,
+    status: str,
+    source: str,
+    activation: float | None = None,
+    max_token: str | None = None,
+    similarity: float | None = None,
+) -> dict:
+    """One line of prompts.csv."""
+    return {
+        "prompt": prompt,
+        "status": status,
+        "activation": activation,
+        "max_token": max_token,
+        "source": source,
+        "similarity": None if similarity is None else round(float(similarity), 4),
+    }

@@ -95,6 +95,9 @@ def test_duplicates_rejected_before_measuring(tmp_path, tiny_lm, corpus):
     assert (planner_rows["status"] == "accepted").sum() == 1
     assert set(planner_rows["status"]) <= {"accepted", "duplicate", "semantic"}
     assert planner_rows["activation"].isna().sum() == len(planner_rows) - 1
+    # a planner that repeats itself is topped up with mutations of the best prompts
+    topped = prompts[prompts["source"] == "mutation"]
+    assert len(topped) and (topped["status"] == "accepted").any()
 
 
 def test_stagnation_triggers_recovery(tmp_path, tiny_lm, corpus):

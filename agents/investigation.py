@@ -135,6 +135,21 @@ class Investigation:
             cache=self.score_cache,
         )
 
+    def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float):
+        """Prompts the attack drives above ``threshold`` that the hypothesis does not cover."""
+        from neurosleuth.agents.score_run import attack_counterexamples
+
+        seeds = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(2)]
+        return attack_counterexamples(
+            self.lm,
+            self.neuron,
+            hypothesis,
+            self.planner,
+            seeds,
+            threshold,
+            seed=self.cfg.seed + state.get("iteration", 0),
+        )
+
     def _feedback(self, state: dict) -> str:
         """Rejections so far, and the last hypothesis's counterexamples (to refine it)."""
         parts = []

@@ -251,9 +251,19 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
             "pending_hypothesis": None,
             "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
         }
-    hyp = {**draft, "score": result.to_record()}
+    record = result.to_record()
+    found, attack_passes = inv.attack_counterexamples(
+        draft["text"], state, result.counterexamples.get("threshold", 0.0)
+    )
+    details = record["details"]
+    details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]
+    details["predicted_low_but_high"] = details["attack_counterexamples"] + details.get(
+        "predicted_low_but_high", []
+    )
+    hyp = {**draft, "score": record}
     inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
     written = len(result.evidence.get("positive", [])) + len(result.evidence.get("negative", []))
+    written += attack_passes
     usage = {
         "calls": result.llm.get("calls", 0),
         "failures": result.llm.get("failures", 0),
@@ -264,7 +274,10 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "pending_hypothesis": None,
         "forward_passes": state["forward_passes"] + written,
         "llm": add_usage(state["llm"], usage),
-        "_event": {"action": "score", "summary": result.summary()},
+        "_event": {
+            "action": "score",
+            "summary": f"{result.summary()}; the attack found {len(found)} counterexample(s)",
+        },
     }
 
 

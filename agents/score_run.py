@@ -70,14 +70,27 @@ class ScoreConfig:
     @classmethod
     def from_run(cls, cfg: RunConfig, **changes: Any) -> ScoreConfig:
         """The settings of an investigation's exemplar scan (so the cached scan is reused)."""
-        return replace(cls(seed=cfg.seed, corpus=cfg.corpus, window=cfg.window,
-                           max_tokens=cfg.exemplar_tokens,
-                           k=max(cfg.k, 2 * cfg.prompts_per_step)), **changes)
+        return replace(
+            cls(
+                seed=cfg.seed,
+                corpus=cfg.corpus,
+                window=cfg.window,
+                max_tokens=cfg.exemplar_tokens,
+                k=max(cfg.k, 2 * cfg.prompts_per_step),
+            ),
+            **changes,
+        )
 
     def run_config(self, neuron: NeuronId) -> RunConfig:
-        return RunConfig(neuron=str(neuron), corpus=self.corpus, window=self.window,
-                         exemplar_tokens=self.max_tokens, k=self.k, prompts_per_step=1,
-                         seed=self.seed)
+        return RunConfig(
+            neuron=str(neuron),
+            corpus=self.corpus,
+            window=self.window,
+            exemplar_tokens=self.max_tokens,
+            k=self.k,
+            prompts_per_step=1,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,13 +113,20 @@ def threshold_of(data: dict, q: float) -> float:
 
 def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> Held:
     tops = data.get("top", [])
-    tops = tops[c.skip_top: c.skip_top + c.top_windows] if len(tops) > c.skip_top else tops
+    tops = tops[c.skip_top : c.skip_top + c.top_windows] if len(tops) > c.skip_top else tops
     tokens = [list(e["tokens"]) for e in tops]
     acts = [np.asarray(e["acts"], float) for e in tops]
     kinds = ["top"] * len(tokens)
-    wins = heldout_windows(lm, neuron, c.random_windows + c.pool_windows, corpus=c.corpus,
-                           window=c.window, max_tokens=c.max_tokens, seed=c.seed)
-    judged, spare = wins[: c.random_windows], wins[c.random_windows:]
+    wins = heldout_windows(
+        lm,
+        neuron,
+        c.random_windows + c.pool_windows,
+        corpus=c.corpus,
+        window=c.window,
+        max_tokens=c.max_tokens,
+        seed=c.seed,
+    )
+    judged, spare = wins[: c.random_windows], wins[c.random_windows :]
     tokens += [list(w.tokens) for w in judged]
     acts += window_acts(lm, neuron, [w.token_ids for w in judged])
     kinds += ["random"] * len(judged)
@@ -118,17 +138,25 @@ def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> H
     return Held(cut_t, cut_a, kinds, [list(w.tokens) for w in spare])
 
 
-def neuron_components(lm: LoadedModel, neuron: NeuronId, data: dict, writer: HeuristicWriter,
-                      c: ScoreConfig, human: str | Path | None = None) -> dict[str, S.Component]:
+def neuron_components(
+    lm: LoadedModel,
+    neuron: NeuronId,
+    data: dict,
+    writer: HeuristicWriter,
+    c: ScoreConfig,
+    human: str | Path | None = None,
+) -> dict[str, S.Component]:
     """Causality, robustness and (ratings given) human: the same for every hypothesis."""
     contexts = [t for _, _, t in snippets_from_json(data)][: c.contexts]
-    t_kl, b_kl, info = ablation_kl(lm, neuron, contexts, mode=c.ablation_mode,
-                                   baseline=c.baseline, seed=c.seed)
+    t_kl, b_kl, info = ablation_kl(
+        lm, neuron, contexts, mode=c.ablation_mode, baseline=c.baseline, seed=c.seed
+    )
     out = {"causality": S.causality(t_kl, b_kl, seed=c.seed, n_boot=c.n_boot, details=info)}
     para = writer.paraphrase(contexts[: c.paraphrases])
     ratios, rinfo = perturbation_ratios(lm, neuron, contexts, para, seed=c.seed)
-    rinfo["paraphrase_source"] = "heuristic prefix" if type(writer) is HeuristicWriter else \
-        writer.name
+    rinfo["paraphrase_source"] = (
+        "heuristic prefix" if type(writer) is HeuristicWriter else writer.name
+    )
     out["robustness"] = S.robustness(ratios, seed=c.seed, n_boot=c.n_boot, details=rinfo)
     if human is not None:
         texts, ratings = read_ratings(human)
@@ -136,15 +164,21 @@ def neuron_components(lm: LoadedModel, neuron: NeuronId, data: dict, writer: Heu
     return out
 
 
-def hypothesis_evidence(lm: LoadedModel, neuron: NeuronId, hypothesis: str,
-                        writer: HeuristicWriter, held: Held, c: ScoreConfig
-                        ) -> S.HypothesisEvidence:
+def hypothesis_evidence(
+    lm: LoadedModel,
+    neuron: NeuronId,
+    hypothesis: str,
+    writer: HeuristicWriter,
+    held: Held,
+    c: ScoreConfig,
+) -> S.HypothesisEvidence:
     pos, neg = writer.test_prompts(hypothesis, c.n_prompts, held.pool)
     pos, neg = usable(lm, pos), usable(lm, neg)
     judge = writer.judge(hypothesis, held.tokens)
     half = c.sim_windows // 2
-    pick = ([i for i, k in enumerate(held.kinds) if k == "top"][: c.sim_windows - half]
-            + [i for i, k in enumerate(held.kinds) if k == "random"][:half])
+    pick = [i for i, k in enumerate(held.kinds) if k == "top"][: c.sim_windows - half] + [
+        i for i, k in enumerate(held.kinds) if k == "random"
+    ][:half]
     pred, real = [], []
     for i in pick:
         a = held.acts[i]
@@ -152,13 +186,26 @@ def hypothesis_evidence(lm: LoadedModel, neuron: NeuronId, hypothesis: str,
         pred.append(np.asarray(writer.simulate(hypothesis, held.tokens[i][s:e]), float))
         real.append(a[s:e])
     return S.HypothesisEvidence(
-        hypothesis, tuple(pos), max_acts(lm, neuron, pos), tuple(neg), max_acts(lm, neuron, neg),
-        tuple(render(t) for t in held.tokens), np.asarray(judge, float),
-        np.array([a.max() for a in held.acts]), tuple(pred), tuple(real))
+        hypothesis,
+        tuple(pos),
+        max_acts(lm, neuron, pos),
+        tuple(neg),
+        max_acts(lm, neuron, neg),
+        tuple(render(t) for t in held.tokens),
+        np.asarray(judge, float),
+        np.array([a.max() for a in held.acts]),
+        tuple(pred),
+        tuple(real),
+    )
 
 
-def control_hypothesis(lm: LoadedModel, neuron: NeuronId, planner: Any, c: ScoreConfig,
-                       writer: HeuristicWriter | None = None) -> str:
+def control_hypothesis(
+    lm: LoadedModel,
+    neuron: NeuronId,
+    planner: Any,
+    c: ScoreConfig,
+    writer: HeuristicWriter | None = None,
+) -> str:
     """A hypothesis written, by ``planner`` (or the heuristic), for a random other neuron of the
     same layer from its exemplars."""
     from neurosleuth.agents.heuristic import HeuristicPlanner
@@ -166,8 +213,7 @@ def control_hypothesis(lm: LoadedModel, neuron: NeuronId, planner: Any, c: Score
     rng = np.random.default_rng([c.seed, neuron.layer, neuron.index])
     other = NeuronId(neuron.layer, int((neuron.index + rng.integers(1, lm.d_mlp)) % lm.d_mlp))
     data, snippets = exemplar_snippets(lm, other, c.run_config(other))
-    view = PlannerView(neuron=str(other), model=lm.name, exemplars=snippets[:8],
-                       top=snippets[:8])
+    view = PlannerView(neuron=str(other), model=lm.name, exemplars=snippets[:8], top=snippets[:8])
     if planner is not None and hasattr(planner, "hypothesize"):
         action, info = planner.hypothesize(view)
         if writer is not None:
@@ -177,11 +223,20 @@ def control_hypothesis(lm: LoadedModel, neuron: NeuronId, planner: Any, c: Score
     return action.text
 
 
-def score_hypothesis(lm: LoadedModel, neuron: NeuronId, hypothesis: str, planner: Any = None, *,
-                     exemplars: dict | None = None, cfg: RunConfig | None = None,
-                     config: ScoreConfig | None = None, control: str | None = None,
-                     human: str | Path | None = None, weights: str | dict | None = None,
-                     cache: dict | None = None) -> S.ScoreResult:
+def score_hypothesis(
+    lm: LoadedModel,
+    neuron: NeuronId,
+    hypothesis: str,
+    planner: Any = None,
+    *,
+    exemplars: dict | None = None,
+    cfg: RunConfig | None = None,
+    config: ScoreConfig | None = None,
+    control: str | None = None,
+    human: str | Path | None = None,
+    weights: str | dict | None = None,
+    cache: dict | None = None,
+) -> S.ScoreResult:
     """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner``
     (its chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
     ``exemplars.json`` data (else the cached scan). ``cfg``: the run's config, for its scan
@@ -198,11 +253,17 @@ def score_hypothesis(lm: LoadedModel, neuron: NeuronId, hypothesis: str, planner
     key = (lm.name, str(neuron), c, str(human), writer.name)
     entry = cache.get(key) if cache is not None else None
     if entry is None:
-        data = exemplars if exemplars and exemplars.get("top") else \
-            exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
-        entry = {"threshold": threshold_of(data, c.threshold_q),
-                 "held": held_out(lm, neuron, data, c),
-                 "shared": neuron_components(lm, neuron, data, writer, c, human), "controls": {}}
+        data = (
+            exemplars
+            if exemplars and exemplars.get("top")
+            else exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
+        )
+        entry = {
+            "threshold": threshold_of(data, c.threshold_q),
+            "held": held_out(lm, neuron, data, c),
+            "shared": neuron_components(lm, neuron, data, writer, c, human),
+            "controls": {},
+        }
         if cache is not None:
             cache[key] = entry
     held, threshold = entry["held"], entry["threshold"]
@@ -217,10 +278,63 @@ def score_hypothesis(lm: LoadedModel, neuron: NeuronId, hypothesis: str, planner
     evidence = {
         "positive": [[t, float(a)] for t, a in zip(main.positive, main.positive_acts, strict=True)],
         "negative": [[t, float(a)] for t, a in zip(main.negative, main.negative_acts, strict=True)],
-        "judged": [[t, float(s), float(a), k] for t, s, a, k in
-                   zip(main.windows, main.judge_scores, main.window_max, held.kinds, strict=True)],
+        "judged": [
+            [t, float(s), float(a), k]
+            for t, s, a, k in zip(
+                main.windows, main.judge_scores, main.window_max, held.kinds, strict=True
+            )
+        ],
     }
-    return S.assemble(lm.name, str(neuron), main, entry["shared"], controls, threshold, weights,
-                      seed=c.seed, n_boot=c.n_boot, evidence=evidence,
-                      llm=writer.stats.to_dict(), seconds=time.perf_counter() - start,
-                      config={**asdict(c), "threshold": threshold})
+    return S.assemble(
+        lm.name,
+        str(neuron),
+        main,
+        entry["shared"],
+        controls,
+        threshold,
+        weights,
+        seed=c.seed,
+        n_boot=c.n_boot,
+        evidence=evidence,
+        llm=writer.stats.to_dict(),
+        seconds=time.perf_counter() - start,
+        config={**asdict(c), "threshold": threshold},
+    )
+
+
+def attack_counterexamples(
+    lm: LoadedModel,
+    neuron: NeuronId,
+    hypothesis: str,
+    planner: Any,
+    seeds: list[str],
+    threshold: float,
+    *,
+    steps: int = 8,
+    seed: int = 0,
+    limit: int = 5,
+) -> tuple[list[dict], int]:
+    """Counterexamples found by the attack (``tools/attack.py``): prompts the gradient search
+    drives above ``threshold`` that the hypothesis, as judged by the writer, does not cover.
+    Returns them (most active first) and the forward passes the search cost."""
+    from neurosleuth.tools.attack import AttackConfig, attack
+
+    seeds = [s for s in seeds if s.strip()]
+    if not seeds:
+        return [], 0
+    cfg = AttackConfig(
+        steps=steps, position="max", seed=seed, candidates=12, budget=steps * 48, keep=8
+    )
+    result = attack(lm, neuron, init=seeds, config=cfg)
+    fired = [p for p in result.prompts if p.activation >= threshold]
+    if not fired:
+        return [], result.n_forward
+    writer = make_writer(planner, str(neuron), lm.name)
+    tokens = [list(lm.token_strs(list(p.token_ids))) for p in fired]
+    said = writer.judge(hypothesis, tokens)
+    found = [
+        {"text": p.text, "activation": float(p.activation), "source": "attack"}
+        for p, s in zip(fired, said, strict=True)
+        if s < S.JUDGE_CUT
+    ]
+    return sorted(found, key=lambda d: -d["activation"])[:limit], result.n_forward

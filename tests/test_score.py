@@ -15,6 +15,7 @@ from neurosleuth.agents.planner import LLMPlanner
 from neurosleuth.agents.score_llm import HeuristicWriter, keywords
 from neurosleuth.agents.score_run import ScoreConfig, score_hypothesis
 from neurosleuth.tools import score as S
+from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.score_evidence import max_acts, perturbation_ratios
 from neurosleuth.tools.score_stats import average_precision, balanced_accuracy, spearman
@@ -327,3 +328,17 @@ def test_smollm2_heuristic_score(smollm2):
     wrong = score_hypothesis(smollm2, n, "Fires on the token 'dog'.", config=config, cache=cache)
     assert right.margin.value > 0.1 and right.margin.value > wrong.margin.value + 0.1
     assert right.components["causality"].details["random_neurons"] == 10
+
+
+def test_attack_finds_counterexamples_to_a_wrong_hypothesis():
+    """The attack drives the 'paris' neuron up; those prompts contradict 'dog', not 'paris'."""
+    from neurosleuth.agents.score_run import attack_counterexamples
+
+    lm, neuron = trigger_lm(), NeuronId(0, NEURON)
+    seeds = ["the cat sat on the mat", "a big red dog ran"]
+    threshold = float(measure(lm, ["paris"], neuron).max_act[0, 0]) * 0.5
+    wrong, passes = attack_counterexamples(lm, neuron, "fires on dog", None, seeds, threshold)
+    right, _ = attack_counterexamples(lm, neuron, "fires on paris", None, seeds, threshold)
+    assert passes > 0 and wrong and all(e["activation"] >= threshold for e in wrong)
+    assert all("paris" in e["text"] for e in wrong)
+    assert not right

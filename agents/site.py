@@ -122,11 +122,14 @@ def explainer_records(rows: list[NeuronRow], model: str) -> list[dict[str, Any]]
     """One record per neuron with a hypothesis, shaped like the explanations of OpenAI's
     automated-interpretability release, flattened: ``layer`` and ``neuron`` are their
     ``NeuronId.layer_index`` / ``neuron_index``, ``explanation`` the text of the top
-    ``ScoredExplanation``. ``score`` is NOT their simulation correlation score: it is our AUROC
-    of the hypothesis's positive vs negative test prompts (``score_method`` says so), so compare
-    explanations, not scores, with published ones."""
-    return [{"layer": r.layer, "neuron": r.index, "explanation": r.hypothesis, "score": r.score,
-             "score_method": "auroc", "model": model}
+    ``ScoredExplanation``. ``score`` is our simulation component: max(0, Pearson r) of the
+    writer's 0-10 per-token predictions with the real activations on held-out windows, the
+    logprob-free analogue of their simulation correlation (``score_method`` says so; their
+    simulator and windows differ, so compare with care); ``aggregate`` is our combined score."""
+    return [{"layer": r.layer, "neuron": r.index, "explanation": r.hypothesis,
+             "score": r.components.get("simulation"), "aggregate": r.score,
+             "score_method": "simulation correlation, max(0, r), held-out windows",
+             "model": model}
             for r in rows if r.hypothesis]
 
 

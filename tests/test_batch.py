@@ -198,12 +198,13 @@ def test_batch_runs_records_a_failure_and_builds_the_site(tmp_path, tiny_lm, cor
     assert res.exit_code == 0, res.output
     assert "1:3" in res.output and "failed" in res.output
     frame = pd.read_csv(paths["csv"])
-    assert list(frame["neuron"]) == ["1:3", "1:4", "0:2"] and "score_auroc" in frame
+    assert list(frame["neuron"]) == ["1:3", "1:4", "0:2"] and "score_selectivity" in frame
     pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]), frame, check_dtype=False)
     records = json.loads(paths["json"].read_text())
     assert [(r["layer"], r["neuron"]) for r in records] == [(1, 3), (0, 2)]
     assert records[0]["explanation"] == f"Fires on {XSS} tags"
-    assert records[0]["score"] == pytest.approx(rows[0].score)
+    assert records[0]["score"] == pytest.approx(rows[0].components["simulation"])
+    assert records[0]["aggregate"] == pytest.approx(rows[0].score)
 
 
 def test_rich_display_renders(tmp_path, corpus):

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-PromptText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)]
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("a prompt must contain more than whitespace")
+    return text
+
+
+# Not stripped: a leading space is part of the first token (" Paris" is not "Paris").
+PromptText = Annotated[str, StringConstraints(min_length=1, max_length=1000),
+                       AfterValidator(_not_blank)]
 
 
 class ProposePrompts(BaseModel):

@@ -24,6 +24,6 @@ def attack_rows(inv: Any, seeds: list[str], steps: int, length: int, iteration: 
     )
     result = attack(inv.lm, inv.neuron, init=[s for s in seeds if s], config=cfg)
     texts = [p.text for p in result.prompts]
-    proposal = ProposePrompts(prompts=[t[:400] for t in texts if t.strip()] or ["."])
+    proposal = ProposePrompts(prompts=[t[:1000] for t in texts if t.strip()] or ["."])
     outcome = inv.run_prompts(proposal, {"action_source": "attack"})
     return {**outcome, "forward_passes": result.n_forward + outcome["forward_passes"]}

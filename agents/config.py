@@ -43,7 +43,7 @@ class RunConfig(BaseModel):
     corpus: str | None = None  # None: the default shipped corpus
     exemplar_tokens: int = 50_000
     window: int = 64
-    max_prompt_chars: int = 300
+    max_prompt_chars: int = 1000
 
     @field_validator("run_id")
     @classmethod

@@ -66,8 +66,8 @@ def snippets_from_json(
     seen: set[str] = set()
     for e in data.get("top", []):
         pos = int(e["argmax"])
-        text = "".join(e["tokens"][max(0, pos - CONTEXT_TOKENS) : pos + 1]).strip()
-        if text and text not in seen:
+        text = "".join(e["tokens"][max(0, pos - CONTEXT_TOKENS) : pos + 1])
+        if text.strip() and text not in seen:
             seen.add(text)
             out.append((float(e["max_act"]), e["tokens"][pos], text))
     return out
@@ -75,14 +75,14 @@ def snippets_from_json(
 
 def seed_prompts(data: dict[str, Any], n: int) -> list[str]:
     """The first prompts of a search: half are top windows up to their peak token (the model is
-    causal and scanned windows start without context, so such a prefix reproduces the window's
-    peak activation up to re-tokenisation of the decoded text: about 1% on SmolLM2 19:512, so the
-    search starts near the dataset maximum), half short snippets ending at the
+    causal and scanned windows start without context, so such a prefix, kept unstripped so it
+    tokenises back to the same tokens, reproduces the window's peak activation: the search
+    starts at the dataset maximum), half short snippets ending at the
     peak (shorter context sometimes fires the neuron harder). Duplicates dropped, order kept."""
     prefixes = []
     for e in data.get("top", []):
-        text = "".join(e["tokens"][: int(e["argmax"]) + 1]).strip()
-        if text:
+        text = "".join(e["tokens"][: int(e["argmax"]) + 1])  # not stripped: same tokens
+        if text.strip():
             prefixes.append(text)
     snippets = [s for _, _, s in snippets_from_json(data)]
     half = (n + 1) // 2

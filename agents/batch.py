@@ -45,7 +45,7 @@ from neurosleuth.agents.config import RunConfig, run_path
 from neurosleuth.agents.rundir import now_iso
 
 LARGE_ITERATIONS = 100_000  # with a time budget, time (not iterations) ends each run
-TODO = ("pending", "running")
+UNFINISHED = ("pending", "running")
 PER_NEURON_FIELDS = ("neuron", "run_id", "runs_dir", "time_budget_s")
 
 
@@ -84,7 +84,7 @@ class Batch:
     version: int = 1
 
     def todo(self) -> list[Entry]:
-        return [e for e in self.entries if e.status in TODO]
+        return [e for e in self.entries if e.status in UNFINISHED]
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("pending", "running", "done", "failed")}

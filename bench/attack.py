@@ -161,7 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, bar, median)
     wins = sum(r["beats"] for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    repo = Path(__file__).resolve().parents[1]  # paths saved repo-relative, not machine paths
+    config = {k: (str(v.resolve().relative_to(repo)) if isinstance(v, Path)
+                  and v.resolve().is_relative_to(repo) else
+                  str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     args.out.write_text(json.dumps({
         "config": config, "model": lm.describe(), "fluency_bar": bar, "natural_median_ce": median,
         "scan_seconds": scan_s, "attack_seconds": sum(r["seconds"] for r in rows),

@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None, lm: LoadedModel | None = None) -> dict[s
     scan_s = time.perf_counter() - t0
     console.print(f"exemplar scan: {scan_s:.0f} s for layers {sorted({n.layer for n in neurons})}",
                   markup=False)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    repo = Path(__file__).resolve().parents[1]  # paths saved repo-relative, not machine paths
+    config = {k: (str(v.resolve().relative_to(repo)) if isinstance(v, Path)
+                  and v.resolve().is_relative_to(repo) else
+                  str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         runs_dir = str(args.keep_runs or tmp)

@@ -30,7 +30,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check agents tools memory tests bench
+	$(VENV)/bin/ruff check agents tools memory score report batch tests bench
 
 bench: install
 	$(PY) bench/throughput.py

@@ -39,6 +39,7 @@ class RunConfig(BaseModel):
     temperature: float = 0.7
     seed: int = 0
     steer: list[str] = []
+    hypothesis: str | None = None  # the researcher's own candidate, scored beside the agent's
     system_prompt: str | None = None
     corpus: str | None = None  # None: the default shipped corpus
     exemplar_tokens: int = 50_000

@@ -63,7 +63,7 @@ class Investigation:
     def load_exemplars(self) -> list[tuple[float, str, str]]:
         """Top dataset windows of the neuron, cut to end at their peak token (the model is
         causal: the text up to the peak carries the activation). Writes exemplars.json."""
-        from neurosleuth.agents.exemplar_seed import exemplar_snippets
+        from neurosleuth.agents.exemplars import exemplar_snippets
 
         data, self.snippets = exemplar_snippets(self.lm, self.neuron, self.cfg)
         self.dataset_max = data.get("top", [{}])[0].get("max_act") if data.get("top") else None
@@ -74,7 +74,7 @@ class Investigation:
         """On resume: reload the snippets from exemplars.json without scanning again."""
         if self.snippets:
             return
-        from neurosleuth.agents.exemplar_seed import snippets_from_json
+        from neurosleuth.agents.exemplars import snippets_from_json
 
         data = self.files.read_json("exemplars.json", {})
         self.snippets = snippets_from_json(data)
@@ -112,8 +112,8 @@ class Investigation:
         return findings, passes
 
     def score(self, hypothesis: str):
-        """Score a hypothesis with this run's planner as the writer (agents/score_run.py)."""
-        from neurosleuth.agents.score_run import ScoreConfig, score_hypothesis
+        """Score a hypothesis with this run's planner as the writer (score/run.py)."""
+        from neurosleuth.score.run import ScoreConfig, score_hypothesis
 
         config = ScoreConfig.from_run(
             self.cfg,
@@ -137,7 +137,7 @@ class Investigation:
 
     def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float):
         """Prompts the attack drives above ``threshold`` that the hypothesis does not cover."""
-        from neurosleuth.agents.score_run import attack_counterexamples
+        from neurosleuth.score.run import attack_counterexamples
 
         seeds = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(2)]
         return attack_counterexamples(
@@ -322,7 +322,7 @@ class Investigation:
 
     def finish(self, state: dict, status: str) -> None:
         """Final files and the report."""
-        from neurosleuth.agents.report import write_report
+        from neurosleuth.report.build import write_report
 
         self.write_summary(state, status)
         heaps = ActivationHeaps.from_dict(state["heaps"])

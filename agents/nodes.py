@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from neurosleuth.agents.actions import ProposePrompts, action_from_dict
-from neurosleuth.agents.exemplar_seed import seed_prompts
+from neurosleuth.agents.exemplars import seed_prompts
 from neurosleuth.agents.investigation import Investigation
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.agents.state import InvestigationState, add_usage, zero_usage
@@ -239,7 +239,7 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
 
 def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     """Score the hypothesis: selectivity, simulation, causality, robustness, against controls
-    (``agents/score_run.py``). A scoring error is recorded, never fatal to the run."""
+    (``score/run.py``). A scoring error is recorded, never fatal to the run."""
     draft = state["pending_hypothesis"]
     try:
         result = inv.score(draft["text"])

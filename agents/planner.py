@@ -3,7 +3,7 @@
 - ``ollama``: ``ChatOllama`` (langchain-ollama), model ``--ollama-model`` at ``OLLAMA_HOST``, JSON
   schema structured output; a reply that does not parse is repaired (``repair_json``) or retried.
 - ``embedded``: SmolLM2-135M-Instruct from the shipped GGUF as a LangChain chat model with
-  constrained JSON decoding (``agents/embedded_llm.py``). Weak but local.
+  constrained JSON decoding (``agents/llm/embedded.py``). Weak but local.
 - ``heuristic``: the deterministic no-LLM policy (``agents/heuristic.py``).
 - ``auto``: Ollama when its server answers within 2 s and has the model, else embedded; the run
   records which one it used.
@@ -113,7 +113,7 @@ class LLMPlanner:
         info.tokens_out += int(usage.get("output_tokens", 0))
         if out.get("parsed") is not None:
             return out["parsed"]
-        from neurosleuth.agents.json_repair import repair_json
+        from neurosleuth.agents.llm.json_repair import repair_json
 
         data = repair_json(getattr(raw, "content", "") or "")
         if data is None:
@@ -183,7 +183,7 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
         note = f"{problem}; using the embedded planner"
     else:
         note = "embedded planner requested"
-    from neurosleuth.agents.embedded_llm import EmbeddedChatModel
+    from neurosleuth.agents.llm.embedded import EmbeddedChatModel
 
     chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed)
     return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed), note

@@ -90,9 +90,13 @@ class RunFiles:
         return out
 
 
-def post_steering(run_dir: Path, message: str) -> None:
-    """Append a steering message to a run's inbox (read by the run at its next step)."""
+def post_steering(run_dir: Path, message: str, kind: str = "steer") -> None:
+    """Append a steering message (``kind`` "steer") or a candidate hypothesis ("hypothesis") to a
+    run's inbox (read by the run at its next step)."""
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run at {run_dir}")
+    entry = {"message": message, "received_at": now_iso()}
+    if kind != "steer":
+        entry["kind"] = kind
     with open(run_dir / "steer.jsonl", "a") as f:
-        f.write(json.dumps({"message": message, "received_at": now_iso()}) + "\n")
+        f.write(json.dumps(entry) + "\n")

@@ -1,4 +1,4 @@
-"""The embedded planner LLM (SmolLM2-135M-Instruct through ``agents/embedded_llm.py``): decoding
+"""The embedded planner LLM (SmolLM2-135M-Instruct through ``agents/llm/embedded.py``): decoding
 speed on one thread, and how often structured output parses with and without grammar constraints.
 
 Figures, one run, one machine:
@@ -32,7 +32,7 @@ from typing import Literal
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from neurosleuth.agents.embedded_llm import EmbeddedChatModel
+from neurosleuth.agents.llm.embedded import EmbeddedChatModel
 
 MESSAGES = [
     SystemMessage("You propose short English prompts that make a language-model neuron fire. "

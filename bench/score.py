@@ -40,11 +40,11 @@ from rich.console import Console
 from rich.table import Table
 
 from neurosleuth.agents.config import RunConfig
-from neurosleuth.agents.exemplar_seed import exemplar_snippets
+from neurosleuth.agents.exemplars import exemplar_snippets
 from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.prompts import PlannerView
-from neurosleuth.agents.score_run import ScoreConfig, score_hypothesis
+from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
 

@@ -1,0 +1,203 @@
+"""``neurosleuth batch | summary | serve``, and ``resume`` of a batch (called by ``resume`` in
+``investigate.py`` when the id names a batch folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from neurosleuth.agents.cli import DeviceOpt, ModelOpt, console, err_console, fail, friendly_errors
+
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding batches and runs")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(batch)
+    app.command()(summary)
+    app.command()(serve)
+
+
+def is_batch(runs_dir: Path, batch_id: str) -> bool:
+    from neurosleuth.agents.config import run_path
+
+    try:
+        return (run_path(runs_dir, batch_id) / "batch.json").is_file()
+    except ValueError:
+        return False
+
+
+def _pick(lm, specs, layer, neurons, csv_file, from_locate, auto, cfg):
+    from neurosleuth.batch import select as sel
+
+    picks = sel.from_specs(specs, layer, neurons)
+    if csv_file is not None:
+        picks += sel.from_csv(csv_file)
+    if from_locate is not None:
+        picks += sel.from_locate(from_locate)
+    if auto is not None:
+        if layer is None:
+            raise ValueError("--auto needs --layer")
+        with err_console.status(f"ranking the neurons of layer {layer} (corpus scan) ..."):
+            picks += sel.auto_pick(lm, layer, auto, cfg.corpus, cfg.window, cfg.exemplar_tokens)
+    picks = sel.unique(picks)
+    if not picks:
+        raise ValueError("no neurons: give LAYER:INDEX specs, --layer with --neurons or --auto, "
+                         "--csv or --from-locate")
+    for p in picks:
+        p.neuron.validate(lm.n_layers, lm.d_mlp)
+    return picks
+
+
+@friendly_errors
+def batch(
+    specs: Annotated[list[str] | None, typer.Argument(help="neurons: 12:345 12:0-9 ...")] = None,
+    layer: Annotated[int | None, typer.Option(help="layer for --neurons / --auto")] = None,
+    neurons: Annotated[str | None, typer.Option(help="indices of --layer: 0-99, 3,7,10-12")] = None,
+    csv: Annotated[Path | None, typer.Option(help="CSV with layer,index or neuron columns")] = None,
+    from_locate: Annotated[Path | None, typer.Option(help="the CSV of `locate --out`")] = None,
+    auto: Annotated[int | None, typer.Option(help="pick N interesting neurons of --layer")] = None,
+    limit: Annotated[int | None, typer.Option(help="keep only the first N neurons")] = None,
+    model: ModelOpt = "smollm2-135m",
+    planner: Annotated[str | None, typer.Option(help="auto, ollama, embedded, heuristic")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="budget for the whole batch, e.g. "
+                                             "8h; split across neurons")] = None,
+    min_neuron_time: Annotated[str, typer.Option(help="least time per neuron")] = "30s",
+    iterations: Annotated[int | None, typer.Option(help="cycles per neuron (default: 30, or "
+                                                   "unlimited under --time)")] = None,
+    batch_id: Annotated[str | None, typer.Option(help="name of the batch folder")] = None,
+    runs_dir: RunsDir = Path("runs"),
+    executor: Annotated[str, typer.Option(help="local (in this process) or ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: "
+                                                    "start a local Ray)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML/JSON run config file")] = None,
+    corpus: Annotated[str | None, typer.Option(help="text file/folder/jsonl for exemplars")] = None,
+    exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Investigate many neurons in one crash-safe batch and build a report site for them."""
+    from neurosleuth.agents.config import parse_duration, resolve_config
+    from neurosleuth.agents.planner import ollama_status
+    from neurosleuth.batch.queue import BatchQueue, new_batch_id
+
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}: use local or ray")
+    cfg = resolve_config(config, model=model, planner=planner, iterations=iterations,
+                         corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device)
+    if cfg.planner == "ollama" and (problem := ollama_status(cfg.ollama_host, cfg.ollama_model)):
+        fail(f"{problem}; start `ollama serve` or use --planner embedded")
+    batch_id = batch_id or new_batch_id()
+    if is_batch(runs_dir, batch_id):
+        fail(f"batch {batch_id} exists in {runs_dir}: use `neurosleuth resume {batch_id} "
+             f"--runs-dir {runs_dir}`")
+    from neurosleuth.agents.cli import load
+
+    lm = load(cfg.model, "cpu" if executor == "ray" else cfg.device)
+    picks = _pick(lm, specs, layer, neurons, csv, from_locate, auto, cfg)[:limit]
+    queue = BatchQueue.create(runs_dir, batch_id, picks, cfg, parse_duration(time),
+                              parse_duration(min_neuron_time) or 0.0, executor)
+    err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)
+    _run(queue.folder, lm if executor == "local" else None, executor, ray_address, None)
+
+
+def _run(folder: Path, lm, executor: str | None, ray_address: str | None,
+         time_budget_s: float | None) -> None:
+    from neurosleuth.batch.progress import make_display
+    from neurosleuth.batch.queue import run_batch
+
+    try:
+        final = run_batch(folder, lm=lm, display=make_display(console), executor=executor,
+                          ray_address=ray_address, time_budget_s=time_budget_s)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: continue with `neurosleuth resume {folder.name} "
+                          f"--runs-dir {folder.parent}`", markup=False)
+        raise typer.Exit(130) from None
+    counts = ", ".join(f"{v} {k}" for k, v in final.counts().items() if v)
+    console.print(f"batch {final.batch_id}: {counts}", markup=False, highlight=False)
+    console.print(f"site: {folder / 'index.html'}", markup=False, highlight=False)
+
+
+def resume_batch(runs_dir: Path, batch_id: str, time: str | None = None) -> None:
+    """``neurosleuth resume BATCH``: finish the remaining neurons, continue the interrupted one."""
+    from neurosleuth.agents.config import parse_duration, run_path
+
+    _run(run_path(runs_dir, batch_id), None, None, None, parse_duration(time))
+
+
+@friendly_errors
+def summary(
+    batch_id: Annotated[str, typer.Argument(help="the batch")],
+    runs_dir: RunsDir = Path("runs"),
+    csv: Annotated[Path | None, typer.Option(help="write the table as CSV")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="write the table as Parquet")] = None,
+    neuron_explainer: Annotated[Path | None, typer.Option(
+        help="write hypotheses as neuron-explainer style JSON")] = None,
+) -> None:
+    """The table of a batch's neurons: hypothesis, score, best activation vs dataset max."""
+    import json
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from neurosleuth.agents.config import run_path
+    from neurosleuth.report.site import batch_rows, component_names, explainer_records, rows_frame
+
+    queue, rows = batch_rows(run_path(runs_dir, batch_id))
+    names = component_names(rows)
+    shown = names if console.width >= 90 + 10 * len(names) else []  # components when they fit
+    table = Table(title=f"batch {batch_id} ({queue.batch.status})", show_lines=False)
+    for col in ("neuron", "status", "hypothesis", "score", *shown, "best", "max", "best/max"):
+        text = col in ("neuron", "status", "hypothesis")
+        table.add_column(col, justify="left" if text else "right", overflow="fold",
+                         no_wrap=col != "hypothesis")
+    g = lambda x: "" if x is None else f"{x:.3g}"  # noqa: E731
+    for r in rows:
+        table.add_row(Text(r.neuron), Text(r.status), Text(r.hypothesis or (r.error or "")),
+                      g(r.score), *(g(r.components.get(k)) for k in shown),
+                      g(r.best_activation), g(r.dataset_max),
+                      "" if r.best_vs_max is None else f"{r.best_vs_max:.0%}")
+    console.print(table)
+    frame = rows_frame(rows)
+    if csv is not None:
+        frame.to_csv(csv, index=False)
+        console.print(f"wrote {csv}", markup=False, highlight=False)
+    if parquet is not None:
+        frame.to_parquet(parquet, index=False)
+        console.print(f"wrote {parquet}", markup=False, highlight=False)
+    if neuron_explainer is not None:
+        records = explainer_records(rows, str(queue.batch.run_config.get("model")))
+        neuron_explainer.write_text(json.dumps(records, indent=2))
+        console.print(f"wrote {neuron_explainer} ({len(records)} explanations)", markup=False,
+                      highlight=False)
+
+
+@friendly_errors
+def serve(
+    runs_dir: Annotated[Path, typer.Argument(help="a runs folder, or one batch folder")
+                        ] = Path("runs"),
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0: any free port)")] = 8000,
+    live: Annotated[bool, typer.Option(help="load the model; reports get a box to try text")
+                    ] = False,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="model for --live (default: "
+                                              "the one the runs used)")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve batch sites and run reports on 127.0.0.1 (Ctrl-C stops)."""
+    from neurosleuth.agents.cli import load
+    from neurosleuth.report.serve import first_run_model, make_server
+
+    lm, spec = None, None
+    if live:
+        spec = model or first_run_model(runs_dir) or "smollm2-135m"
+        lm = load(spec, device)
+    server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False)
+    err_console.print(f"serving {runs_dir} at {server.url}" + (f" (live: {spec})" if live else ""),
+                      markup=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

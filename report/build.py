@@ -1,0 +1,303 @@
+"""The hypothesis report of one run: ``report.md`` and a self-contained ``report.html``.
+
+``write_report`` reads the run directory (``report/data.py``), optionally re-measures per-token
+activations and projects the neuron's output weights with the model, builds the report as typed
+blocks (this module and ``report/evidence.py``) and renders them twice (``report/markdown.py``,
+``report/html.py``). Every part of the run directory may be missing: the section it feeds then says
+"not available" and why. The HTML embeds its plots as base64 PNGs, has no script and no external
+resource, and escapes every string that came from a user, the planner or the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neurosleuth.report import evidence as ev
+from neurosleuth.report.blocks import (
+    Document,
+    Image,
+    Missing,
+    Para,
+    Prompt,
+    Quote,
+    Section,
+    Table,
+    fmt,
+)
+from neurosleuth.report.data import (
+    ModelAnalysis,
+    RunData,
+    analyse,
+    as_float,
+    load_run,
+    neuron_of,
+)
+from neurosleuth.report.html import render_html
+from neurosleuth.report.markdown import render_markdown
+from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.neurons import NeuronId
+
+ASSETS = "report_assets"  # folder next to report.md holding its PNGs
+SECTION_TITLES = (
+    "Hypothesis", "Hypothesis history", "Evidence", "Top prompts", "Bottom prompts",
+    "Dataset exemplars", "Activation histogram", "Vocabulary projection", "Causal evidence",
+    "Search curve",
+    "What the agent tried and rejected", "Steering", "Planner and model", "Cost", "Run status",
+)
+REJECTED_EXAMPLES = 3  # per rejection reason
+
+
+def write_report(
+    run_dir: str | Path, lm: LoadedModel | None = None, neuron: NeuronId | None = None
+) -> tuple[Path, Path]:
+    """Write ``report.md`` (+ its PNGs under ``report_assets/``) and ``report.html`` into
+    ``run_dir``; return their paths. ``neuron`` defaults to the one the run names."""
+    data = load_run(run_dir)
+    neuron = neuron_of(data, neuron)
+    doc = build_document(data, analyse(data, lm, neuron), neuron)
+    md_path, html_path = data.run_dir / "report.md", data.run_dir / "report.html"
+    assets = data.run_dir / ASSETS
+    for section in doc.sections:
+        for block in section.blocks:
+            if isinstance(block, Image):
+                assets.mkdir(exist_ok=True)
+                _write_atomic(assets / block.name, block.png)
+    _write_atomic(md_path, render_markdown(doc, ASSETS).encode("utf-8"))
+    _write_atomic(html_path, render_html(doc).encode("utf-8"))
+    return md_path, html_path
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def build_document(data: RunData, analysis: ModelAnalysis, neuron: NeuronId | None) -> Document:
+    """The whole report as sections of blocks (see ``report/blocks.py``)."""
+    model = str(data.value("model", "unknown model"))
+    scale = ev.colour_scale(data, analysis)
+    status = data.value("status", "unknown")
+    subtitle = f"Run {data.value('run_id', data.run_dir.name)} · status {status}"
+    if data.value("stop_reason"):
+        subtitle += f" ({data.value('stop_reason')})"
+    sections = [
+        hypothesis_section(data),
+        history_section(data),
+        Section("Evidence", [Para("What the neuron responds to, and what it writes.")]),
+        ev.prompts_section(data, analysis, "top", scale),
+        ev.prompts_section(data, analysis, "bottom", scale),
+        ev.exemplars_section(data, scale),
+        ev.histogram_section(data),
+        ev.vocab_section(analysis),
+        ev.causal_section(data),
+        ev.curve_section(data),
+        tried_section(data),
+        steering_section(data),
+        planner_section(data),
+        cost_section(data),
+        status_section(data),
+    ]
+    title = f"Neuron {neuron if neuron is not None else data.value('neuron', '?')} in {model}"
+    return Document(title, subtitle, sections)
+
+
+def hypothesis_section(data: RunData) -> Section:
+    title = "Hypothesis"
+    if not data.hypotheses:
+        why = (data.why_missing("hypotheses.json") if "hypotheses.json" in data.missing
+               else "not available (the agent has not stated a hypothesis yet)")
+        return Section(title, [Missing(why)])
+    h = data.hypotheses[-1]
+    blocks: list = [Quote(str(h.get("text") or "(empty hypothesis)"))]
+    if h.get("explanation"):
+        blocks.append(Para(str(h["explanation"])))
+    blocks.append(Para(f"Stated at step {h.get('step', '?')} by the {h.get('source', '?')}; "
+                       f"{len(data.hypotheses)} hypothesis(es) in the run."))
+    score = h.get("score")
+    if isinstance(score, dict):
+        rows = [["aggregate", as_float(score.get("aggregate"))]]
+        comps = score.get("components") or {}
+        rows += [[str(k), as_float(v)] for k, v in comps.items()] if isinstance(comps, dict) else []
+        blocks.append(Table(["score", "value"], rows))
+        details = score.get("details")
+        if isinstance(details, dict) and details:
+            blocks.append(Table(["score detail", "value"],
+                                [[str(k), _detail(v)] for k, v in details.items()]))
+    else:
+        blocks.append(Missing("Not scored yet."))
+    return Section(title, blocks)
+
+
+def history_section(data: RunData) -> Section:
+    title = "Hypothesis history"
+    if not data.hypotheses:
+        return Section(title, [Missing(data.why_missing("hypotheses.json"))])
+    rows = []
+    for h in data.hypotheses:
+        score = h.get("score") if isinstance(h.get("score"), dict) else {}
+        comps = score.get("components") if isinstance(score.get("components"), dict) else {}
+        comp_text = ", ".join(f"{k} {fmt(as_float(v))}" for k, v in comps.items())
+        rows.append([h.get("step"), str(h.get("source", "")), str(h.get("text", "")),
+                     as_float(score.get("aggregate")), comp_text or None])
+    return Section(title, [Table(["step", "source", "hypothesis", "score", "components"], rows)])
+
+
+def tried_section(data: RunData) -> Section:
+    """Counts by status and source, examples of rejected prompts, stagnation recoveries."""
+    blocks: list = []
+    stats = data.summary.get("stats") if isinstance(data.summary.get("stats"), dict) else {}
+    keys = ("generated", "accepted", "rejected_duplicate", "rejected_semantic", "rejected_junk")
+    if stats:
+        rows = [[k.replace("_", " "), stats.get(k)] for k in keys if k in stats]
+        gen, acc = as_float(stats.get("generated")), as_float(stats.get("accepted"))
+        if gen and acc is not None:
+            rows.append(["acceptance rate", f"{acc / gen:.0%}"])
+        blocks.append(Table(["prompts", "count"], rows))
+    df = data.prompts
+    if df is not None and {"status", "source"} <= set(df.columns) and len(df):
+        table = pd.crosstab(df["source"].astype(str), df["status"].astype(str), margins=True,
+                            margins_name="total")
+        blocks.append(Para("Prompts by source (rows) and status (columns):"))
+        blocks.append(Table(["source", *map(str, table.columns)],
+                            [[str(i), *map(int, r)]
+                             for i, r in zip(table.index, table.values, strict=True)]))
+        blocks += _rejected_examples(df)
+    elif not stats:
+        blocks.append(Missing(data.why_missing("prompts.csv", "summary.json")))
+    blocks.append(_recoveries(data))
+    return Section("What the agent tried and rejected", blocks)
+
+
+def _rejected_examples(df: pd.DataFrame) -> list:
+    rejected = df[df["status"].astype(str) != "accepted"]
+    if rejected.empty:
+        return [Para("No prompt was rejected.")]
+    picked = rejected.groupby(rejected["status"].astype(str), sort=True).tail(REJECTED_EXAMPLES)
+    rows = [[r.get("step"), str(r.get("status")), as_float(r.get("similarity")),
+             str(r.get("source", "")), Prompt(str(r.get("prompt", "")))]
+            for r in picked.to_dict("records")]
+    return [Para(f"Examples of rejected prompts (the last {REJECTED_EXAMPLES} of each reason; "
+                 "similarity to the nearest earlier prompt):"),
+            Table(["step", "reason", "similarity", "source", "prompt"], rows)]
+
+
+def _recoveries(data: RunData) -> Para | Table | Missing:
+    recs = [r for r in data.summary.get("recoveries") or [] if isinstance(r, dict)]
+    if not recs:
+        return (Missing(data.why_missing("summary.json")) if "summary.json" in data.missing
+                else Para("Stagnation recoveries: none were needed."))
+    return Table(["recovery at iteration", "strategy", "best at the time"],
+                 [[r.get("iteration"), str(r.get("strategy", "")), as_float(r.get("best"))]
+                  for r in recs])
+
+
+def steering_section(data: RunData) -> Section:
+    """Each message: where it came from, when it arrived, the step at which the planner saw it."""
+    cli = [str(m) for m in data.config.get("steer") or []]
+    live = [s for s in data.summary.get("steering") or [] if isinstance(s, dict)]
+    seen = {str(s.get("message", "")) for s in live}
+    rows: list[list[Any]] = [["--steer", "run start", m, "from the start"]
+                             for m in cli if m not in seen]
+    for s in live:
+        msg, step = str(s.get("message", "")), s.get("applied_step")
+        rows.append(["--steer" if msg in cli else "neurosleuth steer",
+                     str(s.get("received_at", "?")), msg,
+                     f"step {step}" if step is not None else "not applied yet"])
+    if not rows:
+        if {"summary.json", "config.json"} <= set(data.missing):
+            return Section("Steering", [Missing(data.why_missing("summary.json"))])
+        return Section("Steering", [Para("No steering messages: the agent ran on its own.")])
+    return Section("Steering", [Table(["from", "received", "message", "took effect"], rows)])
+
+
+def planner_section(data: RunData) -> Section:
+    c = data.config
+    rows = [
+        ["planner used", data.value("planner_used")],
+        ["why this planner", data.value("planner_note")],
+        ["planner requested", c.get("planner")],
+        ["planner model", c.get("planner_model")],
+        ["model studied", data.value("model")],
+        ["model description", data.value("model_desc")],
+        ["neuron", data.value("neuron")],
+        ["seed", c.get("seed")],
+        ["dedup threshold", as_float(c.get("dedup_threshold"))],
+        ["patience (iterations)", c.get("patience")],
+        ["heap size k", c.get("k")],
+        ["budget: iterations", c.get("iterations")],
+        ["budget: time (s)", as_float(c.get("time_budget_s"))],
+        ["budget: forward passes", c.get("max_forward_passes")],
+    ]
+    rows = [[k, v if isinstance(v, int | float) or v is None else str(v)] for k, v in rows]
+    blocks: list = [Table(["setting", "value"], rows)]
+    if "config.json" in data.missing:
+        blocks.insert(0, Missing("Run config " + data.why_missing("config.json") + "."))
+    return Section("Planner and model", blocks)
+
+
+def cost_section(data: RunData) -> Section:
+    s = data.summary
+    if not s:
+        return Section("Cost", [Missing(data.why_missing("summary.json"))])
+    wall, plan, model = (as_float(s.get(k)) for k in ("wall_s", "planner_s", "model_s"))
+    counts = ("forward_passes", "llm_calls", "llm_tokens_in", "llm_tokens_out", "llm_failures",
+              "llm_repairs")
+    rows: list[list[Any]] = [[k.replace("_", " "), s.get(k)] for k in counts]
+    rows.append(["wall time (s)", wall])
+    for label, v in (("planner (LLM) time (s)", plan), ("model time (s)", model)):
+        rows.append([label, v if not wall or v is None else f"{v:.1f} ({v / wall:.0%})"])
+    if wall and plan is not None and model is not None:
+        rest = wall - plan - model
+        rows.append(["other time (s)", f"{rest:.1f} ({rest / wall:.0%})"])
+    blocks: list = [Table(["cost", "value"], rows)]
+    nodes = _time_by_node(data.events)
+    if nodes:
+        blocks += [Para(f"Time by graph node, from {len(data.events)} events:"),
+                   Table(["node", "steps", "time (s)"], nodes)]
+    return Section("Cost", blocks)
+
+
+def _time_by_node(events: list[dict[str, Any]]) -> list[list[Any]]:
+    totals: dict[str, list[float]] = {}
+    for e in events:
+        t = totals.setdefault(str(e.get("node", "?")), [0, 0.0])
+        t[0] += 1
+        t[1] += as_float(e.get("duration_s")) or 0.0
+    return [[k, int(n), s] for k, (n, s) in sorted(totals.items(), key=lambda kv: -kv[1][1])]
+
+
+def status_section(data: RunData) -> Section:
+    rows = [[k.replace("_", " "), data.value(k)] for k in (
+        "status", "stop_reason", "iterations", "started_at", "finished_at")]
+    best, dmax = as_float(data.value("best_activation")), as_float(data.value("dataset_max"))
+    rows += [["best activation", best], ["best dataset exemplar", dmax]]
+    if best is not None and dmax:
+        rows.append(["best / dataset max", f"{best / dmax:.2f}"])
+    rows = [[k, v if isinstance(v, int | float) or v is None else str(v)] for k, v in rows]
+    if isinstance(data.value("best_prompt"), str):
+        rows.append(["best prompt", Prompt(data.value("best_prompt"))])
+    blocks: list = [Table(["", "value"], rows)]
+    if data.missing:
+        missing = [[k, v] for k, v in sorted(data.missing.items())]
+        blocks.append(Table(["run file", "state"], missing))
+    else:
+        blocks.append(Para("Every file of the run directory was read."))
+    return Section("Run status", blocks)
+
+
+def _detail(value: Any, limit: int = 240) -> Any:
+    """A score detail as one cell: numbers as numbers, lists as their length and first items."""
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, list | tuple):
+        head = json.dumps(list(value[:3]), ensure_ascii=False, default=str)
+        text = f"{len(value)} items: {head[:limit]}" + ("…" if len(value) > 3 else "")
+        return text
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

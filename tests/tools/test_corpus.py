@@ -92,7 +92,9 @@ def test_batch_size_does_not_change_the_scan(tiny_lm, corpus_file):
     many = scan_layers(tiny_lm, [1], windows, keep=4, tokens_per_batch=4096)[1]
     np.testing.assert_allclose(one.top_val, many.top_val, atol=1e-6)
     np.testing.assert_allclose(one.bot_val, many.bot_val, atol=1e-6)
-    np.testing.assert_allclose(one.mean, many.mean, atol=1e-9)
+    # float32 activations (~0.03 here) from batches of other shapes agree to ~1e-8; so does their
+    # mean, which is accumulated in float64 but no more precise than its float32 terms
+    np.testing.assert_allclose(one.mean, many.mean, atol=1e-6)
 
 
 # ---------------------------------------------------------------- cache

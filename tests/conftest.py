@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 import torch
@@ -22,3 +23,45 @@ def smollm2():
     from neurosleuth.tools.model import load_model
 
     return load_model("smollm2-135m", device="cpu")
+
+
+# ---------------------------------------------------------------- browser tests
+# Tests marked ``browser`` drive Debian's Chromium with playwright. ``make test`` installs it where
+# apt-get can; without it they are skipped and the run ends with a banner saying so (a skip line
+# is easy to miss). Under ``NEUROSLEUTH_REQUIRE_BROWSER=1`` (``.ci/run``) they fail instead.
+NO_BROWSER = "no chromium on PATH (make chromium, or apt-get install -y chromium)"
+_skipped_browser = pytest.StashKey[list]()
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium with playwright (make test installs it)"
+    )
+    config.stash[_skipped_browser] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("browser") is None or chromium_path() is not None:
+        return
+    if os.environ.get("NEUROSLEUTH_REQUIRE_BROWSER", "") not in ("", "0"):
+        pytest.fail(f"{NO_BROWSER}; NEUROSLEUTH_REQUIRE_BROWSER is set", pytrace=False)
+    item.config.stash[_skipped_browser].append(item.nodeid)
+    pytest.skip(NO_BROWSER)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = config.stash.get(_skipped_browser, [])
+    if not skipped:
+        return
+    tr = terminalreporter
+    tr.write_sep("!", f"{len(skipped)} BROWSER TESTS DID NOT RUN: NO CHROMIUM", red=True, bold=True)
+    tr.write_line(f"  {NO_BROWSER}; CI runs them. Not run:", red=True)
+    for nodeid in skipped:
+        tr.write_line(f"    {nodeid}", red=True)
+    tr.write_sep("!", red=True, bold=True)

@@ -83,7 +83,7 @@ class Investigation:
     def measure(self, prompts: list[str]) -> ActivationResult:
         return measure(self.lm, prompts, [self.neuron])
 
-    def view(self, state: dict) -> PlannerView:
+    def view(self, state: dict, explanation: Any = None) -> PlannerView:
         heaps = ActivationHeaps.from_dict(state["heaps"])
         last = (state.get("hypotheses") or [None])[-1]
         steering = [m["message"] for m in state.get("steering", [])]
@@ -98,6 +98,7 @@ class Investigation:
             feedback=self._feedback(state),
             iteration=state.get("iteration", 0),
             evidence=latest_findings(state.get("evidence", [])),
+            findings=explainer_findings(explanation) if explanation is not None else [],
         )
 
     def probe(self, state: dict) -> tuple[list[dict], int]:
@@ -111,8 +112,31 @@ class Investigation:
                 findings.append(outcome["evidence"])
         return findings, passes
 
-    def score(self, hypothesis: str):
-        """Score a hypothesis with this run's planner as the writer (score/run.py)."""
+    def explain(self, state: dict):
+        """The evidence explainer (``tools/explain.py``) on the best prompts and the top dataset
+        windows; saved as ``explanation.json``."""
+        from neurosleuth.tools.explain import explain
+
+        data = self.files.read_json("exemplars.json", {})
+        top = data.get("top", [])
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        texts = [r.prompt for r in heaps.top(8)]
+        texts += ["".join(e["tokens"][: int(e["argmax"]) + 1]) for e in top]
+        windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in top]
+        result = explain(self.lm, self.neuron, texts, windows)
+        self.files.write_json("explanation.json", {"step": state.get("iteration", 0),
+                                                   **result.to_dict()})
+        return result
+
+    def explainer_candidates(self, explanation) -> list[dict]:
+        """The explainer's sentence and its variants, each with the pattern that simulates it."""
+        from neurosleuth.tools.explain import variants
+
+        return [{"text": text, "source": "explainer", "explanation": explanation.details,
+                 "pattern": pattern.to_dict()} for text, pattern in variants(explanation)]
+
+    def score(self, hypothesis: str, writer: Any = None):
+        """Score a hypothesis (score/run.py): with ``writer``, else this run's planner writes."""
         from neurosleuth.score.run import ScoreConfig, score_hypothesis
 
         config = ScoreConfig.from_run(
@@ -133,7 +157,39 @@ class Investigation:
             config=config,
             exemplars=self.files.read_json("exemplars.json", {}),
             cache=self.score_cache,
+            writer=writer,
         )
+
+    def score_candidates(self, cands: list[dict], state: dict) -> tuple[list[dict], int]:
+        """Each candidate rejected (``agents/candidates.py``) or scored, all by one no-LLM writer
+        that knows the explainer's patterns; returns them and the prompts measured."""
+        from neurosleuth.agents.candidates import rejection
+        from neurosleuth.score.writer import HeuristicWriter
+        from neurosleuth.tools.explain import Pattern
+
+        patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
+        writer = HeuristicWriter(str(self.neuron), self.lm.name, patterns)
+        heaps = ActivationHeaps.from_dict(state["heaps"])
+        sources = [r.prompt for r in heaps.top()] + [
+            e.get("text", "") for e in self.files.read_json("exemplars.json", {}).get("top", [])]
+        out, written = [], 0
+        for c in cands:
+            reason = None if c["source"] == "researcher" else rejection(
+                c["text"], sources)
+            if reason:
+                out.append({**c, "rejected": reason})
+                continue
+            try:
+                result = self.score(c["text"], writer)
+            except Exception as err:  # noqa: BLE001 - one bad candidate never stops the run
+                out.append({**c, "score_error": f"{type(err).__name__}: {err}"})
+                continue
+            record = result.to_record()
+            record["threshold"] = result.counterexamples.get("threshold", 0.0)
+            written += len(result.evidence.get("positive", [])) + len(
+                result.evidence.get("negative", []))
+            out.append({**c, "score": record})
+        return out, written
 
     def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float):
         """Prompts the attack drives above ``threshold`` that the hypothesis does not cover."""
@@ -287,6 +343,7 @@ class Investigation:
         llm = state.get("llm", {})
         top = heaps.top(1)
         previous = self.files.read_json("summary.json", {}) or {}
+        errors = list(getattr(self.planner, "last_errors", None) or previous.get("llm_errors", []))
         summary = {
             "run_id": self.cfg.run_id,
             "model": self.cfg.model,
@@ -303,6 +360,8 @@ class Investigation:
             "llm_tokens_out": llm.get("tokens_out", 0),
             "llm_failures": llm.get("failures", 0),
             "llm_repairs": llm.get("repairs", 0),
+            "llm_fallbacks": llm.get("fallbacks", 0),
+            "llm_errors": errors,  # the last distinct LLM errors (the planner keeps them)
             "wall_s": round(state.get("elapsed_s", 0.0), 3),
             "planner_s": round(llm.get("seconds", 0.0), 3),
             "model_s": round(state.get("model_s", 0.0), 3),
@@ -338,6 +397,24 @@ class Investigation:
         self.save_hypotheses(state.get("hypotheses", []))
         self.files.write_json("evidence.json", state.get("evidence", []))
         write_report(self.files.path, self.lm, self.neuron)
+
+
+def explainer_findings(ex) -> list[str]:
+    """What the planner is told of the explainer's evidence before it writes a hypothesis."""
+    p = ex.pattern
+    lines = [f"pattern: {ex.sentence}"]
+    if p.concept and p.concept.source != "none":
+        lines.append(f"concept of the trigger tokens: {p.concept.label} ({p.concept.source})")
+    if ex.pruned:
+        shown = ", ".join(repr("".join(r.tokens)) for r in ex.pruned[:4])
+        lines.append(f"shortest contexts that keep the activation: {shown}")
+    fire = [s.token for s in ex.substitutions if s.where == "peak" and s.fires][:6]
+    kill = [s.token for s in ex.substitutions if s.where == "peak" and not s.fires][:6]
+    if fire:
+        lines.append(f"substitutes for the peak token that still fire: {fire}")
+    if kill:
+        lines.append(f"substitutes that do not fire: {kill}")
+    return lines
 
 
 def latest_findings(evidence: list[dict]) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from neurosleuth.agents import candidates
 from neurosleuth.agents.actions import ProposePrompts, action_from_dict
 from neurosleuth.agents.exemplars import seed_prompts
 from neurosleuth.agents.investigation import Investigation
@@ -183,8 +184,12 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     """Budgets, Ctrl-C, live steering, and whether a hypothesis is due."""
     new = inv.files.read_steering(state.get("steer_seen", 0))
     steering = list(state.get("steering", []))
+    users = list(state.get("user_hypotheses", []))
     for msg in new:
-        steering.append({**msg, "applied_step": state["iteration"] + 1})
+        if msg.get("kind") == "hypothesis":
+            users.append(msg["message"])
+        else:
+            steering.append({**msg, "applied_step": state["iteration"] + 1})
     reason = inv.stop_reason(state)
     due = state["iteration"] % inv.cfg.hypothesis_every == 0 or (reason is not None)
     last = state.get("hypotheses", [])
@@ -193,6 +198,7 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     inv.write_summary({**state, "steering": steering}, "running" if reason is None else "finishing")
     return {
         "steering": steering,
+        "user_hypotheses": users,
         "steer_seen": state.get("steer_seen", 0) + len(new),
         "done": reason is not None,
         "stop_reason": reason,
@@ -200,7 +206,7 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "_event": {
             "action": "check",
             "summary": reason or "continue",
-            "steering_applied": [m["message"] for m in new],
+            "steering_applied": [m["message"] for m in new if m.get("kind") != "hypothesis"],
         },
     }
 
@@ -218,19 +224,31 @@ def probe(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
 
 
 def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
-    action, info = inv.planner.hypothesize(inv.view(state))
-    draft = {
-        "step": state["iteration"],
-        "text": action.text,
-        "explanation": action.explanation,
-        "source": info.source,
-    }
+    """Candidates from every source (``agents/candidates.py``): the explainer's, the planner's
+    (which sees the explainer's findings), the previous best, the researcher's."""
+    start = time.perf_counter()
+    explanation = inv.explain(state)
+    model_s = time.perf_counter() - start
+    action, info = inv.planner.hypothesize(inv.view(state, explanation))
+    last = (state.get("hypotheses") or [None])[-1]
+    users = [inv.cfg.hypothesis] if inv.cfg.hypothesis else []
+    cands = candidates.gather(
+        inv.explainer_candidates(explanation),
+        [{"text": action.text, "source": info.source, "explanation": action.explanation}],
+        [{"text": last["text"], "source": "previous best",
+          "explanation": last.get("explanation", "")}] if last else [],
+        [{"text": u, "source": "researcher", "explanation": ""}
+         for u in users + list(state.get("user_hypotheses", []))],
+    )
+    draft = {"step": state["iteration"], "candidates": cands, **cands[0]}
     return {
         "pending_hypothesis": draft,
         "llm": add_usage(state["llm"], info.usage()),
+        "forward_passes": state["forward_passes"] + explanation.forward_passes,
+        "model_s": state.get("model_s", 0.0) + model_s,
         "_event": {
             "action": "hypothesis",
-            "summary": action.text,
+            "summary": f"{len(cands)} candidates; explainer: {explanation.sentence}",
             "llm_tokens_out": info.tokens_out,
             "llm_failures": info.failures,
         },
@@ -238,47 +256,57 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
 
 
 def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
-    """Score the hypothesis: selectivity, simulation, causality, robustness, against controls
-    (``score/run.py``). A scoring error is recorded, never fatal to the run."""
+    """Score every candidate on the same held-out windows (``score/run.py``); the best margin over
+    the floor becomes the hypothesis. A scoring error is recorded, never fatal to the run."""
     draft = state["pending_hypothesis"]
-    try:
-        result = inv.score(draft["text"])
-    except Exception as err:  # noqa: BLE001 - an overnight run keeps its hypothesis and goes on
-        hyp = {**draft, "score": None, "score_error": f"{type(err).__name__}: {err}"}
+    scored, written = inv.score_candidates(draft["candidates"], state)
+    winner = candidates.best(scored)
+    table = [{k: c.get(k) for k in ("text", "source", "rejected", "score_error")}
+             | {"summary": summary_of(c.get("score"))} for c in scored]
+    if winner is None:
+        first = next((c for c in scored if not c.get("rejected")), scored[0])
+        hyp = {**draft, **_without_score(first), "score": None, "candidates": table,
+               "score_error": first.get("score_error") or "no candidate could be scored"}
         inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
         return {
             "hypotheses": [hyp],
             "pending_hypothesis": None,
             "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
         }
-    record = result.to_record()
+    record = winner["score"]
     found, attack_passes = inv.attack_counterexamples(
-        draft["text"], state, result.counterexamples.get("threshold", 0.0)
+        winner["text"], state, record.get("threshold", 0.0)
     )
     details = record["details"]
     details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]
     details["predicted_low_but_high"] = details["attack_counterexamples"] + details.get(
         "predicted_low_but_high", []
     )
-    hyp = {**draft, "score": record}
+    hyp = {**draft, **_without_score(winner), "score": record, "candidates": table}
+    hyp.pop("pattern", None)
     inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
-    written = len(result.evidence.get("positive", [])) + len(result.evidence.get("negative", []))
-    written += attack_passes
-    usage = {
-        "calls": result.llm.get("calls", 0),
-        "failures": result.llm.get("failures", 0),
-        "seconds": result.llm.get("seconds", 0.0),
-    }
     return {
         "hypotheses": [hyp],
         "pending_hypothesis": None,
-        "forward_passes": state["forward_passes"] + written,
-        "llm": add_usage(state["llm"], usage),
+        "forward_passes": state["forward_passes"] + written + attack_passes,
         "_event": {
             "action": "score",
-            "summary": f"{result.summary()}; the attack found {len(found)} counterexample(s)",
+            "summary": f"{winner['source']} wins of {len(scored)}: {winner['text']} "
+            f"({summary_of(record)}); the attack found {len(found)} counterexample(s)",
         },
     }
+
+
+def _without_score(c: dict) -> dict:
+    return {k: v for k, v in c.items() if k not in ("score", "pattern", "rejected")}
+
+
+def summary_of(record: dict | None) -> str:
+    if not record:
+        return ""
+    lo, hi = record.get("margin_ci", [None, None])
+    return (f"aggregate {record['aggregate']:.3f}, margin {record['margin']:+.3f}"
+            + (f" (95% CI {lo:+.3f}..{hi:+.3f})" if lo is not None else ""))
 
 
 def report(inv: Investigation, state: InvestigationState) -> dict[str, Any]:

@@ -38,7 +38,7 @@ Texts with the lowest activation:
 
 Dataset texts where it fires most:
 {exemplars}
-{evidence}{hypothesis}{steering}
+{evidence}{findings}{hypothesis}{steering}
 In one sentence, say what this neuron responds to (be specific: which tokens, in which context). Then explain in a few sentences which evidence above supports it. Answer with JSON: {{"kind": "hypothesis", "text": "...", "explanation": "..."}}"""
 
 TEST = """Neuron {neuron} of {model}. Hypothesis about it: "{claim}"
@@ -60,6 +60,7 @@ class PlannerView:
     feedback: str = ""
     iteration: int = 0
     evidence: list[str] = field(default_factory=list)  # causal probe headlines
+    findings: list[str] = field(default_factory=list)  # the explainer's (tools/explain.py)
 
 
 def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
@@ -95,7 +96,13 @@ def render_hypothesize(view: PlannerView) -> str:
     evidence = ""
     if view.evidence:
         evidence = "\nCausal checks:\n" + "\n".join(f"- {e}" for e in view.evidence) + "\n"
-    return HYPOTHESIZE.format(**_common(view), evidence=evidence)
+    findings = ""
+    if view.findings:
+        findings = (
+            "\nThe explainer's findings (name the concept in your own words; do not copy texts):\n"
+            + "\n".join(f"- {f}" for f in view.findings) + "\n"
+        )
+    return HYPOTHESIZE.format(**_common(view), evidence=evidence, findings=findings)
 
 
 def render_test(view: PlannerView, claim: str, n: int) -> str:

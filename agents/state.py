@@ -18,6 +18,7 @@ class LLMUsage(TypedDict):
     failures: int
     repairs: int
     seconds: float
+    fallbacks: int  # requests the heuristic answered because the LLM failed
 
 
 class InvestigationState(TypedDict, total=False):
@@ -42,6 +43,7 @@ class InvestigationState(TypedDict, total=False):
     evidence: Annotated[list[dict[str, Any]], operator.add]  # causal probes (agents/probes.py)
     steering: list[dict[str, Any]]  # {message, received_at, applied_step}
     steer_seen: int  # lines of steer.jsonl already taken
+    user_hypotheses: list[str]  # the researcher's candidates (--hypothesis, steer --hypothesis)
     hypothesis_due: bool
     pending_hypothesis: dict[str, Any] | None  # drafted by hypothesize, scored by test
     done: bool
@@ -49,7 +51,8 @@ class InvestigationState(TypedDict, total=False):
 
 
 def zero_usage() -> LLMUsage:
-    return LLMUsage(calls=0, tokens_in=0, tokens_out=0, failures=0, repairs=0, seconds=0.0)
+    return LLMUsage(calls=0, tokens_in=0, tokens_out=0, failures=0, repairs=0, seconds=0.0,
+                    fallbacks=0)
 
 
 def add_usage(a: LLMUsage, b: dict[str, Any]) -> LLMUsage:

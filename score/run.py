@@ -65,7 +65,7 @@ class ScoreConfig:
     seed: int = 0
     corpus: str | None = None
     window: int = 64
-    max_tokens: int = RunConfig.model_fields["exemplar_tokens"].default
+    max_tokens: int = RunConfig().exemplar_tokens  # a run without a time budget
     k: int = 20  # exemplars kept per neuron (the agent's max(k, 2 * prompts_per_step))
 
     @classmethod
@@ -237,6 +237,7 @@ def score_hypothesis(
     human: str | Path | None = None,
     weights: str | dict | None = None,
     cache: dict | None = None,
+    writer: HeuristicWriter | None = None,
 ) -> S.ScoreResult:
     """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner``
     (its chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
@@ -245,12 +246,13 @@ def score_hypothesis(
     ``cache``: a dict kept by the caller across calls; the neuron-level evidence (held-out
     windows, causality, robustness, human) and the controls' evidence are computed once per
     (neuron, settings, writer) and reused, so re-scoring refined hypotheses costs only their
-    own prompts, judgments and simulations."""
+    own prompts, judgments and simulations. ``writer``: overrides the planner's (e.g. a
+    ``HeuristicWriter`` that knows the explainer's patterns)."""
     start = time.perf_counter()
     c = config or (ScoreConfig.from_run(cfg) if cfg else ScoreConfig())
     weights = S.parse_weights(weights)
     neuron.validate(lm.n_layers, lm.d_mlp)
-    writer = make_writer(planner, str(neuron), lm.name)
+    writer = writer or make_writer(planner, str(neuron), lm.name)
     key = (lm.name, str(neuron), c, str(human), writer.name)
     entry = cache.get(key) if cache is not None else None
     if entry is None:

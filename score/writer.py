@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, create_model
 from neurosleuth.agents import prompts
 from neurosleuth.agents.actions import PromptText, TestPrompts
 from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.tools import concepts
 
 JUDGE_BATCH = 8
 MIN_PROMPT_CHARS = 3  # shorter LLM-written test prompts are dropped (SmolLM2 wrote 'M')
@@ -124,15 +125,28 @@ def keywords(hypothesis: str) -> list[str]:
     return out
 
 
-def token_score(token: str, kws: list[str]) -> float:
+def token_score(token: str, kws: list[str], synsets: tuple[str, ...] = ()) -> float:
+    """10: the token is a keyword; 8: a member of a concept the hypothesis names (WordNet:
+    'Tuesday' under "weekdays"); 5: a keyword's prefix or extension; else 0."""
     t = token.strip().lower()
-    if not t or not kws:
+    if not t or not (kws or synsets):
         return 0.0
     if t in kws:
         return 10.0
+    if synsets and any(concepts.in_synset(t, s) for s in synsets):
+        return 8.0
     if len(t) >= 3 and any(len(k) >= 3 and (t.startswith(k) or k.startswith(t)) for k in kws):
         return 5.0
     return 0.0
+
+
+@functools.lru_cache(maxsize=256)
+def named_concepts(hypothesis: str) -> tuple[str, ...]:
+    """WordNet concepts the hypothesis names outside quotes ("weekdays", "animals"): a token
+    that belongs to one is predicted to fire (``token_score``)."""
+    bare = re.sub(QUOTED, " ", hypothesis or "")
+    words = [w for w in re.findall(r"[A-Za-z]+", bare) if w.lower() not in STOP]
+    return tuple(dict.fromkeys(s for w in words for s in concepts.concept_synsets(w)))
 
 
 def render(tokens: list[str]) -> str:
@@ -170,9 +184,20 @@ class WriterStats:
 class HeuristicWriter:
     """Keyword-based writing (module docstring): deterministic, no LLM."""
 
-    def __init__(self, neuron: str = "", model: str = ""):
+    def __init__(self, neuron: str = "", model: str = "", patterns: dict | None = None):
         self.neuron, self.model = neuron, model
         self.stats = WriterStats("heuristic")
+        # hypothesis text -> the explainer's Pattern that wrote it: its own simulator
+        self.patterns: dict[str, Any] = dict(patterns or {})
+
+    def _scorer(self, hypothesis: str):
+        """token strings -> 0-10 predictions for ``hypothesis``: its pattern when the explainer
+        wrote it, else keywords and the concepts it names."""
+        pattern = self.patterns.get(hypothesis)
+        if pattern is not None:
+            return lambda toks: 10.0 * pattern.simulate(toks)
+        kws, syn = keywords(hypothesis), named_concepts(hypothesis)
+        return lambda toks: np.array([token_score(t, kws, syn) for t in toks], dtype=float)
 
     @property
     def name(self) -> str:
@@ -184,9 +209,12 @@ class HeuristicWriter:
         (positive), and keyword-free text of the same length (negative); topped up with minimal
         pairs (keyword-free text + " " + keyword vs. the same text) when the pool runs short."""
         kws = keywords(hypothesis)
+        score = self._scorer(hypothesis)
+        if hypothesis in self.patterns:  # its triggers stand in for keywords in minimal pairs
+            kws = list(self.patterns[hypothesis].triggers)[:8]
         hits, plain = [], []
         for toks in pool:
-            at = [i for i, t in enumerate(toks) if token_score(t, kws) >= 5]
+            at = [i for i, s in enumerate(score(toks)) if s >= 5]
             late = [i for i in at if i >= CUT // 2]  # with some context before it
             if late:
                 end = late[0] + 1
@@ -203,12 +231,11 @@ class HeuristicWriter:
         return [p for p in pos if p], [t for t in neg if t]
 
     def judge(self, hypothesis: str, windows: list[list[str]]) -> np.ndarray:
-        kws = keywords(hypothesis)
-        return np.array([max((token_score(t, kws) for t in w), default=0.0) for w in windows])
+        score = self._scorer(hypothesis)
+        return np.array([float(np.max(score(w), initial=0.0)) for w in windows])
 
     def simulate(self, hypothesis: str, tokens: list[str]) -> np.ndarray:
-        kws = keywords(hypothesis)
-        return np.array([token_score(t, kws) for t in tokens])
+        return np.asarray(self._scorer(hypothesis)(tokens), dtype=float)
 
     def paraphrase(self, texts: list[str]) -> list[str]:
         return [f"In other words, {t.strip()}" for t in texts]

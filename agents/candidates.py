@@ -1,0 +1,74 @@
+"""Best-of-candidates hypotheses (as Transluce's neuron descriptions, Choi et al. 2024: write many
+explanations, keep the one whose simulation scores best).
+
+At each hypothesis step the agent gathers candidates from every source it has: the evidence
+explainer's sentences (``tools/explain.py``), the planner's hypothesis (any backend), the previous
+best, and the researcher's own (``--hypothesis``, ``neurosleuth steer --hypothesis``). A candidate
+that is not a hypothesis (copied from a prompt or exemplar, over ``MAX_WORDS`` words, or making no
+claim about when the neuron fires) is rejected before scoring. The rest are scored on the same
+held-out windows against the same controls (``score/run.py``, the neuron-level evidence computed
+once); the best margin over the floor wins, ties going to the earlier source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+MAX_WORDS = 40
+COPY_WORDS = 6  # this many consecutive words found in a prompt or exemplar: copied text
+CLAIM = re.compile(
+    r"\b(fires?|firing|activat\w*|respond\w*|detect\w*|tracks?|encod\w*|tokens?|words?|names?"
+    r"|mentions?|when|inside|within|after|before)\b", re.IGNORECASE)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def copied(text: str, sources: Sequence[str], n: int = COPY_WORDS) -> bool:
+    """Does ``text`` repeat ``n`` consecutive words of one of ``sources`` (or all of one)?"""
+    words = _words(text)
+    grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+    for s in sources:
+        sw = _words(s)
+        if grams and any(tuple(sw[i : i + n]) in grams for i in range(len(sw) - n + 1)):
+            return True
+        if len(words) >= 3 and " ".join(words) in " ".join(sw):
+            return True
+    return False
+
+
+def rejection(text: str, sources: Sequence[str]) -> str | None:
+    """Why ``text`` is not a hypothesis, or None when it is one."""
+    t = (text or "").strip()
+    if not t:
+        return "empty"
+    if len(t.split()) > MAX_WORDS:
+        return f"over {MAX_WORDS} words"
+    if copied(t, sources):
+        return "copied from a prompt or exemplar"
+    if not CLAIM.search(t):
+        return "makes no claim about when the neuron fires"
+    return None
+
+
+def gather(*groups: Sequence[dict]) -> list[dict]:
+    """Candidates in order of preference, each text once (the first source kept)."""
+    out, seen = [], set()
+    for group in groups:
+        for c in group:
+            key = c["text"].strip()
+            if key and key not in seen:
+                seen.add(key)
+                out.append(c)
+    return out
+
+
+def best(scored: Sequence[dict]) -> dict | None:
+    """The candidate with the highest margin over the floor (then aggregate); earlier wins ties."""
+    ok = [c for c in scored if c.get("score")]
+    if not ok:
+        return None
+    return max(ok, key=lambda c: (round(c["score"]["margin"], 4), round(c["score"]["aggregate"], 4),
+                                  -scored.index(c)))

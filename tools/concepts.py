@@ -1,0 +1,356 @@
+"""Concept names for a set of tokens: what a neuron's trigger tokens have in common, in words a
+researcher would use ("weekdays (Monday, Friday, Sunday)", "animals (sheep, rat, bull)",
+"digits", "punctuation"), and membership tests that turn such a name back into a predictor.
+
+Method, in order (the first that covers most of the weighted tokens wins; ``ConceptName.source``
+says which):
+
+1. **surface classes** (no resource needed): digits / numbers, punctuation, whitespace and line
+   breaks, code syntax (Python keywords, operators, brackets, identifiers with ``_`` or
+   camelCase), a non-Latin script (Unicode character names: CYRILLIC, GREEK, CJK, ARABIC ...),
+   capitalised words.
+2. **WordNet 3.0** (Miller 1995) through nltk's reader: every word's first noun (then verb)
+   senses and their hypernym closure; an ancestor's *coverage* is the weighted share of words
+   with a sense under it. Among ancestors that cover most words, the name is a *familiar* one,
+   not the lowest: the lowest common hypernym of cat/dog/horse is ``placental``, a word nobody
+   uses for them. Familiarity is the ancestor's tagged-sense count in SemCor (``index.sense``,
+   from Debian's ``wordnet-sense-index``); ancestors too general to say anything (``entity``,
+   ``object``, ``organism`` ...) are never names. When no ancestor is familiar enough, the
+   words' shared lexicographer file (WordNet's supersense: ``noun.animal`` -> "animals") names
+   them.
+3. otherwise no concept: the caller lists the tokens.
+
+WordNet is found at ``$NEUROSLEUTH_WORDNET`` or ``/usr/share/wordnet`` (``apt-get install
+wordnet-base wordnet-sense-index``) and copied once (nltk refuses symlinks that leave its data
+root) to ``<cache>/nltk_data/corpora/wordnet`` with a ``lexnames`` file. Without it, naming uses
+the surface classes only and says so (``wordnet_status``).
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+import os
+import re
+import shutil
+import unicodedata
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WORDNET_DIRS = ("/usr/share/wordnet",)
+# WordNet 3.0's 45 lexicographer files, in file-number order (lexnames(5WN)).
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+SUPERSENSE_NAMES = {
+    "noun.animal": "animals", "noun.body": "body parts", "noun.food": "foods and drinks",
+    "noun.plant": "plants", "noun.person": "people and roles", "noun.location": "places",
+    "noun.time": "time expressions", "noun.feeling": "feelings", "noun.artifact": "objects",
+    "noun.substance": "substances", "noun.quantity": "quantities and units",
+    "noun.communication": "words about communication", "noun.group": "groups",
+    "noun.act": "actions", "noun.event": "events", "noun.cognition": "ideas and knowledge",
+    "noun.attribute": "qualities", "noun.state": "states", "noun.possession": "money and property",
+    "noun.shape": "shapes", "noun.object": "natural objects", "noun.phenomenon": "phenomena",
+    "verb.motion": "verbs of motion", "verb.communication": "verbs of speaking",
+    "verb.consumption": "verbs of eating and drinking", "verb.cognition": "verbs of thinking",
+    "verb.perception": "verbs of perception", "verb.emotion": "verbs of feeling",
+    "verb.creation": "verbs of making", "verb.contact": "verbs of touching and hitting",
+    "verb.change": "verbs of change", "verb.possession": "verbs of having and giving",
+    "verb.social": "social verbs", "verb.competition": "verbs of competing",
+    "verb.body": "verbs of the body", "verb.weather": "weather verbs",
+}
+# Ancestors too general to name anything.
+TOO_GENERAL = set("""entity physical_entity abstraction object whole living_thing organism being
+causal_agent matter psychological_feature attribute relation measure group thing unit artifact
+instrumentality event act state part portion person individual someone somebody mortal soul
+location region device container structure communication content cognition knowledge
+social_group collection people quality property abstract_entity physical_object vertebrate
+chordate animal_group definite_quantity fundamental_quantity magnitude time_period
+time_unit unit_of_time point message signal indication written_communication
+writing language_unit word part_of_speech linguistic_unit substance solid material
+natural_object geographical_area area point_in_time travel change move act_upon
+cause go get make do be have""".split())
+MIN_FAMILIAR = 1  # SemCor tagged senses that make an ancestor's name familiar
+CODE_TOKENS = set("()[]{}:;=<>+-*/%.,_#@!&|^~\\\"'`") | set(keyword.kwlist) | {
+    "self", "def", "return", "import", "None", "True", "False", "==", "!=", "+=", "->", "**",
+    "print", "len", "str", "int", "cls", "args", "kwargs", "elif", "lambda"}
+
+
+@dataclass(frozen=True)
+class ConceptName:
+    """What a set of tokens has in common. ``label``: a plural noun phrase ("weekdays");
+    ``examples``: a few of the tokens; ``coverage``: weighted share of the tokens it fits;
+    ``source``: "surface", "wordnet", "supersense" or "none"; ``synset``: the WordNet name."""
+
+    label: str
+    examples: tuple[str, ...]
+    coverage: float
+    source: str
+    kind: str = ""  # the surface class or WordNet part of speech
+    synset: str | None = None
+    also: tuple[str, ...] = field(default_factory=tuple)  # other lemmas of the synset
+
+    def phrase(self) -> str:
+        ex = ", ".join(self.examples[:3])
+        return f"{self.label} ({ex})" if ex else self.label
+
+
+def norm(token: str) -> str:
+    """A token as a word: stripped of the tokenizer's space marks and surrounding spaces."""
+    return token.replace("Ġ", " ").replace("▁", " ").strip()
+
+
+# ---- surface classes ----------------------------------------------------------------------
+def _script(text: str) -> str | None:
+    scripts = Counter()
+    for ch in text:
+        if ch.isalpha() and ord(ch) > 0x24F:
+            name = unicodedata.name(ch, "")
+            scripts[name.split()[0] if name else "OTHER"] += 1
+    return scripts.most_common(1)[0][0] if scripts else None
+
+
+SURFACE: dict[str, Callable[[str], bool]] = {
+    "digits and numbers": lambda w: bool(re.fullmatch(r"[\d.,]*\d[\d.,]*", w)),
+    "punctuation marks": lambda w: bool(w)
+    and all(unicodedata.category(c)[0] in "PS" for c in w),
+    "line breaks and whitespace": lambda w: w == "",
+    "code syntax": lambda w: w in CODE_TOKENS or bool(re.fullmatch(r"[a-z]+_[a-z_]+|[a-z]+[A-Z]\w*", w)),
+    "capitalised words": lambda w: bool(re.fullmatch(r"[A-Z][a-z]+", w)),
+}
+
+
+def surface_class(token: str) -> str | None:
+    """The first surface class ``token`` belongs to (or a script name: "CYRILLIC text")."""
+    w = norm(token)
+    script = _script(w)
+    if script:
+        return f"{script.title()} script"
+    for name, test in SURFACE.items():
+        if test(w):
+            return name
+    return None
+
+
+# ---- WordNet -------------------------------------------------------------------------------
+def _install_wordnet(src: Path, root: Path) -> Path:
+    dest = root / "corpora" / "wordnet"
+    if not (dest / "lexnames").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, dest / f.name)  # a copy: nltk refuses links out of its root
+        pos = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+        (dest / "lexnames").write_text(
+            "".join(f"{i:02d}\t{n}\t{pos[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES)))
+    return dest
+
+
+@functools.cache
+def wordnet():
+    """nltk's WordNet reader over the local WordNet 3.0 database, or None (``wordnet_status``)."""
+    status = wordnet_status()
+    if not status.startswith("WordNet 3.0"):
+        return None
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    from neurosleuth.tools.model import cache_dir
+
+    root = cache_dir() / "nltk_data"
+    dest = _install_wordnet(_wordnet_source(), root)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return WordNetCorpusReader(str(dest), None)
+
+
+def _wordnet_source() -> Path | None:
+    for d in filter(None, (os.environ.get("NEUROSLEUTH_WORDNET"), *WORDNET_DIRS)):
+        if (Path(d) / "data.noun").is_file() and (Path(d) / "index.noun").is_file():
+            return Path(d)
+    return None
+
+
+@functools.cache
+def wordnet_status() -> str:
+    """One line: which WordNet the names come from, or why there is none."""
+    try:
+        import nltk  # noqa: F401
+    except ImportError:
+        return "no WordNet: nltk is not installed (pip install nltk)"
+    src = _wordnet_source()
+    if src is None:
+        return ("no WordNet: database not found (apt-get install wordnet-base "
+                "wordnet-sense-index, or set NEUROSLEUTH_WORDNET)")
+    sense = "with sense counts" if (src / "index.sense").is_file() else "without sense counts"
+    return f"WordNet 3.0 ({sense})"
+
+
+SENSE_WEIGHTS = (1.0, 0.5, 0.33)  # a word's first senses, the first counting most
+
+
+def _senses(wn, word: str, pos: str = "n", k: int = 3) -> list:
+    """A word's first ``k`` senses as ``pos``; an adjective's related nouns (happy ->
+    happiness) when asked for nouns and it has none."""
+    out = wn.synsets(word, pos)[:k]
+    if not out and pos == "n":
+        for adj in wn.synsets(word, "a")[:2]:
+            for lemma in adj.lemmas()[:1]:
+                out += [r.synset() for r in lemma.derivationally_related_forms()
+                        if r.synset().pos() == "n"][:1]
+    return out[:k]
+
+
+def _familiarity(syn) -> int:
+    return sum(lemma.count() for lemma in syn.lemmas())
+
+
+def _label(syn) -> str:
+    """The synset's first lemma, or its most used one when the first is never used ("months"
+    for calendar_month, "transport" for conveyance); plural for nouns."""
+    lemmas = syn.lemmas()
+    lemma = lemmas[0] if lemmas[0].count() else max(lemmas, key=lambda lem: lem.count())
+    name = lemma.name().replace("_", " ")
+    return plural(name) if syn.pos() == "n" else name
+
+
+def plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in set("aeiou"):
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def _coverage(wn, words, weights, pos: str) -> tuple[dict, Counter, float]:
+    cover: dict = {}
+    lexfiles: Counter = Counter()
+    known = 0.0
+    for w, wt in zip(words, weights, strict=True):
+        senses = _senses(wn, w.lower(), pos)
+        if not senses:
+            continue
+        known += wt
+        lexfiles[senses[0].lexname()] += wt
+        best: dict = {}
+        for rank, s in enumerate(senses):
+            for path in s.hypernym_paths():
+                for a in path:
+                    best[a] = max(best.get(a, 0.0), SENSE_WEIGHTS[rank])
+        for a, sw in best.items():
+            cover[a] = cover.get(a, 0.0) + wt * sw
+    return cover, lexfiles, known
+
+
+def name_with_wordnet(words: Sequence[str], weights: Sequence[float]) -> ConceptName | None:
+    """The most specific familiar WordNet ancestor that covers most of ``words`` (module
+    docstring): each 12.5% of coverage lost costs one level of depth; a name used at least once
+    in SemCor; never a too-general one; else the shared supersense."""
+    wn = wordnet()
+    if wn is None:
+        return None
+    total = float(sum(weights)) or 1.0
+    examples = tuple(dict.fromkeys(words))[:3]
+    found = []
+    for pos in ("n", "v"):
+        cover, lexfiles, known = _coverage(wn, words, weights, pos)
+        if known / total < 0.5:
+            continue
+        for syn, c in cover.items():
+            if (c / total >= 0.6 and _familiarity(syn) >= MIN_FAMILIAR
+                    and syn.name().split(".")[0] not in TOO_GENERAL):
+                key = syn.min_depth() - 12 * (1 - c / total) + (0.5 if pos == "n" else 0.0)
+                found.append((key, c / total, syn))
+        lex, c = lexfiles.most_common(1)[0]
+        if c / total >= 0.6 and lex in SUPERSENSE_NAMES:
+            found.append((-1.0 + c / total, c / total, lex))
+    if not found:
+        return None
+    _, cov, best = max(found, key=lambda f: (f[0], f[1]))
+    if isinstance(best, str):
+        return ConceptName(SUPERSENSE_NAMES[best], examples, cov, "supersense", best, None)
+    also = tuple(lem.name().replace("_", " ") for lem in best.lemmas()[:3])
+    return ConceptName(_label(best), examples, cov, "wordnet", best.pos(), best.name(), also)
+
+
+def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -> ConceptName:
+    """Name what ``tokens`` (a neuron's trigger tokens, strongest first) have in common."""
+    weights = list(weights) if weights is not None else [1.0] * len(tokens)
+    words = [norm(t) for t in tokens]
+    total = float(sum(weights)) or 1.0
+    classes: Counter = Counter()
+    for t, wt in zip(tokens, weights, strict=True):
+        classes[surface_class(t) or ""] += wt
+    cls, c = classes.most_common(1)[0]
+    examples = tuple(dict.fromkeys(w for w in words if w))[:3]
+    if cls and cls != "capitalised words" and c / total >= 0.6:
+        return ConceptName(cls, examples, c / total, "surface", cls)
+    alpha = [(w, wt) for w, wt in zip(words, weights, strict=True) if re.fullmatch(r"[A-Za-z]+", w)]
+    if alpha:
+        found = name_with_wordnet([w for w, _ in alpha], [wt for _, wt in alpha])
+        if found is not None:
+            return ConceptName(found.label, tuple(dict.fromkeys(w for w, _ in alpha))[:3],
+                               found.coverage * sum(wt for _, wt in alpha) / total, found.source,
+                               found.kind, found.synset, found.also)
+    if cls == "capitalised words" and c / total >= 0.6:
+        return ConceptName("capitalised words (names)", examples, c / total, "surface", cls)
+    return ConceptName("", examples, 0.0, "none")
+
+
+# ---- membership: a name back into a predictor ---------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def in_synset(word: str, synset: str) -> bool:
+    """Is some sense of ``word`` a hyponym (or instance) of WordNet ``synset``?"""
+    wn = wordnet()
+    if wn is None or not re.fullmatch(r"[A-Za-z]+", word):
+        return False
+    target = wn.synset(synset)
+    for s in _senses(wn, word.lower(), target.pos(), k=4):
+        if s == target or any(target in path for path in s.hypernym_paths()):
+            return True
+    return False
+
+
+def member(concept: ConceptName) -> Callable[[str], bool]:
+    """A test token -> bool: does the token belong to ``concept``?"""
+    if concept.source == "surface":
+        cls = concept.kind
+        return lambda t: surface_class(t) == cls
+    if concept.source == "wordnet" and concept.synset:
+        syn = concept.synset
+        return lambda t: in_synset(norm(t), syn)
+    if concept.source == "supersense":
+        lex = concept.kind
+        wn = wordnet()
+        return lambda t: bool(wn) and any(
+            s.lexname() == lex for s in _senses(wn, norm(t).lower(), lex[0]))
+    words = {w.lower() for w in concept.examples}
+    return lambda t: norm(t).lower() in words
+
+
+@functools.lru_cache(maxsize=1024)
+def concept_synsets(word: str) -> tuple[str, ...]:
+    """WordNet noun synsets a word of a hypothesis may name ("weekdays" -> weekday.n.01), for
+    the keyword simulator: only synsets with hyponyms (a concept, not a single thing)."""
+    wn = wordnet()
+    if wn is None or not re.fullmatch(r"[A-Za-z]+", word) or len(word) < 3:
+        return ()
+    base = wn.morphy(word.lower(), "n") or word.lower()
+    out = []
+    for s in wn.synsets(base, "n")[:2]:
+        if s.name().split(".")[0] in TOO_GENERAL:
+            continue
+        if s.hyponyms() or s.instance_hyponyms():
+            out.append(s.name())
+    return tuple(out)

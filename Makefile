@@ -7,10 +7,20 @@ PY := $(VENV)/bin/python
 TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 NEURON ?= 12:345
 ITERATIONS ?= 10
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: install run test lint bench chromium
+.PHONY: install run test lint bench chromium wordnet
 
-install: $(VENV)/.installed
+install: wordnet $(VENV)/.installed
+
+# WordNet 3.0 (Debian's database and sense counts) names the concepts the explainer finds
+# (tools/concepts.py); without it the explainer still works and the report says so.
+wordnet:
+	@test -f /usr/share/wordnet/index.sense || \
+	{ command -v apt-get >/dev/null && $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base \
+	  wordnet-sense-index >/dev/null; } || \
+	echo "warning: could not install WordNet (apt-get install wordnet-base wordnet-sense-index): concept names fall back to surface classes"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,7 +39,6 @@ run: install
 # Debian's Chromium for the report-site browser tests, as .ci/run installs it (playwright drives
 # /usr/bin/chromium and never downloads a browser). Where it cannot be installed the test run
 # ends with a warning that those tests did not run.
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	{ command -v apt-get >/dev/null && $(SUDO) apt-get update -qq && \

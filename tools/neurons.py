@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from transformer_lens.utilities import get_act_name
-
 
 class NeuronError(ValueError):
     """A neuron spec that does not parse or does not exist in the model."""
@@ -52,6 +50,8 @@ class NeuronId:
 
 def hook_name(layer: int) -> str:
     """The hook holding every MLP neuron activation of ``layer``, shape (batch, pos, d_mlp)."""
+    from transformer_lens.utilities import get_act_name  # here: importing it imports torch
+
     return get_act_name("post", layer)
 
 

@@ -1,4 +1,9 @@
-"""The ``neurosleuth`` command line. Each area registers its commands from ``cli_<area>.py``."""
+"""The ``neurosleuth`` command line. Each area registers its commands from ``cli_<area>.py``.
+
+Startup is kept cheap: command modules import torch, transformers and the tools inside the
+commands, so ``--help`` and argument errors answer in a fraction of a second; a neuron and the
+model name are checked against the model's configuration (``precheck``) before any weights load.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import functools  # noqa: E402
 import sys
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from neurosleuth.tools.model import LoadedModel, ModelShape
+    from neurosleuth.tools.neurons import NeuronId
 
 app = typer.Typer(
     help="neurosleuth: investigate individual neurons of transformer language models.",
@@ -30,15 +39,34 @@ err_console = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def _root() -> None:
     """Investigate neurons: measure, exemplars, investigate, resume, steer, and the causal tools."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    _quiet_transformers()
     threads = os.environ.get("NEUROSLEUTH_THREADS")
     if threads:  # e.g. 1 when several runs share a machine
+        _set_threads(int(threads))
+
+
+def _quiet_transformers() -> None:
+    """transformers logs errors only and shows no progress bars: set now where it is loaded, else
+    through the environment it reads when it loads (importing it here would cost a second)."""
+    if "transformers" in sys.modules or "huggingface_hub" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    else:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+def _set_threads(n: int) -> None:
+    """torch's intra-op threads: now where torch is loaded, else by the variable it reads when it
+    loads (OpenMP's, which also reaches the processes this one starts)."""
+    if "torch" in sys.modules:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 ModelOpt = Annotated[
@@ -61,13 +89,14 @@ def fail(message: str, code: int = 2) -> None:
 
 def friendly_errors(fn: Callable) -> Callable:
     """Turn the errors a user can cause (bad neuron, unknown model, bad input) into one line."""
-    from pydantic import ValidationError
-
-    from neurosleuth.tools.model import ModelLoadError
-    from neurosleuth.tools.neurons import NeuronError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from pydantic import ValidationError  # here, not at import: --help stays fast
+
+        from neurosleuth.tools.model import ModelLoadError
+        from neurosleuth.tools.neurons import NeuronError
+
         try:
             return fn(*args, **kwargs)
         except ValidationError as err:  # a bad option value, in the config's own words
@@ -78,12 +107,30 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def load(model: str, device: str | None = None):
-    """Load a model with a status line (dequantising a GGUF the first time takes a few seconds)."""
-    from neurosleuth.tools.model import load_model
+def load(model: str, device: str | None = None) -> LoadedModel:
+    """Load a model with a status line (dequantising a GGUF the first time takes a few seconds).
+    An unknown model fails at once, before torch loads (``precheck``)."""
+    from neurosleuth.tools.model import load_model, model_shape
 
+    model_shape(model)
     with err_console.status(f"loading {model} ..."):
         return load_model(model, device=device)
+
+
+def precheck(model: str, neurons: Iterable[str | NeuronId] = ()) -> ModelShape | None:
+    """Before any weights load: ``model`` is one ``load_model`` knows, and each neuron parses and
+    exists in the model's shape as its configuration gives it. Raises the error the load or
+    ``neuron_checked`` would raise; where the shape is not known without loading, only the format
+    is checked here (``neuron_checked`` checks the range after the load). Returns the shape."""
+    from neurosleuth.tools.model import model_shape
+    from neurosleuth.tools.neurons import NeuronId
+
+    shape = model_shape(model)
+    for n in neurons:
+        n = NeuronId.parse(n) if isinstance(n, str) else n
+        if shape is not None:
+            n.validate(shape.n_layers, shape.d_mlp)
+    return shape
 
 
 def neuron_checked(lm, spec: str):

@@ -17,6 +17,7 @@ from neurosleuth.agents.cli import (
     friendly_errors,
     load,
     neuron_checked,
+    precheck,
 )
 from neurosleuth.agents.cli.terminal import token_heatmap
 
@@ -95,6 +96,8 @@ def attack(
     """Search prompts that drive a neuron's activation up (or --down): GCG-style gradient-guided
     token substitutions with an EPO population over fluency weights. Prints the Pareto frontier
     of activation vs fluency (cross-entropy per token: natural text is ~3-5 nats)."""
+    where, weights = _position(position), _floats(fluency)  # bad values fail before the load
+    precheck(model, [neuron])
     from neurosleuth.tools.attack import attack as run_attack
 
     lm = load(model, device)
@@ -104,7 +107,7 @@ def attack(
         result = run_attack(
             lm, n, init=starts or None, prefix=prefix, suffix=suffix, forbid=forbid,
             length=length, steps=steps, direction="down" if down else "up", seed=seed,
-            position=_position(position), fluency_weights=_floats(fluency), population=population,
+            position=where, fluency_weights=weights, population=population,
             candidates=candidates, top_k=top_k, budget=budget, restarts=restarts)
     _print_attack(lm, result)
     _write_csv(result.to_frame(), out)
@@ -174,13 +177,14 @@ def attribute(
 ) -> None:
     """Which tokens of TEXT drive the neuron's activation at a position: integrated gradients
     (default) or gradient x input, shown as a heatmap (green raises, red lowers)."""
+    where = _position(position)
+    precheck(model, [neuron])
     from neurosleuth.tools.attribute import attribute as run_attribute
 
     lm = load(model, device)
     n = neuron_checked(lm, neuron)
     kind = {"ig": "ig", "gxi": "grad_x_input", "grad_x_input": "grad_x_input"}.get(method, method)
-    a = run_attribute(lm, n, text, method=kind, position=_position(position), steps=steps,
-                      baseline=baseline)
+    a = run_attribute(lm, n, text, method=kind, position=where, steps=steps, baseline=baseline)
     console.rule(f"neuron {n}: {a.method} attribution  {lm.describe()}")
     vmax = float(abs(a.scores).max()) or 1.0
     console.print(token_heatmap(list(a.tokens), a.scores, vmax, mark=a.position))
@@ -215,10 +219,11 @@ def locate(
 ) -> None:
     """The MLP neurons that matter for the next token TARGET after PROMPT: attribution patching
     over every neuron in one backward pass, the top ones verified by zero-ablation."""
+    chosen = _layers(layers)
     from neurosleuth.tools.attribute import locate as run_locate
 
     lm = load(model, device)
-    res = run_locate(lm, prompt, target, _layers(layers), top=top, verify=verify)
+    res = run_locate(lm, prompt, target, chosen, top=top, verify=verify)
     console.rule(f"neurons for {res.target!r} after {prompt!r}  {lm.describe()}")
     console.print(f"log p({res.target!r}) = {res.clean_metric:.3f}", markup=False)
     table = Table(show_header=True, header_style="bold")

@@ -28,7 +28,12 @@ def is_batch(runs_dir: Path, batch_id: str) -> bool:
         return False
 
 
-def _pick(lm, specs, layer, neurons, csv_file, from_locate, auto, cfg):
+NO_NEURONS = ("no neurons: give LAYER:INDEX specs, --layer with --neurons or --auto, --csv or "
+              "--from-locate")
+
+
+def _listed(specs, layer, neurons, csv_file, from_locate, auto) -> list:
+    """The neurons the arguments name (all but --auto's picks), parsed without the model."""
     from neurosleuth.batch import select as sel
 
     picks = sel.from_specs(specs, layer, neurons)
@@ -36,15 +41,23 @@ def _pick(lm, specs, layer, neurons, csv_file, from_locate, auto, cfg):
         picks += sel.from_csv(csv_file)
     if from_locate is not None:
         picks += sel.from_locate(from_locate)
+    if auto is not None and layer is None:
+        raise ValueError("--auto needs --layer")
+    if not picks and auto is None:
+        raise ValueError(NO_NEURONS)
+    return picks
+
+
+def _pick(lm, listed, layer, auto, cfg):
+    from neurosleuth.batch import select as sel
+
+    picks = list(listed)
     if auto is not None:
-        if layer is None:
-            raise ValueError("--auto needs --layer")
         with err_console.status(f"ranking the neurons of layer {layer} (corpus scan) ..."):
             picks += sel.auto_pick(lm, layer, auto, cfg.corpus, cfg.window, cfg.exemplar_tokens)
     picks = sel.unique(picks)
     if not picks:
-        raise ValueError("no neurons: give LAYER:INDEX specs, --layer with --neurons or --auto, "
-                         "--csv or --from-locate")
+        raise ValueError(NO_NEURONS)
     for p in picks:
         p.neuron.validate(lm.n_layers, lm.d_mlp)
     return picks
@@ -78,24 +91,26 @@ def batch(
     device: DeviceOpt = None,
 ) -> None:
     """Investigate many neurons in one crash-safe batch and build a report site for them."""
+    from neurosleuth.agents.cli import load, precheck
     from neurosleuth.agents.config import parse_duration, resolve_config
-    from neurosleuth.agents.planner import ollama_status
-    from neurosleuth.batch.queue import BatchQueue, new_batch_id
 
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}: use local or ray")
     cfg = resolve_config(config, model=model, planner=planner, iterations=iterations,
                          corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device)
+    listed = _listed(specs, layer, neurons, csv, from_locate, auto)
+    precheck(cfg.model, [p.neuron for p in listed])  # before the model loads
+    from neurosleuth.agents.planner import ollama_status
+    from neurosleuth.batch.queue import BatchQueue, new_batch_id
+
     if cfg.planner == "ollama" and (problem := ollama_status(cfg.ollama_host, cfg.ollama_model)):
         fail(f"{problem}; start `ollama serve` or use --planner embedded")
     batch_id = batch_id or new_batch_id()
     if is_batch(runs_dir, batch_id):
         fail(f"batch {batch_id} exists in {runs_dir}: use `neurosleuth resume {batch_id} "
              f"--runs-dir {runs_dir}`")
-    from neurosleuth.agents.cli import load
-
     lm = load(cfg.model, "cpu" if executor == "ray" else cfg.device)
-    picks = _pick(lm, specs, layer, neurons, csv, from_locate, auto, cfg)[:limit]
+    picks = _pick(lm, listed, layer, auto, cfg)[:limit]
     queue = BatchQueue.create(runs_dir, batch_id, picks, cfg, parse_duration(time),
                               parse_duration(min_neuron_time) or 0.0, executor)
     err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)

@@ -4,12 +4,21 @@ experiment asked again is read back at once (``--no-store`` runs it afresh witho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import DeviceOpt, ModelOpt, console, err_console, friendly_errors, load
+from neurosleuth.agents.cli import (
+    DeviceOpt,
+    ModelOpt,
+    console,
+    err_console,
+    friendly_errors,
+    load,
+    precheck,
+)
 from neurosleuth.agents.cli.tables import (
     print_experiments,
     print_intervention,
@@ -54,46 +63,66 @@ def _positions(spec: str | None) -> list[int] | None:
         raise ValueError(f"bad --positions {spec!r}: expected integers like 0,-1") from None
 
 
-def _component(
-    lm,
+@dataclass(frozen=True)
+class Named:
+    """The component the flags name, parsed without the model (``build`` makes it, checked
+    against the loaded model); exactly one field is set."""
+
+    neurons: tuple = ()  # NeuronIds
+    head: tuple[int, int] | None = None
+    resid: int | None = None
+    mlp: int | None = None
+
+    def build(self, lm):
+        from neurosleuth.tools.interventions import AttnHead, MLPLayer, NeuronSet, Resid, validate
+
+        if self.neurons:
+            comp = self.neurons[0] if len(self.neurons) == 1 else NeuronSet(self.neurons)
+        elif self.head is not None:
+            comp = AttnHead(*self.head)
+        elif self.resid is not None:
+            comp = Resid(self.resid)
+        else:
+            comp = MLPLayer(self.mlp)
+        return validate(lm, comp)
+
+
+def _named(
     neuron: list[str] | None,
     mlp: int | None = None,
     head: str | None = None,
     layer: int | None = None,
     resid: bool = False,
-):
+) -> Named:
     """The component the flags name (``--layer`` gives the layer for bare indices and heads)."""
-    from neurosleuth.tools.interventions import AttnHead, MLPLayer, NeuronSet, Resid, validate
     from neurosleuth.tools.neurons import NeuronId
 
     chosen = sum(bool(x) for x in (neuron, head is not None, resid)) + (mlp is not None)
     if chosen > 1:
         raise ValueError("name one component: --neuron, --mlp, --head or --resid")
     if neuron:
-        ids = [
-            NeuronId(layer, int(s))
-            if s.strip().isdigit() and layer is not None
-            else NeuronId.parse(s)
-            for s in neuron
-        ]
-        comp = ids[0] if len(ids) == 1 else NeuronSet(tuple(ids))
-    elif head is not None:
+        return Named(
+            neurons=tuple(
+                NeuronId(layer, int(s))
+                if s.strip().isdigit() and layer is not None
+                else NeuronId.parse(s)
+                for s in neuron
+            )
+        )
+    if head is not None:
         if ":" in head or "." in head:
             lay, h = head.replace(".", ":").split(":")
-            comp = AttnHead(int(lay), int(h))
-        elif layer is not None:
-            comp = AttnHead(layer, int(head))
-        else:
-            raise ValueError("--head needs LAYER:HEAD, or --layer with a head index")
-    elif resid:
+            return Named(head=(int(lay), int(h)))
+        if layer is not None:
+            return Named(head=(layer, int(head)))
+        raise ValueError("--head needs LAYER:HEAD, or --layer with a head index")
+    if resid:
         if layer is None:
             raise ValueError("--resid needs --layer")
-        comp = Resid(layer)
-    elif mlp is not None or layer is not None:
-        comp = MLPLayer(mlp if mlp is not None else layer)
-    else:
-        raise ValueError("name a component: --neuron LAYER:INDEX, --mlp LAYER or --head LAYER:HEAD")
-    return validate(lm, comp)
+        return Named(resid=layer)
+    if mlp is not None or layer is not None:
+        return Named(mlp=mlp if mlp is not None else layer)
+    raise ValueError("name a component: --neuron LAYER:INDEX, --mlp LAYER or --head LAYER:HEAD")
 
 
 def _store(no_store: bool):
@@ -146,12 +175,14 @@ def ablate(
     device: DeviceOpt = None,
 ) -> None:
     """Ablate a neuron (neurons, an MLP, a head) on TEXTS, next to random neurons of its layer."""
+    named, where = _named(neuron, mlp, head), _positions(positions)
+    precheck(model, named.neurons)  # before the model loads: bad flags fail at once
+    ref = [ln for ln in reference.read_text().splitlines() if ln.strip()] if reference else None
     from neurosleuth.tools import ablate as tool
     from neurosleuth.tools.ablate import InterventionResult
 
     lm = load(model, device)
-    comp = _component(lm, neuron, mlp, head)
-    ref = [ln for ln in reference.read_text().splitlines() if ln.strip()] if reference else None
+    comp = named.build(lm)
     kw = dict(
         scale=scale,
         reference=ref,
@@ -159,7 +190,7 @@ def ablate(
         target=target,
         pair=pair,
         at=at,
-        positions=_positions(positions),
+        positions=where,
         baseline=baseline,
     )
     spec = {"component": str(comp), "prompts": texts, "mode": mode, **kw}
@@ -193,12 +224,14 @@ def steer_neuron(
     device: DeviceOpt = None,
 ) -> None:
     """Add ALPHA x a neuron's output direction to the residual stream: the next-token shift."""
+    named, where = _named([neuron]), _positions(positions)
+    precheck(model, named.neurons)
     from neurosleuth.tools import steer as tool
     from neurosleuth.tools.ablate import InterventionResult
 
     lm = load(model, device)
-    comp = _component(lm, [neuron])
-    kw = dict(target=target, at=at, positions=_positions(positions), baseline=baseline, seed=seed)
+    comp = named.build(lm)
+    kw = dict(target=target, at=at, positions=where, baseline=baseline, seed=seed)
     spec = {"component": str(comp), "prompts": texts, "alpha": alpha, **kw}
     with err_console.status("steering ..."):
         r, key, hit = _run_cached(
@@ -232,12 +265,14 @@ def patch(
     device: DeviceOpt = None,
 ) -> None:
     """Patch a component's activation from the clean run into the corrupted run."""
+    named, where = _named(neuron, None, head, layer, resid), _positions(positions)
+    precheck(model, named.neurons)
     from neurosleuth.tools import patch as tool
     from neurosleuth.tools.patch import PatchResult
 
     lm = load(model, device)
-    comp = _component(lm, neuron, None, head, layer, resid)
-    kw = dict(target=target, pair=pair, at=at, positions=_positions(positions))
+    comp = named.build(lm)
+    kw = dict(target=target, pair=pair, at=at, positions=where)
     spec = {"component": str(comp), "clean": clean, "corrupt": corrupt, **kw}
     with err_console.status("patching ..."):
         r, key, hit = _run_cached(
@@ -275,6 +310,8 @@ def sweep(
     device: DeviceOpt = None,
 ) -> None:
     """Ablate every MLP layer and head in turn (or patch them: --clean/--corrupt); table + PNG."""
+    if not (clean or corrupt or texts):
+        raise ValueError("give prompts to ablate on, or --clean and --corrupt to patch")
     from neurosleuth.tools import sweep as tool
     from neurosleuth.tools.sweep import SweepResult, default_metric, plot_heatmap
 
@@ -287,15 +324,13 @@ def sweep(
         def run():
             return tool.patch_sweep(lm, clean or [], corrupt or [], **common)
 
-    elif texts:
+    else:
         spec = {"kind": mode, "prompts": texts, "scale": scale, "at": at, "seed": seed, **common}
         tool_fn = tool.sweep
 
         def run():
             return tool.sweep(lm, texts, mode, scale=scale, at=at, seed=seed, **common)  # type: ignore[arg-type]
 
-    else:
-        raise ValueError("give prompts to ablate on, or --clean and --corrupt to patch")
     with err_console.status(f"sweeping {lm.n_layers} layers ..."):
         r, key, hit = _run_cached(_store(no_store), lm, tool_fn, spec, run, SweepResult.from_dict)
     metric = metric or default_metric(r)

@@ -16,6 +16,7 @@ from neurosleuth.agents.cli import (
     friendly_errors,
     load,
     neuron_checked,
+    precheck,
 )
 from neurosleuth.agents.cli.terminal import token_heatmap
 
@@ -48,14 +49,16 @@ def exemplars(
 
     Example: neurosleuth exemplars --neuron 12:345 -k 5 --max-tokens 20000 --bottom
     """
+    precheck(model, neuron)  # before loading the model: a bad neuron or corpus fails fast
     from neurosleuth.tools.corpus import CorpusWarning, resolve_corpus
-    from neurosleuth.tools.exemplars import exemplars as run_exemplars
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CorpusWarning)
-        chosen = resolve_corpus(corpus)  # before loading the model: a bad path fails fast
+        chosen = resolve_corpus(corpus)
     for w in caught:
         err_console.print(f"warning: {w.message}", markup=False, highlight=False)
+    from neurosleuth.tools.exemplars import exemplars as run_exemplars
+
     lm = load(model, device)
     neurons = [neuron_checked(lm, s) for s in neuron]
     with Progress(TextColumn("scanning {task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import DeviceOpt, ModelOpt, console, err_console, fail, friendly_errors
+from neurosleuth.agents.cli import (
+    DeviceOpt,
+    ModelOpt,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    precheck,
+)
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="where runs are written")]
 
@@ -55,6 +63,7 @@ def investigate(
     device: DeviceOpt = None,
 ) -> None:
     """Investigate one neuron autonomously and write its hypothesis report."""
+    precheck(model, [neuron])  # the flags win over config and environment: the run's neuron
     from neurosleuth.agents.config import parse_duration, resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable
     from neurosleuth.agents.session import investigate as run_investigation

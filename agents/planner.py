@@ -10,13 +10,18 @@
 
 LLM output is data: it is validated into the pydantic actions of ``agents/actions.py`` and never
 executed. A reply that stays malformed after the retries is counted as a failure and the step
-falls back to the heuristic planner, so a bad LLM never crashes a run. LangSmith tracing works
-through LangChain's own variables (``LANGSMITH_TRACING=true``, ``LANGSMITH_API_KEY``).
+falls back to the heuristic planner, so a bad LLM never crashes a run. A server that cannot be
+reached, drops the connection or does not answer within ``ollama_timeout_s`` fails the request at
+once (no retry: it would cost the timeout again); the next request tries again, so a restarted
+server is picked up. Fallbacks are counted (``CallInfo.usage``) and the last distinct errors kept
+(``LLMPlanner.last_errors``) for the run summary. LangSmith tracing works through LangChain's own
+variables (``LANGSMITH_TRACING=true``, ``LANGSMITH_API_KEY``).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +60,19 @@ class CallInfo:
             "failures": self.failures,
             "repairs": self.repairs,
             "seconds": self.seconds,
+            "fallbacks": int(self.source == "heuristic-fallback"),
         }
+
+
+def unreachable(err: BaseException) -> bool:
+    """True for transport failures (refused, reset, disconnected, timed out), not bad replies."""
+    if isinstance(err, ConnectionError | TimeoutError):
+        return True
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx comes with langchain-ollama
+        return False
+    return isinstance(err, httpx.TransportError)
 
 
 class LLMPlanner:
@@ -67,6 +84,7 @@ class LLMPlanner:
         self.system_prompt = system_prompt
         self.retries = retries
         self.fallback = HeuristicPlanner(seed)
+        self.last_errors: deque[str] = deque(maxlen=3)  # most recent distinct, for the summary
 
     def propose(
         self, view: PlannerView, n: int, temperature: float
@@ -97,6 +115,11 @@ class LLMPlanner:
             except Exception as err:  # noqa: BLE001 - any backend error is counted, never fatal
                 info.failures += 1
                 info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+                if info.errors[-1] in self.last_errors:
+                    self.last_errors.remove(info.errors[-1])
+                self.last_errors.append(info.errors[-1])
+                if unreachable(err):
+                    break
                 continue
             info.seconds = time.perf_counter() - start
             return action, info
@@ -174,6 +197,7 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
                 base_url=cfg.ollama_host,
                 temperature=cfg.temperature,
                 seed=cfg.seed,
+                client_kwargs={"timeout": cfg.ollama_timeout_s},  # httpx's default: none
             )
             return LLMPlanner(
                 chat, f"ollama:{cfg.ollama_model}", system, cfg.seed

@@ -234,6 +234,8 @@ def planner_section(data: RunData) -> Section:
         ["budget: time (s)", as_float(c.get("time_budget_s"))],
         ["budget: forward passes", c.get("max_forward_passes")],
     ]
+    if data.value("llm_errors"):  # the planner's last failures: a server that died, a bad reply
+        rows.insert(2, ["last LLM errors", "; ".join(map(str, data.value("llm_errors")))])
     rows = [[k, v if isinstance(v, int | float) or v is None else str(v)] for k, v in rows]
     blocks: list = [Table(["setting", "value"], rows)]
     if "config.json" in data.missing:
@@ -247,7 +249,7 @@ def cost_section(data: RunData) -> Section:
         return Section("Cost", [Missing(data.why_missing("summary.json"))])
     wall, plan, model = (as_float(s.get(k)) for k in ("wall_s", "planner_s", "model_s"))
     counts = ("forward_passes", "llm_calls", "llm_tokens_in", "llm_tokens_out", "llm_failures",
-              "llm_repairs")
+              "llm_repairs", "llm_fallbacks")
     rows: list[list[Any]] = [[k.replace("_", " "), s.get(k)] for k in counts]
     rows.append(["wall time (s)", wall])
     for label, v in (("planner (LLM) time (s)", plan), ("model time (s)", model)):

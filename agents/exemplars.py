@@ -1,13 +1,19 @@
 """Dataset exemplars for an investigation: the corpus scan's top and bottom windows of the
 neuron (``tools/exemplars.py``, cached per layer), saved as ``exemplars.json``, and cut into
-short snippets that end at the peak token; these seed the search and are shown to the planner."""
+short snippets that end at the peak token; these seed the search and are shown to the planner.
+
+Depth: the scan covers ``cfg.exemplar_tokens`` tokens (chosen from the time budget unless given:
+``agents/config.py``). ``exemplars.json`` records how deep it went (``tokens_scanned``,
+``windows_scanned``, ``whole_corpus``, the corpus size) and, for a scan of part of the corpus, the
+expected dataset max at full depth (``max_full_depth``: an estimate, ``tools/exemplars.py``
+``expected_max``: an exponential tail fitted to the top window maxima, extrapolated)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from neurosleuth.agents.config import RunConfig
-from neurosleuth.tools.exemplars import Exemplar, exemplars
+from neurosleuth.agents.config import RunConfig, scan_depth
+from neurosleuth.tools.exemplars import Exemplar, ExemplarResult, exemplars, expected_max
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 
@@ -54,8 +60,31 @@ def exemplar_snippets(
         "mean": float(stats.mean),
         "std": float(stats.std),
         "frac_positive": float(stats.frac_positive),
+        **depth_fields(result, [e.value for e in ex.top], cfg),
     }
     return data, snippets_from_json(data, lm)
+
+
+def depth_fields(result: ExemplarResult, top: list[float], cfg: RunConfig) -> dict[str, Any]:
+    """How deep the scan went, why, and the expected dataset max at full depth (a sample)."""
+    auto, why = scan_depth(cfg.time_budget_s, cfg.device)
+    policy = (f"chosen from the time budget ({why})" if cfg.exemplar_tokens == auto
+              else "exemplar_tokens of the run config (given, or set by its batch)")
+    est = None if result.whole_corpus else expected_max(top, result.n_windows,
+                                                         result.corpus_windows)
+    return {
+        "scan_tokens": result.max_tokens,
+        "scan_policy": policy,
+        "windows_scanned": result.n_windows,
+        "whole_corpus": result.whole_corpus,
+        "corpus_tokens": result.corpus_windows * result.window,
+        "corpus_tokens_estimated": not result.whole_corpus,
+        "max_full_depth": None if est is None else {
+            "value": est.value, "lo": est.lo, "hi": est.hi, "k": est.k, "scale": est.scale,
+            "windows_scanned": est.n_scanned, "windows_full": est.n_full,
+            "method": "exponential tail fitted to the top window maxima, extrapolated to the "
+                      "corpus's window count (Gumbel mean; 80% range)"},
+    }
 
 
 def snippets_from_json(

@@ -17,7 +17,9 @@ Time split. With a batch budget T, the next neuron gets ``(T - spent) / neurons_
 mean overrun seen so far (each run stops at its next step boundary after its budget, then tests a
 last hypothesis and writes its report), and never less than ``min_neuron_s``. The corpus scan
 of the batch's layers runs once before the first neuron (local executor), so it is charged to
-the batch, not to the first neuron of a layer. ``spent`` is the
+the batch, not to the first neuron of a layer; its depth, unless ``exemplar_tokens`` is given, is
+chosen once from the batch's whole budget (``scan_depth`` in ``agents/config.py``: an overnight
+batch scans deep, and every neuron of a layer reads that one cached scan). ``spent`` is the
 batch's wall time summed over its processes (saved with every queue write, so time between the
 last write and a kill is not counted). The interrupted neuron keeps the budget it started with;
 its own clock (``elapsed_s`` in its checkpoint) carries across the kill. Without a batch budget
@@ -40,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from neurosleuth.agents.config import RunConfig, run_path
+from neurosleuth.agents.config import RunConfig, run_path, scan_depth
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.batch.select import NeuronPick
 
@@ -143,6 +145,8 @@ class BatchQueue:
         shared = {k: v for k, v in run_config.public_dict().items() if k not in PER_NEURON_FIELDS}
         if time_budget_s is not None and "iterations" not in run_config.model_fields_set:
             shared["iterations"] = LARGE_ITERATIONS
+        if "exemplar_tokens" not in run_config.model_fields_set:  # one scan for the whole batch
+            shared["exemplar_tokens"] = scan_depth(time_budget_s, run_config.device)[0]
         entries = [Entry(str(p.neuron), neuron_run_id(str(p.neuron)), reason=p.reason)
                    for p in picks]
         folder.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,15 @@ class Image:
     alt: str
 
 
-Block = Para | Quote | Missing | Table | Image
+@dataclass(frozen=True)
+class Details:
+    """A folded part (internals a reader opens on demand): ``summary`` is always shown."""
+
+    summary: str
+    blocks: list[Para | Missing | Table] = field(default_factory=list)
+
+
+Block = Para | Quote | Missing | Table | Image | Details
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,19 @@ def fmt(x: Cell) -> str:
             return f"{x:,.0f}"
         return f"{x:.3f}" if abs(x) >= 0.001 or x == 0 else f"{x:.2e}"
     return str(x)
+
+
+def fmt_interval(x: object) -> str | None:
+    """``[lo, hi]`` as "0.520 – 0.710"; None when it is not a pair of finite numbers."""
+    if not isinstance(x, list | tuple) or len(x) != 2:
+        return None
+    try:
+        lo, hi = float(x[0]), float(x[1])
+    except (TypeError, ValueError):
+        return None
+    if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
+        return None
+    return f"{fmt(lo)} – {fmt(hi)}"
 
 
 def visible(text: str) -> str:

@@ -10,21 +10,22 @@ resource, and escapes every string that came from a user, the planner or the mod
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from neurosleuth.report import evidence as ev
+from neurosleuth.report import hypothesis as hyp
 from neurosleuth.report.blocks import (
     Document,
     Image,
     Missing,
     Para,
     Prompt,
-    Quote,
     Section,
     Table,
     fmt,
@@ -43,13 +44,42 @@ from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 
 ASSETS = "report_assets"  # folder next to report.md holding its PNGs
-SECTION_TITLES = (
-    "Hypothesis", "Hypothesis history", "Evidence", "Top prompts", "Bottom prompts",
-    "Dataset exemplars", "Activation histogram", "Vocabulary projection", "Causal evidence",
-    "Search curve",
-    "What the agent tried and rejected", "Steering", "Planner and model", "Cost", "Run status",
-)
 REJECTED_EXAMPLES = 3  # per rejection reason
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a section builder reads: the run files, the model analyses, the colour scale."""
+
+    data: RunData
+    analysis: ModelAnalysis
+    neuron: NeuronId | None
+    scale: float  # heatmap colours saturate at +-scale
+
+
+def _evidence_intro(ctx: Context) -> Section:
+    return Section("Evidence", [Para("What the neuron responds to, and what it writes.")])
+
+
+# The report, in order: (title, builder). A new section is one function and one entry here.
+SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
+    ("Hypothesis", lambda c: hyp.hypothesis_section(c.data, c.analysis, c.scale)),
+    ("Hypothesis history", lambda c: hyp.history_section(c.data)),
+    ("Evidence", _evidence_intro),
+    ("Top prompts", lambda c: ev.prompts_section(c.data, c.analysis, "top", c.scale)),
+    ("Bottom prompts", lambda c: ev.prompts_section(c.data, c.analysis, "bottom", c.scale)),
+    ("Dataset exemplars", lambda c: ev.exemplars_section(c.data, c.scale)),
+    ("Activation histogram", lambda c: ev.histogram_section(c.data)),
+    ("Vocabulary projection", lambda c: ev.vocab_section(c.analysis)),
+    ("Causal evidence", lambda c: ev.causal_section(c.data)),
+    ("Search curve", lambda c: ev.curve_section(c.data)),
+    ("What the agent tried and rejected", lambda c: tried_section(c.data)),
+    ("Steering", lambda c: steering_section(c.data)),
+    ("Planner and model", lambda c: planner_section(c.data)),
+    ("Cost", lambda c: cost_section(c.data)),
+    ("Run status", lambda c: status_section(c.data)),
+)
+SECTION_TITLES = tuple(title for title, _ in SECTIONS)
 
 
 def write_report(
@@ -59,7 +89,7 @@ def write_report(
     ``run_dir``; return their paths. ``neuron`` defaults to the one the run names."""
     data = load_run(run_dir)
     neuron = neuron_of(data, neuron)
-    doc = build_document(data, analyse(data, lm, neuron), neuron)
+    doc = build_document(data, analyse(data, lm, neuron, hyp.score_texts(data)), neuron)
     md_path, html_path = data.run_dir / "report.md", data.run_dir / "report.html"
     assets = data.run_dir / ASSETS
     for section in doc.sections:
@@ -79,73 +109,16 @@ def _write_atomic(path: Path, payload: bytes) -> None:
 
 
 def build_document(data: RunData, analysis: ModelAnalysis, neuron: NeuronId | None) -> Document:
-    """The whole report as sections of blocks (see ``report/blocks.py``)."""
+    """The whole report as sections of blocks (see ``report/blocks.py``), in ``SECTIONS`` order."""
     model = str(data.value("model", "unknown model"))
-    scale = ev.colour_scale(data, analysis)
+    ctx = Context(data, analysis, neuron, ev.colour_scale(data, analysis))
     status = data.value("status", "unknown")
     subtitle = f"Run {data.value('run_id', data.run_dir.name)} · status {status}"
     if data.value("stop_reason"):
         subtitle += f" ({data.value('stop_reason')})"
-    sections = [
-        hypothesis_section(data),
-        history_section(data),
-        Section("Evidence", [Para("What the neuron responds to, and what it writes.")]),
-        ev.prompts_section(data, analysis, "top", scale),
-        ev.prompts_section(data, analysis, "bottom", scale),
-        ev.exemplars_section(data, scale),
-        ev.histogram_section(data),
-        ev.vocab_section(analysis),
-        ev.causal_section(data),
-        ev.curve_section(data),
-        tried_section(data),
-        steering_section(data),
-        planner_section(data),
-        cost_section(data),
-        status_section(data),
-    ]
+    sections = [build(ctx) for _, build in SECTIONS]
     title = f"Neuron {neuron if neuron is not None else data.value('neuron', '?')} in {model}"
     return Document(title, subtitle, sections)
-
-
-def hypothesis_section(data: RunData) -> Section:
-    title = "Hypothesis"
-    if not data.hypotheses:
-        why = (data.why_missing("hypotheses.json") if "hypotheses.json" in data.missing
-               else "not available (the agent has not stated a hypothesis yet)")
-        return Section(title, [Missing(why)])
-    h = data.hypotheses[-1]
-    blocks: list = [Quote(str(h.get("text") or "(empty hypothesis)"))]
-    if h.get("explanation"):
-        blocks.append(Para(str(h["explanation"])))
-    blocks.append(Para(f"Stated at step {h.get('step', '?')} by the {h.get('source', '?')}; "
-                       f"{len(data.hypotheses)} hypothesis(es) in the run."))
-    score = h.get("score")
-    if isinstance(score, dict):
-        rows = [["aggregate", as_float(score.get("aggregate"))]]
-        comps = score.get("components") or {}
-        rows += [[str(k), as_float(v)] for k, v in comps.items()] if isinstance(comps, dict) else []
-        blocks.append(Table(["score", "value"], rows))
-        details = score.get("details")
-        if isinstance(details, dict) and details:
-            blocks.append(Table(["score detail", "value"],
-                                [[str(k), _detail(v)] for k, v in details.items()]))
-    else:
-        blocks.append(Missing("Not scored yet."))
-    return Section(title, blocks)
-
-
-def history_section(data: RunData) -> Section:
-    title = "Hypothesis history"
-    if not data.hypotheses:
-        return Section(title, [Missing(data.why_missing("hypotheses.json"))])
-    rows = []
-    for h in data.hypotheses:
-        score = h.get("score") if isinstance(h.get("score"), dict) else {}
-        comps = score.get("components") if isinstance(score.get("components"), dict) else {}
-        comp_text = ", ".join(f"{k} {fmt(as_float(v))}" for k, v in comps.items())
-        rows.append([h.get("step"), str(h.get("source", "")), str(h.get("text", "")),
-                     as_float(score.get("aggregate")), comp_text or None])
-    return Section(title, [Table(["step", "source", "hypothesis", "score", "components"], rows)])
 
 
 def tried_section(data: RunData) -> Section:
@@ -233,11 +206,11 @@ def planner_section(data: RunData) -> Section:
         ["budget: iterations", c.get("iterations")],
         ["budget: time (s)", as_float(c.get("time_budget_s"))],
         ["budget: forward passes", c.get("max_forward_passes")],
+        ["corpus scan: tokens (exemplar_tokens)", c.get("exemplar_tokens")],
     ]
     if data.value("llm_errors"):  # the planner's last failures: a server that died, a bad reply
         rows.insert(2, ["last LLM errors", "; ".join(map(str, data.value("llm_errors")))])
-    rows = [[k, v if isinstance(v, int | float) or v is None else str(v)] for k, v in rows]
-    blocks: list = [Table(["setting", "value"], rows)]
+    blocks: list = [Table(["setting", "value"], _kv(rows))]
     if "config.json" in data.missing:
         blocks.insert(0, Missing("Run config " + data.why_missing("config.json") + "."))
     return Section("Planner and model", blocks)
@@ -279,9 +252,11 @@ def status_section(data: RunData) -> Section:
         "status", "stop_reason", "iterations", "started_at", "finished_at")]
     best, dmax = as_float(data.value("best_activation")), as_float(data.value("dataset_max"))
     rows += [["best activation", best], ["best dataset exemplar", dmax]]
+    if data.exemplars:
+        rows.append(["dataset max covers", ev.depth_short(data)])
     if best is not None and dmax:
         rows.append(["best / dataset max", f"{best / dmax:.2f}"])
-    rows = [[k, v if isinstance(v, int | float) or v is None else str(v)] for k, v in rows]
+    rows = _kv(rows)
     if isinstance(data.value("best_prompt"), str):
         rows.append(["best prompt", Prompt(data.value("best_prompt"))])
     blocks: list = [Table(["", "value"], rows)]
@@ -293,13 +268,7 @@ def status_section(data: RunData) -> Section:
     return Section("Run status", blocks)
 
 
-def _detail(value: Any, limit: int = 240) -> Any:
-    """A score detail as one cell: numbers as numbers, lists as their length and first items."""
-    if value is None or isinstance(value, int | float):
-        return value
-    if isinstance(value, list | tuple):
-        head = json.dumps(list(value[:3]), ensure_ascii=False, default=str)
-        text = f"{len(value)} items: {head[:limit]}" + ("…" if len(value) > 3 else "")
-        return text
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _kv(rows: list[list[Any]]) -> list[list[Any]]:
+    """Rows of a setting/value table as text: numbers formatted, so that they sit left-aligned
+    next to their label like the text values around them."""
+    return [[k, fmt(v) if v is None or isinstance(v, int | float) else str(v)] for k, v in rows]

@@ -8,8 +8,9 @@ lines and counts the bad ones.
 
 Model analyses (only when a ``LoadedModel`` is given):
 
-- per-token activations of the top and bottom prompts, re-measured in one batched ``measure`` call
-  (the run stores only each prompt's max). The largest difference between a re-measured max and the
+- per-token activations of the top and bottom prompts (and of the latest score's counterexamples
+  and test prompts), re-measured in one batched ``measure`` call (the run stores only each
+  prompt's max). The largest difference between a re-measured max and the
   recorded one is reported: it should be ~0, and a large value means the model given to the report
   is not the one the run studied.
 - the vocabulary projection of the neuron's output weights (the direct logit effect per unit of
@@ -196,15 +197,17 @@ class ModelAnalysis:
     note: str
 
 
-def analyse(data: RunData, lm: LoadedModel | None, neuron: NeuronId | None) -> ModelAnalysis:
-    """Re-measure heap prompts and project the output weights, when a model and neuron are known."""
+def analyse(data: RunData, lm: LoadedModel | None, neuron: NeuronId | None,
+            texts: list[str] | tuple[str, ...] = ()) -> ModelAnalysis:
+    """Re-measure heap prompts (and ``texts``, e.g. a score's counterexamples) and project the
+    output weights, when a model and neuron are known."""
     if lm is None:
         return ModelAnalysis({}, None, None, "not available (report written without the model)")
     if neuron is None:
         return ModelAnalysis({}, None, None, "not available (the run does not name its neuron)")
     neuron.validate(lm.n_layers, lm.d_mlp)
     records = heap_records(data, "top") + heap_records(data, "bottom")
-    acts = remeasure(lm, neuron, [r["prompt"] for r in records])
+    acts = remeasure(lm, neuron, [r["prompt"] for r in records] + list(texts))
     diffs = [
         abs(float(acts[r["prompt"]].acts.max()) - rec)
         for r in records

@@ -37,12 +37,29 @@ def colour_scale(data: RunData, analysis: ModelAnalysis) -> float:
     return max(finite) if finite and max(finite) > 0 else 1.0
 
 
+def split_heaps(data: RunData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(top, bottom) heap records with no prompt in both. The two heaps hold up to k prompts
+    each, so while fewer than 2k prompts are measured they share prompts: the prompts are then
+    ranked once and split, the upper half on top, the rest (lowest first) at the bottom."""
+    top, bottom = heap_records(data, "top"), heap_records(data, "bottom")
+    if not {r["prompt"] for r in top} & {r["prompt"] for r in bottom}:
+        return top, bottom
+    ranked = list({r["prompt"]: r for r in bottom + top}.values())
+    ranked.sort(key=lambda r: -(as_float(r.get("activation")) or float("-inf")))
+    n_top = min(len(top), (len(ranked) + 1) // 2)
+    return ranked[:n_top], ranked[n_top:][::-1][: len(bottom)]
+
+
 def prompts_section(data: RunData, analysis: ModelAnalysis, side: str, scale: float) -> Section:
-    """Top (side='top') or bottom prompts from the heaps, with heatmaps when re-measured."""
+    """Top (side='top') or bottom prompts from the heaps, with heatmaps when re-measured; a
+    prompt is in one list or the other (``split_heaps``)."""
     title = "Top prompts" if side == "top" else "Bottom prompts"
-    records = heap_records(data, side)
-    if not records:
+    top, bottom = split_heaps(data)
+    records = top if side == "top" else bottom
+    if not heap_records(data, side):
         return Section(title, [Missing(data.why_missing("heaps.json"))], level=3)
+    if not records:
+        return Section(title, [Para("Every prompt measured is in the top list above.")], level=3)
     rows = []
     for i, r in enumerate(records, 1):
         ta = analysis.token_acts.get(r["prompt"])
@@ -52,9 +69,14 @@ def prompts_section(data: RunData, analysis: ModelAnalysis, side: str, scale: fl
         rows.append([i, as_float(r.get("activation")), Prompt(str(r.get("max_token", ""))),
                      str(r.get("source", "")), r.get("step"), cell])
     which = "highest" if side == "top" else "lowest"
+    k = data.heaps.get("k", len(records))
+    intro = f"The {len(records)} prompts with the {which} max activation (k = {k})"
+    if len(top) + len(bottom) < len(heap_records(data, "top")) + len(heap_records(data, "bottom")):
+        n = len(top) + len(bottom)
+        intro += (f"; only {n} prompts were measured, fewer than both lists hold, so they are "
+                  "split between the two lists")
     blocks = [
-        Para(f"The {len(records)} prompts with the {which} max activation (k = "
-             f"{data.heaps.get('k', len(records))}); the max token is marked."),
+        Para(intro + "; the max token is marked."),
         Table(["#", "activation", "max token", "source", "step", "prompt"], rows),
     ]
     blocks.append(_heatmap_note(analysis))
@@ -86,37 +108,97 @@ def _exemplars(data: RunData, side: str) -> list[dict[str, Any]]:
 
 
 def exemplars_section(data: RunData, scale: float) -> Section:
-    """Dataset exemplars (top and bottom windows of the corpus scan) with heatmaps."""
+    """Dataset exemplars (top and bottom windows of the corpus scan) with heatmaps; how deep the
+    scan went and, for a sample, the dataset max expected at full depth."""
     title = "Dataset exemplars"
     if not data.exemplars:
         return Section(title, [Missing(data.why_missing("exemplars.json"))], level=3)
     ex = data.exemplars
-    blocks: list = [Para(
-        f"Corpus: {ex.get('corpus', '?')}; window {ex.get('window', '?')} tokens; "
-        f"{_int(ex.get('tokens_scanned'))} tokens scanned. Activation over all tokens: mean "
-        f"{_num(ex.get('mean'))}, std {_num(ex.get('std'))}, positive on "
-        f"{_pct(ex.get('frac_positive'))} of tokens.")]
+    blocks: list = [
+        Para(f"Corpus: {ex.get('corpus', '?')}; window {ex.get('window', '?')} tokens."),
+        *depth_blocks(data),
+        Para(f"Activation over all scanned tokens: mean {_num(ex.get('mean'))}, std "
+             f"{_num(ex.get('std'))}, positive on {_pct(ex.get('frac_positive'))} of tokens.")]
     quantiles = _quantiles(data)
     if quantiles:
         blocks.append(Table(["quantile", "activation"], [[k, v] for k, v in quantiles.items()]))
     for side in ("top", "bottom"):
-        items = _exemplars(data, side)[:MAX_EXEMPLARS]
-        if not items:
-            blocks.append(Missing(f"No {side} exemplars recorded."))
-            continue
-        blocks.append(Para(f"{side.capitalize()} exemplars ({len(items)} shown):"))
-        rows = []
-        for i, e in enumerate(items, 1):
-            acts = e["acts"]
-            mark = e.get("argmax") if isinstance(e.get("argmax"), int) else int(np.argmax(acts))
-            mark = mark if 0 <= mark < len(acts) else int(np.argmax(acts))
-            value = e.get("value", e.get("max_act") if side == "top" else e.get("min_act"))
-            rows.append([i, as_float(value), Prompt(e["tokens"][mark]),
-                         Heatmap(e["tokens"], acts, scale, mark, _str(e.get("text")))])
-        # top windows are ranked by their max, bottom ones by their min (what suppresses it)
-        word = "max" if side == "top" else "min"
-        blocks.append(Table(["#", f"{word} activation", f"{word} token", "text"], rows))
+        blocks += _exemplar_table(data, side, scale)
     return Section(title, blocks, level=3)
+
+
+def depth_blocks(data: RunData) -> list:
+    """How many tokens the dataset max covers and, for a sample, its expected value at full
+    depth (from ``exemplars.json``; older runs lack the depth fields)."""
+    ex = data.exemplars
+    tokens, windows = as_float(ex.get("tokens_scanned")), as_float(ex.get("windows_scanned"))
+    total = as_float(ex.get("corpus_tokens"))
+    scanned = f"{_int(tokens)}" + (f" ({_int(windows)} windows)" if windows else "")
+    whole = ex.get("whole_corpus") is True
+    if total is None and not whole:
+        return [Para(f"{scanned} tokens scanned (the corpus's size was not recorded).")]
+    if not whole and tokens and total:
+        scanned += f", {tokens / total:.1%} of the corpus"
+    rows: list[list[Any]] = [["tokens scanned", scanned]]
+    if whole:
+        rows.append(["corpus", "scanned whole: the dataset max is exact for it"])
+    else:
+        size = (f"about {_int(float(f'{total:.3g}'))} tokens (estimated from its documents' "
+                "lengths)" if ex.get("corpus_tokens_estimated") else f"{_int(total)} tokens")
+        rows.append(["corpus size", size])
+    if ex.get("scan_policy"):
+        rows.append(["depth", str(ex["scan_policy"])])
+    dmax = as_float(data.value("dataset_max"))
+    rows.append(["dataset max" + ("" if whole else " (of this sample)"), _num(dmax)])
+    est = ex.get("max_full_depth")
+    notes: list = []
+    if isinstance(est, dict) and as_float(est.get("value")) is not None:
+        rows.append(["expected max at full depth (estimate)",
+                     f"{_num(est.get('value'))} (80% range {_num(est.get('lo'))} – "
+                     f"{_num(est.get('hi'))})"])
+        notes.append(Para(
+            f"The estimate: an exponential tail fitted to the top {_int(est.get('k'))} window "
+            f"maxima, extrapolated from {_int(est.get('windows_scanned'))} to "
+            f"{_int(est.get('windows_full'))} windows (the mean of the Gumbel maximum; the range "
+            "includes the fit's uncertainty). It assumes independent windows and an exponential "
+            "tail: an activation that saturates makes it too high."))
+    if not whole:
+        notes.append(Para("A longer time budget, or --exemplar-tokens, scans deeper (the scan "
+                          "is cached per layer)."))
+    return [Table(["corpus scan", ""], rows), *notes]
+
+
+def depth_short(data: RunData) -> str:
+    """'max of 49,984 tokens scanned; about 7.0 expected at full depth, an estimate', or 'max
+    over the whole corpus, N tokens'."""
+    ex = data.exemplars
+    if as_float(ex.get("tokens_scanned")) is None:
+        return "depth of the corpus scan not recorded"
+    if ex.get("whole_corpus") is True:
+        return f"max over the whole corpus, {_int(ex.get('tokens_scanned'))} tokens"
+    text = f"max of {_int(ex.get('tokens_scanned'))} tokens scanned"
+    est = ex.get("max_full_depth")
+    if isinstance(est, dict) and as_float(est.get("value")) is not None:
+        text += f"; about {_num(est.get('value'))} expected at full depth, an estimate"
+    return text
+
+
+def _exemplar_table(data: RunData, side: str, scale: float) -> list:
+    items = _exemplars(data, side)[:MAX_EXEMPLARS]
+    if not items:
+        return [Missing(f"No {side} exemplars recorded.")]
+    rows = []
+    for i, e in enumerate(items, 1):
+        acts = e["acts"]
+        mark = e.get("argmax") if isinstance(e.get("argmax"), int) else int(np.argmax(acts))
+        mark = mark if 0 <= mark < len(acts) else int(np.argmax(acts))
+        value = e.get("value", e.get("max_act") if side == "top" else e.get("min_act"))
+        rows.append([i, as_float(value), Prompt(e["tokens"][mark]),
+                     Heatmap(e["tokens"], acts, scale, mark, _str(e.get("text")))])
+    # top windows are ranked by their max, bottom ones by their min (what suppresses it)
+    word = "max" if side == "top" else "min"
+    return [Para(f"{side.capitalize()} exemplars ({len(items)} shown):"),
+            Table(["#", f"{word} activation", f"{word} token", "text"], rows)]
 
 
 def _quantiles(data: RunData) -> dict[str, float]:
@@ -176,7 +258,8 @@ def curve_section(data: RunData) -> Section:
     best, at = max(y), x[int(np.argmax(y))]
     text = f"Best activation {best:.3f}, first reached at {xlabel} {at:,.0f}."
     if dmax is not None and dmax > 0:
-        text += f" Best dataset exemplar {dmax:.3f}: the agent reached {best / dmax:.0%} of it."
+        text += (f" Best dataset exemplar {dmax:.3f} ({depth_short(data)}): the agent reached "
+                 f"{best / dmax:.0%} of it.")
     if xlabel != "forward passes":
         state = data.missing.get("curve.csv", "empty")
         text += f" (curve.csv {state}: plotted against iterations.)"

@@ -15,6 +15,7 @@ import html
 
 from neurosleuth.report.blocks import (
     Cell,
+    Details,
     Document,
     Heatmap,
     Image,
@@ -49,7 +50,9 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .
 .max { outline: 1.5px solid #1f2328; }
 mark { background: #fff3b0; }
 img { max-width: 100%; border: 1px solid #d0d7de; }
-nav ul { columns: 2; font-size: .9rem; }
+nav > ul { columns: 2; font-size: .9rem; } nav li { break-inside: avoid; }
+details { margin: .6rem 0; border: 1px solid #d0d7de; border-radius: 4px; padding: .3rem .6rem; }
+summary { cursor: pointer; color: #57606a; }
 """
 
 
@@ -117,6 +120,9 @@ def block(b) -> str:
         return table(b)
     if isinstance(b, Image):
         return image(b)
+    if isinstance(b, Details):
+        inner = "\n".join(block(x) for x in b.blocks)
+        return f"<details>\n<summary>{esc(b.summary)}</summary>\n{inner}\n</details>"
     raise TypeError(f"unknown report block {type(b).__name__}")
 
 
@@ -127,9 +133,25 @@ def section(s: Section) -> str:
 
 
 def contents(doc: Document) -> str:
-    items = "".join(f'<li><a href="#{esc(s.anchor)}">{esc(s.title)}</a></li>'
-                    for s in doc.sections if s.level == 2)
-    return f"<nav><ul>{items}</ul></nav>"
+    """Links to every section, subsections nested under their section."""
+    items, subs = [], []
+
+    def close() -> None:
+        if subs and items:
+            items[-1] = items[-1][: -len("</li>")] + "<ul>" + "".join(subs) + "</ul></li>"
+        else:
+            items.extend(subs)
+        subs.clear()
+
+    for s in doc.sections:
+        link = f'<li><a href="#{esc(s.anchor)}">{esc(s.title)}</a></li>'
+        if s.level == 2:
+            close()
+            items.append(link)
+        else:
+            subs.append(link)
+    close()
+    return f"<nav><ul>{''.join(items)}</ul></nav>"
 
 
 def render_html(doc: Document) -> str:

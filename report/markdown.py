@@ -4,7 +4,8 @@ Escaping: free text gets ``& < >`` as entities and Markdown's active punctuation
 so a planner's text can neither inject HTML nor create links or headings. Verbatim text (prompts,
 tokens) goes into code spans whose backtick fence is longer than any backtick run inside. In table
 cells, pipes are escaped (GFM honours ``\\|`` even inside code spans) and newlines are shown as ⏎.
-The max token of a prompt is marked «like this».
+The max token of a prompt is marked «like this». A folded block (``Details``) becomes GitHub's
+``<details>`` with an escaped ``<summary>``: the only HTML tags this renderer writes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 
 from neurosleuth.report.blocks import (
     Cell,
+    Details,
     Document,
     Heatmap,
     Image,
@@ -105,6 +107,9 @@ def block(b, assets: str) -> str:
         return table(b)
     if isinstance(b, Image):
         return f"![{text(b.alt)}]({assets}/{b.name})"
+    if isinstance(b, Details):  # GitHub folds it; the tags are ours, the summary is escaped
+        inner = "\n\n".join(block(x, assets) for x in b.blocks)
+        return f"<details>\n<summary>{html.escape(b.summary)}</summary>\n\n{inner}\n\n</details>"
     raise TypeError(f"unknown report block {type(b).__name__}")
 
 

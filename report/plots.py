@@ -33,11 +33,14 @@ def activation_histogram(
     quantiles: Mapping[str, float],
     dataset_max: float | None = None,
 ) -> bytes | None:
-    """Histogram of the activations of accepted prompts, dataset quantiles as vertical lines."""
+    """Histogram of the activations of accepted prompts, dataset quantiles as vertical lines
+    (the extremes q0 and q1 left out: q1 is the dataset max, q0 would only stretch the axis);
+    the legend sits beside the plot, never over the bars."""
     values = np.asarray([v for v in accepted if np.isfinite(v)], dtype=float)
+    quantiles = {k: v for k, v in quantiles.items() if k not in ("q0", "q1")}
     if values.size == 0 and not quantiles:
         return None
-    fig = Figure(figsize=SIZE)
+    fig = Figure(figsize=(SIZE[0] * 1.3, SIZE[1]))
     ax = fig.add_subplot()
     if values.size:
         ax.hist(values, bins=min(40, max(5, values.size // 3)), color="#4c78a8", alpha=0.85,
@@ -52,7 +55,7 @@ def activation_histogram(
                    label=f"dataset max = {dataset_max:.3g}")
     ax.set_xlabel("max activation over the prompt's tokens")
     ax.set_ylabel("prompts")
-    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return _png(fig)
 
 

@@ -1,6 +1,6 @@
 """The report site of a batch: ``DIR/ID/index.html``, one self-contained page with a sortable
-table of its neurons, each linking to its run's ``report.html`` by a relative link (so the page
-works from the file system and through ``neurosleuth serve``). Also the same rows as a
+table of its neurons, each neuron linking to its run's ``report.html`` by a relative link (so the
+page works from the file system and through ``neurosleuth serve``). Also the same rows as a
 DataFrame (``summary --csv/--parquet``) and as neuron-explainer style JSON.
 
 Safety: every string from a run (hypotheses, prompts, reasons, errors) passes through
@@ -10,8 +10,11 @@ Content-Security-Policy meta tag allows that script by its SHA-256 hash and noth
 external resource, no other script), as a second line of defence.
 
 Score columns are the components of the last hypothesis's score in each run's
-``hypotheses.json`` (currently AUROC, Cohen's d, mean activation on positive and negative test
-prompts); the aggregate is shown as "score".
+``hypotheses.json`` (selectivity, simulation, causality, robustness); the aggregate is shown as
+"score". "dataset max" is the max of the batch's corpus scan, which may be a sample of the corpus:
+the subtitle says how many tokens it covers (read from one run's ``exemplars.json``: a batch
+shares one scan). Columns that are empty in every row (no neuron was picked for a reason, none
+failed) are left out.
 """
 
 from __future__ import annotations
@@ -98,6 +101,22 @@ def batch_rows(folder: str | Path) -> tuple[BatchQueue, list[NeuronRow]]:
     return queue, rows
 
 
+def scan_depth_note(queue: BatchQueue) -> str:
+    """'dataset max: of 49,984 corpus tokens scanned (about 1.0% of the corpus)', from the first
+    run that has an ``exemplars.json``; '' when none has."""
+    for e in queue.batch.entries:
+        ex = _json(queue.folder / e.run_id / "exemplars.json", None)
+        if not isinstance(ex, dict) or _num(ex.get("tokens_scanned")) is None:
+            continue
+        tokens, total = _num(ex.get("tokens_scanned")), _num(ex.get("corpus_tokens"))
+        if ex.get("whole_corpus") is True:
+            return f"dataset max: over the whole corpus ({tokens:,.0f} tokens)"
+        share = f" (about {tokens / total:.1%} of the corpus)" if total else ""
+        return (f"dataset max: the max of {tokens:,.0f} corpus tokens scanned{share}, so a best "
+                "prompt can pass it; each report estimates the max at full depth")
+    return ""
+
+
 def component_names(rows: list[NeuronRow]) -> list[str]:
     names: list[str] = []
     for r in rows:
@@ -176,16 +195,17 @@ SORT_JS = """(function () {
 })();"""
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem 1rem;
        color: #1f2328; }
 .subtitle { color: #57606a; }
-table { border-collapse: collapse; font-size: .88rem; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .5rem; vertical-align: top; text-align: left; }
-th { background: #f6f8fa; cursor: pointer; user-select: none; white-space: nowrap; }
+table { border-collapse: collapse; font-size: .84rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .35rem; vertical-align: top; text-align: left; }
+th { background: #f6f8fa; cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.hyp { max-width: 28rem; } td.small { font-size: .8rem; color: #57606a; max-width: 18rem; }
+td.hyp { min-width: 14rem; max-width: 28rem; }
+td.small { font-size: .8rem; color: #57606a; min-width: 9rem; max-width: 18rem; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .8rem;
        white-space: pre-wrap; word-break: break-word; }
 .s-done { color: #1a7f37; } .s-failed { color: #cf222e; } .s-running { color: #9a6700; }
@@ -206,6 +226,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}g}"
 
 
+def _score_td(x: float | None) -> str:
+    """A score in [0, 1] with a fixed 3 decimals, so that a column of them lines up."""
+    return _num_td(x, None if x is None else f"{x:.3f}")
+
+
 def _num_td(x: float | None, text: str | None = None) -> str:
     value = "" if x is None else repr(float(x))
     return f'<td class="num" data-v="{esc(value)}">{esc(_fmt(x) if text is None else text)}</td>'
@@ -217,41 +242,59 @@ def _text_td(text: str | None, cls: str = "", code: bool = False) -> str:
     return f'<td class="{cls}">{body}</td>' if cls else f"<td>{body}</td>"
 
 
-def _row(i: int, r: NeuronRow, names: list[str]) -> str:
-    link = (f'<a href="{esc(r.report)}">{esc(r.run_id)}</a>' if r.report else esc(r.run_id))
+OPTIONAL = ("picked because", "error")  # columns shown only when some row has a value
+
+
+def _row(i: int, r: NeuronRow, names: list[str], optional: tuple[str, ...] = OPTIONAL) -> str:
+    link = f'<a href="{esc(r.report)}">{esc(r.neuron)}</a>' if r.report else esc(r.neuron)
     ratio = r.best_vs_max
     cells = [
-        f'<td data-v="{r.layer:06d}:{r.index:08d}">{esc(r.neuron)}</td>',
+        f'<td data-v="{r.layer:06d}:{r.index:08d}">{link}</td>',
         f'<td class="s-{esc(r.status)}">{esc(r.status)}</td>',
         _text_td(r.hypothesis, "hyp"),
-        _num_td(r.score),
-        *(_num_td(r.components.get(k)) for k in names),
+        _score_td(r.score),
+        *(_score_td(r.components.get(k)) for k in names),
         _num_td(r.best_activation), _num_td(r.dataset_max),
         _num_td(ratio, "" if ratio is None else f"{ratio:.0%}"),
         _text_td(r.best_prompt, "small", code=True),
         _num_td(None if r.iterations is None else float(r.iterations), str(r.iterations or "")),
         _num_td(r.seconds, "" if r.seconds is None else f"{r.seconds:.0f} s"),
-        _text_td(r.reason, "small"), _text_td(r.error, "small"),
-        f"<td>{link}</td>",
+        *([_text_td(r.reason, "small")] if "picked because" in optional else []),
+        *([_text_td(r.error, "small")] if "error" in optional else []),
     ]
     return f'<tr data-i="{i}">' + "".join(cells) + "</tr>"
+
+
+HEAD_TITLES = {  # header tooltips
+    "neuron": "layer:index; the link opens its report",
+    "best act": "the highest activation the agent found",
+    "dataset max": "the highest activation in the corpus scan (a sample unless it covered the "
+                   "whole corpus)",
+    "best/max": "best act over dataset max: above 100% the agent beat the scanned corpus",
+}
 
 
 def render_index(queue: BatchQueue, rows: list[NeuronRow]) -> str:
     """The index page as one HTML string (escaped, scripted only by ``SORT_JS``)."""
     b = queue.batch
     names = component_names(rows)
+    optional = tuple(h for h, has in (("picked because", any(r.reason for r in rows)),
+                                      ("error", any(r.error for r in rows))) if has)
     heads = [("neuron", "text"), ("status", "text"), ("hypothesis", "text"), ("score", "num"),
              *((k, "num") for k in names), ("best act", "num"), ("dataset max", "num"),
-             ("best / max", "num"), ("best prompt", "text"), ("iterations", "num"),
-             ("time", "num"), ("picked because", "text"), ("error", "text"), ("report", "text")]
-    th = "".join(f'<th data-type="{t}" scope="col">{esc(h)}</th>' for h, t in heads)
-    body = "\n".join(_row(i, r, names) for i, r in enumerate(rows))
+             ("best/max", "num"), ("best prompt", "text"), ("iterations", "num"),
+             ("time", "num"), *((h, "text") for h in optional)]
+    th = "".join(f'<th data-type="{t}" scope="col"'
+                 + (f' title="{esc(HEAD_TITLES[h])}"' if h in HEAD_TITLES else "")
+                 + f">{esc(h)}</th>" for h, t in heads)
+    body = "\n".join(_row(i, r, names, optional) for i, r in enumerate(rows))
     counts = ", ".join(f"{v} {k}" for k, v in b.counts().items() if v)
     budget = f", budget {b.time_budget_s:.0f} s" if b.time_budget_s else ""
     subtitle = (f"model {b.run_config.get('model')} · planner {b.run_config.get('planner')} · "
                 f"{len(rows)} neurons ({counts}) · status {b.status}{budget} · "
                 f"updated {b.updated_at}")
+    depth = scan_depth_note(queue)
+    depth = f'<p class="subtitle">{esc(depth)}.</p>\n' if depth else ""
     refresh = '<meta http-equiv="refresh" content="30">\n' if b.status == "running" else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -259,7 +302,8 @@ def render_index(queue: BatchQueue, rows: list[NeuronRow]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc('batch ' + b.batch_id)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<h1>{esc('Batch ' + b.batch_id)}</h1>\n<p class=\"subtitle\">{esc(subtitle)}</p>\n"
-        "<p class=\"subtitle\">Click a column header to sort; click again to reverse.</p>\n"
+        f"{depth}<p class=\"subtitle\">Click a column header to sort; click again to reverse."
+        "</p>\n"
         f'<table id="neurons">\n<thead><tr>{th}</tr></thead>\n<tbody>\n{body}\n</tbody>\n'
         f"</table>\n<script>{SORT_JS}</script>\n</body>\n</html>\n"
     )

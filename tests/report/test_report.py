@@ -82,8 +82,7 @@ def build_run(run_dir: Path, lm) -> Path:
         {"step": 4, "text": "Fires on animals.", "explanation": "Early guess.",
          "source": "heuristic", "score": None},
         {"step": 10, "text": HOSTILE_HYP, "explanation": "It peaks on the tag.\n# not a heading",
-         "source": "planner", "score": {"aggregate": 0.62, "components": {"detection": 0.7,
-                                         "fuzzing": 0.54}, "details": {"n": 20}}}])
+         "source": "planner", "score": score_record(res)}])
     _write(run_dir / "heaps.json", {"k": 5, "top": _records(res, order[:5]),
                                     "bottom": _records(res, order[::-1][:5])})
     _write(run_dir / "exemplars.json", {
@@ -95,6 +94,23 @@ def build_run(run_dir: Path, lm) -> Path:
         "frac_positive": float((all_acts > 0).mean())})
     _write_tables(run_dir, res, best)
     return run_dir
+
+
+WINDOW_TEXT = "a held-out window | seen in its context"
+
+
+def score_record(res) -> dict:
+    """A score as ``ScoreResult.to_record`` writes it: counterexamples are (text, activation)."""
+    act = {p: float(res.max_act[i, 0]) for i, p in enumerate(res.prompts)}
+    pos, neg = [PROMPTS[4], PROMPTS[2]], [PROMPTS[6], PROMPTS[9]]
+    return {
+        "aggregate": 0.62, "ci": [0.5, 0.71], "components": {"detection": 0.7, "fuzzing": 0.54},
+        "intervals": {"detection": [0.6, 0.8], "fuzzing": [0.4, 0.66]}, "floor": 0.3,
+        "margin": 0.32, "margin_ci": [0.2, 0.45],
+        "details": {"n": 20, "cohens_d": 1.25, "judge_auprc": 0.81, "floor_control": "other",
+                    "predicted_high_but_low": [[PROMPTS[4], act[PROMPTS[4]]]],
+                    "predicted_low_but_high": [[WINDOW_TEXT, 9.5], [PROMPTS[6], act[PROMPTS[6]]]],
+                    "positive": [[p, act[p]] for p in pos], "negative": [[p, act[p]] for p in neg]}}
 
 
 def _write_tables(run_dir: Path, res, best: float) -> None:
@@ -159,6 +175,7 @@ def test_every_section_present_and_filled(full_report):
     assert md.startswith("# Neuron 1:3 in tiny-random-0")
     assert "Fires on animals." in body["Hypothesis history"]
     assert "detection" in body["Hypothesis"] and "0.620" in body["Hypothesis"]
+    assert "0.600 – 0.800" in body["Hypothesis"] and "margin over the floor" in body["Hypothesis"]
     assert "| n | 20 |" in body["Hypothesis"]
     assert "exemplar restart" in body["What the agent tried and rejected"]
     assert "step 6" in body["Steering"] and "not applied yet" in body["Steering"]
@@ -335,3 +352,118 @@ def test_marks_survive_unknown_tokens():
     h = Heatmap(["x", "<unk>"], [0.1, 0.5], 1.0, mark=1, text="x ?")
     assert heatmap_text(h) == ("x<unk>", (1, 6))  # max token not in the text: tokens joined
     assert find_mark("the cat", " cat") == (4, 7) and find_mark("x", "\n") is None
+
+
+def test_counterexamples_are_tables_and_internals_are_folded(full_report):
+    _, md, html = full_report
+    hyp = sections(md)["Hypothesis"]
+    assert "items: [[" not in md and "[[" not in hyp  # no raw Python / JSON lists
+    table = hyp.split("Predicted to fire, but stayed below")[1].split("Predicted quiet")[0]
+    assert "| # | activation | max token | text | from |" in table
+    assert "«" in table and "written to fire" in table  # re-measured: the max token is marked
+    quiet = hyp.split("Predicted quiet, but fired (2):")[1].split("<details>")[0]
+    assert "9.500" in quiet and "held-out window" in quiet and "written to stay quiet" in quiet
+    window_row = next(line for line in quiet.splitlines() if "9.500" in line)
+    assert "«" not in window_row and "\\|" in window_row  # not reproduced alone: unmarked
+    # internals only inside the folded block, in both formats
+    folded = hyp.split("<details>")[1]
+    assert hyp.index("cohens\\_d") > hyp.index("<details>") and "judge\\_auprc" in folded
+    assert "<summary>Score internals" in html
+    details = html.split("<details>")[1].split("</details>")[0]
+    assert "cohens_d" in details and "cohens_d" not in html.split("<details>")[0]
+    assert "written to stay quiet" in details and 'class="tok max"' in details
+
+
+def test_no_prompt_in_both_top_and_bottom(tiny_lm, tmp_path):
+    """With fewer prompts measured than both heaps hold, each prompt is listed once."""
+    run = build_run(tmp_path / "few", tiny_lm)
+    res = measure(tiny_lm, PROMPTS[:6], NEURON)
+    order = np.argsort(-res.max_act[:, 0])
+    _write(run / "heaps.json", {"k": 5, "top": _records(res, order[:5]),
+                                "bottom": _records(res, order[::-1][:5])})
+    body = sections(write_report(run, tiny_lm, NEURON)[0].read_text())
+    top, bottom = body["Top prompts"], body["Bottom prompts"]
+    listed = {p: (_mentions(top, p), _mentions(bottom, p)) for p in PROMPTS[:6]}
+    assert all(t + b == 1 for t, b in listed.values()), listed
+    highest, lowest = PROMPTS[int(order[0])], PROMPTS[int(order[-1])]
+    assert listed[highest] == (1, 0) and listed[lowest] == (0, 1)
+    assert "split between the two lists" in top and "| 3 |" in bottom
+
+
+def _mentions(section: str, prompt: str) -> int:
+    """Rows of a prompts table holding ``prompt`` (words may carry the «max» mark)."""
+    words = prompt.split()
+    return sum(all(w in line.replace("«", "").replace("»", "") for w in words)
+               for line in section.splitlines() if line.startswith("| ") and "---" not in line)
+
+
+def test_scan_depth_and_full_depth_estimate(tiny_lm, tmp_path):
+    """exemplars.json says how deep the scan went; a sample gets an expected max at full depth."""
+    from neurosleuth.agents.config import RunConfig
+    from neurosleuth.agents.exemplars import exemplar_snippets
+    from tests.agent_helpers import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    cfg = RunConfig(neuron=str(NEURON), corpus=str(corpus), window=8, k=5, prompts_per_step=2,
+                    exemplar_tokens=96)
+    sample, _ = exemplar_snippets(tiny_lm, NEURON, cfg)
+    assert sample["whole_corpus"] is False and sample["windows_scanned"] == 12
+    assert sample["corpus_tokens_estimated"] and sample["corpus_tokens"] > 96
+    est = sample["max_full_depth"]
+    assert est["windows_full"] == sample["corpus_tokens"] // 8 and est["k"] == 5
+    assert est["lo"] <= est["value"] <= est["hi"] and est["value"] >= sample["top"][0]["max_act"]
+    whole, _ = exemplar_snippets(tiny_lm, NEURON, cfg.model_copy(update={"exemplar_tokens": 10**6}))
+    assert whole["whole_corpus"] is True and whole["max_full_depth"] is None
+    assert abs(whole["windows_scanned"] - est["windows_full"]) <= 0.1 * whole["windows_scanned"]
+    run = build_run(tmp_path / "deep", tiny_lm)
+    for data, expect in ((sample, "| expected max at full depth (estimate) |"),
+                         (whole, "scanned whole: the dataset max is exact")):
+        _write(run / "exemplars.json", data)
+        md = write_report(run)[0].read_text()
+        body = sections(md)
+        assert expect in body["Dataset exemplars"], body["Dataset exemplars"]
+        assert f"| tokens scanned | {data['tokens_scanned']:,} (" in body["Dataset exemplars"]
+        assert "dataset max covers" in body["Run status"]
+    assert "given" in sample["scan_policy"]  # 96 tokens: not the default for its budget
+
+
+def test_expected_max_extrapolates_an_exponential_tail():
+    from neurosleuth.tools.exemplars import expected_max
+
+    rng = np.random.default_rng(0)
+    errors, inside = [], 0
+    for _ in range(100):
+        x = rng.exponential(1.0, 50_000)
+        top = np.sort(x[:500])[::-1][:20]
+        est = expected_max(top, 500, 50_000)
+        errors.append(est.value - x.max())
+        inside += est.lo <= x.max() <= est.hi
+    assert abs(np.mean(errors)) < 0.5 and 65 <= inside <= 95  # unbiased; an ~80% range
+    assert expected_max(top, 500, 500) is None and expected_max(top[:2], 500, 5000) is None
+
+
+def test_scan_depth_follows_the_time_budget():
+    from neurosleuth.agents.config import SCAN_TIERS, RunConfig, scan_depth
+
+    assert RunConfig().exemplar_tokens == SCAN_TIERS[0] == scan_depth(None)[0]
+    assert RunConfig(time_budget_s=600, device="cpu").exemplar_tokens == SCAN_TIERS[0]
+    overnight = RunConfig(time_budget_s=8 * 3600, device="cpu")
+    assert SCAN_TIERS[0] < overnight.exemplar_tokens <= 0.15 * 8 * 3600 * 250
+    assert "exemplar_tokens" not in overnight.model_fields_set
+    assert RunConfig(time_budget_s=3600, device="cuda").exemplar_tokens == SCAN_TIERS[-1]
+    assert RunConfig(exemplar_tokens=1234, time_budget_s=1e6).exemplar_tokens == 1234
+
+
+def test_a_batch_chooses_its_scan_depth_once(tmp_path):
+    """A batch's depth comes from its whole budget (one cached scan per layer), unless given."""
+    from neurosleuth.agents.config import RunConfig, scan_depth
+    from neurosleuth.batch.queue import BatchQueue
+    from neurosleuth.batch.select import NeuronPick
+
+    picks = [NeuronPick(NeuronId(12, i)) for i in range(3)]
+    night = BatchQueue.create(tmp_path, "night", picks, RunConfig(device="cpu"), 8 * 3600)
+    assert night.batch.run_config["exemplar_tokens"] == scan_depth(8 * 3600, "cpu")[0] > 50_000
+    runs = [RunConfig.model_validate(night.run_config(e)) for e in night.batch.entries]
+    assert {r.exemplar_tokens for r in runs} == {scan_depth(8 * 3600, "cpu")[0]}
+    given = BatchQueue.create(tmp_path, "given", picks, RunConfig(exemplar_tokens=2000), 8 * 3600)
+    assert given.batch.run_config["exemplar_tokens"] == 2000

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from neurosleuth.report import evidence as ev
+from neurosleuth.report import explanation as xp
 from neurosleuth.report import hypothesis as hyp
 from neurosleuth.report.blocks import (
     Document,
@@ -64,6 +65,8 @@ def _evidence_intro(ctx: Context) -> Section:
 # The report, in order: (title, builder). A new section is one function and one entry here.
 SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("Hypothesis", lambda c: hyp.hypothesis_section(c.data, c.analysis, c.scale)),
+    ("Candidates", lambda c: xp.candidates_section(c.data)),
+    ("Explanation pattern", lambda c: xp.pattern_section(c.data)),
     ("Hypothesis history", lambda c: hyp.history_section(c.data)),
     ("Evidence", _evidence_intro),
     ("Top prompts", lambda c: ev.prompts_section(c.data, c.analysis, "top", c.scale)),

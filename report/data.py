@@ -45,6 +45,7 @@ JSON_FILES = {  # file -> the JSON type it must hold
     "heaps.json": dict,
     "exemplars.json": dict,
     "evidence.json": list,
+    "explanation.json": dict,
 }
 CSV_FILES = ("prompts.csv", "curve.csv")
 
@@ -63,6 +64,7 @@ class RunData:
     curve: pd.DataFrame | None
     events: list[dict[str, Any]]
     evidence: list[dict[str, Any]] = field(default_factory=list)  # causal probes
+    explanation: dict[str, Any] = field(default_factory=dict)  # the explainer's last result
     missing: dict[str, str] = field(default_factory=dict)  # file -> "missing" | "unreadable: why"
 
     def value(self, key: str, default: Any = None) -> Any:
@@ -100,6 +102,7 @@ def load_run(run_dir: str | Path) -> RunData:
         curve=tables["curve.csv"],
         events=_read_events(run_dir / "events.jsonl", missing),
         evidence=[e for e in parsed["evidence.json"] or [] if isinstance(e, dict)],
+        explanation=parsed["explanation.json"] or {},
         missing=missing,
     )
 

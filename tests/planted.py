@@ -15,28 +15,43 @@ import torch
 from neurosleuth.tools.model import LoadedModel
 
 
-def mlp_inputs(lm: LoadedModel, layer: int, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
-    """(N, d_model) normalised MLP inputs at ``layer`` of every token of ``texts``, and ids."""
-    hf = lm.model.original_model
+def mlp_inputs(lm, layer: int, texts: list[str]) -> tuple[torch.Tensor, list[int]]:
+    """(N, d_model) normalised MLP inputs at ``layer`` of every token of ``texts``, and ids.
+    ``lm``: a ``LoadedModel`` or a pair (Hugging Face model, tokenizer)."""
+    hf, encode = _parts(lm)
     norm = hf.model.layers[layer].post_attention_layernorm
     rows, ids = [], []
 
+    class Enough(Exception):  # stop the forward pass at the layer read
+        pass
+
     def grab(_module, _inp, out):
         rows.append(out[0].detach())
+        raise Enough
 
     handle = norm.register_forward_hook(grab)
     try:
         for t in texts:
-            x = lm.encode(t)
-            with torch.no_grad():
-                hf(torch.tensor([x]))
+            x = encode(t)
+            try:
+                with torch.no_grad():
+                    hf(torch.tensor([x]))
+            except Enough:
+                pass
             ids += x
     finally:
         handle.remove()
     return torch.cat(rows), ids
 
 
-def plant(lm: LoadedModel, layer: int, neuron: int, texts: list[str], fires, scale: float = 8.0
+def _parts(lm):
+    if isinstance(lm, LoadedModel):
+        return lm.model.original_model, lm.encode
+    hf, tok = lm
+    return hf, lambda t: tok(t, add_special_tokens=False)["input_ids"]
+
+
+def plant(lm, layer: int, neuron: int, texts: list[str], fires, scale: float = 8.0
           ) -> None:
     """Make ``neuron`` fire where ``fires(i, ids)`` holds for token ``i`` of the concatenated
     token ids of ``texts``. The direction d is the classes' linear discriminant; the
@@ -50,7 +65,7 @@ def plant(lm: LoadedModel, layer: int, neuron: int, texts: list[str], fires, sca
     centre = float((x[on] @ d).mean() + (x[~on] @ d).mean()) / 2
     m = x.mean(0)
     w = d - centre * m / (m @ m)
-    mlp = lm.model.original_model.model.layers[layer].mlp
+    mlp = _parts(lm)[0].model.layers[layer].mlp
     with torch.no_grad():
         mlp.gate_proj.weight[neuron] = scale * w
         mlp.up_proj.weight[neuron] = scale * w

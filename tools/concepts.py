@@ -124,7 +124,8 @@ SURFACE: dict[str, Callable[[str], bool]] = {
     "punctuation marks": lambda w: bool(w)
     and all(unicodedata.category(c)[0] in "PS" for c in w),
     "line breaks and whitespace": lambda w: w == "",
-    "code syntax": lambda w: w in CODE_TOKENS or bool(re.fullmatch(r"[a-z]+_[a-z_]+|[a-z]+[A-Z]\w*", w)),
+    "code syntax": lambda w: w in CODE_TOKENS
+    or bool(re.fullmatch(r"[a-z]+_[a-z_]+|[a-z]+[A-Z]\w*", w)),
     "capitalised words": lambda w: bool(re.fullmatch(r"[A-Z][a-z]+", w)),
 }
 
@@ -285,8 +286,14 @@ def name_with_wordnet(words: Sequence[str], weights: Sequence[float]) -> Concept
 
 
 def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -> ConceptName:
-    """Name what ``tokens`` (a neuron's trigger tokens, strongest first) have in common."""
+    """Name what ``tokens`` (a neuron's trigger tokens, strongest first) have in common; a word
+    counts once whatever its case ("Sheep", "sheep"), with the weights it carries summed."""
     weights = list(weights) if weights is not None else [1.0] * len(tokens)
+    merged: dict[str, tuple[str, float]] = {}  # one entry per word, whatever its case
+    for t, wt in zip(tokens, weights, strict=True):
+        key = norm(t).lower()
+        merged[key] = (merged[key][0], merged[key][1] + wt) if key in merged else (t, wt)
+    tokens, weights = [t for t, _ in merged.values()], [wt for _, wt in merged.values()]
     words = [norm(t) for t in tokens]
     total = float(sum(weights)) or 1.0
     classes: Counter = Counter()

@@ -89,25 +89,28 @@ class Pattern:
     fire_share: float = 0.0  # share of tokens that fire in the top windows
 
     def simulate(self, tokens: Sequence[str]) -> np.ndarray:
-        """Predicted activation (0..1, relative to the neuron's peak) of each token of a text."""
+        """Predicted activation of each token of a text, in [0, 1]: a trigger token 0.5-1.0 (by
+        its measured strength), a member of the concept 0.6; times ``context_free`` when the
+        required context is missing from the three tokens before. Context-level: 0.6 on every
+        token of a text of the pattern's kind."""
         if self.kind == "context":
             on = float(context_of(tokens) == self.context)
             return np.full(len(tokens), on * 0.6)
         out = np.zeros(len(tokens))
         test = C.member(self.concept) if self.concept and self.concept.source != "none" else None
         need = {w for w, share in self.required.items() if share >= 0.3}
-        concept_value = float(np.median(list(self.triggers.values()))) if self.triggers else 0.5
+        top = max(self.triggers.values(), default=0.0) or 1.0
         for i, tok in enumerate(tokens):
-            w = C.norm(tok).lower()
-            value = self.triggers.get(w)
-            if value is None and test is not None and w and test(tok):
-                value = 0.8 * concept_value
+            w = C.norm(tok)
+            value = 0.5 + 0.5 * self.triggers[w] / top if w in self.triggers else 0.0
+            if not value and test is not None and w and test(tok):
+                value = 0.6
             if not value:
                 continue
             if need and self.context_free < 0.5:
-                before = {C.norm(t).lower() for t in tokens[max(0, i - 3) : i]}
+                before = {C.norm(t) for t in tokens[max(0, i - 3) : i]}
                 if not before & need:
-                    value *= self.context_free
+                    value *= max(self.context_free, 0.2)
             out[i] = value
         return out
 
@@ -281,7 +284,7 @@ def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]], cfg: Expl
     for toks, acts in windows:
         on = np.asarray(acts) >= thr
         shares.append(float(on.mean()))
-        firing.update(C.norm(t).lower() for t, o in zip(toks, on, strict=True) if o)
+        firing.update(C.norm(t) for t, o in zip(toks, on, strict=True) if o)
         kinds[context_of(toks)] += 1
     kind, n = kinds.most_common(1)[0]
     share = float(np.median(shares))
@@ -325,24 +328,23 @@ def build_pattern(pruned: list[Pruned], subs: list[Substitution], share: float,
     top = max(p.full_act for p in pruned)
     triggers: dict[str, list[float]] = {}
     for p in pruned:
-        triggers.setdefault(C.norm(p.tokens[-1]).lower(), []).append(p.full_act / top)
+        triggers.setdefault(C.norm(p.tokens[-1]), []).append(p.full_act / top)
     for s in subs:
         if s.where == "peak" and s.fires:
             base = next((p.act for p in pruned if "".join(p.tokens[:-1]) == s.context), top)
-            triggers.setdefault(C.norm(s.token).lower(), []).append(s.fraction * base / top)
+            triggers.setdefault(C.norm(s.token), []).append(s.fraction * base / top)
     trig = {w: round(float(np.mean(v)), 4) for w, v in triggers.items() if w or v}
     required: Counter = Counter()
     for p in pruned:
         for tok, v in zip(p.tokens[:-1], p.importance, strict=True):
             if v >= cfg.important and C.norm(tok):
-                required[C.norm(tok).lower()] += 1
+                required[C.norm(tok)] += 1
     req = {w: round(n / len(pruned), 3) for w, n in required.most_common(5)}
     alone = [1.0 if len(p.tokens) == 1 else max(0.0, 1 - max(p.importance, default=0.0))
              for p in pruned]
     ordered = sorted(trig, key=lambda w: -trig[w])
-    peak_words = [C.norm(p.tokens[-1]) for p in pruned]
-    concept = C.name_tokens(peak_words + [w for w in ordered if w not in
-                                          {x.lower() for x in peak_words}][:8])
+    peak_words = list(dict.fromkeys(C.norm(p.tokens[-1]) for p in pruned))
+    concept = C.name_tokens(peak_words + [w for w in ordered if w not in set(peak_words)][:8])
     kind = "token"
     if share >= cfg.context_frac and distinct >= 8 and context is not None:
         kind = "context"
@@ -397,7 +399,11 @@ def variants(ex: Explanation) -> list[tuple[str, Pattern]]:
         return [(ex.sentence, p)]
     out = [(ex.sentence, p)]
     ordered = sorted(p.triggers, key=lambda w: -p.triggers[w])
-    listed = [w for w in ordered if w][:6]
+    listed: list[str] = []
+    for w in ordered:  # strongest first, each word once whatever its case
+        if w and w.lower() not in {x.lower() for x in listed}:
+            listed.append(w)
+    listed = listed[:6]
     if listed:
         bare = replace(p, kind="token", concept=None, triggers={w: p.triggers[w] for w in listed})
         text = f"Fires on the tokens {_quote(listed, 6)}"

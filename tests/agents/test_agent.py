@@ -76,8 +76,16 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     assert summary["forward_passes"] >= (prompts["status"] == "accepted").sum()
     assert summary["best_activation"] == pytest.approx(prompts["activation"].max())
     hyps = json.loads((run / "hypotheses.json").read_text())
-    assert hyps[-1]["text"] == "Fires on 'cat'." and hyps[-1]["score"]["aggregate"] is not None
+    # best of candidates: the explainer's, the planner's ("Fires on 'cat'.") and the previous best
+    cands = hyps[-1]["candidates"]
+    assert {c["source"] for c in cands} >= {"explainer", "scripted", "previous best"}
+    scored = [c for c in cands if c["summary"]]
+    assert any(c["text"] == "Fires on 'cat'." for c in scored)
+    assert hyps[-1]["text"] in {c["text"] for c in scored}
+    assert (run / "explanation.json").is_file()
+    assert "explainer's findings" in planner.hyp_views[-1]
     score = hyps[-1]["score"]
+    assert score["aggregate"] is not None
     assert {"selectivity", "simulation", "causality", "robustness"} <= set(score["components"])
     assert score["margin"] == pytest.approx(score["aggregate"] - score["floor"], abs=1e-9)
     # the planner saw the evidence: top prompts after the first step

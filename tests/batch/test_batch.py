@@ -179,14 +179,17 @@ def test_batch_runs_records_a_failure_and_builds_the_site(tmp_path, tiny_lm, cor
     assert "[1/3] 1:3 started" in log and "[2/3] 1:4 failed" in log and "ETA" in log
 
     page = (queue.folder / "index.html").read_text()
-    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert XSS not in page  # the planner's <script> hypothesis is a candidate, in the report
+    report = (queue.folder / "n1-3" / "report.html").read_text()
+    assert XSS not in report and "&lt;script&gt;alert(1)&lt;/script&gt;" in report
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
     assert page.count("<script>") == 1  # only the sorting script
     assert 'href="n1-3/report.html"' in page and 'href="n0-2/report.html"' in page
     assert 'href="n1-4/report.html"' not in page  # the failed neuron wrote no report
 
     _, rows = batch_rows(queue.folder)
-    assert rows[0].hypothesis == f"Fires on {XSS} tags" and rows[0].score is not None
+    winner = json.loads((queue.folder / "n1-3" / "hypotheses.json").read_text())[-1]["text"]
+    assert rows[0].hypothesis == winner and rows[0].score is not None
     assert rows[0].best_activation is not None and rows[0].dataset_max is not None
 
     from neurosleuth.agents.cli import app
@@ -202,7 +205,7 @@ def test_batch_runs_records_a_failure_and_builds_the_site(tmp_path, tiny_lm, cor
     pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]), frame, check_dtype=False)
     records = json.loads(paths["json"].read_text())
     assert [(r["layer"], r["neuron"]) for r in records] == [(1, 3), (0, 2)]
-    assert records[0]["explanation"] == f"Fires on {XSS} tags"
+    assert records[0]["explanation"] == winner
     assert records[0]["score"] == pytest.approx(rows[0].components["simulation"])
     assert records[0]["aggregate"] == pytest.approx(rows[0].score)
 

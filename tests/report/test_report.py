@@ -82,7 +82,31 @@ def build_run(run_dir: Path, lm) -> Path:
         {"step": 4, "text": "Fires on animals.", "explanation": "Early guess.",
          "source": "heuristic", "score": None},
         {"step": 10, "text": HOSTILE_HYP, "explanation": "It peaks on the tag.\n# not a heading",
-         "source": "planner", "score": score_record(res)}])
+         "source": "planner", "score": score_record(res),
+         "candidates": [
+             {"text": HOSTILE_HYP, "source": "planner", "rejected": None,
+              "summary": "aggregate 0.620, margin +0.320"},
+             {"text": "Fires on colors (red, blue).", "source": "explainer", "rejected": None,
+              "summary": "aggregate 0.500, margin +0.200"},
+             {"text": "The cat sat on the mat and the dog ran", "source": "embedded",
+              "rejected": "copied from a prompt or exemplar", "summary": ""}]}])
+    _write(run_dir / "explanation.json", {
+        "step": 10, "sentence": "Fires on colors (red, blue).", "details": "2 top texts pruned.",
+        "naming": "wordnet; WordNet 3.0", "forward_passes": 40, "seconds": 1.5,
+        "pattern": {"kind": "token", "triggers": {"red": 1.0, HOSTILE_HYP: 0.5},
+                    "concept": {"label": "colors", "examples": ["red"], "coverage": 1.0,
+                                "source": "wordnet", "kind": "n", "synset": "color.n.01",
+                                "also": []},
+                    "required": {"the": 0.5}, "context_free": 0.4, "context": None,
+                    "fire_share": 0.02},
+        "pruned": [{"text": "the red", "tokens": ["the", " red"], "act": 2.0, "full_act": 2.5,
+                    "importance": [0.6], "long_context": False}],
+        "substitutions": [{"context": "the", "original": " red", "token": " blue",
+                           "where": "peak", "source": "neighbour", "fraction": 0.9,
+                           "fires": True},
+                          {"context": "the", "original": " red", "token": " cat",
+                           "where": "peak", "source": "prediction", "fraction": 0.1,
+                           "fires": False}]})
     _write(run_dir / "heaps.json", {"k": 5, "top": _records(res, order[:5]),
                                     "bottom": _records(res, order[::-1][:5])})
     _write(run_dir / "exemplars.json", {
@@ -183,6 +207,10 @@ def test_every_section_present_and_filled(full_report):
     assert "prefer code prompts" in body["Steering"]
     assert "7.5 (60%)" in body["Cost"] and "heuristic" in body["Planner and model"]
     assert "iteration budget" in body["Run status"]
+    assert "rejected: copied from a prompt" in body["Candidates"]
+    assert "margin +0.200" in body["Candidates"] and "| yes | planner |" in body["Candidates"]
+    assert "colors (named by wordnet: color.n.01)" in body["Explanation pattern"]
+    assert "' red' → ' blue'" in body["Explanation pattern"]
     assert (run / "report_assets" / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

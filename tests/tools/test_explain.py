@@ -16,8 +16,6 @@ from neurosleuth.tools.neurons import NeuronId
 from tests.fixtures import WORDS, tiny_random_lm, token_id
 from tests.planted import plant
 
-needs_wordnet = pytest.mark.skipif(not wordnet_status().startswith("WordNet"),
-                                   reason="WordNet database missing (make wordnet)")
 COLORS = {token_id(w) for w in ("red", "blue", "green")}
 
 
@@ -38,13 +36,17 @@ def colour_lm():
     return lm
 
 
+def test_wordnet_is_installed():
+    """``make install`` installs WordNet (``make wordnet``); the naming tests below need it."""
+    assert wordnet_status().startswith("WordNet 3.0"), wordnet_status()
+
+
 def test_planted_neuron_fires_on_its_concept(colour_lm):
     res = measure(colour_lm, ["the cat sat on the red mat", "a dog ran to the green park"],
                   NeuronId(0, 3))
     assert res.max_token(0) == "red" and res.max_token(1) == "green"
 
 
-@needs_wordnet
 def test_explainer_names_the_planted_colour_concept(colour_lm):
     n = NeuronId(0, 3)
     texts = ["the cat is red", "a big blue", "the dog sat in green", "he ran to the red"]
@@ -84,7 +86,6 @@ def test_prune_importance_augment_known_answers(monkeypatch, colour_lm):
     assert any(s.where == "context" and s.original == "on" and not s.fires for s in subs)
 
 
-@needs_wordnet
 def test_right_hypothesis_beats_wrong_ones_on_the_planted_neuron(colour_lm, tmp_path):
     rng = np.random.default_rng(1)
     corpus = tmp_path / "corpus.txt"

@@ -1,11 +1,11 @@
 """Planted neurons: set one MLP neuron's gate and up rows so that it fires on a known concept.
 
-The direction is the one that best separates the concept's tokens from all others in the normalised
-MLP input at the neuron's layer (Fisher's linear discriminant of ``n(x_t)``, the post-attention
-RMSNorm output, measured on the given texts). With gate = up = ``scale`` x that unit direction
-the neuron's activation silu(s p) * (s p) is large where the projection p is large: on the
-concept's tokens. Works on any Llama-style model (the tiny test models and SmolLM2 alike); the
-model is edited in place and can be saved as a local HF folder (``save_pretrained``).
+The direction is the one that separates the concept's tokens from all others in the normalised
+MLP input at the neuron's layer (a ridge regression of +1 / -1 labels on ``n(x_t)``, the
+post-attention RMSNorm output, measured on the given texts). With gate = up = ``scale`` x that
+direction the neuron's activation silu(s p) * (s p) is large on the concept's tokens. Works on
+any Llama-style model (the tiny test models and SmolLM2 alike); the model is edited in place and
+can be saved as a local HF folder (``save_pretrained``).
 """
 
 from __future__ import annotations
@@ -51,20 +51,19 @@ def _parts(lm):
     return hf, lambda t: tok(t, add_special_tokens=False)["input_ids"]
 
 
-def plant(lm, layer: int, neuron: int, texts: list[str], fires, scale: float = 8.0
-          ) -> None:
+def plant(lm, layer: int, neuron: int, texts: list[str], fires, scale: float = 4.0,
+          ridge: float = 1e-2) -> None:
     """Make ``neuron`` fire where ``fires(i, ids)`` holds for token ``i`` of the concatenated
-    token ids of ``texts``. The direction d is the classes' linear discriminant; the
-    midpoint c between them is subtracted through the mean input m (m . x is nearly constant
-    across tokens): w = d - c m / |m|^2, and gate = up = scale * w."""
+    token ids of ``texts``: w solves the ridge regression x . w = +1 on those tokens and -2 on
+    all others (the classes balanced), and gate = up = ``scale`` * w, so the activation
+    silu(s p) * (s p) is large where p = x . w is near 1 and ~0 where it is near -2."""
     x, ids = mlp_inputs(lm, layer, texts)
     on = torch.tensor([bool(fires(i, ids)) for i in range(len(ids))])
-    cov = torch.cov(x[~on].T) + 1e-2 * torch.eye(x.shape[1])  # Fisher's discriminant
-    d = torch.linalg.solve(cov, x[on].mean(0) - x[~on].mean(0))
-    d = d / d.norm()
-    centre = float((x[on] @ d).mean() + (x[~on] @ d).mean()) / 2
-    m = x.mean(0)
-    w = d - centre * m / (m @ m)
+    y = torch.where(on, 1.0, -2.0)
+    weight = torch.where(on, 0.5 / on.float().mean(), 0.5 / (1 - on.float().mean()))
+    xw = x * weight[:, None].sqrt()
+    gram = xw.T @ xw + ridge * len(x) * torch.eye(x.shape[1])
+    w = torch.linalg.solve(gram, xw.T @ (y * weight.sqrt()))
     mlp = _parts(lm)[0].model.layers[layer].mlp
     with torch.no_grad():
         mlp.gate_proj.weight[neuron] = scale * w

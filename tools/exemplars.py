@@ -38,6 +38,7 @@ import pandas as pd
 from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.reference import model_fingerprint
 from neurosleuth.tools.scan import SCAN_VERSION, LayerScan, Progress, scan_layers
 
 DEFAULT_KEEP = 32
@@ -136,17 +137,6 @@ class ExemplarResult:
 
 
 # ---------------------------------------------------------------- cache
-
-
-def model_fingerprint(lm: LoadedModel) -> str:
-    """A cheap hash of the weights (64 strided values per tensor), the dtype and the vocabulary."""
-    h = hashlib.sha1(f"{lm.dtype}:{len(lm.tokenizer)}".encode())
-    for name, p in sorted(lm.model.named_parameters(), key=lambda x: x[0]):
-        flat = p.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy()
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(sample.tobytes())
-    return h.hexdigest()[:16]
 
 
 def scan_key(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> dict:

@@ -17,9 +17,11 @@ Method, on the top texts (prompts and dataset exemplars), each cut at its peak t
    predicts a per-token activation for any text (``Pattern.simulate``), so it is scored like any
    hypothesis.
 5. **context-level features**: when, in the top windows, a large share of tokens fire (>=
-   ``context_frac``) across many different tokens, the neuron reads the kind of text, not a
-   token: the pattern names the context the firing windows share (source code, a script or
-   language, quoted text) and predicts from it.
+   ``context_frac`` at ``CONTEXT_FIRE`` of the window max) across many different tokens, and
+   >= 75% of the windows are one kind of text (source code, a non-Latin script, quoted text), the
+   neuron reads the kind of text, not a token: the pattern names that context and predicts
+   from it. A token-level neuron on a code token ('def') has top windows of code too, but few
+   of their tokens fire.
 
 Caveats: deletion is one choice of occlusion (N2G masks with padding); a peak that needs more
 than ``max_context`` tokens of context keeps its best suffix, flagged ``long_context``. The
@@ -54,7 +56,7 @@ class ExplainConfig:
     predictions: int = 6  # model predictions tried at the peak
     neighbours: int = 6  # embedding neighbours tried at the peak and at required context
     fire: float = 0.5
-    context_frac: float = 0.3
+    context_frac: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,12 @@ class Pattern:
     context_free: float  # median share of the activation the peak token keeps alone
     context: str | None = None  # context-level: the shared kind of text
     fire_share: float = 0.0  # share of tokens that fire in the top windows
+    seen: dict[str, float] = field(default_factory=dict)  # tokens that fire in the top windows
 
     def simulate(self, tokens: Sequence[str]) -> np.ndarray:
         """Predicted activation of each token of a text, in [0, 1]: a trigger token 0.5-1.0 (by
-        its measured strength), a member of the concept 0.6; times ``context_free`` when the
+        its measured strength), a member of the concept 0.6, a token seen firing in the top
+        windows its mean share of the window max (< 0.5); times ``context_free`` when the
         required context is missing from the three tokens before. Context-level: 0.6 on every
         token of a text of the pattern's kind."""
         if self.kind == "context":
@@ -105,6 +109,8 @@ class Pattern:
             value = 0.5 + 0.5 * self.triggers[w] / top if w in self.triggers else 0.0
             if not value and test is not None and w and test(tok):
                 value = 0.6
+            if not value and w in self.seen:  # fired in a top window, not confirmed at a peak
+                value = min(0.45, self.seen[w])
             if not value:
                 continue
             if need and self.context_free < 0.5:
@@ -251,6 +257,7 @@ def augment(lm, neuron, pruned, imp, cfg: ExplainConfig) -> list[Substitution]:
 
 
 # ---- context-level ------------------------------------------------------------------------
+CONTEXT_FIRE = 0.35  # share of the window max at which a token counts as firing
 CODE_RE = re.compile(r"^\s*(def|class|import|from|return|if|for|while|elif|else|try|except)\b"
                      r"|[(){}\[\]=:]|\bself\b|_\w|\w_")
 
@@ -275,11 +282,11 @@ def context_of(tokens: Sequence[str]) -> str | None:
 
 def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]], cfg: ExplainConfig
                   ) -> tuple[float, str | None, int]:
-    """(share of tokens that fire in the top windows, their shared context, distinct firing
-    tokens). A token fires at >= half the median window max."""
+    """(share of tokens that fire in the top windows, the context >= 75% of them share, distinct
+    firing tokens). A token fires at >= ``CONTEXT_FIRE`` x the median window max."""
     if not windows:
         return 0.0, None, 0
-    thr = 0.5 * float(np.median([float(np.max(a)) for _, a in windows]))
+    thr = CONTEXT_FIRE * float(np.median([float(np.max(a)) for _, a in windows]))
     shares, firing, kinds = [], Counter(), Counter()
     for toks, acts in windows:
         on = np.asarray(acts) >= thr
@@ -288,7 +295,7 @@ def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]], cfg: Expl
         kinds[context_of(toks)] += 1
     kind, n = kinds.most_common(1)[0]
     share = float(np.median(shares))
-    return share, (kind if n >= 0.6 * len(windows) else None), len(firing)
+    return share, (kind if n >= 0.75 * len(windows) else None), len(firing)
 
 
 # ---- the whole explainer ------------------------------------------------------------------
@@ -314,11 +321,29 @@ def explain(
     passes += len(subs) + len(pruned)
     records = [Pruned(t, lm.token_strs(ids), a, full, v, long)
                for (t, _, full), (ids, a, long), v in zip(peaks, pruned, imp, strict=True)]
-    pattern = build_pattern(records, subs, share, context, distinct, cfg)
+    pattern = replace(build_pattern(records, subs, share, context, distinct, cfg),
+                      seen=seen_tokens(windows))
     sentence, details = describe(pattern, records, subs)
     source = pattern.concept.source if pattern.concept else "none"
     return Explanation(str(neuron), sentence, details, pattern, records, subs,
                        f"{source}; {C.wordnet_status()}", passes, time.perf_counter() - start)
+
+
+def seen_tokens(windows: Sequence[tuple[Sequence[str], np.ndarray]], limit: int = 200
+                ) -> dict[str, float]:
+    """Each token that fires (>= ``CONTEXT_FIRE`` of its window's max) in the top windows: its
+    mean activation there as a share of the window max (the strongest ``limit``)."""
+    seen: dict[str, list[float]] = {}
+    for toks, acts in windows:
+        acts = np.asarray(acts, dtype=float)
+        top = float(acts.max()) if len(acts) else 0.0
+        if top <= 0:
+            continue
+        for t, a in zip(toks, acts, strict=True):
+            if a >= CONTEXT_FIRE * top and C.norm(t):
+                seen.setdefault(C.norm(t), []).append(a / top)
+    best = sorted(seen.items(), key=lambda kv: -np.mean(kv[1]))[:limit]
+    return {w: round(float(np.mean(v)), 3) for w, v in best}
 
 
 def build_pattern(pruned: list[Pruned], subs: list[Substitution], share: float,
@@ -342,12 +367,13 @@ def build_pattern(pruned: list[Pruned], subs: list[Substitution], share: float,
     req = {w: round(n / len(pruned), 3) for w, n in required.most_common(5)}
     alone = [1.0 if len(p.tokens) == 1 else max(0.0, 1 - max(p.importance, default=0.0))
              for p in pruned]
-    ordered = sorted(trig, key=lambda w: -trig[w])
-    peak_words = list(dict.fromkeys(C.norm(p.tokens[-1]) for p in pruned))
-    concept = C.name_tokens(peak_words + [w for w in ordered if w not in set(peak_words)][:8])
+    peaks = {C.norm(p.tokens[-1]) for p in pruned}
+    ordered = [w for w in sorted(trig, key=lambda w: -trig[w]) if trig[w] > 0][:16]
+    # the strongest count most; a substitute that fires counts half a peak the texts reached
+    concept = C.name_tokens(ordered, [trig[w] * (1.0 if w in peaks else 0.5) for w in ordered])
     kind = "token"
     if share >= cfg.context_frac and distinct >= 8 and context is not None:
-        kind = "context"
+        kind = "context"  # many different tokens fire, in windows of one kind of text
     return Pattern(kind, trig, concept, req, round(float(np.median(alone)), 3), context,
                    round(share, 3))
 

@@ -69,14 +69,15 @@ _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def model_fingerprint(lm: LoadedModel) -> str:
-    """A short hash of the model's name, dtype, parameter names and shapes, and a strided sample
-    (every 257th value) of every parameter; memoised per model object."""
+    """A short hash of the dtype, the vocabulary size, and every parameter's name, shape and
+    bytes (all of them: a model that differs in one neuron's weights, as a planted or edited
+    copy does, gets its own caches); memoised per model object (~1 s for 135M parameters)."""
     if lm not in _FINGERPRINTS:
-        h = hashlib.sha256(f"{lm.name}|{lm.dtype}".encode())
+        h = hashlib.blake2b(f"{lm.dtype}:{len(lm.tokenizer)}".encode(), digest_size=16)
         with torch.no_grad():
-            for name, p in lm.model.named_parameters():
+            for name, p in sorted(lm.model.named_parameters(), key=lambda x: x[0]):
                 h.update(f"{name}{tuple(p.shape)}".encode())
-                h.update(p.detach().flatten()[::257].float().cpu().numpy().tobytes())
+                h.update(p.detach().contiguous().cpu().view(torch.uint8).numpy().data)
         _FINGERPRINTS[lm] = h.hexdigest()[:16]
     return _FINGERPRINTS[lm]
 

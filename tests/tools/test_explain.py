@@ -31,7 +31,8 @@ def colour_lm():
     lm = tiny_random_lm(seed=3, n_layers=1, d_model=64)
     lm.model.original_model.model.layers[0].self_attn.o_proj.weight.data.zero_()
     rng = np.random.default_rng(0)
-    texts = _texts(rng) + ["the red cat", "a blue park", "green and red", "big blue dog"]
+    texts = _texts(rng) + [f"the {c} {w}" for c in ("red", "blue", "green")
+                           for w in ("cat", "park", "dog", "mat", "king", "tower")]
     plant(lm, 0, 3, texts, lambda i, ids: ids[i] in COLORS)
     return lm
 

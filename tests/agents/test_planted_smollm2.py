@@ -1,0 +1,68 @@
+"""Planted neurons in SmolLM2-135M (``tests/planted_smollm2.py``), end to end: the investigation
+names what each one does, as a researcher would read it in ``report.md``'s Hypothesis section."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neurosleuth.tools.exemplars import exemplars
+from neurosleuth.tools.explain import explain
+from neurosleuth.tools.model import load_model
+from tests.planted_smollm2 import ANIMAL, CODE, WEEKDAY, build
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    folder = build(tmp_path_factory.mktemp("planted") / "smollm2-planted")
+    return folder, load_model(str(folder), device="cpu")
+
+
+def hypothesis_of(report_md: str) -> str:
+    """The hypothesis as a reader finds it: the quote under '## Hypothesis'."""
+    body = report_md.split("## Hypothesis\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"^> \*\*(.+)\*\*$", body, re.M).group(1)
+
+
+def test_investigation_names_the_animal_neuron(planted, tmp_path):
+    folder, _ = planted
+    cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", str(folder),
+           "--neuron", str(ANIMAL), "--planner", "heuristic", "--iterations", "3",
+           "--exemplar-tokens", "16384", "--runs-dir", str(tmp_path), "--run-id", "animal"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stderr[-2000:]
+    hyp = hypothesis_of((tmp_path / "animal" / "report.md").read_text())
+    assert re.search(r"animal|mammal", hyp, re.I), hyp
+    assert len(hyp.split()) <= 40
+    md = (tmp_path / "animal" / "report.md").read_text()
+    assert "## Candidates" in md and "## Explanation pattern" in md
+
+
+def _explain(lm, neuron, texts=None):
+    top = exemplars(lm, [neuron], k=20, max_tokens=16384)[neuron].top
+    windows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[:12]]
+    texts = texts or ["".join(e.window.tokens[: e.pos + 1]) for e in top[:12]]
+    return explain(lm, neuron, texts, windows)
+
+
+def test_explainer_names_the_weekday_neuron(planted):
+    _, lm = planted
+    texts = ["We met again on Monday", "It happened last Friday", "See you on Tuesday",
+             "The shop is closed on Thursday", "Every Wednesday"]
+    ex = _explain(lm, WEEKDAY, texts)
+    assert ex.pattern.kind == "token" and "weekdays" in ex.sentence, ex.sentence
+
+
+def test_explainer_finds_the_context_level_code_neuron(planted):
+    _, lm = planted
+    ex = _explain(lm, CODE)
+    assert ex.pattern.kind == "context" and "source code" in ex.sentence, ex.sentence
+    on = ex.pattern.simulate(list(lm.token_strs(lm.encode("def f(x):\n    return x + 1\n"))))
+    off = ex.pattern.simulate(list(lm.token_strs(lm.encode("The weather was nice today."))))
+    assert on.mean() > 0.3 and off.max() == 0

@@ -45,12 +45,22 @@ from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
+from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
 
 HERE = Path(__file__).resolve().parent
 NEURONS = ("4:724", "4:1458", "5:1268", "5:648", "12:1211", "12:1282")
 console = Console(width=160)
+
+
+def explainer_hypothesis(lm, neuron: NeuronId, config: ScoreConfig) -> str:
+    """The evidence explainer's sentence from the top 12 exemplars (its text only is scored)."""
+    data, _ = exemplar_snippets(lm, neuron, config.run_config(neuron))
+    top = data["top"][:12]
+    texts = ["".join(e["tokens"][: e["argmax"] + 1]) for e in top]
+    windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in top]
+    return explain(lm, neuron, texts, windows).sentence
 
 
 def right_hypothesis(lm, neuron: NeuronId, config: ScoreConfig) -> str:
@@ -79,6 +89,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=65536, help="corpus tokens scanned")
     ap.add_argument("--baseline", type=int, default=20, help="random neurons for causality")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--right", default="explainer", choices=["explainer", "token-list"],
+                    help="who writes the right hypotheses")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model("smollm2-135m", device="cpu")
@@ -86,7 +98,8 @@ def main() -> None:
     config = ScoreConfig(max_tokens=args.max_tokens, baseline=args.baseline)
     neurons = [NeuronId.parse(s) for s in NEURONS]
     load_before = os.getloadavg()
-    hyps = [right_hypothesis(lm, n, config) for n in neurons]
+    write = explainer_hypothesis if args.right == "explainer" else right_hypothesis
+    hyps = [write(lm, n, config) for n in neurons]
     rows = []
     for i, n in enumerate(neurons):
         cache: dict = {}
@@ -126,11 +139,14 @@ def main() -> None:
     console.print(f"seconds per score (CPU, {args.threads} thread): first {first:.1f} (median), "
                   f"re-score {again:.1f} (median), mean over all {per_score:.1f}")
     name = "score.json" if args.planner == "heuristic" else f"score-{args.planner}.json"
+    if args.right != "explainer":
+        name = name.replace(".json", f"-{args.right}.json")
     out = args.json or HERE / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "model": "smollm2-135m", "writer": planner.name, "writer_note": note,
         "threads": args.threads, "config": {**config.__dict__}, "neurons": rows,
+        "right_written_by": args.right,
         "margin": float(diffs.mean()), "margin_ci": [lo, hi],
         "seconds_per_score": {"first_median": first, "rescore_median": again,
                               "mean": per_score},

@@ -18,7 +18,9 @@ says which):
    ``object``, ``organism`` ...) are never names. When no ancestor is familiar enough, the
    words' shared lexicographer file (WordNet's supersense: ``noun.animal`` -> "animals") names
    them.
-3. otherwise no concept: the caller lists the tokens.
+3. **closed word classes** (conjunctions, negations, prepositions, determiners, pronouns,
+   auxiliaries): the grammar's names for tokens WordNet does not cover;
+4. otherwise no concept: the caller lists the tokens.
 
 WordNet is found at ``$NEUROSLEUTH_WORDNET`` or ``/usr/share/wordnet`` (``apt-get install
 wordnet-base wordnet-sense-index``) and copied once (nltk refuses symlinks that leave its data
@@ -29,7 +31,6 @@ the surface classes only and says so (``wordnet_status``).
 from __future__ import annotations
 
 import functools
-import keyword
 import os
 import re
 import shutil
@@ -80,16 +81,19 @@ writing language_unit word part_of_speech linguistic_unit substance solid materi
 natural_object geographical_area area point_in_time travel change move act_upon
 cause go get make do be have""".split())
 MIN_FAMILIAR = 1  # SemCor tagged senses that make an ancestor's name familiar
-CODE_TOKENS = set("()[]{}:;=<>+-*/%.,_#@!&|^~\\\"'`") | set(keyword.kwlist) | {
-    "self", "def", "return", "import", "None", "True", "False", "==", "!=", "+=", "->", "**",
-    "print", "len", "str", "int", "cls", "args", "kwargs", "elif", "lambda"}
+# Tokens that are code and not English words (Python's "and", "if", "for" are both).
+CODE_TOKENS = set("()[]{}:;=<>+-*/%_#@&|^~\\`") | {
+    "self", "def", "elif", "lambda", "None", "True", "False", "nonlocal", "async", "await",
+    "==", "!=", "+=", "-=", "->", "**", "//", "print", "len", "str", "int", "dict", "cls", "args",
+    "kwargs", "isinstance", "__init__", "__name__", "()", "):", "):\n", "[]", "{}"}
 
 
 @dataclass(frozen=True)
 class ConceptName:
     """What a set of tokens has in common. ``label``: a plural noun phrase ("weekdays");
     ``examples``: a few of the tokens; ``coverage``: weighted share of the tokens it fits;
-    ``source``: "surface", "wordnet", "supersense" or "none"; ``synset``: the WordNet name."""
+    ``source``: "surface", "wordnet", "supersense", "grammar" or "none"; ``synset``: the
+    WordNet name."""
 
     label: str
     examples: tuple[str, ...]
@@ -128,6 +132,28 @@ SURFACE: dict[str, Callable[[str], bool]] = {
     or bool(re.fullmatch(r"[a-z]+_[a-z_]+|[a-z]+[A-Z]\w*", w)),
     "capitalised words": lambda w: bool(re.fullmatch(r"[A-Z][a-z]+", w)),
 }
+
+
+# Closed word classes of English (a grammar fact, not a list fitted to neurons): the names for
+# tokens WordNet does not cover.
+FUNCTION_WORDS = {
+    "conjunctions": set("and or but nor yet so either neither whether".split()),
+    "negations": set("not no never none nothing nobody n't cannot without".split()),
+    "prepositions": set("""of in on at to for from by with about into onto over under between
+        through during before after above below since until upon within without against among
+        across behind beyond toward towards""".split()),
+    "determiners": set("the a an this that these those each every some any all both such".split()),
+    "pronouns": set("""i you he she it we they me him her us them my your his its our their mine
+        yours hers ours theirs myself yourself himself herself itself ourselves themselves who
+        whom whose which what""".split()),
+    "auxiliary and modal verbs": set("""is are was were be been being am do does did have has
+        had will would shall should can could may might must""".split()),
+}
+
+
+def function_class(word: str) -> str | None:
+    w = word.lower()
+    return next((name for name, words in FUNCTION_WORDS.items() if w in words), None)
 
 
 def surface_class(token: str) -> str | None:
@@ -310,6 +336,16 @@ def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -
             return ConceptName(found.label, tuple(dict.fromkeys(w for w, _ in alpha))[:3],
                                found.coverage * sum(wt for _, wt in alpha) / total, found.source,
                                found.kind, found.synset, found.also)
+    grammar: Counter = Counter()
+    for w, wt in zip(words, weights, strict=True):
+        grammar[function_class(w) or ""] += wt
+    named = {k: v for k, v in grammar.items() if k}
+    if named and sum(named.values()) / total >= 0.6:
+        top = sorted(named, key=lambda k: -named[k])[:2]
+        top = top if named[top[0]] / total < 0.6 else top[:1]
+        label = " and ".join(top)
+        ex = tuple(dict.fromkeys(w for w in words if function_class(w) in top))[:3]
+        return ConceptName(label, ex, sum(named[k] for k in top) / total, "grammar", label)
     if cls == "capitalised words" and c / total >= 0.6:
         return ConceptName("capitalised words (names)", examples, c / total, "surface", cls)
     return ConceptName("", examples, 0.0, "none")
@@ -334,6 +370,9 @@ def member(concept: ConceptName) -> Callable[[str], bool]:
     if concept.source == "surface":
         cls = concept.kind
         return lambda t: surface_class(t) == cls
+    if concept.source == "grammar":
+        classes = set(concept.kind.split(" and "))
+        return lambda t: function_class(norm(t)) in classes
     if concept.source == "wordnet" and concept.synset:
         syn = concept.synset
         return lambda t: in_synset(norm(t), syn)

@@ -48,3 +48,11 @@ def test_names_become_membership_tests():
 def test_no_concept_is_said_plainly():
     name = C.name_tokens([" qzx", " vvk"])
     assert name.source == "none" and name.label == ""
+
+
+def test_closed_word_classes_name_function_words():
+    name = C.name_tokens([" or", " and", " but", " nor"])
+    assert name.label == "conjunctions" and name.source == "grammar"
+    assert C.member(name)(" yet") and not C.member(name)(" dog")
+    mixed = C.name_tokens([" or", " and", " not", " no"])
+    assert mixed.label == "conjunctions and negations"

@@ -53,7 +53,7 @@ def pattern_section(data: RunData) -> Section:
           ["cost", f"{ex.get('forward_passes', 0)} sequences, {ex.get('seconds', 0):.1f} s"]]
     if p.get("context"):
         kv.insert(1, ["context", str(p["context"])])
-    blocks.append(Table(["", ""], kv))
+    blocks.append(Table(["property", "value"], kv))
     trig = sorted((p.get("triggers") or {}).items(), key=lambda t: -t[1])[:15]
     if trig:
         blocks.append(Table(["trigger token", "activation (share of the peak)"],

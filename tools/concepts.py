@@ -20,7 +20,8 @@ says which):
    them.
 3. **closed word classes** (conjunctions, negations, prepositions, determiners, pronouns,
    auxiliaries): the grammar's names for tokens WordNet does not cover;
-4. otherwise no concept: the caller lists the tokens.
+4. **a mixture** of two classes that together cover most tokens (a polysemantic neuron);
+5. otherwise no concept: the caller lists the tokens.
 
 WordNet is found at ``$NEUROSLEUTH_WORDNET`` or ``/usr/share/wordnet`` (``apt-get install
 wordnet-base wordnet-sense-index``) and copied once (nltk refuses symlinks that leave its data
@@ -92,7 +93,7 @@ CODE_TOKENS = set("()[]{}:;=<>+-*/%_#@&|^~\\`") | {
 class ConceptName:
     """What a set of tokens has in common. ``label``: a plural noun phrase ("weekdays");
     ``examples``: a few of the tokens; ``coverage``: weighted share of the tokens it fits;
-    ``source``: "surface", "wordnet", "supersense", "grammar" or "none"; ``synset``: the
+    ``source``: "surface", "wordnet", "supersense", "grammar", "mixture" or "none"; ``synset``: the
     WordNet name."""
 
     label: str
@@ -348,7 +349,32 @@ def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -
         return ConceptName(label, ex, sum(named[k] for k in top) / total, "grammar", label)
     if cls == "capitalised words" and c / total >= 0.6:
         return ConceptName("capitalised words (names)", examples, c / total, "surface", cls)
-    return ConceptName("", examples, 0.0, "none")
+    return mixture(tokens, words, weights, total) or ConceptName("", examples, 0.0, "none")
+
+
+def word_class(token: str) -> str | None:
+    """A token's surface class, else "function words" for any closed word class (the classes
+    ``mixture`` combines)."""
+    return surface_class(token) or ("function words" if function_class(norm(token)) else None)
+
+
+def mixture(tokens, words, weights, total: float) -> ConceptName | None:
+    """Two classes that together cover >= 60% of the weight (each >= 20%): a polysemantic
+    neuron described honestly ("digits and numbers (3, 2, 0) and conjunctions (and, or)")."""
+    classes: Counter = Counter()
+    for t, wt in zip(tokens, weights, strict=True):
+        if word_class(t):
+            classes[word_class(t)] += wt
+    top = [(k, v) for k, v in classes.most_common(2) if v / total >= 0.2]
+    if len(top) < 2 or sum(v for _, v in top) / total < 0.6:
+        return None
+    parts = []
+    for name, _ in top:
+        ex = list(dict.fromkeys(w for t, w in zip(tokens, words, strict=True)
+                                if w and word_class(t) == name))[:3]
+        parts.append(f"{name} ({', '.join(ex)})")
+    kind = "|".join(k for k, _ in top)
+    return ConceptName(" and ".join(parts), (), sum(v for _, v in top) / total, "mixture", kind)
 
 
 # ---- membership: a name back into a predictor ---------------------------------------------
@@ -370,6 +396,9 @@ def member(concept: ConceptName) -> Callable[[str], bool]:
     if concept.source == "surface":
         cls = concept.kind
         return lambda t: surface_class(t) == cls
+    if concept.source == "mixture":
+        classes = set(concept.kind.split("|"))
+        return lambda t: word_class(t) in classes
     if concept.source == "grammar":
         classes = set(concept.kind.split(" and "))
         return lambda t: function_class(norm(t)) in classes

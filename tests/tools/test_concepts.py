@@ -56,3 +56,10 @@ def test_closed_word_classes_name_function_words():
     assert C.member(name)(" yet") and not C.member(name)(" dog")
     mixed = C.name_tokens([" or", " and", " not", " no"])
     assert mixed.label == "conjunctions and negations"
+
+
+def test_a_polysemantic_set_is_described_as_two_classes():
+    name = C.name_tokens(["3", "2", " and", " or", "0", " not"], [1.0, 1.0, 1.0, 1.0, 0.5, 0.5])
+    assert name.source == "mixture"
+    assert name.label == "digits and numbers (3, 2, 0) and function words (and, or, not)"
+    assert C.member(name)(" 9") and C.member(name)(" but") and not C.member(name)(" dog")

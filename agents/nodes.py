@@ -267,6 +267,7 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         first = next((c for c in scored if not c.get("rejected")), scored[0])
         hyp = {**draft, **_without_score(first), "score": None, "candidates": table,
                "score_error": first.get("score_error") or "no candidate could be scored"}
+        hyp.pop("pattern", None)
         inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
         return {
             "hypotheses": [hyp],

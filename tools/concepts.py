@@ -35,6 +35,7 @@ import functools
 import os
 import re
 import shutil
+import tempfile
 import unicodedata
 import warnings
 from collections import Counter
@@ -173,13 +174,19 @@ def surface_class(token: str) -> str | None:
 def _install_wordnet(src: Path, root: Path) -> Path:
     dest = root / "corpora" / "wordnet"
     if not (dest / "lexnames").is_file():
-        dest.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=root))
         for f in src.iterdir():
             if f.is_file():
-                shutil.copyfile(f, dest / f.name)  # a copy: nltk refuses links out of its root
+                shutil.copyfile(f, tmp / f.name)  # a copy: nltk refuses links out of its root
         pos = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
-        (dest / "lexnames").write_text(
+        (tmp / "lexnames").write_text(
             "".join(f"{i:02d}\t{n}\t{pos[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES)))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(dest)  # atomic: two processes never see a half-copied database
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

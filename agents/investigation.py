@@ -164,11 +164,8 @@ class Investigation:
         """Each candidate rejected (``agents/candidates.py``) or scored, all by one no-LLM writer
         that knows the explainer's patterns; returns them and the prompts measured."""
         from neurosleuth.agents.candidates import rejection
-        from neurosleuth.score.writer import HeuristicWriter
-        from neurosleuth.tools.explain import Pattern
 
-        patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
-        writer = HeuristicWriter(str(self.neuron), self.lm.name, patterns)
+        writer = self.candidate_writer(cands)
         heaps = ActivationHeaps.from_dict(state["heaps"])
         sources = [r.prompt for r in heaps.top()] + [
             e.get("text", "") for e in self.files.read_json("exemplars.json", {}).get("top", [])]
@@ -191,8 +188,10 @@ class Investigation:
             out.append({**c, "score": record})
         return out, written
 
-    def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float):
-        """Prompts the attack drives above ``threshold`` that the hypothesis does not cover."""
+    def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float,
+                               writer: Any = None):
+        """Prompts the attack drives above ``threshold`` that the hypothesis does not cover, as
+        judged by ``writer`` (the one that scored it; else the planner's)."""
         from neurosleuth.score.run import attack_counterexamples
 
         seeds = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(2)]
@@ -204,7 +203,16 @@ class Investigation:
             seeds,
             threshold,
             seed=self.cfg.seed + state.get("iteration", 0),
+            writer=writer,
         )
+
+    def candidate_writer(self, cands: list[dict]):
+        """The no-LLM writer every candidate is scored by; it knows the explainer's patterns."""
+        from neurosleuth.score.writer import HeuristicWriter
+        from neurosleuth.tools.explain import Pattern
+
+        patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
+        return HeuristicWriter(str(self.neuron), self.lm.name, patterns)
 
     def _feedback(self, state: dict) -> str:
         """Rejections so far, and the last hypothesis's counterexamples (to refine it)."""

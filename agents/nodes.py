@@ -276,7 +276,8 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         }
     record = winner["score"]
     found, attack_passes = inv.attack_counterexamples(
-        winner["text"], state, record.get("threshold", 0.0)
+        winner["text"], state, record.get("threshold", 0.0),
+        inv.candidate_writer(draft["candidates"]),
     )
     details = record["details"]
     details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]

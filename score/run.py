@@ -316,6 +316,7 @@ def attack_counterexamples(
     steps: int = 8,
     seed: int = 0,
     limit: int = 5,
+    writer: HeuristicWriter | None = None,
 ) -> tuple[list[dict], int]:
     """Counterexamples found by the attack (``tools/attack.py``): prompts the gradient search
     drives above ``threshold`` that the hypothesis, as judged by the writer, does not cover.
@@ -332,7 +333,7 @@ def attack_counterexamples(
     fired = [p for p in result.prompts if p.activation >= threshold]
     if not fired:
         return [], result.n_forward
-    writer = make_writer(planner, str(neuron), lm.name)
+    writer = writer or make_writer(planner, str(neuron), lm.name)
     tokens = [list(lm.token_strs(list(p.token_ids))) for p in fired]
     said = writer.judge(hypothesis, tokens)
     found = [

@@ -155,7 +155,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(out, indent=2))
     if "llm" in summary:
         s = summary["llm"]
-        console.print(f"embedded LLM: mean r {s['mean_r']:.3f} ({s['ci'][0]:.3f}..{s['ci'][1]:.3f})")
+        lo, hi = s["ci"]
+        console.print(f"embedded LLM: mean r {s['mean_r']:.3f} ({lo:.3f}..{hi:.3f})")
     e, t = summary["explainer"], summary["token_list"]
     print(f"explainer beats token list on {wins}/{len(rows_out)} neurons; mean r "
           f"{e['mean_r']:.3f} (95% CI {e['ci'][0]:.3f}..{e['ci'][1]:.3f}) vs {t['mean_r']:.3f} "

@@ -1,7 +1,7 @@
 """Planted neurons: set one MLP neuron's gate and up rows so that it fires on a known concept.
 
 The direction is the one that separates the concept's tokens from all others in the normalised
-MLP input at the neuron's layer (a ridge regression of +1 / -1 labels on ``n(x_t)``, the
+MLP input at the neuron's layer (a ridge regression of +1 / -2 labels on ``n(x_t)``, the
 post-attention RMSNorm output, measured on the given texts). With gate = up = ``scale`` x that
 direction the neuron's activation silu(s p) * (s p) is large on the concept's tokens. Works on
 any Llama-style model (the tiny test models and SmolLM2 alike); the model is edited in place and

@@ -72,3 +72,66 @@ def best(scored: Sequence[dict]) -> dict | None:
         return None
     return max(ok, key=lambda c: (round(c["score"]["margin"], 4), round(c["score"]["aggregate"], 4),
                                   -scored.index(c)))
+
+
+def from_explainer(explanation) -> list[dict]:
+    """The explainer's sentence and its variants, each with the pattern that simulates it."""
+    from neurosleuth.tools.explain import variants
+
+    return [{"text": text, "source": "explainer", "explanation": explanation.details,
+             "pattern": pattern.to_dict()} for text, pattern in variants(explanation)]
+
+
+def writer_for(inv, cands: Sequence[dict]):
+    """The no-LLM writer every candidate is scored by; it knows the explainer's patterns."""
+    from neurosleuth.score.writer import HeuristicWriter
+    from neurosleuth.tools.explain import Pattern
+
+    patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
+    return HeuristicWriter(str(inv.neuron), inv.lm.name, patterns)
+
+
+def score_all(inv, cands: Sequence[dict], state: dict) -> tuple[list[dict], int]:
+    """Each candidate rejected or scored (``inv.score``), all by one ``writer_for`` writer;
+    returns them and the prompts measured."""
+    from neurosleuth.memory.topk import ActivationHeaps
+
+    writer = writer_for(inv, cands)
+    heaps = ActivationHeaps.from_dict(state["heaps"])
+    sources = [r.prompt for r in heaps.top()] + [
+        e.get("text", "") for e in inv.files.read_json("exemplars.json", {}).get("top", [])]
+    out, written = [], 0
+    for c in cands:
+        reason = None if c["source"] == "researcher" else rejection(c["text"], sources)
+        if reason:
+            out.append({**c, "rejected": reason})
+            continue
+        try:
+            result = inv.score(c["text"], writer)
+        except Exception as err:  # noqa: BLE001 - one bad candidate never stops the run
+            out.append({**c, "score_error": f"{type(err).__name__}: {err}"})
+            continue
+        record = result.to_record()
+        record["threshold"] = result.counterexamples.get("threshold", 0.0)
+        written += len(result.evidence.get("positive", [])) + len(
+            result.evidence.get("negative", []))
+        out.append({**c, "score": record})
+    return out, written
+
+
+def findings(ex) -> list[str]:
+    """What the planner is told of the explainer's evidence before it writes a hypothesis."""
+    p = ex.pattern
+    lines = [f"pattern: {ex.sentence}"]
+    if p.concept and p.concept.source != "none":
+        lines.append(f"concept of the trigger tokens: {p.concept.label} ({p.concept.source})")
+    if ex.pruned:
+        shown = ", ".join(repr("".join(r.tokens)) for r in ex.pruned[:4])
+        lines.append(f"shortest contexts that keep the activation: {shown}")
+    fire = [s.token for s in ex.substitutions if s.where == "peak" and s.fires][:6]
+    kill = [s.token for s in ex.substitutions if s.where == "peak" and not s.fires][:6]
+    if fire:
+        lines.append(f"substitutes for the peak token that still fire: {fire}")
+    if kill:
+        lines.append(f"substitutes that do not fire: {kill}")
+    return lines

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from neurosleuth.agents import candidates
 from neurosleuth.agents.actions import (
     Finish,
     ProposePrompts,
@@ -98,7 +99,7 @@ class Investigation:
             feedback=self._feedback(state),
             iteration=state.get("iteration", 0),
             evidence=latest_findings(state.get("evidence", [])),
-            findings=explainer_findings(explanation) if explanation is not None else [],
+            findings=candidates.findings(explanation) if explanation is not None else [],
         )
 
     def probe(self, state: dict) -> tuple[list[dict], int]:
@@ -128,13 +129,6 @@ class Investigation:
                                                    **result.to_dict()})
         return result
 
-    def explainer_candidates(self, explanation) -> list[dict]:
-        """The explainer's sentence and its variants, each with the pattern that simulates it."""
-        from neurosleuth.tools.explain import variants
-
-        return [{"text": text, "source": "explainer", "explanation": explanation.details,
-                 "pattern": pattern.to_dict()} for text, pattern in variants(explanation)]
-
     def score(self, hypothesis: str, writer: Any = None):
         """Score a hypothesis (score/run.py): with ``writer``, else this run's planner writes."""
         from neurosleuth.score.run import ScoreConfig, score_hypothesis
@@ -160,34 +154,6 @@ class Investigation:
             writer=writer,
         )
 
-    def score_candidates(self, cands: list[dict], state: dict) -> tuple[list[dict], int]:
-        """Each candidate rejected (``agents/candidates.py``) or scored, all by one no-LLM writer
-        that knows the explainer's patterns; returns them and the prompts measured."""
-        from neurosleuth.agents.candidates import rejection
-
-        writer = self.candidate_writer(cands)
-        heaps = ActivationHeaps.from_dict(state["heaps"])
-        sources = [r.prompt for r in heaps.top()] + [
-            e.get("text", "") for e in self.files.read_json("exemplars.json", {}).get("top", [])]
-        out, written = [], 0
-        for c in cands:
-            reason = None if c["source"] == "researcher" else rejection(
-                c["text"], sources)
-            if reason:
-                out.append({**c, "rejected": reason})
-                continue
-            try:
-                result = self.score(c["text"], writer)
-            except Exception as err:  # noqa: BLE001 - one bad candidate never stops the run
-                out.append({**c, "score_error": f"{type(err).__name__}: {err}"})
-                continue
-            record = result.to_record()
-            record["threshold"] = result.counterexamples.get("threshold", 0.0)
-            written += len(result.evidence.get("positive", [])) + len(
-                result.evidence.get("negative", []))
-            out.append({**c, "score": record})
-        return out, written
-
     def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float,
                                writer: Any = None):
         """Prompts the attack drives above ``threshold`` that the hypothesis does not cover, as
@@ -205,14 +171,6 @@ class Investigation:
             seed=self.cfg.seed + state.get("iteration", 0),
             writer=writer,
         )
-
-    def candidate_writer(self, cands: list[dict]):
-        """The no-LLM writer every candidate is scored by; it knows the explainer's patterns."""
-        from neurosleuth.score.writer import HeuristicWriter
-        from neurosleuth.tools.explain import Pattern
-
-        patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
-        return HeuristicWriter(str(self.neuron), self.lm.name, patterns)
 
     def _feedback(self, state: dict) -> str:
         """Rejections so far, and the last hypothesis's counterexamples (to refine it)."""
@@ -405,24 +363,6 @@ class Investigation:
         self.save_hypotheses(state.get("hypotheses", []))
         self.files.write_json("evidence.json", state.get("evidence", []))
         write_report(self.files.path, self.lm, self.neuron)
-
-
-def explainer_findings(ex) -> list[str]:
-    """What the planner is told of the explainer's evidence before it writes a hypothesis."""
-    p = ex.pattern
-    lines = [f"pattern: {ex.sentence}"]
-    if p.concept and p.concept.source != "none":
-        lines.append(f"concept of the trigger tokens: {p.concept.label} ({p.concept.source})")
-    if ex.pruned:
-        shown = ", ".join(repr("".join(r.tokens)) for r in ex.pruned[:4])
-        lines.append(f"shortest contexts that keep the activation: {shown}")
-    fire = [s.token for s in ex.substitutions if s.where == "peak" and s.fires][:6]
-    kill = [s.token for s in ex.substitutions if s.where == "peak" and not s.fires][:6]
-    if fire:
-        lines.append(f"substitutes for the peak token that still fire: {fire}")
-    if kill:
-        lines.append(f"substitutes that do not fire: {kill}")
-    return lines
 
 
 def latest_findings(evidence: list[dict]) -> list[str]:

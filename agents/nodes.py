@@ -233,7 +233,7 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
     last = (state.get("hypotheses") or [None])[-1]
     users = [inv.cfg.hypothesis] if inv.cfg.hypothesis else []
     cands = candidates.gather(
-        inv.explainer_candidates(explanation),
+        candidates.from_explainer(explanation),
         [{"text": action.text, "source": info.source, "explanation": action.explanation}],
         [{"text": last["text"], "source": "previous best",
           "explanation": last.get("explanation", "")}] if last else [],
@@ -259,7 +259,7 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     """Score every candidate on the same held-out windows (``score/run.py``); the best margin over
     the floor becomes the hypothesis. A scoring error is recorded, never fatal to the run."""
     draft = state["pending_hypothesis"]
-    scored, written = inv.score_candidates(draft["candidates"], state)
+    scored, written = candidates.score_all(inv, draft["candidates"], state)
     winner = candidates.best(scored)
     table = [{k: c.get(k) for k in ("text", "source", "rejected", "score_error")}
              | {"summary": summary_of(c.get("score"))} for c in scored]
@@ -277,7 +277,7 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     record = winner["score"]
     found, attack_passes = inv.attack_counterexamples(
         winner["text"], state, record.get("threshold", 0.0),
-        inv.candidate_writer(draft["candidates"]),
+        candidates.writer_for(inv, draft["candidates"]),
     )
     details = record["details"]
     details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]

@@ -30,7 +30,6 @@ pattern is fitted to the texts the agent found, so it is scored on held-out wind
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -40,11 +39,13 @@ import numpy as np
 import torch
 
 from neurosleuth.tools import concepts as C
+from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level, context_of
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import last_logits
 from neurosleuth.tools.readout import embedding_weights, special_token_ids
+from neurosleuth.tools.wordnet import wordnet_status
 
 
 @dataclass(frozen=True)
@@ -256,48 +257,6 @@ def augment(lm, neuron, pruned, imp, cfg: ExplainConfig) -> list[Substitution]:
     return out
 
 
-# ---- context-level ------------------------------------------------------------------------
-CONTEXT_FIRE = 0.35  # share of the window max at which a token counts as firing
-CODE_RE = re.compile(r"^\s*(def|class|import|from|return|if|for|while|elif|else|try|except)\b"
-                     r"|[(){}\[\]=:]|\bself\b|_\w|\w_")
-
-
-def context_of(tokens: Sequence[str]) -> str | None:
-    """The kind of text a window is: "source code", "<Script> script text", "quoted text", or
-    None (ordinary prose). Surface evidence only, so it works on any text."""
-    text = "".join(tokens)
-    if not text.strip():
-        return None
-    script = C._script(text)
-    if script and sum(ch.isalpha() and ord(ch) > 0x24F for ch in text) > 0.3 * len(text):
-        return f"{script.title()} script text"
-    words = [t for t in tokens if t.strip()]
-    code = sum(bool(CODE_RE.search(t)) for t in words) + 3 * text.count("\n    ")
-    if words and code / len(words) >= 0.3:
-        return "source code"
-    if text.count('"') >= 2 or text.count("“") >= 1:
-        return "quoted text"
-    return None
-
-
-def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]], cfg: ExplainConfig
-                  ) -> tuple[float, str | None, int]:
-    """(share of tokens that fire in the top windows, the context >= 75% of them share, distinct
-    firing tokens). A token fires at >= ``CONTEXT_FIRE`` x the median window max."""
-    if not windows:
-        return 0.0, None, 0
-    thr = CONTEXT_FIRE * float(np.median([float(np.max(a)) for _, a in windows]))
-    shares, firing, kinds = [], Counter(), Counter()
-    for toks, acts in windows:
-        on = np.asarray(acts) >= thr
-        shares.append(float(on.mean()))
-        firing.update(C.norm(t) for t, o in zip(toks, on, strict=True) if o)
-        kinds[context_of(toks)] += 1
-    kind, n = kinds.most_common(1)[0]
-    share = float(np.median(shares))
-    return share, (kind if n >= 0.75 * len(windows) else None), len(firing)
-
-
 # ---- the whole explainer ------------------------------------------------------------------
 def explain(
     lm: LoadedModel,
@@ -313,7 +272,7 @@ def explain(
     neuron.validate(lm.n_layers, lm.d_mlp)
     peaks = _peaks(lm, neuron, list(dict.fromkeys(texts))[: cfg.texts])
     passes = len(peaks)
-    share, context, distinct = context_level(windows, cfg)
+    share, context, distinct = context_level(windows)
     pruned = prune(lm, neuron, peaks, cfg) if peaks else []
     imp = importance(lm, neuron, pruned)
     subs = augment(lm, neuron, pruned, imp, cfg) if pruned else []
@@ -326,7 +285,7 @@ def explain(
     sentence, details = describe(pattern, records, subs)
     source = pattern.concept.source if pattern.concept else "none"
     return Explanation(str(neuron), sentence, details, pattern, records, subs,
-                       f"{source}; {C.wordnet_status()}", passes, time.perf_counter() - start)
+                       f"{source}; {wordnet_status()}", passes, time.perf_counter() - start)
 
 
 def seen_tokens(windows: Sequence[tuple[Sequence[str], np.ndarray]], limit: int = 200

@@ -10,9 +10,10 @@ import pytest
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.score.writer import HeuristicWriter
 from neurosleuth.tools import explain as E
-from neurosleuth.tools.concepts import member, wordnet_status
+from neurosleuth.tools.concepts import member
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.wordnet import wordnet_status
 from tests.fixtures import WORDS, tiny_random_lm, token_id
 from tests.planted import plant
 

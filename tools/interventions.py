@@ -40,7 +40,12 @@ import torch
 from transformer_lens.utilities import get_act_name
 
 from neurosleuth.tools.effects import EffectAccumulator, EffectResult, Targets
-from neurosleuth.tools.measure import auto_tokens_per_batch, available_memory, pad_right
+from neurosleuth.tools.measure import (  # noqa: F401  (active_hooks re-exported)
+    active_hooks,
+    auto_tokens_per_batch,
+    available_memory,
+    pad_right,
+)
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId, hook_name
 
@@ -210,12 +215,6 @@ def hooked(lm: LoadedModel, fwd_hooks: Sequence[tuple[str, Callable]]) -> Iterat
     """Attach ``fwd_hooks`` for the block; they are removed on exit, exceptions included."""
     with lm.model.hooks(fwd_hooks=list(fwd_hooks)) as model:
         yield model
-
-
-def active_hooks(lm: LoadedModel) -> int:
-    """How many forward hooks are attached to the model's hook points (0 outside ``hooked``)."""
-    points = {id(p): p for p in lm.model.hook_dict.values()}.values()
-    return sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in points)
 
 
 def position_mask(

@@ -21,7 +21,9 @@ tokens, everything that fits the memory budget stays in one pass.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +136,47 @@ def measure_ids(
     neurons: Sequence[NeuronId],
     tokens_per_batch: int | None = None,
 ) -> list[np.ndarray]:
-    """Activations (T_i, N) for pre-tokenised sequences, in input order, BOS included."""
+    """Activations (T_i, N) for pre-tokenised sequences, in input order, BOS included; through
+    the model's measurement source when one is set (``use_source``), else directly."""
+    source = _SOURCES.get(lm)
+    if source is not None and ids:
+        return source.measure_ids(lm, ids, neurons, tokens_per_batch)
+    return direct_measure_ids(lm, ids, neurons, tokens_per_batch)
+
+
+# Where ``measure_ids`` goes for a model: an object with the same ``measure_ids(lm, ids, neurons,
+# tokens_per_batch)`` (the batch's activation cache, ``tools/actcache.py``, or the layer-parallel
+# gatherer in front of it, ``batch/interleave.py``).
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def use_source(lm: LoadedModel, source) -> Iterator[None]:
+    """Route every ``measure_ids`` on ``lm`` through ``source`` inside the block."""
+    previous = _SOURCES.get(lm)
+    _SOURCES[lm] = source
+    try:
+        yield
+    finally:
+        if previous is None:
+            _SOURCES.pop(lm, None)
+        else:
+            _SOURCES[lm] = previous
+
+
+def active_hooks(lm: LoadedModel) -> int:
+    """How many forward hooks are attached to the model's hook points (0 outside a hooks block)."""
+    points = {id(p): p for p in lm.model.hook_dict.values()}.values()
+    return sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in points)
+
+
+def direct_measure_ids(
+    lm: LoadedModel,
+    ids: Sequence[Sequence[int]],
+    neurons: Sequence[NeuronId],
+    tokens_per_batch: int | None = None,
+) -> list[np.ndarray]:
+    """``measure_ids`` by running the model (see module docstring)."""
     out: list[np.ndarray | None] = [None] * len(ids)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     budget = tokens_per_batch or auto_tokens_per_batch(lm, max(n.layer for n in neurons))

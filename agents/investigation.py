@@ -47,6 +47,7 @@ class Investigation:
     interrupted: bool = False
     registry: dict[type, Tool] = field(default_factory=dict)
     score_cache: dict = field(default_factory=dict)  # neuron-level score evidence, reused
+    board: Any = None  # a layer-parallel batch's search board (``batch/interleave.py``)
 
     def __post_init__(self) -> None:
         from neurosleuth.agents import probes
@@ -223,6 +224,7 @@ class Investigation:
                 _row(p, "accepted", origin[p], float(res.max_act[i, 0]), res.max_token(i))
                 for i, p in enumerate(accepted)
             ]
+        rows += self.shared_rows(accepted)
         best = max((r["activation"] for r in rows if r["activation"] is not None), default=None)
         return {
             "rows": rows,
@@ -230,6 +232,21 @@ class Investigation:
             "dedup": checked.to_dict(),
             "summary": f"{len(accepted)}/{len(prompts)} accepted, best {best}",
         }
+
+    def shared_rows(self, mine: list[str]) -> list[dict]:
+        """In a layer-parallel batch: post this step's prompts to the group's board and take the
+        others' (measured for this neuron in the same shared passes: cache reads, no forward
+        pass), as rows with status ``shared`` and source ``neuron L:I``."""
+        if self.board is None:
+            return []
+        self.board.post(str(self.neuron), mine)
+        theirs = [(p, n) for p, n in self.board.take(str(self.neuron))
+                  if self.lm.encode(p)[self.lm.n_prefix :]]
+        if not theirs:
+            return []
+        res = self.measure([p for p, _ in theirs])
+        return [_row(p, "shared", f"neuron {n}", float(res.max_act[i, 0]), res.max_token(i))
+                for i, (p, n) in enumerate(theirs)]
 
     def run_attack(self, action: RunAttack, state: dict) -> dict:
         """Gradient-guided search seeded with the best prompt; its best prompts are measured."""

@@ -151,9 +151,11 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     heaps = ActivationHeaps.from_dict(state["heaps"])
     stats = SearchStats.from_dict(state["stats"])
     measured = [r for r in rows if r["status"] == "accepted"]
-    for r in measured:
+    shared = [r for r in rows if r["status"] == "shared"]  # another neuron's search (batch)
+    for r in measured + shared:
         heaps.push(Record(r["activation"], r["prompt"], r["max_token"], step, r["source"]))
-    rejected = [SimpleNamespace(reason=r["status"]) for r in rows if r["status"] != "accepted"]
+    rejected = [SimpleNamespace(reason=r["status"]) for r in rows
+                if r["status"] not in ("accepted", "shared")]
     stats.record_check(SimpleNamespace(accepted=measured, rejected=rejected))
     stats.record_measured([r["activation"] for r in measured])
     stats.end_iteration(step)
@@ -174,7 +176,9 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         update["recoveries"] = [{"iteration": step, "strategy": strategy, "best": heaps.best}]
     update["_event"] = {
         "action": "record",
-        "summary": f"{len(measured)} measured, best {heaps.best}",
+        "summary": f"{len(measured)} measured"
+        + (f" (+{len(shared)} from other neurons)" if shared else "")
+        + f", best {heaps.best}",
         "recovery": strategy,
     }
     return update

@@ -4,6 +4,7 @@ planner, open (or restore) the prompt memory, and save the resolved config."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def new_run_id(neuron: str) -> str:
 
 
 def open_investigation(
-    cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False, planner=None
+    cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False, planner=None,
+    setup: Callable[[Investigation], None] | None = None,
 ) -> Investigation:
-    """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
+    """Everything a run needs; raises a clear error for a bad neuron, model or planner.
+    ``setup`` (a batch's) is called on the investigation before it is returned."""
     if not cfg.run_id:
         cfg = cfg.model_copy(update={"run_id": new_run_id(cfg.neuron)})
     files = RunFiles(cfg.run_dir())
@@ -44,18 +47,23 @@ def open_investigation(
     else:
         dedup = PromptDeduper(embedder, threshold=cfg.dedup_threshold)
     files.write_json("config.json", cfg.public_dict())
-    return Investigation(cfg, lm, neuron, planner, note, files, dedup)
+    inv = Investigation(cfg, lm, neuron, planner, note, files, dedup)
+    if setup is not None:
+        setup(inv)
+    return inv
 
 
-def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None) -> Path:
+def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None,
+                setup: Callable[[Investigation], None] | None = None) -> Path:
     """Run a new investigation to the end of its budget; returns the run directory."""
-    inv = open_investigation(cfg, lm, planner=planner)
+    inv = open_investigation(cfg, lm, planner=planner, setup=setup)
     graph.run(inv)
     return inv.files.path
 
 
 def resume(
-    runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None, **changes
+    runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None,
+    setup: Callable[[Investigation], None] | None = None, **changes
 ) -> Path:
     """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
     budget given in ``changes``, e.g. ``iterations=60``)."""
@@ -66,6 +74,6 @@ def resume(
     cfg = saved.model_copy(
         update={"runs_dir": str(runs_dir), **{k: v for k, v in changes.items() if v is not None}}
     )
-    inv = open_investigation(cfg, lm, resume=True, planner=planner)
+    inv = open_investigation(cfg, lm, resume=True, planner=planner, setup=setup)
     graph.run(inv, resume=True)
     return inv.files.path

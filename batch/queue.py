@@ -13,6 +13,11 @@ run's end and the queue update) is marked done without running again; ``done`` a
 neurons are never redone. An exclusive ``flock`` on ``.lock`` keeps two processes off one batch
 (the kernel drops it when the holder dies).
 
+Layer-parallel (``shared_cache``, the default): the neurons are cut into groups of one layer
+(``group_size``, fixed by the whole batch so a resumed batch finds each group's activation cache)
+and each group runs interleaved (``batch/interleave.py``); otherwise one neuron after another.
+A group's neurons start together, each with ``(T - spent) * group / neurons_left``.
+
 Time split. With a batch budget T, the next neuron gets ``(T - spent) / neurons_left`` minus the
 mean overrun seen so far (each run stops at its next step boundary after its budget, then tests a
 last hypothesis and writes its report), and never less than ``min_neuron_s``. The corpus scan
@@ -79,6 +84,8 @@ class Batch:
     time_budget_s: float | None = None
     min_neuron_s: float = 30.0
     executor: str = "local"
+    shared_cache: bool = True  # layer-parallel: groups of one layer share passes and a cache
+    group_size: int = 32  # neurons investigated together (one cache, one search board)
     status: str = "pending"  # pending | running | finished | interrupted
     wall_s: float = 0.0
     created_at: str = field(default_factory=now_iso)
@@ -134,7 +141,8 @@ class BatchQueue:
     @classmethod
     def create(cls, runs_dir: str | Path, batch_id: str, picks: list[NeuronPick],
                run_config: RunConfig, time_budget_s: float | None = None,
-               min_neuron_s: float = 30.0, executor: str = "local") -> BatchQueue:
+               min_neuron_s: float = 30.0, executor: str = "local", shared_cache: bool = True,
+               group_size: int = 32) -> BatchQueue:
         """A new batch folder with every neuron pending; refuses an existing batch."""
         if not picks:
             raise ValueError("the batch has no neurons")
@@ -150,7 +158,10 @@ class BatchQueue:
         entries = [Entry(str(p.neuron), neuron_run_id(str(p.neuron)), reason=p.reason)
                    for p in picks]
         folder.mkdir(parents=True, exist_ok=True)
-        queue = cls(folder, Batch(batch_id, shared, entries, time_budget_s, min_neuron_s, executor))
+        if group_size < 1:
+            raise ValueError(f"group size must be at least 1, got {group_size}")
+        queue = cls(folder, Batch(batch_id, shared, entries, time_budget_s, min_neuron_s, executor,
+                                  shared_cache, group_size))
         queue.save()
         return queue
 
@@ -217,10 +228,12 @@ def batch_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None) -> dict[str, Any]:
+def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None,
+               setup: Callable | None = None) -> dict[str, Any]:
     """Run (or continue) one neuron's investigation in ``folder/run_id``. Returns
     ``{"status": done|failed|interrupted, "error", "seconds", "prior_s"}``; an exception is
-    returned as ``failed`` (traceback in ``error.txt``), never raised; KeyboardInterrupt is."""
+    returned as ``failed`` (traceback in ``error.txt``), never raised; KeyboardInterrupt is.
+    ``setup``: called on the ``Investigation`` before it runs (a layer-parallel group's)."""
     from neurosleuth.agents import session
 
     run_dir = Path(folder) / cfg["run_id"]
@@ -231,10 +244,11 @@ def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None) -> dict
     start = time.monotonic()
     try:
         if (run_dir / "config.json").is_file():
-            session.resume(folder, cfg["run_id"], lm=lm, planner=planner,
+            session.resume(folder, cfg["run_id"], lm=lm, planner=planner, setup=setup,
                            time_budget_s=cfg.get("time_budget_s"))
         else:
-            session.investigate(RunConfig.model_validate(cfg), lm=lm, planner=planner)
+            session.investigate(RunConfig.model_validate(cfg), lm=lm, planner=planner,
+                                setup=setup)
     except Exception as err:  # noqa: BLE001 - one neuron's failure must not stop the batch
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc())
@@ -267,7 +281,8 @@ PlannerFactory = Callable[[RunConfig], Any]
 
 def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None = None,
               display=None) -> None:
-    """Run the queue's remaining neurons one after another in this process (one model)."""
+    """Run the queue's remaining neurons in this process (one model): layer-parallel groups
+    sharing one activation cache each (``batch/interleave.py``), or one after another."""
     from neurosleuth.tools.model import load_model
 
     if not queue.batch.todo():
@@ -280,21 +295,67 @@ def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None
             display.note(f"corpus scan of layer(s) {', '.join(map(str, layers))} (cached after "
                          "the first time) ...")
         warm_scans(lm, cfg0, layers)
+    if queue.batch.shared_cache:
+        for members in batch_groups(queue.batch):
+            run_local_group(queue, members, lm, planner_factory, display)
+        return
     for entry in queue.batch.todo():
-        budget = entry.budget_s if entry.attempts and entry.budget_s else queue.next_budget()
-        queue.update(entry, status="running", budget_s=budget, started_at=now_iso(),
-                     attempts=entry.attempts + 1)
-        if display:
-            display.neuron_started(entry)
-        cfg = queue.run_config(entry)
+        cfg = start_entry(queue, entry, display)
         planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
         outcome = run_neuron(queue.folder, cfg, lm=lm, planner=planner)
-        record_outcome(queue, entry, outcome)
-        write_site_quietly(queue.folder)
-        if display:
-            display.neuron_finished(entry)
+        finish_entry(queue, entry, outcome, display)
         if outcome["status"] == "interrupted":
             raise KeyboardInterrupt
+
+
+def batch_groups(batch: Batch) -> list[list[Entry]]:
+    """The batch's layer groups (fixed by all its entries), each with work left."""
+    from neurosleuth.batch.interleave import groups
+
+    out = []
+    for idx in groups([e.neuron for e in batch.entries], batch.group_size):
+        members = [batch.entries[i] for i in idx]
+        if any(e.status in UNFINISHED for e in members):
+            out.append(members)
+    return out
+
+
+def start_entry(queue: BatchQueue, entry: Entry, display=None, parallel: int = 1
+                ) -> dict[str, Any]:
+    """Mark a neuron running with its budget (an interrupted one keeps the budget it started
+    with); returns its run config."""
+    budget = (entry.budget_s if entry.attempts and entry.budget_s
+              else queue.next_budget(parallel=parallel))
+    queue.update(entry, status="running", budget_s=budget, started_at=now_iso(),
+                 attempts=entry.attempts + 1)
+    if display:
+        display.neuron_started(entry)
+    return queue.run_config(entry)
+
+
+def finish_entry(queue: BatchQueue, entry: Entry, outcome: dict[str, Any], display=None) -> None:
+    record_outcome(queue, entry, outcome)
+    write_site_quietly(queue.folder)
+    if display:
+        display.neuron_finished(entry)
+
+
+def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory, display
+                    ) -> None:
+    """One layer group's remaining neurons, interleaved, in this process."""
+    from neurosleuth.batch.interleave import run_group
+
+    todo = [e for e in members if e.status in UNFINISHED]
+    cfgs = [start_entry(queue, e, display, parallel=len(todo)) for e in todo]
+
+    def run(cfg: dict, setup) -> dict:
+        planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
+        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, setup=setup)
+
+    outcomes = run_group(queue.folder, [e.neuron for e in members], cfgs, lm, run,
+                         lambda i, outcome: finish_entry(queue, todo[i], outcome, display))
+    if any(o["status"] == "interrupted" for o in outcomes):
+        raise KeyboardInterrupt
 
 
 def warm_scans(lm, cfg: dict[str, Any], layers: list[int]) -> None:

@@ -1,4 +1,9 @@
-"""``--executor ray``: each neuron of a batch runs as one Ray task; the driver keeps the queue.
+"""``--executor ray``: each layer group of a layer-parallel batch (or, with
+``--no-shared-cache``, each neuron) runs as one Ray task; the driver keeps the queue.
+
+A group task runs its neurons interleaved in one worker (``batch/interleave.py``: one model, one
+activation cache, one search board), so the sharing holds inside each task, and returns every
+neuron's outcome; the driver records them when the task ends.
 
 Each task calls ``batch.run_neuron`` in a Ray worker process: the worker loads the model once
 (``load_model`` caches per process, and Ray reuses workers), investigates one neuron (or resumes
@@ -12,8 +17,10 @@ same path the run folders are written in place (and a killed batch resumes each 
 checkpoint); otherwise a task on another node returns its run folder as a tar archive and the
 driver unpacks it into the batch folder.
 
-Time budget: the remaining budget is shared by as many neurons at a time as the cluster has task
-slots (GPUs, else CPUs), each neuron getting ``remaining * slots / neurons_left``.
+Time budget: the remaining budget is shared by as many neurons at a time as the cluster runs
+(task slots, GPUs else CPUs, times the neurons of a group), each neuron getting
+``remaining * parallel / neurons_left``. The activation cache of a group that ran on another node
+stays there (it is a cache: a resumed batch measures those texts again).
 """
 
 from __future__ import annotations
@@ -25,8 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neurosleuth.agents.rundir import now_iso
-from neurosleuth.batch.queue import BatchQueue, record_outcome, run_neuron, write_site_quietly
+from neurosleuth.batch.queue import (
+    BatchQueue,
+    batch_groups,
+    record_outcome,
+    run_neuron,
+    start_entry,
+    write_site_quietly,
+)
 
 
 def pack_run(run_dir: Path) -> bytes:
@@ -59,6 +72,28 @@ def neuron_task(folder: str, cfg: dict[str, Any], driver_node: str) -> dict[str,
     return outcome
 
 
+def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driver_node: str
+               ) -> list[dict[str, Any]]:
+    """Body of a group's Ray task: its neurons interleaved in one worker; their outcomes."""
+    import ray
+    import torch
+
+    from neurosleuth.batch.interleave import run_group
+    from neurosleuth.tools.model import load_model
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    lm = load_model(cfgs[0]["model"], device=cfgs[0].get("device"))
+    outcomes = run_group(Path(folder), members, cfgs, lm,
+                         lambda cfg, setup: run_neuron(Path(folder), cfg, lm=lm, setup=setup),
+                         lambda i, outcome: None)
+    node = ray.get_runtime_context().get_node_id()
+    for cfg, outcome in zip(cfgs, outcomes, strict=True):
+        outcome["node"] = node
+        if node != driver_node and (Path(folder) / cfg["run_id"]).is_dir():
+            outcome["archive"] = pack_run(Path(folder) / cfg["run_id"])
+    return outcomes
+
+
 def init_ray(address: str | None = None) -> bool:
     """Connect to (or start) Ray; returns whether this call started it."""
     import ray
@@ -71,7 +106,8 @@ def init_ray(address: str | None = None) -> bool:
 
 
 def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None:
-    """Run the queue's remaining neurons as Ray tasks and record each as it finishes."""
+    """Run the queue's remaining neurons (or layer groups) as Ray tasks and record each
+    outcome as its task finishes."""
     import ray
 
     started_here = init_ray(address)
@@ -79,42 +115,49 @@ def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None
         resources = ray.cluster_resources()
         gpus = 1 if resources.get("GPU", 0) >= 1 else 0
         slots = int(resources.get("GPU" if gpus else "CPU", 1)) or 1
-        task = ray.remote(num_gpus=gpus, max_retries=0)(neuron_task)
         driver = ray.get_runtime_context().get_node_id()
-        pending: dict[Any, Any] = {}
-        todo = queue.batch.todo()
-        for entry in todo:
-            started = entry.attempts and entry.budget_s  # keeps the budget it started with
-            budget = entry.budget_s if started else queue.next_budget(parallel=slots)
-            queue.update(entry, status="running", budget_s=budget, started_at=now_iso(),
-                         attempts=entry.attempts + 1)
-            if display:
-                display.neuron_started(entry)
-            pending[task.remote(str(queue.folder), queue.run_config(entry), driver)] = entry
+        pending: dict[Any, list] = {}
+        if queue.batch.shared_cache:
+            task = ray.remote(num_gpus=gpus, max_retries=0)(group_task)
+            for members in batch_groups(queue.batch):
+                todo = [e for e in members if e.status in ("pending", "running")]
+                cfgs = [start_entry(queue, e, display, parallel=slots * len(todo)) for e in todo]
+                ref = task.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver)
+                pending[ref] = todo
+        else:
+            task = ray.remote(num_gpus=gpus, max_retries=0)(neuron_task)
+            for entry in queue.batch.todo():
+                cfg = start_entry(queue, entry, display, parallel=slots)
+                pending[task.remote(str(queue.folder), cfg, driver)] = [entry]
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                entry = pending.pop(ref)
-                outcome = _result(ref, entry, queue.folder)
-                record_outcome(queue, entry, outcome)
+                entries = pending.pop(ref)
+                for entry, outcome in zip(entries, _results(ref, entries, queue.folder),
+                                          strict=True):
+                    record_outcome(queue, entry, outcome)
+                    if display:
+                        display.neuron_finished(entry)
                 write_site_quietly(queue.folder)
-                if display:
-                    display.neuron_finished(entry)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _result(ref, entry, folder: Path) -> dict[str, Any]:
+def _results(ref, entries, folder: Path) -> list[dict[str, Any]]:
+    """The outcomes of one task (a neuron's, or a group's), run folders unpacked."""
     import ray
 
     start = time.monotonic()
     try:
-        outcome = ray.get(ref)
+        outcomes = ray.get(ref)
     except ray.exceptions.RayError as err:  # the worker died, or the task raised outside run_neuron
-        return {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0][:500],
-                "seconds": time.monotonic() - start, "prior_s": 0.0}
-    archive = outcome.pop("archive", None)
-    if archive is not None:
-        unpack_run(archive, folder, entry.run_id)
-    return outcome
+        failed = {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0][:500],
+                  "seconds": time.monotonic() - start, "prior_s": 0.0}
+        return [dict(failed) for _ in entries]
+    outcomes = outcomes if isinstance(outcomes, list) else [outcomes]
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        archive = outcome.pop("archive", None)
+        if archive is not None:
+            unpack_run(archive, folder, entry.run_id)
+    return outcomes

@@ -137,8 +137,17 @@ def tried_section(data: RunData) -> Section:
         blocks.append(Table(["prompts", "count"], rows))
     df = data.prompts
     if df is not None and {"status", "source"} <= set(df.columns) and len(df):
-        table = pd.crosstab(df["source"].astype(str), df["status"].astype(str), margins=True,
-                            margins_name="total")
+        source = df["source"].astype(str)
+        theirs = source.str.startswith("neuron ") & (df["status"].astype(str) == "shared")
+        if theirs.any():
+            names = sorted(set(source[theirs].str.removeprefix("neuron ")))
+            blocks.append(Para(
+                f"{int(theirs.sum())} prompts came from the searches of other neurons of this "
+                f"layer-parallel batch ({len(names)}: {', '.join(names[:12])}"
+                f"{', ...' if len(names) > 12 else ''}), measured for this neuron in the same "
+                "passes (status shared; the top and bottom lists name the neuron as source)."))
+        source = source.where(~theirs, "other neurons")
+        table = pd.crosstab(source, df["status"].astype(str), margins=True, margins_name="total")
         blocks.append(Para("Prompts by source (rows) and status (columns):"))
         blocks.append(Table(["source", *map(str, table.columns)],
                             [[str(i), *map(int, r)]
@@ -151,7 +160,7 @@ def tried_section(data: RunData) -> Section:
 
 
 def _rejected_examples(df: pd.DataFrame) -> list:
-    rejected = df[df["status"].astype(str) != "accepted"]
+    rejected = df[~df["status"].astype(str).isin(["accepted", "shared"])]
     if rejected.empty:
         return [Para("No prompt was rejected.")]
     picked = rejected.groupby(rejected["status"].astype(str), sort=True).tail(REJECTED_EXAMPLES)

@@ -82,6 +82,12 @@ def batch(
     batch_id: Annotated[str | None, typer.Option(help="name of the batch folder")] = None,
     runs_dir: RunsDir = Path("runs"),
     executor: Annotated[str, typer.Option(help="local (in this process) or ray")] = "local",
+    shared_cache: Annotated[bool, typer.Option(
+        help="layer-parallel: the neurons of a layer advance together and share every forward "
+        "pass through one activation cache in the batch folder (--no-shared-cache: one neuron "
+        "after another)")] = True,
+    group_size: Annotated[int, typer.Option(help="neurons of one layer investigated together "
+                                            "(one cache and search board)", min=1)] = 32,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: "
                                                     "start a local Ray)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON run config file")] = None,
@@ -112,7 +118,8 @@ def batch(
     lm = load(cfg.model, "cpu" if executor == "ray" else cfg.device)
     picks = _pick(lm, listed, layer, auto, cfg)[:limit]
     queue = BatchQueue.create(runs_dir, batch_id, picks, cfg, parse_duration(time),
-                              parse_duration(min_neuron_time) or 0.0, executor)
+                              parse_duration(min_neuron_time) or 0.0, executor, shared_cache,
+                              group_size)
     err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)
     _run(queue.folder, lm if executor == "local" else None, executor, ray_address, None)
 

@@ -254,13 +254,15 @@ def cli(*args, cache=None):
 
 
 def test_kill_mid_batch_then_resume(tmp_path, corpus):
-    """SIGKILL during the second of three neurons; ``resume`` finishes the batch: every neuron
-    done once, the first untouched, the second continued from its checkpoint."""
+    """One neuron after another (``--no-shared-cache``): SIGKILL during the second of three;
+    ``resume`` finishes the batch: every neuron done once, the first untouched, the second
+    continued from its checkpoint. (The layer-parallel kill: ``test_interleave.py``.)"""
     model = save_tiny_model(tmp_path / "model")
     runs = tmp_path / "runs"
     proc = cli("batch", "1:3", "1:4", "1:5", "--model", str(model), "--planner", "heuristic",
                "--iterations", "12", "--corpus", str(corpus), "--exemplar-tokens", "2000",
-               "--batch-id", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
+               "--batch-id", "k", "--runs-dir", str(runs), "--no-shared-cache",
+               cache=tmp_path / "cache")
     log = runs / "k" / "n1-4" / "events.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

@@ -1,0 +1,157 @@
+"""Layer-parallel batches: the baton scheduler gathers the threads' measurements into shared
+passes (same numbers as measuring alone), the search board, the groups, a layer-parallel batch on
+the tiny model, and a SIGKILL mid-group followed by resume (the cache survives: nothing is
+measured twice)."""
+
+import json
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neurosleuth.batch.interleave import Board, Interleaver, group_cache_path, groups
+from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.tools.actcache import ActivationCache
+from neurosleuth.tools.measure import direct_measure_ids, measure_ids, use_source
+from neurosleuth.tools.neurons import NeuronId
+from tests.agent_helpers import save_tiny_model, words, write_corpus
+from tests.batch.test_batch import cli, picks, template
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+def test_threads_share_passes_and_get_their_own_columns(tmp_path, tiny_lm):
+    neurons = [NeuronId(1, i) for i in range(4)]
+    cache = ActivationCache(tmp_path / "c.sqlite", tiny_lm, neurons)
+    gatherer = Interleaver(cache)
+    texts = [[words(1 + j * 3 + s) for s in range(3)] for j in range(4)]
+    assert len({tuple(tiny_lm.encode(t)) for row in texts for t in row}) == 12
+    order = []
+
+    def job(j):
+        def go():
+            got = []
+            for s in range(3):
+                ids = [tiny_lm.encode(texts[j][s])]
+                order.append((j, s))
+                got.append(measure_ids(tiny_lm, ids, [neurons[j]])[0])
+            return got
+        return go
+
+    def broken():
+        measure_ids(tiny_lm, [tiny_lm.encode("fine")], [neurons[0]])
+        raise RuntimeError("boom")
+
+    with use_source(tiny_lm, gatherer):
+        results = gatherer.run([job(j) for j in range(4)] + [broken])
+    assert isinstance(results[4], RuntimeError)  # one job's failure does not stop the others
+    for j in range(4):
+        for s in range(3):
+            want = direct_measure_ids(tiny_lm, [tiny_lm.encode(texts[j][s])], [neurons[j]])[0]
+            np.testing.assert_allclose(results[j][s], want, rtol=1e-5, atol=1e-6)
+    assert gatherer.flushes == 3  # one pass per round of requests, not one per request
+    assert gatherer.gathered == 13
+    assert order[:4] == [(0, 0), (1, 0), (2, 0), (3, 0)]  # round-robin turns, deterministic
+    # every job's texts were measured for all four neurons: another job reads them from the cache
+    assert cache.get(1, tiny_lm.encode(texts[0][0])).shape[1] == 4
+
+
+def test_board_gives_each_neuron_the_others_prompts_once():
+    board = Board()
+    board.post("1:0", ["a", "b"])
+    board.post("1:1", ["b", "c"])  # "b" was 1:0's first
+    assert board.take("1:1") == [("a", "1:0"), ("b", "1:0")]
+    assert board.take("1:1") == []
+    assert board.take("1:0") == [("c", "1:1")]
+
+
+def test_groups_are_per_layer_and_fixed_by_the_whole_batch():
+    neurons = ["1:0", "2:5", "1:1", "1:2", "2:6"]
+    assert groups(neurons, 2) == [[0, 2], [3], [1, 4]]
+    a = group_cache_path("x", [NeuronId.parse(n) for n in ("1:0", "1:1")])
+    b = group_cache_path("x", [NeuronId.parse(n) for n in ("1:1", "1:0")])
+    assert a == b and a.name.startswith("L1-")
+
+
+def test_layer_parallel_batch_shares_rows_and_writes_every_report(tmp_path, tiny_lm, corpus):
+    queue = BatchQueue.create(tmp_path, "lp", picks("1:3", "1:4", "1:5", "0:2"),
+                              template(corpus, iterations=4))
+    final = run_batch(queue.folder, lm=tiny_lm)
+    assert [e.status for e in final.entries] == ["done"] * 4
+    for run in ("n1-3", "n1-4", "n1-5", "n0-2"):
+        assert (queue.folder / run / "report.html").is_file()
+        summary = json.loads((queue.folder / run / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["iterations"] == 4
+    rows = pd.read_csv(queue.folder / "n1-3" / "prompts.csv")
+    shared = rows[rows["status"] == "shared"]
+    assert len(shared) > 0 and set(shared["source"]) <= {"neuron 1:4", "neuron 1:5"}
+    assert not (rows[rows["status"] == "accepted"]["source"].str.startswith("neuron")).any()
+    # a shared row's activation is this neuron's own, as measuring the text alone gives
+    r = shared.iloc[0]
+    from neurosleuth.tools.measure import measure
+
+    alone = float(measure(tiny_lm, [r["prompt"]], [NeuronId(1, 3)]).max_act[0, 0])
+    assert r["activation"] == pytest.approx(alone, rel=1e-4, abs=1e-5)
+    report = (queue.folder / "n1-3" / "report.md").read_text()
+    assert "came from the searches of other neurons" in report and "neuron 1:4" in report
+    # layer 0's neuron is its own group: it sees nothing of layer 1's search
+    assert "shared" not in set(pd.read_csv(queue.folder / "n0-2" / "prompts.csv")["status"])
+    files = sorted(p.name for p in (queue.folder / "activations").glob("*.sqlite"))
+    assert len(files) == 2 and files[0].startswith("L0-") and files[1].startswith("L1-")
+    for f in (queue.folder / "activations").glob("*.sqlite"):
+        db = sqlite3.connect(f)
+        assert db.execute("SELECT MAX(computed) FROM acts").fetchone()[0] == 1
+        db.close()
+
+
+def test_kill_mid_group_then_resume_reads_the_cache(tmp_path, corpus):
+    """SIGKILL while three neurons of one layer run interleaved; ``resume`` continues each from
+    its checkpoint, keeps every cache row measured before the kill and measures none twice."""
+    model = save_tiny_model(tmp_path / "model")
+    runs = tmp_path / "runs"
+    proc = cli("batch", "1:3", "1:4", "1:5", "--model", str(model), "--planner", "heuristic",
+               "--iterations", "12", "--corpus", str(corpus), "--exemplar-tokens", "2000",
+               "--batch-id", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
+    log = runs / "k" / "n1-5" / "events.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and log.read_text().count('"node": "record"') >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    queue = json.loads((runs / "k" / "batch.json").read_text())
+    assert [e["status"] for e in queue["entries"]] == ["running"] * 3
+    [path] = (runs / "k" / "activations").glob("*.sqlite")
+    db = sqlite3.connect(path)
+    before = {(layer, bytes(k)) for layer, k in db.execute("SELECT layer, key FROM acts")}
+    db.close()
+    assert before
+    steps = {r: pd.read_csv(runs / "k" / r / "prompts.csv")["step"].max()
+             for r in ("n1-3", "n1-4", "n1-5")}
+    assert all(0 < s < 12 for s in steps.values()), steps
+
+    resumed = cli("resume", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "3 done" in out
+    queue = json.loads((runs / "k" / "batch.json").read_text())
+    assert [e["status"] for e in queue["entries"]] == ["done"] * 3
+    assert [e["attempts"] for e in queue["entries"]] == [2, 2, 2]
+    assert [p.name for p in (runs / "k" / "activations").glob("*.sqlite")] == [path.name]
+    db = sqlite3.connect(path)
+    after = {(layer, bytes(k)) for layer, k in db.execute("SELECT layer, key FROM acts")}
+    assert before <= after and len(after) > len(before)
+    assert db.execute("SELECT MAX(computed) FROM acts").fetchone()[0] == 1  # none twice
+    db.close()
+    for run in ("n1-3", "n1-4", "n1-5"):
+        summary = json.loads((runs / "k" / run / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["iterations"] == 12
+        rows = pd.read_csv(runs / "k" / run / "prompts.csv")
+        assert sorted(set(rows["step"])) == list(range(1, 13))

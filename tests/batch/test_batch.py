@@ -253,37 +253,49 @@ def cli(*args, cache=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_mid_batch_then_resume(tmp_path, corpus):
-    """One neuron after another (``--no-shared-cache``): SIGKILL during the second of three;
-    ``resume`` finishes the batch: every neuron done once, the first untouched, the second
-    continued from its checkpoint. (The layer-parallel kill: ``test_interleave.py``.)"""
+def kill_batch_at(tmp_path, corpus, run: str, *flags: str, steps: int = 4) -> None:
+    """``batch 1:3 1:4 1:5`` (12 iterations) in ``tmp_path/runs/k``, SIGKILLed once ``run`` has
+    recorded ``steps`` steps."""
     model = save_tiny_model(tmp_path / "model")
     runs = tmp_path / "runs"
     proc = cli("batch", "1:3", "1:4", "1:5", "--model", str(model), "--planner", "heuristic",
                "--iterations", "12", "--corpus", str(corpus), "--exemplar-tokens", "2000",
-               "--batch-id", "k", "--runs-dir", str(runs), "--no-shared-cache",
-               cache=tmp_path / "cache")
-    log = runs / "k" / "n1-4" / "events.jsonl"
+               "--batch-id", "k", "--runs-dir", str(runs), *flags, cache=tmp_path / "cache")
+    log = runs / "k" / run / "events.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and log.read_text().count('"node": "record"') >= 4:
+        if log.is_file() and log.read_text().count('"node": "record"') >= steps:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    queue = json.loads((runs / "k" / "batch.json").read_text())
-    assert [e["status"] for e in queue["entries"]] == ["done", "running", "pending"]
-    first = (runs / "k" / "n1-3" / "events.jsonl").read_text()
-    before = pd.read_csv(runs / "k" / "n1-4" / "prompts.csv")
-    assert 0 < before["step"].max() < 12, "the kill should land mid-run"
 
+
+def resume_batch(tmp_path) -> list[int]:
+    """``resume k``: must finish with all three neurons done; returns their attempts."""
+    runs = tmp_path / "runs"
     resumed = cli("resume", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "3 done" in out
     queue = json.loads((runs / "k" / "batch.json").read_text())
     assert [e["status"] for e in queue["entries"]] == ["done"] * 3
-    assert [e["attempts"] for e in queue["entries"]] == [1, 2, 1]
+    return [e["attempts"] for e in queue["entries"]]
+
+
+def test_kill_mid_batch_then_resume(tmp_path, corpus):
+    """One neuron after another (``--no-shared-cache``): SIGKILL during the second of three;
+    ``resume`` finishes the batch: every neuron done once, the first untouched, the second
+    continued from its checkpoint. (The layer-parallel kill: ``test_interleave.py``.)"""
+    runs = tmp_path / "runs"
+    kill_batch_at(tmp_path, corpus, "n1-4", "--no-shared-cache")
+    queue = json.loads((runs / "k" / "batch.json").read_text())
+    assert [e["status"] for e in queue["entries"]] == ["done", "running", "pending"]
+    first = (runs / "k" / "n1-3" / "events.jsonl").read_text()
+    before = pd.read_csv(runs / "k" / "n1-4" / "prompts.csv")
+    assert 0 < before["step"].max() < 12, "the kill should land mid-run"
+
+    assert resume_batch(tmp_path) == [1, 2, 1]  # attempts
     assert (runs / "k" / "n1-3" / "events.jsonl").read_text() == first  # not redone
     after = pd.read_csv(runs / "k" / "n1-4" / "prompts.csv")
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # continued, not restarted

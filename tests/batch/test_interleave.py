@@ -4,9 +4,7 @@ the tiny model, and a SIGKILL mid-group followed by resume (the cache survives: 
 measured twice)."""
 
 import json
-import signal
 import sqlite3
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,8 +15,8 @@ from neurosleuth.batch.queue import BatchQueue, run_batch
 from neurosleuth.tools.actcache import ActivationCache
 from neurosleuth.tools.measure import direct_measure_ids, measure_ids, use_source
 from neurosleuth.tools.neurons import NeuronId
-from tests.agent_helpers import save_tiny_model, words, write_corpus
-from tests.batch.test_batch import cli, picks, template
+from tests.agent_helpers import words, write_corpus
+from tests.batch.test_batch import kill_batch_at, picks, resume_batch, template
 
 
 @pytest.fixture(scope="module")
@@ -113,19 +111,8 @@ def test_layer_parallel_batch_shares_rows_and_writes_every_report(tmp_path, tiny
 def test_kill_mid_group_then_resume_reads_the_cache(tmp_path, corpus):
     """SIGKILL while three neurons of one layer run interleaved; ``resume`` continues each from
     its checkpoint, keeps every cache row measured before the kill and measures none twice."""
-    model = save_tiny_model(tmp_path / "model")
     runs = tmp_path / "runs"
-    proc = cli("batch", "1:3", "1:4", "1:5", "--model", str(model), "--planner", "heuristic",
-               "--iterations", "12", "--corpus", str(corpus), "--exemplar-tokens", "2000",
-               "--batch-id", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
-    log = runs / "k" / "n1-5" / "events.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and log.read_text().count('"node": "record"') >= 4:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_batch_at(tmp_path, corpus, "n1-5")
     queue = json.loads((runs / "k" / "batch.json").read_text())
     assert [e["status"] for e in queue["entries"]] == ["running"] * 3
     [path] = (runs / "k" / "activations").glob("*.sqlite")
@@ -137,13 +124,7 @@ def test_kill_mid_group_then_resume_reads_the_cache(tmp_path, corpus):
              for r in ("n1-3", "n1-4", "n1-5")}
     assert all(0 < s < 12 for s in steps.values()), steps
 
-    resumed = cli("resume", "k", "--runs-dir", str(runs), cache=tmp_path / "cache")
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert "3 done" in out
-    queue = json.loads((runs / "k" / "batch.json").read_text())
-    assert [e["status"] for e in queue["entries"]] == ["done"] * 3
-    assert [e["attempts"] for e in queue["entries"]] == [2, 2, 2]
+    assert resume_batch(tmp_path) == [2, 2, 2]  # attempts: all three were running
     assert [p.name for p in (runs / "k" / "activations").glob("*.sqlite")] == [path.name]
     db = sqlite3.connect(path)
     after = {(layer, bytes(k)) for layer, k in db.execute("SELECT layer, key FROM acts")}

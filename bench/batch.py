@@ -151,7 +151,9 @@ def main(argv=None) -> None:
                   f"{agree['score_within_ci']}/{agree['neurons']}; "
                   f"cache rows measured more than once: {par['cache'].get('max_computed', 0) > 1}")
     speedup = par["neurons_per_hour"] / seq["neurons_per_hour"]
-    out = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": platform.platform(),
+    paths = ("keep", "json")  # no machine paths in the results
+    out = {"args": {k: str(v) for k, v in vars(args).items() if k not in paths},
+           "machine": platform.platform(),
            "cpus": os.cpu_count(), "load_before": load, "load_after": os.getloadavg(),
            "sequential": seq, "layer_parallel": par, "agreement": agree, "speedup": speedup}
     args.json.parent.mkdir(parents=True, exist_ok=True)

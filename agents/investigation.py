@@ -240,8 +240,9 @@ class Investigation:
         if self.board is None:
             return []
         self.board.post(str(self.neuron), mine)
+        own = set(mine)
         theirs = [(p, n) for p, n in self.board.take(str(self.neuron))
-                  if self.lm.encode(p)[self.lm.n_prefix :]]
+                  if p not in own and self.lm.encode(p)[self.lm.n_prefix :]]
         if not theirs:
             return []
         res = self.measure([p for p, _ in theirs])

@@ -239,10 +239,8 @@ class Investigation:
         pass), as rows with status ``shared`` and source ``neuron L:I``."""
         if self.board is None:
             return []
-        self.board.post(str(self.neuron), mine)
-        own = set(mine)
-        theirs = [(p, n) for p, n in self.board.take(str(self.neuron))
-                  if p not in own and self.lm.encode(p)[self.lm.n_prefix :]]
+        theirs = [(p, n) for p, n in self.board.exchange(str(self.neuron), mine)
+                  if self.lm.encode(p)[self.lm.n_prefix :]]
         if not theirs:
             return []
         res = self.measure([p for p, _ in theirs])

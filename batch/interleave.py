@@ -32,6 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.batch.queue import (
+    UNFINISHED,
+    Batch,
+    BatchQueue,
+    Entry,
+    finish_entry,
+    run_neuron,
+    start_entry,
+)
 from neurosleuth.tools.actcache import ActivationCache, ids_key
 from neurosleuth.tools.measure import use_source
 from neurosleuth.tools.model import LoadedModel
@@ -51,6 +61,12 @@ class Board:
             if p not in self.first:
                 self.first[p] = neuron
                 self.rows.append((p, neuron))
+
+    def exchange(self, neuron: str, mine: Sequence[str]) -> list[tuple[str, str]]:
+        """Post ``neuron``'s prompts of this step; take the others' new ones (not its own)."""
+        self.post(neuron, mine)
+        own = set(mine)
+        return [(p, n) for p, n in self.take(neuron) if p not in own]
 
     def take(self, neuron: str) -> list[tuple[str, str]]:
         """Prompts other neurons posted since this neuron last took, each once."""
@@ -247,3 +263,28 @@ def run_group(folder: Path, members: Sequence[str], cfgs: Sequence[dict], lm: Lo
         out.append(r)
     return out
 
+
+def batch_groups(batch: Batch) -> list[list[Entry]]:
+    """The batch's layer groups (fixed by all its entries), each with work left."""
+    out = []
+    for idx in groups([e.neuron for e in batch.entries], batch.group_size):
+        members = [batch.entries[i] for i in idx]
+        if any(e.status in UNFINISHED for e in members):
+            out.append(members)
+    return out
+
+
+def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory, display
+                    ) -> None:
+    """One layer group's remaining neurons, interleaved, in this process."""
+    todo = [e for e in members if e.status in UNFINISHED]
+    cfgs = [start_entry(queue, e, display, parallel=len(todo)) for e in todo]
+
+    def run(cfg: dict, setup) -> dict:
+        planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
+        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, setup=setup)
+
+    outcomes = run_group(queue.folder, [e.neuron for e in members], cfgs, lm, run,
+                         lambda i, outcome: finish_entry(queue, todo[i], outcome, display))
+    if any(o["status"] == "interrupted" for o in outcomes):
+        raise KeyboardInterrupt

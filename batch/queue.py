@@ -296,6 +296,8 @@ def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None
                          "the first time) ...")
         warm_scans(lm, cfg0, layers)
     if queue.batch.shared_cache:
+        from neurosleuth.batch.interleave import batch_groups, run_local_group
+
         for members in batch_groups(queue.batch):
             run_local_group(queue, members, lm, planner_factory, display)
         return
@@ -306,18 +308,6 @@ def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None
         finish_entry(queue, entry, outcome, display)
         if outcome["status"] == "interrupted":
             raise KeyboardInterrupt
-
-
-def batch_groups(batch: Batch) -> list[list[Entry]]:
-    """The batch's layer groups (fixed by all its entries), each with work left."""
-    from neurosleuth.batch.interleave import groups
-
-    out = []
-    for idx in groups([e.neuron for e in batch.entries], batch.group_size):
-        members = [batch.entries[i] for i in idx]
-        if any(e.status in UNFINISHED for e in members):
-            out.append(members)
-    return out
 
 
 def start_entry(queue: BatchQueue, entry: Entry, display=None, parallel: int = 1
@@ -338,24 +328,6 @@ def finish_entry(queue: BatchQueue, entry: Entry, outcome: dict[str, Any], displ
     write_site_quietly(queue.folder)
     if display:
         display.neuron_finished(entry)
-
-
-def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory, display
-                    ) -> None:
-    """One layer group's remaining neurons, interleaved, in this process."""
-    from neurosleuth.batch.interleave import run_group
-
-    todo = [e for e in members if e.status in UNFINISHED]
-    cfgs = [start_entry(queue, e, display, parallel=len(todo)) for e in todo]
-
-    def run(cfg: dict, setup) -> dict:
-        planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
-        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, setup=setup)
-
-    outcomes = run_group(queue.folder, [e.neuron for e in members], cfgs, lm, run,
-                         lambda i, outcome: finish_entry(queue, todo[i], outcome, display))
-    if any(o["status"] == "interrupted" for o in outcomes):
-        raise KeyboardInterrupt
 
 
 def warm_scans(lm, cfg: dict[str, Any], layers: list[int]) -> None:

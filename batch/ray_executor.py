@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neurosleuth.batch.interleave import batch_groups
 from neurosleuth.batch.queue import (
+    UNFINISHED,
     BatchQueue,
-    batch_groups,
     record_outcome,
     run_neuron,
     start_entry,
@@ -120,7 +121,7 @@ def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None
         if queue.batch.shared_cache:
             task = ray.remote(num_gpus=gpus, max_retries=0)(group_task)
             for members in batch_groups(queue.batch):
-                todo = [e for e in members if e.status in ("pending", "running")]
+                todo = [e for e in members if e.status in UNFINISHED]
                 cfgs = [start_entry(queue, e, display, parallel=slots * len(todo)) for e in todo]
                 ref = task.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver)
                 pending[ref] = todo

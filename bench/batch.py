@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -77,8 +78,6 @@ def run_mode(lm, runs: Path, name: str, picks, cfg, shared: bool) -> dict:
         }
     cache = {}
     for f in (queue.folder / "activations").glob("*.sqlite"):
-        import sqlite3
-
         db = sqlite3.connect(f)
         rows, tokens, worst = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(tokens), 0), COALESCE(MAX(computed), 0) FROM acts"

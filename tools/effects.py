@@ -262,25 +262,34 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 def _stats(clean_lp, clean_logits, new_logits, tokens, lengths, n_prefix, t: Targets, rows):
-    """Per-prompt metrics for one chunk; returns ({name: (B,)}, (V,) summed delta log-prob)."""
-    new_lp = new_logits.float().log_softmax(-1)  # (B, T, V)
-    dev = new_lp.device
+    """Per-prompt metrics for one chunk; returns ({name: (B,)}, (V,) summed delta log-prob).
+    The edited run's full log-probabilities (B, T, V) are only formed when every position is
+    scored; otherwise its log-normaliser (B, T) and the last positions suffice."""
+    new_logits = new_logits.float()
+    lse = new_logits.logsumexp(-1)  # (B, T)
+    dev = new_logits.device
     b_idx = torch.arange(tokens.shape[0], device=dev)
     ar = torch.arange(tokens.shape[1], device=dev)[None]  # (1, T)
     n = torch.tensor(lengths, device=dev)[:, None]  # (B, 1)
-    scored = ar == n - 1 if t.at == "last" else (ar >= n_prefix) & (ar < n)  # (B, T)
-    kl_pos = (clean_lp.exp() * (clean_lp - new_lp)).sum(-1).clamp_min(0)  # (B, T)
-    flips = (clean_lp.argmax(-1) != new_lp.argmax(-1)).float()
+    last = n[:, 0] - 1
+    c_lp, n_lp = clean_lp[b_idx, last], new_logits[b_idx, last] - lse[b_idx, last, None]  # (B, V)
+    if t.at == "last":
+        kl = (c_lp.exp() * (c_lp - n_lp)).sum(-1).clamp_min(0).double().cpu().numpy()
+        flips = (c_lp.argmax(-1) != n_lp.argmax(-1)).double().cpu().numpy()
+    else:
+        scored = (ar >= n_prefix) & (ar < n)  # (B, T)
+        new_lp = new_logits - lse[..., None]  # (B, T, V)
+        kl = _masked_mean((clean_lp.exp() * (clean_lp - new_lp)).sum(-1).clamp_min(0), scored)
+        flips = _masked_mean((clean_lp.argmax(-1) != new_logits.argmax(-1)).float(), scored)
     nxt = tokens[:, 1:, None]  # (B, T-1, 1)
     predicts = ar[:, :-1] < n - 1  # (B, T-1): positions whose next token is real
+    new_nll = lse[:, :-1] - new_logits[:, :-1].gather(-1, nxt)[..., 0]  # (B, T-1)
     out = {
-        "kl": _masked_mean(kl_pos, scored),
-        "top1_change": _masked_mean(flips, scored),
+        "kl": kl,
+        "top1_change": flips,
         "loss_clean": _masked_mean(-clean_lp[:, :-1].gather(-1, nxt)[..., 0], predicts),
-        "loss_new": _masked_mean(-new_lp[:, :-1].gather(-1, nxt)[..., 0], predicts),
+        "loss_new": _masked_mean(new_nll, predicts),
     }
-    last = n[:, 0] - 1
-    c_lp, n_lp = clean_lp[b_idx, last], new_lp[b_idx, last]  # (B, V)
     c_lg, n_lg = clean_logits[b_idx, last].float(), new_logits[b_idx, last].float()
     if t.target is not None:
         out["p_clean"] = c_lp[:, t.target].exp().double().cpu().numpy()

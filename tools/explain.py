@@ -31,6 +31,7 @@ pattern is fitted to the texts the agent found, so it is scored on held-out wind
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -215,13 +216,24 @@ def importance(lm, neuron, pruned: list[tuple[list[int], float, bool]]) -> list[
     return out
 
 
+_NEAR: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lm -> (unit W_E, {token: order})
+_NEAR_KEEP = 64  # nearest tokens kept per token (enough for k <= 15)
+
+
 def neighbours(lm, token_id: int, k: int, banned: set[int]) -> list[int]:
-    """The ``k`` tokens nearest ``token_id`` in the input embedding matrix (cosine)."""
-    weight, _ = embedding_weights(lm)
-    w = torch.nn.functional.normalize(weight.float(), dim=-1)  # (V, d_model)
-    sims = w @ w[token_id]  # (V,)
-    order = torch.argsort(sims, descending=True)[: k * 4 + 1].tolist()
-    return [t for t in order if t != token_id and t not in banned][:k]
+    """The ``k`` tokens nearest ``token_id`` in the input embedding matrix (cosine). The unit
+    embeddings and each token's order are memoised per model (every neuron of a batch asks about
+    the same common tokens)."""
+    if lm not in _NEAR:
+        weight, _ = embedding_weights(lm)
+        _NEAR[lm] = (torch.nn.functional.normalize(weight.float(), dim=-1), {})  # (V, d_model)
+    unit, orders = _NEAR[lm]
+    want = k * 4 + 1
+    order = orders.get(token_id)
+    if order is None or len(order) < min(want, unit.shape[0]):
+        top = torch.topk(unit @ unit[token_id], min(max(want, _NEAR_KEEP), unit.shape[0]))
+        order = orders[token_id] = top.indices.tolist()
+    return [t for t in order[:want] if t != token_id and t not in banned][:k]
 
 
 def augment(lm, neuron, pruned, imp, cfg: ExplainConfig) -> list[Substitution]:

@@ -138,9 +138,9 @@ def cross_entropy(logits: torch.Tensor, ids: torch.Tensor, start: int = 1) -> to
     ids = ids.to(logits.device)
     if ids.shape[1] <= start:
         return torch.zeros(ids.shape[0], device=logits.device)
-    logp = torch.log_softmax(logits[:, start - 1 : -1], dim=-1)  # (B, T - start, V)
-    picked = logp.gather(-1, ids[:, start:, None])[..., 0]  # (B, T - start)
-    return -picked.mean(dim=1)
+    x = logits[:, start - 1 : -1]  # (B, T - start, V)
+    picked = x.gather(-1, ids[:, start:, None])[..., 0]  # (B, T - start)
+    return (torch.logsumexp(x, dim=-1) - picked).mean(dim=1)  # no (B, T, V) log-probs kept
 
 
 def sequence_cross_entropy(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> list[float]:

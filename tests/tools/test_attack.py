@@ -7,7 +7,7 @@ import torch
 from neurosleuth.tools.attack import AttackConfig, attack, minimal_edits
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.neurons import NeuronError, NeuronId
-from neurosleuth.tools.readout import sequence_cross_entropy
+from neurosleuth.tools.readout import cross_entropy, sequence_cross_entropy
 from tests.attack_models import NEURON, TRIGGER, hand_activation, trigger_lm
 from tests.fixtures import WORDS, tiny_random_lm, token_id
 
@@ -56,6 +56,17 @@ def test_down_direction_and_max_position(tiny_lm):
     for p, a in zip(r.prompts, acts, strict=True):
         assert p.activation == pytest.approx(float(a[:, 0].min()), abs=1e-5)
         assert p.position == int(a[:, 0].argmin())
+
+
+def test_cross_entropy_is_the_mean_next_token_nll():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, generator=gen) * 4
+    ids = torch.randint(11, (3, 5), generator=gen)
+    want = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="none").view(3, 4)
+    assert torch.allclose(cross_entropy(logits, ids), want.mean(1), atol=1e-5)
+    assert torch.allclose(cross_entropy(logits, ids, start=2), want[:, 1:].mean(1), atol=1e-5)
+    assert cross_entropy(logits[:, :1], ids[:, :1]).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_reported_values_match_measure_and_cross_entropy():

@@ -104,3 +104,19 @@ def test_right_hypothesis_beats_wrong_ones_on_the_planted_neuron(colour_lm, tmp_
     for wrong in ("Fires on animals (cat, dog).", "Fires on the tokens 'king', 'queen'."):
         assert margin(wrong)[0] < right - 0.15
     assert right_lo > 0.1
+
+
+def test_neighbours_are_the_nearest_by_cosine_and_memoised():
+    import torch
+
+    from neurosleuth.tools.readout import embedding_weights
+
+    lm = tiny_random_lm(seed=5, n_layers=1, d_model=32)
+    w = torch.nn.functional.normalize(embedding_weights(lm)[0].float(), dim=-1)
+    tok = token_id("cat")
+    brute = [t for t in torch.argsort(w @ w[tok], descending=True).tolist() if t != tok]
+    assert E.neighbours(lm, tok, 5, set()) == brute[:5]
+    assert E.neighbours(lm, tok, 3, {brute[0]}) == brute[1:4]  # banned tokens are skipped
+    assert tok in E._NEAR[lm][1]  # memoised per model and token
+    lm.model.W_E.data.zero_()  # the memo answers, not the (changed) weights
+    assert E.neighbours(lm, tok, 5, set()) == brute[:5]

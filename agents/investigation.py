@@ -48,6 +48,8 @@ class Investigation:
     registry: dict[type, Tool] = field(default_factory=dict)
     score_cache: dict = field(default_factory=dict)  # neuron-level score evidence, reused
     board: Any = None  # a layer-parallel batch's search board (``batch/interleave.py``)
+    # seconds this thread spent on the other neurons' turns of its layer-parallel group, so far
+    others_s: Callable[[], float] = lambda: 0.0
 
     def __post_init__(self) -> None:
         from neurosleuth.agents import probes
@@ -345,6 +347,7 @@ class Investigation:
             "llm_fallbacks": llm.get("fallbacks", 0),
             "llm_errors": errors,  # the last distinct LLM errors (the planner keeps them)
             "wall_s": round(state.get("elapsed_s", 0.0), 3),
+            "own_s": round(state.get("own_s", state.get("elapsed_s", 0.0)), 3),
             "planner_s": round(llm.get("seconds", 0.0), 3),
             "model_s": round(state.get("model_s", 0.0), 3),
             "best_activation": top[0].activation if top else None,

@@ -28,14 +28,17 @@ from neurosleuth.memory.topk import ActivationHeaps, Record, SearchStats
 
 
 def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict]) -> Callable:
-    """Run a node, add its wall time to ``elapsed_s`` and log one event line."""
+    """Run a node, add its wall time to ``elapsed_s`` (and, less the other neurons' turns in a
+    layer-parallel group, to ``own_s``) and log one event line."""
 
     def node(state: InvestigationState) -> dict[str, Any]:
-        start = time.perf_counter()
+        start, others = time.perf_counter(), inv.others_s()
         update = fn(state)
         event = update.pop("_event", {})
         duration = time.perf_counter() - start
         update["elapsed_s"] = state.get("elapsed_s", 0.0) + duration
+        own = max(0.0, duration - (inv.others_s() - others))
+        update["own_s"] = state.get("own_s", state.get("elapsed_s", 0.0)) + own
         inv.files.append_event(
             {
                 "step": update.get("iteration", state.get("iteration", 0)),
@@ -62,6 +65,7 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "iteration": 0,
         "forward_passes": 0,
         "elapsed_s": 0.0,
+        "own_s": 0.0,
         "model_s": 0.0,
         "llm": zero_usage(),
         "planner_used": inv.planner.name,

@@ -25,6 +25,7 @@ class InvestigationState(TypedDict, total=False):
     iteration: int  # completed plan -> act -> record cycles
     forward_passes: int  # prompts run through the model (a batch of n counts n)
     elapsed_s: float  # wall time spent in nodes, summed across resumes
+    own_s: float  # elapsed_s less the other neurons' turns (a layer-parallel batch's group)
     model_s: float
     llm: LLMUsage
     planner_used: str

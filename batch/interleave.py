@@ -17,6 +17,10 @@ cache, from the same passes) as rows with status ``shared`` and source ``neuron 
 its heaps (so its explainer and hypotheses see them) and its ``prompts.csv``, not its prompt
 memory or its search statistics.
 
+Time: a neuron's wall time (``wall_s``, what its time budget counts) includes the other
+neurons' turns; ``own_s`` in its summary and report leaves them out (a shared pass is split
+equally between the neurons that asked for it), so the neurons' own times add up to the group's.
+
 Kill safety: a neuron's run resumes from its own checkpoint; the cache file survives, so what a
 killed batch measured is read, not measured again.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +104,12 @@ class Interleaver:
     workers: dict[int, int] = field(default_factory=dict)  # thread ident -> worker
     flushes: int = 0
     gathered: int = 0  # requests answered by flushes
+    others: dict[int, float] = field(default_factory=dict)  # worker -> seconds of others' work
+
+    def others_s(self) -> float:
+        """Seconds the calling worker spent on the other workers' turns (waiting for the baton,
+        or running a shared pass beyond its own share of it); 0 outside a worker."""
+        return self.others.get(self.workers.get(threading.get_ident()), 0.0)
 
     def measure_ids(self, lm: LoadedModel, ids, neurons, tokens_per_batch=None):
         me = self.workers.get(threading.get_ident())
@@ -112,8 +123,10 @@ class Interleaver:
         with self.cond:
             self.waiting[me] = req
             self._pass(me)
+            start = time.perf_counter()
             while not (req.done and self.turn == me):
                 self.cond.wait()
+            self.others[me] = self.others.get(me, 0.0) + time.perf_counter() - start
         if req.error is not None:
             raise req.error
         return req.result
@@ -128,12 +141,16 @@ class Interleaver:
         ring = self.order[self.order.index(me) + 1 :] + self.order[: self.order.index(me) + 1]
         nxt = next((w for w in ring if w in self.live and w not in self.waiting), None)
         if nxt is None:
-            self._flush()
+            self._flush(me)
             nxt = next(w for w in ring if w in self.live)
         self.turn = nxt
         self.cond.notify_all()
 
-    def _flush(self) -> None:
+    def _flush(self, runner: int) -> None:
+        """One pass for every waiting request; its time is shared equally by the requesters
+        (``others``: the runner is credited what was not its share)."""
+        start = time.perf_counter()
+        owners = list(self.waiting)
         reqs = list(self.waiting.values())
         self.waiting.clear()
         try:
@@ -153,6 +170,10 @@ class Interleaver:
                 r.error = err
         for r in reqs:
             r.done = True
+        spent = time.perf_counter() - start
+        self.others[runner] = self.others.get(runner, 0.0) + spent
+        for w in owners:
+            self.others[w] = self.others.get(w, 0.0) - spent / len(owners)
         self.flushes += 1
         self.gathered += len(reqs)
 
@@ -234,6 +255,7 @@ def run_group(folder: Path, members: Sequence[str], cfgs: Sequence[dict], lm: Lo
 
     def setup(inv) -> None:
         inv.board = board
+        inv.others_s = gatherer.others_s
         inv.interrupted = stopping.is_set()
         investigations.append(inv)
 

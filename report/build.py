@@ -237,6 +237,10 @@ def cost_section(data: RunData) -> Section:
               "llm_repairs", "llm_fallbacks")
     rows: list[list[Any]] = [[k.replace("_", " "), s.get(k)] for k in counts]
     rows.append(["wall time (s)", wall])
+    own = as_float(s.get("own_s"))
+    if wall and own is not None and own < 0.99 * wall:
+        rows.append(["own time (s)", f"{own:.1f} ({own / wall:.0%}; the rest: the other "
+                     "neurons' turns in its layer-parallel group)"])
     for label, v in (("planner (LLM) time (s)", plan), ("model time (s)", model)):
         rows.append([label, v if not wall or v is None else f"{v:.1f} ({v / wall:.0%})"])
     if wall and plan is not None and model is not None:

@@ -5,6 +5,7 @@ measured twice)."""
 
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,33 @@ def test_threads_share_passes_and_get_their_own_columns(tmp_path, tiny_lm):
     assert cache.get(1, tiny_lm.encode(texts[0][0])).shape[1] == 4
 
 
+def test_each_worker_is_charged_its_own_time_not_the_others(tmp_path, tiny_lm):
+    """``others_s``: a worker's time on the others' turns, so its own time is what it spent."""
+    neurons = [NeuronId(1, i) for i in range(3)]
+    gatherer = Interleaver(ActivationCache(tmp_path / "c.sqlite", tiny_lm, neurons))
+    work = [0.05, 0.1, 0.15]  # seconds of own work per round, baton held
+
+    def job(j):
+        def go():
+            start, before = time.perf_counter(), gatherer.others_s()
+            for s in range(3):
+                time.sleep(work[j])
+                measure_ids(tiny_lm, [tiny_lm.encode(words(1 + 3 * j + s))], [neurons[j]])
+            return time.perf_counter() - start, gatherer.others_s() - before
+        return go
+
+    assert gatherer.others_s() == 0.0  # outside a worker
+    start = time.perf_counter()
+    with use_source(tiny_lm, gatherer):
+        results = gatherer.run([job(j) for j in range(3)])
+    total = time.perf_counter() - start
+    own = [wall - others for wall, others in results]
+    for j in range(3):
+        assert 3 * work[j] - 0.01 <= own[j] <= 3 * work[j] + 0.2, (j, own)
+        assert results[j][1] >= 3 * (sum(work) - work[j]) - 0.3  # it waited for the others
+    assert sum(own) == pytest.approx(total, abs=0.3)  # the group's time, each second once
+
+
 def test_board_gives_each_neuron_the_others_prompts_once():
     board = Board()
     board.post("1:0", ["a", "b"])
@@ -86,6 +114,11 @@ def test_layer_parallel_batch_shares_rows_and_writes_every_report(tmp_path, tiny
         assert (queue.folder / run / "report.html").is_file()
         summary = json.loads((queue.folder / run / "summary.json").read_text())
         assert summary["status"] == "finished" and summary["iterations"] == 4
+        if run == "n0-2":  # alone in its group: all its time is its own
+            assert summary["own_s"] == pytest.approx(summary["wall_s"])
+        else:  # the other two neurons' turns are not its own time
+            assert summary["own_s"] < 0.9 * summary["wall_s"]
+            assert "own time (s)" in (queue.folder / run / "report.md").read_text()
     rows = pd.read_csv(queue.folder / "n1-3" / "prompts.csv")
     shared = rows[rows["status"] == "shared"]
     assert len(shared) > 0 and set(shared["source"]) <= {"neuron 1:4", "neuron 1:5"}

@@ -23,15 +23,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from neurosleuth.tools.placement import device_name, dtype_name
+
 PlannerName = Literal["auto", "ollama", "embedded", "heuristic"]
 
 # Tiers, so that runs with similar budgets share one cached scan. The last one holds the whole
 # shipped corpus (4,976,256 tokens in 64-token windows with SmolLM2's tokenizer); a bigger corpus
 # of your own is cut there.
 SCAN_TIERS = (50_000, 250_000, 1_000_000, 5_000_000)
-# Tokens/s of a layer scan. CPU measured on 2 cores shared with other jobs (SmolLM2-135M, layer
-# 12: 280 tokens/s beside one other job, 160 beside several; layer 29: 180): 250 is conservative
-# for an idle machine of that size. CUDA assumed (not measured here).
+# Tokens/s of a layer scan, used until a scan of the model on this kind of device has measured
+# its own (``tools/scan.py`` keeps the last measured rate in the cache). CPU measured on 2 cores
+# shared with other jobs (SmolLM2-135M, layer 12: 280 tokens/s beside one other job, 160 beside
+# several; layer 29: 180): 250 is conservative for an idle machine of that size. CUDA: a
+# conservative guess for a 1-8B model; bench/gpu.py measures it.
 SCAN_RATE = {"cpu": 250.0, "cuda": 20_000.0}
 SCAN_SHARE = 0.15  # at most this share of a time budget goes to the (first) scan of a layer
 
@@ -40,7 +44,9 @@ class RunConfig(BaseModel):
     run_id: str = ""
     runs_dir: str = "runs"
     model: str = "smollm2-135m"
-    device: str | None = None
+    device: str | None = None  # None/auto: CUDA when present (tools/placement.py)
+    dtype: str | None = None  # None/auto: bfloat16 on a GPU that has it; a run records its own
+    device_map: str | None = None  # auto: split the model across the visible GPUs
     neuron: str = "12:345"
     planner: PlannerName = "auto"
     ollama_model: str = "llama3.1"
@@ -69,11 +75,31 @@ class RunConfig(BaseModel):
     def _safe_run_id(cls, v: str) -> str:
         return check_run_id(v) if v else v
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        return None if v is None else device_name(v)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str | None) -> str | None:
+        return None if v is None else dtype_name(v)
+
+    @field_validator("device_map")
+    @classmethod
+    def _device_map(cls, v: str | None) -> str | None:
+        if v in (None, "", "none"):
+            return None
+        if v != "auto":
+            raise ValueError(f"unknown device map {v!r}: use auto (or leave it unset)")
+        return v
+
     @model_validator(mode="after")
     def _scan_depth(self) -> RunConfig:
         if self.exemplar_tokens is None:
             # set without marking the field as given: a batch tells a chosen depth from a set one
-            self.__dict__["exemplar_tokens"] = scan_depth(self.time_budget_s, self.device)[0]
+            self.__dict__["exemplar_tokens"] = scan_depth(self.time_budget_s, self.device,
+                                                          self.model)[0]
         return self
 
     def run_dir(self) -> Path:
@@ -85,23 +111,39 @@ class RunConfig(BaseModel):
 
 def scan_device(device: str | None) -> str:
     """'cuda' or 'cpu': the rate class of ``device`` (None: what ``load_model`` would pick)."""
-    if device is None:
+    if device in (None, "auto"):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return "cuda" if str(device).startswith("cuda") else "cpu"
 
 
-def scan_depth(time_budget_s: float | None, device: str | None = None) -> tuple[int, str]:
+def scan_depth(time_budget_s: float | None, device: str | None = None,
+               model: str | None = None) -> tuple[int, str]:
     """(corpus tokens to scan, why): the deepest ``SCAN_TIERS`` entry whose scan takes at most
-    ``SCAN_SHARE`` of ``time_budget_s`` at ``SCAN_RATE``; the first tier without a budget."""
+    ``SCAN_SHARE`` of ``time_budget_s`` at the scan rate of ``model`` on ``device`` (measured by
+    an earlier scan, else ``SCAN_RATE``); the first tier without a budget."""
     if not time_budget_s:
         return SCAN_TIERS[0], "no time budget: the short scan"
     kind = scan_device(device)
-    affordable = SCAN_SHARE * time_budget_s * SCAN_RATE[kind]
+    measured = measured_scan_rate(model, kind) if model else None
+    rate = measured or SCAN_RATE[kind]
+    affordable = SCAN_SHARE * time_budget_s * rate
     tokens = max([t for t in SCAN_TIERS if t <= affordable], default=SCAN_TIERS[0])
+    how = "measured" if measured else "assumed"
     return tokens, (f"{SCAN_SHARE:.0%} of the {time_budget_s:,.0f} s budget at ~"
-                    f"{SCAN_RATE[kind]:,.0f} tokens/s ({kind}) affords {affordable:,.0f} tokens")
+                    f"{rate:,.0f} tokens/s ({kind}, {how}) affords {affordable:,.0f} tokens")
+
+
+def measured_scan_rate(model: str, kind: str) -> float | None:
+    """The last scan rate (tokens/s) measured for ``model`` on ``kind`` ('cpu'/'cuda'), if any."""
+    from neurosleuth.tools.model import cache_dir
+
+    try:
+        rate = json.loads((cache_dir() / "scan_rates.json").read_text()).get(f"{model}|{kind}")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(rate) if isinstance(rate, int | float) and rate > 0 else None
 
 
 def check_run_id(run_id: str) -> str:

@@ -67,7 +67,7 @@ def exemplar_snippets(
 
 def depth_fields(result: ExemplarResult, top: list[float], cfg: RunConfig) -> dict[str, Any]:
     """How deep the scan went, why, and the expected dataset max at full depth (a sample)."""
-    auto, why = scan_depth(cfg.time_budget_s, cfg.device)
+    auto, why = scan_depth(cfg.time_budget_s, cfg.device, cfg.model)
     policy = (f"chosen from the time budget ({why})" if cfg.exemplar_tokens == auto
               else "exemplar_tokens of the run config (given, or set by its batch)")
     est = None if result.whole_corpus else expected_max(top, result.n_windows,

@@ -26,6 +26,7 @@ from neurosleuth.agents.rundir import RunFiles, now_iso
 from neurosleuth.memory.dedup import DedupResult, PromptDeduper, RejectedPrompt
 from neurosleuth.memory.seeds import random_prompts
 from neurosleuth.memory.topk import ActivationHeaps
+from neurosleuth.tools import backoff
 from neurosleuth.tools.measure import ActivationResult, measure
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -50,6 +51,7 @@ class Investigation:
     board: Any = None  # a layer-parallel batch's search board (``batch/interleave.py``)
     # seconds this thread spent on the other neurons' turns of its layer-parallel group, so far
     others_s: Callable[[], float] = lambda: 0.0
+    backoffs_at_start: int = field(default_factory=lambda: len(backoff.backoffs()))
 
     def __post_init__(self) -> None:
         from neurosleuth.agents import probes
@@ -348,6 +350,7 @@ class Investigation:
             "llm_errors": errors,  # the last distinct LLM errors (the planner keeps them)
             "wall_s": round(state.get("elapsed_s", 0.0), 3),
             "own_s": round(state.get("own_s", state.get("elapsed_s", 0.0)), 3),
+            "oom_backoffs": backoff.summary(self.backoffs_at_start),
             "planner_s": round(llm.get("seconds", 0.0), 3),
             "model_s": round(state.get("model_s", 0.0), 3),
             "best_activation": top[0].activation if top else None,

@@ -37,7 +37,10 @@ def open_investigation(
         raise FileExistsError(
             f"run {cfg.run_id} exists in {cfg.runs_dir}: use `neurosleuth resume`"
         )
-    lm = lm or load_model(cfg.model, device=cfg.device)
+    lm = lm or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype,
+                          device_map=cfg.device_map)
+    if cfg.dtype in (None, "auto"):  # record the dtype chosen, so that a resume uses the same
+        cfg = cfg.model_copy(update={"dtype": str(lm.dtype).removeprefix("torch.")})
     neuron = NeuronId.parse(cfg.neuron).validate(lm.n_layers, lm.d_mlp)
     planner, note = (planner, "given by the caller") if planner else make_planner(cfg)
     embedder = load_embedder()

@@ -154,7 +154,8 @@ class BatchQueue:
         if time_budget_s is not None and "iterations" not in run_config.model_fields_set:
             shared["iterations"] = LARGE_ITERATIONS
         if "exemplar_tokens" not in run_config.model_fields_set:  # one scan for the whole batch
-            shared["exemplar_tokens"] = scan_depth(time_budget_s, run_config.device)[0]
+            shared["exemplar_tokens"] = scan_depth(time_budget_s, run_config.device,
+                                                   run_config.model)[0]
         entries = [Entry(str(p.neuron), neuron_run_id(str(p.neuron)), reason=p.reason)
                    for p in picks]
         folder.mkdir(parents=True, exist_ok=True)
@@ -288,7 +289,8 @@ def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None
     if not queue.batch.todo():
         return
     cfg0 = queue.batch.run_config
-    lm = lm or load_model(cfg0["model"], device=cfg0.get("device"))
+    lm = lm or load_model(cfg0["model"], device=cfg0.get("device"), dtype=cfg0.get("dtype"),
+                          device_map=cfg0.get("device_map"))
     layers = sorted({int(e.neuron.split(":")[0]) for e in queue.batch.todo()})
     if layers:
         if display:

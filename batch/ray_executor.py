@@ -83,7 +83,8 @@ def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driv
     from neurosleuth.tools.model import load_model
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    lm = load_model(cfgs[0]["model"], device=cfgs[0].get("device"))
+    lm = load_model(cfgs[0]["model"], device=cfgs[0].get("device"),
+                           dtype=cfgs[0].get("dtype"), device_map=cfgs[0].get("device_map"))
     outcomes = run_group(Path(folder), members, cfgs, lm,
                          lambda cfg, setup: run_neuron(Path(folder), cfg, lm=lm, setup=setup),
                          lambda i, outcome: None)

@@ -201,6 +201,13 @@ def steering_section(data: RunData) -> Section:
     return Section("Steering", [Table(["from", "received", "message", "took effect"], rows)])
 
 
+def _backoff_text(found) -> str:
+    """'none', or each tool with how many times its batch was halved."""
+    if not isinstance(found, dict) or not found:
+        return "none"
+    return ", ".join(f"{what}: {n} halving{'s' * (n != 1)}" for what, n in found.items())
+
+
 def planner_section(data: RunData) -> Section:
     c = data.config
     rows = [
@@ -210,6 +217,10 @@ def planner_section(data: RunData) -> Section:
         ["planner model", c.get("planner_model")],
         ["model studied", data.value("model")],
         ["model description", data.value("model_desc")],
+        ["placement (requested)", f"device {c.get('device') or 'auto'}, dtype "
+                                  f"{c.get('dtype') or 'auto'}, device map "
+                                  f"{c.get('device_map') or 'none'}"],
+        ["out-of-memory back-offs", _backoff_text(data.value("oom_backoffs"))],
         ["neuron", data.value("neuron")],
         ["seed", c.get("seed")],
         ["dedup threshold", as_float(c.get("dedup_threshold"))],

@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neurosleuth.tools.backoff import halving
 from neurosleuth.tools.edits import EditSearch, minimal_edits  # noqa: F401  (re-exported)
-from neurosleuth.tools.measure import auto_tokens_per_batch
+from neurosleuth.tools.measure import auto_tokens_per_batch, available_memory
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.readout import (
@@ -231,9 +232,20 @@ class _Search:
     def _rows_per_batch(self) -> int:
         width = len(self.head) + self.cfg.length + len(self.tail)
         tokens = auto_tokens_per_batch(self.lm, self.neuron.layer, width)
-        if self.need_ce:  # the logits (tokens, V) dominate memory: keep them near 256 MB
-            tokens = min(tokens, max(width, (1 << 26) // embedding_weights(self.lm)[0].shape[0]))
+        if self.need_ce:  # float32 logits and their softmax terms (tokens, V) dominate memory
+            vocab = embedding_weights(self.lm)[0].shape[0]
+            tokens = min(tokens, max(width, available_memory(self.lm.device) // 8 // (12 * vocab)))
         return max(1, tokens // width)
+
+    def _batched(self, run, spans: torch.Tensor) -> list:
+        """``run(first_row, chunk)`` over ``spans`` in chunks of ``self.rows`` rows; on
+        out-of-memory the rows are halved (and stay halved) and the step is redone."""
+
+        def at(rows: int) -> list:
+            self.rows = rows
+            return [run(i, spans[i : i + rows]) for i in range(0, spans.shape[0], rows)]
+
+        return halving(at, self.rows, "attack")
 
     def full(self, spans: torch.Tensor) -> torch.Tensor:
         """(B, T) sequences from free spans (B, n)."""
@@ -244,18 +256,19 @@ class _Search:
         """Activation (B,), cross-entropy (B,) (0 when not needed) and read position (B,) of each
         span; every result enters the archive."""
         with_ce = self.need_ce if with_ce is None else with_ce
-        acts, ces, poss = [], [], []
-        with torch.inference_mode():
-            for chunk in spans.split(self.rows):
-                ids = self.full(chunk)  # (b, T)
+
+        def run(_: int, chunk: torch.Tensor):
+            ids = self.full(chunk)  # (b, T)
+            with torch.inference_mode():
                 a, logits = trace(self.lm, ids, self.neuron, logits=with_ce)
                 act, pos = read_position(a, self.cfg.position, self.lm.n_prefix, self.sign,
                                          max_from=len(self.head))
-                acts.append(act)
-                poss.append(pos)
-                ces.append(cross_entropy(logits, ids) if with_ce else torch.zeros_like(act))
-                self.n_forward += chunk.shape[0]
-        act, ce, pos = torch.cat(acts), torch.cat(ces), torch.cat(poss)
+                ce = cross_entropy(logits, ids) if with_ce else torch.zeros_like(act)
+            return act, ce, pos
+
+        parts = self._batched(run, spans)
+        self.n_forward += spans.shape[0]
+        act, ce, pos = (torch.cat(x) for x in zip(*parts, strict=True))
         for key, a, c, p in zip(spans.tolist(), act.tolist(), ce.tolist(), pos.tolist(),
                                 strict=True):
             self.archive[tuple(key)] = (a, c if with_ce else float("nan"), p)
@@ -263,23 +276,29 @@ class _Search:
         return act, ce, pos
 
     def gradient(self, spans: torch.Tensor) -> torch.Tensor:
-        """Gradient (P, n, V) of each member's objective w.r.t. its one-hot tokens."""
+        """Gradient (P, n, V) of each member's objective w.r.t. its one-hot tokens (float32)."""
         weight, scale = embedding_weights(self.lm)
-        onehot = torch.nn.functional.one_hot(spans, weight.shape[0]).to(weight.dtype)
-        onehot.requires_grad_(True)  # (P, n, V)
-        b = spans.shape[0]
-        x = torch.cat([embed(self.lm, self.head.expand(b, -1)), (onehot @ weight) * scale,
-                       embed(self.lm, self.tail.expand(b, -1))], dim=1)  # (P, T, d_model)
-        with torch.enable_grad():
-            acts, logits = trace(self.lm, x, self.neuron, logits=self.need_ce)
-            act, _ = read_position(acts, self.cfg.position, self.lm.n_prefix, self.sign,
-                                   max_from=len(self.head))
-            objective = self.sign * act  # (P,)
-            if self.need_ce:
-                objective = objective - self.weights * cross_entropy(logits, self.full(spans))
-            objective.sum().backward()
-        self.n_forward += b
-        return onehot.grad
+
+        def run(first: int, chunk: torch.Tensor) -> torch.Tensor:
+            b = chunk.shape[0]
+            w = self.weights[first : first + b]  # (b,) fluency weights
+            onehot = torch.nn.functional.one_hot(chunk, weight.shape[0]).to(weight.dtype)
+            onehot.requires_grad_(True)  # (b, n, V)
+            x = torch.cat([embed(self.lm, self.head.expand(b, -1)), (onehot @ weight) * scale,
+                           embed(self.lm, self.tail.expand(b, -1))], dim=1)  # (b, T, d_model)
+            with torch.enable_grad():
+                acts, logits = trace(self.lm, x, self.neuron, logits=self.need_ce)
+                act, _ = read_position(acts, self.cfg.position, self.lm.n_prefix, self.sign,
+                                       max_from=len(self.head))
+                objective = self.sign * act  # (b,)
+                if self.need_ce:
+                    objective = objective - w * cross_entropy(logits, self.full(chunk))
+                objective.sum().backward()
+            return onehot.grad.float()
+
+        parts = self._batched(run, spans)
+        self.n_forward += spans.shape[0]
+        return torch.cat(parts)
 
     def propose(self, spans: torch.Tensor, grad: torch.Tensor, n_each: int) -> torch.Tensor:
         """Up to P * n_each new spans, each one token substituted from the gradient's top-k."""

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neurosleuth.tools.backoff import halving
 from neurosleuth.tools.measure import auto_tokens_per_batch
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId, hook_name
@@ -106,15 +107,16 @@ def attribute(
     x = embed(lm, ids)[0]  # (T, d_model)
     if method == "grad_x_input":
         grad = _path_gradients(lm, neuron, x[None], pos, torch.ones(1))  # (T, d)
-        scores, base, f_base, n = (grad * x).sum(-1), None, None, None
+        scores, base, f_base, n = (grad * x.float()).sum(-1), None, None, None
     elif method == "ig":
         if steps < 1:
             raise ValueError("integrated gradients needs steps >= 1")
         b = _baseline(lm, ids, x, baseline)  # (T, d)
         alphas, w = _ig_nodes(steps, x.device)  # (S+1,) each
-        path = b[None] + alphas[:, None, None] * (x - b)[None]  # (S+1, T, d)
+        diff = (x - b).float()  # (T, d): the path is built in float32, run in the model's dtype
+        path = b.float()[None] + alphas[:, None, None] * diff[None]  # (S+1, T, d)
         grad = _path_gradients(lm, neuron, path, pos, w)
-        scores, base, n = (grad * (x - b)).sum(-1), baseline, steps
+        scores, base, n = (grad * diff).sum(-1), baseline, steps
         with frozen_weights(lm), torch.inference_mode():
             f_base = float(trace(lm, b[None], neuron)[0][0, pos])
     else:
@@ -169,16 +171,21 @@ def _ig_nodes(steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 
 def _path_gradients(lm: LoadedModel, neuron: NeuronId, path: torch.Tensor, pos: int,
                     weights: torch.Tensor) -> torch.Tensor:
-    """sum_s weights[s] * d f(path[s]) / d path[s]: (T, d_model), batched in chunks."""
+    """sum_s weights[s] * d f(path[s]) / d path[s]: (T, d_model) float32, batched in chunks.
+    Each point is run in the model's dtype; the weighted sum is taken in float32."""
     rows = max(1, auto_tokens_per_batch(lm, neuron.layer, path.shape[1]) // path.shape[1])
-    total = torch.zeros_like(path[0])
-    with frozen_weights(lm), torch.enable_grad():
-        for chunk, w in zip(path.split(rows), weights.split(rows), strict=True):
-            x = chunk.detach().clone().requires_grad_(True)  # (b, T, d)
-            acts, _ = trace(lm, x, neuron)  # (b, T)
-            (acts[:, pos] * w.to(acts.device)).sum().backward()
-            total += x.grad.sum(0)
-    return total
+
+    def run(rows: int) -> torch.Tensor:
+        total = torch.zeros(path.shape[1:], dtype=torch.float32, device=path.device)
+        with frozen_weights(lm), torch.enable_grad():
+            for chunk, w in zip(path.split(rows), weights.split(rows), strict=True):
+                x = chunk.detach().to(lm.dtype).requires_grad_(True)  # (b, T, d)
+                acts, _ = trace(lm, x, neuron)  # (b, T) float32
+                (acts[:, pos] * w.to(acts.device)).sum().backward()
+                total += x.grad.float().sum(0)
+        return total
+
+    return halving(run, rows, "attribute")
 
 
 @dataclass(frozen=True)
@@ -222,8 +229,7 @@ def locate(
     flat = attr.flatten()
     order = flat.abs().argsort(descending=True)[: min(top, flat.numel())]
     picked = [NeuronId(layers[int(i) // lm.d_mlp], int(i) % lm.d_mlp) for i in order]
-    effects = (_ablate_each(lm, ids, target_id, picked) - clean if verify
-               else np.full(len(picked), np.nan))
+    effects = _ablate_each(lm, ids, target_id, picked) if verify else np.full(len(picked), np.nan)
     table = pd.DataFrame({
         "rank": range(1, len(picked) + 1),
         "neuron": [str(n) for n in picked],
@@ -275,17 +281,32 @@ def _attribution_patching(lm: LoadedModel, ids: torch.Tensor, target: int, layer
 
 def _ablate_each(lm: LoadedModel, ids: torch.Tensor, target: int,
                  neurons: list[NeuronId]) -> np.ndarray:
-    """log p(target) with each neuron zero-ablated at every position: one batched forward, row r
-    ablating ``neurons[r]``."""
+    """Change of log p(target) when each neuron is zero-ablated at every position: batched
+    forwards of K rows, row 0 of each unedited (the reference, in the same batch shape as the
+    edited rows: in bfloat16 the shape alone moves the logits), row r ablating one neuron."""
+
+    def run(k: int) -> np.ndarray:
+        out = []
+        for i in range(0, len(neurons), k - 1):
+            logp = _ablate_rows(lm, ids, target, neurons[i : i + k - 1], k)
+            out.append(logp[1 : 1 + len(neurons[i : i + k - 1])] - logp[0])
+        return np.concatenate(out)
+
+    return halving(run, len(neurons) + 1, "locate", floor=2)
+
+
+def _ablate_rows(lm: LoadedModel, ids: torch.Tensor, target: int, neurons: list[NeuronId],
+                 k: int) -> np.ndarray:
+    """log p(target) (k,): row 0 unedited, row 1 + r ablating ``neurons[r]``, the rest unedited."""
     rows_by_layer: dict[int, list[int]] = {}
     for r, n in enumerate(neurons):
-        rows_by_layer.setdefault(n.layer, []).append(r)
+        rows_by_layer.setdefault(n.layer, []).append(1 + r)
 
     def zero(layer: int):
         rows = torch.tensor(rows_by_layer[layer], device=lm.device)
-        cols = torch.tensor([neurons[r].index for r in rows_by_layer[layer]], device=lm.device)
+        cols = torch.tensor([neurons[r - 1].index for r in rows_by_layer[layer]], device=lm.device)
 
-        def hook(act: torch.Tensor, hook) -> torch.Tensor:  # (R, T, d_mlp)
+        def hook(act: torch.Tensor, hook) -> torch.Tensor:  # (k, T, d_mlp)
             act = act.clone()
             act[rows, :, cols] = 0.0
             return act
@@ -294,7 +315,7 @@ def _ablate_each(lm: LoadedModel, ids: torch.Tensor, target: int,
 
     hooks = [(hook_name(layer), zero(layer)) for layer in rows_by_layer]
     with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
-        logits = lm.model(ids.expand(len(neurons), -1))  # (R, T, V)
+        logits = lm.model(ids.expand(k, -1))  # (k, T, V)
     logp = torch.log_softmax(logits[:, -1].float(), dim=-1)[:, target]
     return logp.cpu().numpy().astype(np.float64)
 

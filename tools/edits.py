@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neurosleuth.tools.backoff import halving
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.readout import (
@@ -170,11 +171,15 @@ class _Probe:
         for i, (ids, _) in enumerate(applied):
             by_len.setdefault(len(ids), []).append(i)
         out = [0.0] * len(sets)
-        with torch.inference_mode():
-            for rows in by_len.values():
-                for chunk in [rows[j : j + 256] for j in range(0, len(rows), 256)]:
-                    self._score_chunk([applied[i] for i in chunk], chunk, out)
-        return out
+
+        def run(size: int) -> list[float]:
+            with torch.inference_mode():
+                for rows in by_len.values():
+                    for chunk in [rows[j : j + size] for j in range(0, len(rows), size)]:
+                        self._score_chunk([applied[i] for i in chunk], chunk, out)
+            return out
+
+        return halving(run, 256, "edits")
 
     def _score_chunk(self, applied, rows, out) -> None:
         tokens = torch.tensor([self.bos + ids for ids, _ in applied], device=self.lm.device)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from transformer_lens.utilities import get_act_name
 
+from neurosleuth.tools.backoff import halving
 from neurosleuth.tools.effects import EffectAccumulator, EffectResult, Targets
 from neurosleuth.tools.measure import (  # noqa: F401  (active_hooks re-exported)
     active_hooks,
@@ -48,6 +49,7 @@ from neurosleuth.tools.measure import (  # noqa: F401  (active_hooks re-exported
 )
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId, hook_name
+from neurosleuth.tools.placement import check_finite
 
 
 @dataclass(frozen=True)
@@ -291,30 +293,33 @@ def run_variants(
     each compared with the unedited run of the same prompts, which is computed once per chunk."""
     if not ids:
         raise ValueError("no prompts to run")
-    budget = token_budget(lm, tokens_per_batch)
     targets = targets or Targets()
+    return halving(lambda size: _run_variants(lm, ids, variants, targets, positions, size),
+                   token_budget(lm, tokens_per_batch), "interventions")
+
+
+def _run_variants(lm, ids, variants, targets: Targets, positions, budget: int):
     acc = EffectAccumulator(len(variants), len(ids), int(lm.model.cfg.d_vocab), targets)
     for rows in chunks(ids, budget):
         seqs = [ids[r] for r in rows]
         tokens, mask = pad_right(seqs, lm.tokenizer.pad_token_id, lm.device)  # (B, T)
         lengths = [len(s) for s in seqs]
         pos = position_mask(lengths, tokens.shape[1], lm.n_prefix, positions, lm.device)
-        with torch.inference_mode():
-            clean = lm.model(tokens, attention_mask=mask)  # (B, T, V)
-        per_group = max(1, budget // tokens.numel())
-        for g in range(0, len(variants), per_group):
-            group = variants[g : g + per_group]
-            k = len(group)
-            with torch.inference_mode(), hooked(lm, _variant_hooks(group, rows, pos)):
+        # Every pass has the same shape, K stacked copies of the chunk: the first holds the
+        # unedited run, and the last is filled up with unedited copies. In bfloat16 a different
+        # batch shape alone changes the logits by more than a random neuron's effect.
+        k = min(len(variants) + 1, max(1, budget // tokens.numel()))
+        slots: list[Variant] = [(), *variants]  # slot 0: the unedited run
+        slots += [()] * (-len(slots) % k)
+        clean = None
+        for g in range(0, len(slots), k):
+            with torch.inference_mode(), hooked(lm, _variant_hooks(slots[g : g + k], rows, pos)):
                 new = lm.model(tokens.repeat(k, 1), attention_mask=mask.repeat(k, 1))  # (K*B, T, V)
+            b = len(rows)
             for j in range(k):
-                acc.add(
-                    g + j,
-                    rows,
-                    clean,
-                    new[j * len(rows) : (j + 1) * len(rows)],
-                    tokens,
-                    lengths,
-                    lm.n_prefix,
-                )
+                v = g + j - 1  # index into variants
+                if v == -1:
+                    clean = check_finite(new[:b], lm.dtype, "logits")
+                elif v < len(variants):
+                    acc.add(v, rows, clean, new[j * b : (j + 1) * b], tokens, lengths, lm.n_prefix)
     return acc.results()

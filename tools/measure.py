@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neurosleuth.tools.backoff import shrink
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.placement import check_finite
 
 
 @dataclass(frozen=True)
@@ -165,9 +167,14 @@ def use_source(lm: LoadedModel, source) -> Iterator[None]:
 
 
 def active_hooks(lm: LoadedModel) -> int:
-    """How many forward hooks are attached to the model's hook points (0 outside a hooks block)."""
+    """How many forward hooks are attached to the model's hook points (0 outside a hooks block):
+    permanent hooks, which leave activations as the model computes them, are not counted."""
     points = {id(p): p for p in lm.model.hook_dict.values()}.values()
-    return sum(len(p.fwd_hooks) + len(p._forward_hooks) for p in points)
+    count = 0
+    for p in points:
+        permanent = {h.hook.id for h in p.fwd_hooks if h.is_permanent}
+        count += sum(1 for key in p._forward_hooks if key not in permanent)
+    return count
 
 
 def direct_measure_ids(
@@ -191,8 +198,7 @@ def direct_measure_ids(
             except torch.OutOfMemoryError:
                 if len(chunk) == 1:
                     raise
-                budget = max(len(ids[chunk[0]]), budget // 2)
-                torch.cuda.empty_cache()
+                budget = shrink(budget, "measure", floor=len(ids[chunk[0]]))
                 break  # plan the rest again with the smaller budget
             for i, a in zip(chunk, acts, strict=True):
                 out[i] = a
@@ -260,6 +266,7 @@ def _forward_chunk(
     with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
         lm.model(tokens, attention_mask=mask, stop_at_layer=max(by_layer) + 1)
     lengths = mask.sum(dim=1).tolist()
+    check_finite(picked, lm.dtype, "activations")
     return [picked[b, :n].numpy() for b, n in enumerate(lengths)]
 
 

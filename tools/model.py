@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neurosleuth.tools import model_config
+from neurosleuth.tools.placement import Placement, PlacementError, check_fits, resolve_placement
 
 if TYPE_CHECKING:
     import torch
@@ -84,6 +85,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     prepend_bos: bool
+    placement: Placement | None = None  # what was asked, resolved (None: wrapped as found)
 
     @property
     def n_layers(self) -> int:
@@ -117,10 +119,16 @@ class LoadedModel:
         """Each id decoded on its own (the text a reader sees for that token)."""
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
+    @property
+    def device_label(self) -> str:
+        """Where the model runs: its device, or the devices a device map spread it over."""
+        spread = self.placement is not None and self.placement.device_map
+        return f"{self.device.type} x{self.model.cfg.n_devices}" if spread else str(self.device)
+
     def describe(self) -> str:
         return (
             f"{self.name}: {self.n_layers} layers, d_mlp {self.d_mlp}, "
-            f"{self.device.type}, {str(self.dtype).removeprefix('torch.')}"
+            f"{self.device_label}, {str(self.dtype).removeprefix('torch.')}"
         )
 
 
@@ -132,7 +140,7 @@ class ModelShape:
     d_mlp: int
 
 
-_CACHE: dict[tuple[str, str, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, Placement], LoadedModel] = {}
 _LOCK = threading.Lock()
 
 
@@ -146,43 +154,129 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NEUROSLEUTH_CACHE", Path.home() / ".cache" / "neurosleuth"))
 
 
+def placement_of(
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | None = None,
+) -> Placement:
+    """``resolve_placement`` for arguments given as strings, torch objects or None (auto)."""
+    return resolve_placement(None if device is None else str(device),
+                             None if dtype is None else str(dtype), device_map)
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load ``name`` (see module docstring) once per process; later calls return the same object.
-    ``dtype`` defaults to float32.
+    """Load ``name`` (see module docstring) once per process per placement; later calls return
+    the same object. ``device``/``dtype``/``device_map``: see ``tools/placement.py`` (None:
+    auto, i.e. CUDA in bfloat16 when present, else CPU in float32).
 
-    Raises ``ModelLoadError`` with one line that says what to install or where to put weights.
+    Raises ``ModelLoadError`` with one line that says what to install, where to put weights, why
+    the placement cannot be used, or how far a model is from fitting.
     """
-    import torch
-
-    dtype = torch.float32 if dtype is None else dtype
-    dev = torch.device(device) if device is not None else default_device()
-    key = (name, str(dev), str(dtype))
+    try:
+        where = placement_of(device, dtype, device_map)
+    except PlacementError as err:
+        raise ModelLoadError(str(err)) from None
+    key = (name, where)
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(name, dev, dtype)
+            _CACHE[key] = _checked_load(name, where)
         return _CACHE[key]
 
 
-def _load(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _checked_load(name: str, where: Placement) -> LoadedModel:
+    import torch
+
+    if where.device.startswith("cuda"):  # TF32 matmuls for float32 models (bf16 is unaffected)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        check_fits(name, model_parameters(name), where)
+        lm = _load(name, where)
+    except PlacementError as err:
+        raise ModelLoadError(str(err)) from None
+    except torch.OutOfMemoryError:
+        count = model_parameters(name)
+        size = "" if count is None else (
+            f" ({count / 1e9:.2f}B parameters x {where.bytes_per_parameter} bytes)")
+        raise ModelLoadError(
+            f"{name} ran out of memory while loading on {where.describe()}{size}; try a smaller "
+            "--dtype or --device-map auto"
+        ) from None
+    wrong = misplaced(lm)
+    if wrong:
+        raise ModelLoadError(f"{name}: the load left weights off {where.describe()}: {wrong[0]}")
+    return lm
+
+
+def _load(name: str, where: Placement) -> LoadedModel:
     if name in EMBEDDED:
-        hf, tok = _load_embedded(name, EMBEDDED[name], dtype)
-        return _wrap(name, hf, tok, device, dtype, EMBEDDED[name].prepend_bos)
+        hf, tok = _load_embedded(name, EMBEDDED[name], where)
+        return _wrap(name, hf, tok, where, EMBEDDED[name].prepend_bos)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
-        hf, tok = _load_gguf(path, None, dtype, label=path.stem)
-        return _wrap(name, hf, tok, device, dtype, _tokenizer_adds_bos(tok))
+        hf, tok = _load_gguf(path, None, where, label=path.stem)
+        return _wrap(name, hf, tok, where, _tokenizer_adds_bos(tok))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
-        hf, tok = _load_hf_dir(path, dtype)
-        return _wrap(name, hf, tok, device, dtype, _tokenizer_adds_bos(tok))
-    return _load_transformerlens(name, device, dtype)
+        hf, tok = _load_hf_dir(path, where)
+        return _wrap(name, hf, tok, where, _tokenizer_adds_bos(tok))
+    return _load_transformerlens(name, where)
+
+
+def model_parameters(name: str) -> int | None:
+    """Parameters of ``name`` from its weight files' headers (no load), or None where unknown:
+    an embedded model's or a ``.gguf`` file's tensors, a local folder's or the hub cache's
+    safetensors."""
+    try:
+        if name in EMBEDDED:
+            gguf = _embedded_gguf(name, EMBEDDED[name])
+            return None if gguf is None else model_config.parameter_count(gguf)
+        path = Path(name).expanduser()
+        if path.suffix == ".gguf" or path.is_dir():
+            return model_config.parameter_count(path)
+        official = model_config.transformerlens_name(name)
+    except (ModelLoadError, LookupError):
+        return None
+    folder = None if official is None else model_config.hub_cached_folder(official)
+    return None if folder is None else model_config.parameter_count(folder)
+
+
+def misplaced(lm: LoadedModel) -> list[str]:
+    """Parameters and buffers not where ``lm`` says the model is: a parameter off the device
+    (any GPU under a device map) or not in the dtype, a buffer off the device or in another
+    floating dtype than the model's or float32 (Hugging Face keeps rotary frequencies in
+    float32 on purpose). Empty when everything is in place."""
+    import torch
+
+    spread = lm.placement is not None and lm.placement.device_map is not None
+    want = lm.device
+
+    def off(t: torch.Tensor) -> bool:
+        if t.device.type == "meta":
+            return False
+        return t.device.type != want.type if spread else t.device != _concrete(want)
+
+    bad = [f"{n}: {p.device}, {p.dtype}" for n, p in lm.model.named_parameters()
+           if off(p) or (p.is_floating_point() and p.dtype != lm.dtype)]
+    bad += [f"{n}: {b.device}, {b.dtype}" for n, b in lm.model.named_buffers()
+            if off(b) or (b.is_floating_point() and b.dtype not in (lm.dtype, torch.float32))]
+    return bad
+
+
+def _concrete(device: torch.device) -> torch.device:
+    import torch
+
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def model_shape(name: str) -> ModelShape | None:
@@ -242,7 +336,7 @@ def _embedded_gguf(name: str, spec: EmbeddedModel) -> Path | None:
     return gguf
 
 
-def _load_embedded(name: str, spec: EmbeddedModel, dtype: torch.dtype):
+def _load_embedded(name: str, spec: EmbeddedModel, where: Placement):
     gguf = _embedded_gguf(name, spec)
     if gguf is None:
         try:
@@ -251,21 +345,25 @@ def _load_embedded(name: str, spec: EmbeddedModel, dtype: torch.dtype):
             gguf = pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
         except (ImportError, FileNotFoundError) as err:
             raise ModelLoadError(f"model {name!r}: {err}; reinstall: {spec.install}") from err
-    return _load_gguf(gguf, spec.architecture, dtype, label=name)
+    return _load_gguf(gguf, spec.architecture, where, label=name)
 
 
-def _load_gguf(gguf: Path, architecture: str | None, dtype: torch.dtype, label: str):
-    """Dequantise a GGUF once into a safetensors cache; later starts read the cache."""
-    import torch
+def _load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str):
+    """Dequantise a GGUF once into a safetensors cache in the dtype it is used in; later starts
+    read the cache straight onto the device. (The first dequantisation holds float32 tensors in
+    RAM: that is what transformers' GGUF reader makes.)"""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     stat = gguf.stat()
     digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    cached = cache_dir() / "models" / f"{label}-{digest.hexdigest()[:12]}"
+    suffix = "" if where.dtype == "float32" else f"-{where.dtype}"  # float32: the older name
+    cached = cache_dir() / "models" / f"{label}-{digest.hexdigest()[:12]}{suffix}"
     if (cached / "config.json").is_file():
-        return _load_hf_dir(cached, dtype, architecture)
+        return _load_hf_dir(cached, where, architecture)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=where.torch_dtype
+    )
     try:  # the cache is an optimisation: a read-only home must not stop the run
         hf.hf_quantizer = None
         if hasattr(hf.config, "quantization_config"):
@@ -278,15 +376,23 @@ def _load_gguf(gguf: Path, architecture: str | None, dtype: torch.dtype, label: 
         pass
     if architecture:
         hf.config.architectures = [architecture]
-    return hf.to(dtype), tok
+    return hf, tok
 
 
-def _load_hf_dir(path: Path, dtype: torch.dtype, architecture: str | None = None):
+def _load_hf_dir(path: Path, where: Placement, architecture: str | None = None):
+    """A local folder loaded in the placement's dtype straight onto its device (or dispatched
+    across GPUs under a device map): no float32 copy, no CPU detour."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if where.device_map:
+        placed = {"device_map": where.device_map}
+    elif where.device != "cpu":
+        placed = {"device_map": where.device}
+    else:
+        placed = {}
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        hf = AutoModelForCausalLM.from_pretrained(path, dtype=where.torch_dtype, **placed)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"could not load the model folder {path}: {err}") from err
     if architecture:
@@ -299,21 +405,50 @@ def _tokenizer_adds_bos(tok) -> bool:
     return bos is not None and tok("a")["input_ids"][:1] == [bos]
 
 
-def _wrap(name, hf, tok, device, dtype, prepend_bos) -> LoadedModel:
+def _wrap(name, hf, tok, where: Placement, prepend_bos) -> LoadedModel:
+    """The bridge around ``hf``, which is first put on the placement's device and dtype: the
+    bridge leaves a model it did not load where it is. Floating buffers keep their dtype (Hugging
+    Face keeps rotary frequencies in float32 on purpose); parameters are cast."""
     from transformer_lens import TransformerBridge
 
     hf.eval()
+    if not getattr(hf, "hf_device_map", None) or len(set(hf.hf_device_map.values())) == 1:
+        hf.to(where.device)
+        for p in hf.parameters():
+            if p.is_floating_point() and p.dtype != where.torch_dtype:
+                p.data = p.data.to(where.torch_dtype)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     label = (getattr(hf.config, "_name_or_path", "") or name).split("/")[-1] or name
     bridge = TransformerBridge.boot_transformers(
-        label, hf_model=hf, tokenizer=tok, device=str(device), dtype=dtype
+        label, hf_model=hf, tokenizer=tok, dtype=where.torch_dtype
     )
     bridge.eval()
-    return LoadedModel(name, bridge, tok, device, dtype, prepend_bos)
+    _keep_rotary_dtype(bridge)
+    return _loaded(name, bridge, tok, where, prepend_bos)
 
 
-def _load_transformerlens(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _keep_rotary_dtype(bridge) -> None:
+    """Cast rotated queries and keys back to the model's dtype, as Hugging Face does: where an
+    architecture's rotary module returns float32 cos/sin (OLMo-2), the bridge's attention would
+    otherwise multiply float32 weights with bfloat16 values and fail. A permanent hook (it
+    survives ``hooks()`` blocks); a no-op in float32."""
+    dtype = bridge.cfg.dtype
+    if dtype == __import__("torch").float32:
+        return
+    for name, point in bridge.hook_dict.items():
+        if name.endswith(("attn.hook_rot_q", "attn.hook_rot_k")):
+            point.add_hook(lambda x, hook: x.to(dtype), is_permanent=True)
+
+
+def _loaded(name, bridge, tok, where: Placement, prepend_bos: bool) -> LoadedModel:
+    import torch
+
+    device = torch.device(bridge.cfg.device or where.device)  # the embedding's device
+    return LoadedModel(name, bridge, tok, device, where.torch_dtype, prepend_bos, where)
+
+
+def _load_transformerlens(name: str, where: Placement) -> LoadedModel:
     from transformer_lens import TransformerBridge
     from transformer_lens.supported_models import get_official_model_name
 
@@ -321,8 +456,10 @@ def _load_transformerlens(name: str, device: torch.device, dtype: torch.dtype) -
         official = get_official_model_name(name)
     except ValueError:
         raise ModelLoadError(_unknown_model(name)) from None
+    placed = ({"device_map": where.device_map} if where.device_map
+              else {"device": where.device})
     try:
-        bridge = TransformerBridge.boot_transformers(official, device=str(device), dtype=dtype)
+        bridge = TransformerBridge.boot_transformers(official, dtype=where.torch_dtype, **placed)
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"could not load {name!r} ({official}) from the Hugging Face hub or its cache: "
@@ -334,7 +471,7 @@ def _load_transformerlens(name: str, device: torch.device, dtype: torch.dtype) -
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     # TransformerLens' convention for its named models: prepend BOS when the tokenizer has one.
-    return LoadedModel(name, bridge, tok, device, dtype, tok.bos_token_id is not None)
+    return _loaded(name, bridge, tok, where, tok.bos_token_id is not None)
 
 
 def _unknown_model(name: str) -> str:
@@ -345,33 +482,33 @@ def _unknown_model(name: str) -> str:
 
 
 def from_hf_model(hf, tokenizer, name: str = "custom", prepend_bos: bool = False) -> LoadedModel:
-    """Wrap an in-memory Hugging Face causal LM (used by tests and by callers with own weights)."""
-    dev = next(hf.parameters()).device
-    return _wrap(name, hf, tokenizer, dev, next(hf.parameters()).dtype, prepend_bos)
+    """Wrap an in-memory Hugging Face causal LM where it is (device and dtype of its first
+    parameter); used by tests and by callers with their own weights."""
+    p = next(hf.parameters())
+    where = Placement(str(p.device), str(p.dtype).removeprefix("torch."))
+    return _wrap(name, hf, tokenizer, where, prepend_bos)
 
 
-def load_causal_lm(name: str = DEFAULT_MODEL, dtype: torch.dtype | None = None):
+def load_causal_lm(name: str = DEFAULT_MODEL, placement: Placement | None = None):
     """``(hf_model, tokenizer)``: the plain Hugging Face causal LM for ``name`` (an embedded model,
-    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge;
-    ``dtype`` defaults to float32.
+    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge,
+    on ``placement``'s device and dtype (default: CPU, float32).
 
     For text generation (the embedded planner): it reads the same safetensors cache as
     ``load_model`` but returns a separate copy whose modules carry no bridge hooks. Not cached.
     """
-    import torch
-
-    dtype = torch.float32 if dtype is None else dtype
+    where = placement or Placement("cpu", "float32")
     if name in EMBEDDED:
-        hf, tok = _load_embedded(name, EMBEDDED[name], dtype)
+        hf, tok = _load_embedded(name, EMBEDDED[name], where)
     else:
         path = Path(name).expanduser()
         if path.suffix == ".gguf" and path.is_file():
-            hf, tok = _load_gguf(path, None, dtype, label=path.stem)
+            hf, tok = _load_gguf(path, None, where, label=path.stem)
         elif (path / "config.json").is_file():
-            hf, tok = _load_hf_dir(path, dtype)
+            hf, tok = _load_hf_dir(path, where)
         else:
             raise ModelLoadError(
                 f"{name!r} is not an embedded model ({', '.join(EMBEDDED)}), a .gguf file or a "
                 "local Hugging Face model folder"
             )
-    return hf.eval(), tok
+    return hf.to(where.device).eval(), tok

@@ -131,8 +131,8 @@ def _first(config: dict, keys: tuple[str, ...]) -> int | None:
     return None
 
 
-def hub_cached_config(repo: str) -> dict | None:
-    """The ``config.json`` of ``repo`` in the local Hugging Face hub cache, if it is there."""
+def hub_cached_folder(repo: str) -> Path | None:
+    """The snapshot folder of ``repo``'s main revision in the local Hugging Face hub cache."""
     home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
     root = Path(
         os.environ.get("HF_HUB_CACHE")
@@ -142,7 +142,17 @@ def hub_cached_config(repo: str) -> dict | None:
     folder = root / f"models--{repo.replace('/', '--')}"
     try:
         revision = (folder / "refs" / "main").read_text().strip()
-        return json.loads((folder / "snapshots" / revision / "config.json").read_text())
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / revision
+    return snapshot if snapshot.is_dir() else None
+
+
+def hub_cached_config(repo: str) -> dict | None:
+    """The ``config.json`` of ``repo`` in the local Hugging Face hub cache, if it is there."""
+    folder = hub_cached_folder(repo)
+    try:
+        return None if folder is None else json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -184,3 +194,60 @@ def _transformerlens_names() -> dict[str, str] | None:
 
 def _targets(node: ast.AnnAssign | ast.Assign) -> list[ast.expr]:
     return [node.target] if isinstance(node, ast.AnnAssign) else list(node.targets)
+
+
+def parameter_count(path: Path) -> int | None:
+    """Parameters of the weights at ``path`` (a ``.gguf`` file, or a folder of ``.safetensors``
+    files) from their headers alone; None where that cannot be read (``.bin`` weights, an unusual
+    file). Used to tell a model that cannot fit before it loads."""
+    try:
+        if path.suffix == ".gguf":
+            with open(path, "rb") as f:
+                return _gguf_parameters(f)
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+        return sum(_safetensors_parameters(p) for p in files) if files else None
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _safetensors_parameters(path: Path) -> int:
+    with open(path, "rb") as f:
+        size = _read(f, "<Q")
+        if size > 1 << 28:
+            raise ValueError("implausible safetensors header")
+        header = json.loads(f.read(size))
+    total = 0
+    for name, info in header.items():
+        if name != "__metadata__":
+            n = 1
+            for d in info["shape"]:
+                n *= int(d)
+            total += n
+    return total
+
+
+def _gguf_parameters(f: BinaryIO) -> int:
+    """Sum of the element counts in a GGUF file's tensor infos (after its key-value section)."""
+    magic, version = f.read(4), _read(f, "<I")
+    if magic != b"GGUF" or version < 2:
+        raise ValueError("not a GGUF v2+ file")
+    n_tensors, n_kv = _read(f, "<Q"), _read(f, "<Q")
+    for _ in range(n_kv):
+        _string(f)
+        kind = _read(f, "<I")
+        if kind == _GGUF_ARRAY:
+            item, n = _read(f, "<I"), _read(f, "<Q")
+            for _ in range(n):
+                _value(f, item)
+        else:
+            _value(f, kind)
+    total = 0
+    for _ in range(n_tensors):
+        _string(f)
+        n = 1
+        for _ in range(_read(f, "<I")):
+            n *= _read(f, "<Q")
+        _read(f, "<I")  # type
+        _read(f, "<Q")  # offset
+        total += n
+    return total

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from neurosleuth.tools.ablate import encode_all, make_targets
+from neurosleuth.tools.backoff import halving
 from neurosleuth.tools.effects import EffectResult
 from neurosleuth.tools.interventions import (
     AttnHead,
@@ -147,8 +148,12 @@ def last_logits(
     lm: LoadedModel, ids: Sequence[Sequence[int]], tokens_per_batch: int | None = None
 ) -> torch.Tensor:
     """(P, V) logits at each prompt's last token, from the unedited model."""
+    return halving(lambda size: _last_logits(lm, ids, size), token_budget(lm, tokens_per_batch),
+                   "patch")
+
+
+def _last_logits(lm: LoadedModel, ids: Sequence[Sequence[int]], budget: int) -> torch.Tensor:
     out = torch.empty(len(ids), int(lm.model.cfg.d_vocab), device=lm.device)
-    budget = token_budget(lm, tokens_per_batch)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     start = 0
     while start < len(order):

@@ -29,6 +29,7 @@ import torch
 
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.placement import check_finite
 
 Position = int | Literal["last", "max"]
 
@@ -59,7 +60,9 @@ def embedding_weights(lm: LoadedModel) -> tuple[torch.Tensor, float]:
             made = lm.model.embed(probe).float()  # (1, 8, d_model)
         raw = weight[probe].float()
         scale = float((made * raw).sum() / (raw * raw).sum().clamp_min(1e-30))
-        if not torch.allclose(made, raw * scale, rtol=1e-3, atol=1e-5):
+        # a scale applied in a half dtype rounds each product: allow that rounding
+        rtol = max(1e-3, 2 * torch.finfo(weight.dtype).eps)
+        if not torch.allclose(made, raw * scale, rtol=rtol, atol=1e-5):
             raise ValueError(f"{lm.name}: the input embedding is not a scaled lookup of W_E")
         _SCALES[lm] = scale
     return weight, _SCALES[lm]
@@ -98,7 +101,7 @@ def trace(
     stop = None if logits else neuron.layer + 1
     with lm.model.hooks(fwd_hooks=[(neuron.hook_name, keep)]):
         out = lm.model(inputs.to(lm.device), stop_at_layer=stop)
-    return kept[0].float(), (out.float() if logits else None)
+    return check_finite(kept[0].float(), lm.dtype, "activations"), (out.float() if logits else None)
 
 
 def resolve_position(position: Position, n_tokens: int, n_prefix: int) -> int | None:

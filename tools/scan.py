@@ -26,6 +26,8 @@ Kept per-token activations are stored as float16 (about 3 significant digits); t
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -34,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurosleuth.tools.backoff import shrink
 from neurosleuth.tools.corpus import Windows
 from neurosleuth.tools.measure import auto_tokens_per_batch
-from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import hook_name
 
 QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
@@ -218,8 +221,7 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
         except torch.OutOfMemoryError:
             if rows == 1:
                 raise
-            rows //= 2
-            torch.cuda.empty_cache()
+            rows = shrink(rows, "scan")
             continue
         for L, run in running.items():
             run.update(acts[L][:, lm.n_prefix :], w0)
@@ -227,4 +229,24 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
         if progress is not None:
             progress(w0 * T, W * T)
     seconds = time.perf_counter() - start
+    if W * T >= RATE_MIN_TOKENS:
+        record_scan_rate(lm.name, lm.device.type, W * T / seconds)
     return {L: run.finish(L, seconds) for L, run in running.items()}
+
+
+RATE_MIN_TOKENS = 20_000  # a shorter scan is too short to time
+
+
+def record_scan_rate(model: str, device_kind: str, tokens_per_s: float) -> None:
+    """Keep the last measured scan rate of ``model`` on this kind of device (``scan_rates.json``
+    in the cache): the scan depth a time budget affords is then chosen from it."""
+    path = cache_dir() / "scan_rates.json"
+    try:
+        rates = json.loads(path.read_text()) if path.is_file() else {}
+        rates[f"{model}|{device_kind}"] = round(tokens_per_s, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(rates, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except (OSError, ValueError):
+        pass  # a cache: never stops a run

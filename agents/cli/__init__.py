@@ -78,7 +78,15 @@ ModelOpt = Annotated[
         "TransformerLens name, a local HF folder or a .gguf file",
     ),
 ]
-DeviceOpt = Annotated[str | None, typer.Option(help="cuda or cpu (default: cuda when present)")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA when present; "
+    "env NEUROSLEUTH_DEVICE)")]
+DtypeOpt = Annotated[str | None, typer.Option(
+    help="auto, float32, bfloat16 or float16 (default auto: bfloat16 on a GPU that has it, "
+    "float32 elsewhere; env NEUROSLEUTH_DTYPE)")]
+DeviceMapOpt = Annotated[str | None, typer.Option(
+    "--device-map", help="auto: split a model too large for one GPU across all visible GPUs "
+    "(env NEUROSLEUTH_DEVICE_MAP)")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -107,14 +115,21 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def load(model: str, device: str | None = None) -> LoadedModel:
+def load(model: str, device: str | None = None, dtype: str | None = None,
+         device_map: str | None = None) -> LoadedModel:
     """Load a model with a status line (dequantising a GGUF the first time takes a few seconds).
-    An unknown model fails at once, before torch loads (``precheck``)."""
+    An unknown model fails at once, before torch loads (``precheck``); a device, dtype or device
+    map that cannot be used here, or a model that cannot fit, fails before any weights load.
+    Unset placement flags fall back to ``NEUROSLEUTH_DEVICE`` / ``_DTYPE`` / ``_DEVICE_MAP``."""
     from neurosleuth.tools.model import load_model, model_shape
 
     model_shape(model)
+    env = os.environ.get
+    device = device or env("NEUROSLEUTH_DEVICE")
+    dtype = dtype or env("NEUROSLEUTH_DTYPE")
+    device_map = device_map or env("NEUROSLEUTH_DEVICE_MAP")
     with err_console.status(f"loading {model} ..."):
-        return load_model(model, device=device)
+        return load_model(model, device=device, dtype=dtype, device_map=device_map)
 
 
 def precheck(model: str, neurons: Iterable[str | NeuronId] = ()) -> ModelShape | None:

@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     err_console,
@@ -92,6 +94,8 @@ def attack(
         "--edits", help="then find the smallest token edits that kill the best prompt")] = False,
     out: Annotated[Path | None, typer.Option(help="write the prompts as CSV")] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Search prompts that drive a neuron's activation up (or --down): GCG-style gradient-guided
     token substitutions with an EPO population over fluency weights. Prints the Pareto frontier
@@ -100,7 +104,7 @@ def attack(
     precheck(model, [neuron])
     from neurosleuth.tools.attack import attack as run_attack
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     n = neuron_checked(lm, neuron)
     starts: list = [*(init or []), *_exemplar_starts(lm, n, exemplars, down)]
     with err_console.status(f"attacking {n} ..."):
@@ -174,6 +178,8 @@ def attribute(
         help="ig baseline: pad (the pad token everywhere) or zero (embedding)")] = "pad",
     png: Annotated[Path | None, typer.Option(help="also save a PNG heatmap here")] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Which tokens of TEXT drive the neuron's activation at a position: integrated gradients
     (default) or gradient x input, shown as a heatmap (green raises, red lowers)."""
@@ -181,7 +187,7 @@ def attribute(
     precheck(model, [neuron])
     from neurosleuth.tools.attribute import attribute as run_attribute
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     n = neuron_checked(lm, neuron)
     kind = {"ig": "ig", "gxi": "grad_x_input", "grad_x_input": "grad_x_input"}.get(method, method)
     a = run_attribute(lm, n, text, method=kind, position=where, steps=steps, baseline=baseline)
@@ -216,13 +222,15 @@ def locate(
     verify: Annotated[bool, typer.Option(help="verify by real zero-ablation")] = True,
     out: Annotated[Path | None, typer.Option(help="write the table as CSV")] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """The MLP neurons that matter for the next token TARGET after PROMPT: attribution patching
     over every neuron in one backward pass, the top ones verified by zero-ablation."""
     chosen = _layers(layers)
     from neurosleuth.tools.attribute import locate as run_locate
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     res = run_locate(lm, prompt, target, chosen, top=top, verify=verify)
     console.rule(f"neurons for {res.target!r} after {prompt!r}  {lm.describe()}")
     console.print(f"log p({res.target!r}) = {res.clean_metric:.3f}", markup=False)

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import DeviceOpt, ModelOpt, console, err_console, fail, friendly_errors
+from neurosleuth.agents.cli import (
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+)
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding batches and runs")]
 
@@ -95,6 +104,8 @@ def batch(
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Investigate many neurons in one crash-safe batch and build a report site for them."""
     from neurosleuth.agents.cli import load, precheck
@@ -103,7 +114,8 @@ def batch(
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}: use local or ray")
     cfg = resolve_config(config, model=model, planner=planner, iterations=iterations,
-                         corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device)
+                         corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device,
+                         dtype=dtype, device_map=device_map)
     listed = _listed(specs, layer, neurons, csv, from_locate, auto)
     precheck(cfg.model, [p.neuron for p in listed])  # before the model loads
     from neurosleuth.agents.planner import ollama_status
@@ -115,7 +127,8 @@ def batch(
     if is_batch(runs_dir, batch_id):
         fail(f"batch {batch_id} exists in {runs_dir}: use `neurosleuth resume {batch_id} "
              f"--runs-dir {runs_dir}`")
-    lm = load(cfg.model, "cpu" if executor == "ray" else cfg.device)
+    lm = (load(cfg.model, "cpu", cfg.dtype) if executor == "ray"
+          else load(cfg.model, cfg.device, cfg.dtype, cfg.device_map))
     picks = _pick(lm, listed, layer, auto, cfg)[:limit]
     queue = BatchQueue.create(runs_dir, batch_id, picks, cfg, parse_duration(time),
                               parse_duration(min_neuron_time) or 0.0, executor, shared_cache,
@@ -205,6 +218,8 @@ def serve(
     model: Annotated[str | None, typer.Option("--model", "-m", help="model for --live (default: "
                                               "the one the runs used)")] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Serve batch sites and run reports on 127.0.0.1 (Ctrl-C stops)."""
     from neurosleuth.agents.cli import load
@@ -213,7 +228,7 @@ def serve(
     lm, spec = None, None
     if live:
         spec = model or first_run_model(runs_dir) or "smollm2-135m"
-        lm = load(spec, device)
+        lm = load(spec, device, dtype, device_map)
     server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False)
     err_console.print(f"serving {runs_dir} at {server.url}" + (f" (live: {spec})" if live else ""),
                       markup=False)

@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     err_console,
@@ -173,6 +175,8 @@ def ablate(
     no_store: NoStore = False,
     model: ModelOpt = "smollm2-135m",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Ablate a neuron (neurons, an MLP, a head) on TEXTS, next to random neurons of its layer."""
     named, where = _named(neuron, mlp, head), _positions(positions)
@@ -181,7 +185,7 @@ def ablate(
     from neurosleuth.tools import ablate as tool
     from neurosleuth.tools.ablate import InterventionResult
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     comp = named.build(lm)
     kw = dict(
         scale=scale,
@@ -222,6 +226,8 @@ def steer_neuron(
     no_store: NoStore = False,
     model: ModelOpt = "smollm2-135m",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Add ALPHA x a neuron's output direction to the residual stream: the next-token shift."""
     named, where = _named([neuron]), _positions(positions)
@@ -229,7 +235,7 @@ def steer_neuron(
     from neurosleuth.tools import steer as tool
     from neurosleuth.tools.ablate import InterventionResult
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     comp = named.build(lm)
     kw = dict(target=target, at=at, positions=where, baseline=baseline, seed=seed)
     spec = {"component": str(comp), "prompts": texts, "alpha": alpha, **kw}
@@ -263,6 +269,8 @@ def patch(
     no_store: NoStore = False,
     model: ModelOpt = "smollm2-135m",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Patch a component's activation from the clean run into the corrupted run."""
     named, where = _named(neuron, None, head, layer, resid), _positions(positions)
@@ -270,7 +278,7 @@ def patch(
     from neurosleuth.tools import patch as tool
     from neurosleuth.tools.patch import PatchResult
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     comp = named.build(lm)
     kw = dict(target=target, pair=pair, at=at, positions=where)
     spec = {"component": str(comp), "clean": clean, "corrupt": corrupt, **kw}
@@ -308,6 +316,8 @@ def sweep(
     no_store: NoStore = False,
     model: ModelOpt = "smollm2-135m",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Ablate every MLP layer and head in turn (or patch them: --clean/--corrupt); table + PNG."""
     if not (clean or corrupt or texts):
@@ -315,7 +325,7 @@ def sweep(
     from neurosleuth.tools import sweep as tool
     from neurosleuth.tools.sweep import SweepResult, default_metric, plot_heatmap
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     common = {"target": target, "pair": pair, "heads": heads}
     if clean or corrupt:
         spec = {"kind": "patch", "clean": clean, "corrupt": corrupt, **common}

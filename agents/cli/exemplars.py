@@ -9,7 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     err_console,
@@ -41,6 +43,8 @@ def exemplars(
         help="'default' (wiki, chitchat, sotu, code), some of those ('wiki,code'), or a .txt / "
              ".jsonl file or folder of your own")] = "default",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Top-K corpus windows of a neuron, max token underlined, with its activation quantiles.
 
@@ -59,7 +63,7 @@ def exemplars(
         err_console.print(f"warning: {w.message}", markup=False, highlight=False)
     from neurosleuth.tools.exemplars import exemplars as run_exemplars
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     neurons = [neuron_checked(lm, s) for s in neuron]
     with Progress(TextColumn("scanning {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("tokens"), TimeRemainingColumn(), console=err_console,

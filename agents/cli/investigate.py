@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     err_console,
@@ -61,12 +63,15 @@ def investigate(
     ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Investigate one neuron autonomously and write its hypothesis report."""
     precheck(model, [neuron])  # the flags win over config and environment: the run's neuron
     from neurosleuth.agents.config import parse_duration, resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable
     from neurosleuth.agents.session import investigate as run_investigation
+    from neurosleuth.tools.model import placement_of
 
     messages = list(steer or [])
     if steer_file is not None:
@@ -90,7 +95,10 @@ def investigate(
         ollama_model=ollama_model,
         seed=seed,
         device=device,
+        dtype=dtype,
+        device_map=device_map,
     )
+    placement_of(cfg.device, cfg.dtype, cfg.device_map)  # one line, before anything loads
     try:
         path = run_investigation(cfg)
     except PlannerUnavailable as err:
@@ -162,6 +170,8 @@ def report(
     run_id: Annotated[str, typer.Argument(help="the run whose report to write again")],
     runs_dir: RunsDir = Path("runs"),
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Write a run's report.md and report.html again from its files (and its model)."""
     from neurosleuth.agents.cli import load
@@ -172,5 +182,6 @@ def report(
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id!r} in {runs_dir}")
     cfg = RunConfig.model_validate_json((path / "config.json").read_text())
-    md, html = write_report(path, load(cfg.model, device or cfg.device))
+    md, html = write_report(path, load(cfg.model, device or cfg.device, dtype or cfg.dtype,
+                                       device_map or cfg.device_map))
     console.print(f"report: {md}  and  {html}")

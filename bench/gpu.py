@@ -1,0 +1,185 @@
+"""neurosleuth on a GPU: scan throughput against the device's own bf16 matmul rate, one
+investigation's wall time by node, and a small batch's neurons/hour, per model, in one run.
+
+Figures, all measured in the same run on the same device and dtype:
+
+(a) matmul rate: ``torch.matmul`` of two n x n matrices in the run's dtype (n = 8192 on a GPU,
+    1024 on a CPU), median of 7 after 2 warm-ups: the FLOP-bound limit of this device.
+(b) corpus scan: ``tools.scan.scan_layers`` over ``--scan-tokens`` tokens of the default corpus in
+    64-token windows, every neuron of the middle layer (the cached per-layer scan an investigation
+    starts with; windows are built before timing). Tokens/s, and the share of (a) it reaches:
+    needed FLOPs per token (2 x the matrix parameters of blocks 0..L, plus attention scores and
+    values, 4 x T x d_model per layer) x tokens/s / (a).
+(c) one investigation (``--iterations``, heuristic planner, a hypothesis at the end) of neuron
+    L:100: wall time, and its time by graph node from ``events.jsonl``.
+(d) a batch of ``--batch-neurons`` neurons of layer L (layer-parallel, 2 iterations each, one
+    hypothesis round): neurons/hour.
+
+Run on a CUDA machine: ``python bench/gpu.py`` (SmolLM2 and Gemma-3-270m in bfloat16). Anywhere:
+``python bench/gpu.py --device cpu --models smollm2-135m --scan-tokens 8192 --batch-neurons 2``.
+Writes JSON (default ``bench/results/gpu-<device>.json``); the last line printed is
+``gpu: X tokens/s (Y% of bf16 bound); investigation Z s; batch W neurons/hour`` (the first model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from neurosleuth.agents.config import resolve_config
+from neurosleuth.agents.session import investigate
+from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.batch.select import NeuronPick
+from neurosleuth.tools.corpus import build_windows, default_corpus
+from neurosleuth.tools.model import LoadedModel, load_model
+from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.reference import model_fingerprint
+from neurosleuth.tools.scan import scan_layers
+
+HERE = Path(__file__).resolve().parent
+console = Console()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="smollm2-135m,gemma3-270m")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--scan-tokens", type=int, default=1 << 20)
+    p.add_argument("--iterations", type=int, default=6)
+    p.add_argument("--batch-neurons", type=int, default=16)
+    p.add_argument("--json", type=Path, help="default: bench/results/gpu-<device>.json")
+    return p.parse_args(argv)
+
+
+def sync(lm_or_device) -> None:
+    device = lm_or_device.device if isinstance(lm_or_device, LoadedModel) else lm_or_device
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops(device: str, dtype: torch.dtype) -> float:
+    n = 8192 if torch.device(device).type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for i in range(9):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def flops_per_token(lm: LoadedModel, layer: int, seq: int) -> float:
+    """Matrix FLOPs of one token through blocks 0..layer (attention over ``seq`` positions)."""
+    blocks = lm.model.original_model.base_model.layers if hasattr(
+        lm.model.original_model, "base_model") else None
+    per_layer = None
+    if blocks is not None:
+        per_layer = [sum(p.numel() for n, p in b.named_parameters() if p.ndim == 2)
+                     for b in list(blocks)[: layer + 1]]
+    matrices = sum(per_layer) if per_layer else (layer + 1) * (
+        4 * lm.d_model**2 + 3 * lm.d_model * lm.d_mlp)
+    return 2 * matrices + 4 * seq * lm.d_model * (layer + 1)
+
+
+def bench_model(name: str, args, runs: Path) -> dict:
+    console.print(f"[bold]{name}[/] on {args.device} in {args.dtype}")
+    t0 = time.perf_counter()
+    lm = load_model(name, device=args.device, dtype=args.dtype)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model_fingerprint(lm)
+    fingerprint_s = time.perf_counter() - t0
+    tflops = matmul_tflops(args.device, lm.dtype)
+    layer = lm.n_layers // 2
+    windows = build_windows(lm, default_corpus(), 64, args.scan_tokens)
+    scan_layers(lm, [layer], build_windows(lm, default_corpus(), 64, 64 * 64), keep=20)  # warm-up
+    sync(lm)
+    t0 = time.perf_counter()
+    scan_layers(lm, [layer], windows, keep=20)
+    sync(lm)
+    scan_s = time.perf_counter() - t0
+    tokens = int(windows.ids.size)
+    rate = tokens / scan_s
+    share = rate * flops_per_token(lm, layer, 64 + lm.n_prefix) / (tflops * 1e12)
+
+    cfg = resolve_config(None, model=name, planner="heuristic", iterations=args.iterations,
+                         device=args.device, dtype=args.dtype, runs_dir=str(runs),
+                         neuron=f"{layer}:100", run_id=f"inv-{name.replace('/', '_')}",
+                         exemplar_tokens=args.scan_tokens)
+    cfg = cfg.model_copy(update={"hypothesis_every": args.iterations})
+    t0 = time.perf_counter()
+    run = investigate(cfg, lm=lm)
+    inv_s = time.perf_counter() - t0
+    by_node: dict[str, float] = {}
+    for line in (run / "events.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        by_node[e["node"]] = by_node.get(e["node"], 0.0) + float(e.get("duration_s") or 0.0)
+
+    picks = [NeuronPick(NeuronId(layer, i)) for i in range(args.batch_neurons)]
+    bcfg = cfg.model_copy(update={"iterations": 2, "hypothesis_every": 2, "run_id": ""})
+    queue = BatchQueue.create(runs, f"batch-{name.replace('/', '_')}", picks, bcfg)
+    t0 = time.perf_counter()
+    run_batch(queue.folder, lm=lm)
+    batch_s = time.perf_counter() - t0
+    done = sum(e.status == "done" for e in BatchQueue.load(queue.folder).batch.entries)
+    return {
+        "model": name, "describe": lm.describe(), "load_s": load_s,
+        "fingerprint_s": fingerprint_s, "matmul_tflops": tflops, "layer": layer,
+        "scan_tokens": tokens, "scan_s": scan_s, "scan_tokens_per_s": rate,
+        "scan_share_of_bound": share, "investigation_s": inv_s,
+        "investigation_by_node_s": dict(sorted(by_node.items(), key=lambda x: -x[1])),
+        "batch_neurons": args.batch_neurons, "batch_done": done, "batch_s": batch_s,
+        "batch_neurons_per_hour": 3600 * done / batch_s if batch_s else None,
+        "peak_memory_gib": (torch.cuda.max_memory_allocated(lm.device) / 2**30
+                            if lm.device.type == "cuda" else None),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    runs = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    try:
+        results = [bench_model(m, args, runs) for m in args.models.split(",") if m]
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+    table = Table(title=f"neurosleuth on {args.device}, {args.dtype}")
+    for col in ("model", "load s", "matmul TFLOP/s", "scan tokens/s", "% of bound",
+                "investigation s", "slowest nodes", "batch neurons/hour"):
+        table.add_column(col, justify="right")
+    for r in results:
+        nodes = ", ".join(f"{k} {v:.1f}" for k, v in list(r["investigation_by_node_s"].items())[:3])
+        table.add_row(r["model"], f"{r['load_s']:.1f}", f"{r['matmul_tflops']:.1f}",
+                      f"{r['scan_tokens_per_s']:,.0f}", f"{100 * r['scan_share_of_bound']:.1f}",
+                      f"{r['investigation_s']:.1f}", nodes, f"{r['batch_neurons_per_hour']:.0f}")
+    console.print(table)
+    device_name = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                   else platform.processor() or platform.machine())
+    out = args.json or HERE / "results" / f"gpu-{torch.device(args.device).type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": device_name, "torch": torch.__version__,
+                               "args": {k: str(v) for k, v in vars(args).items()},
+                               "results": results}, indent=1))
+    r = results[0]
+    console.print(f"gpu: {r['scan_tokens_per_s']:,.0f} tokens/s "
+                  f"({100 * r['scan_share_of_bound']:.1f}% of bf16 bound); investigation "
+                  f"{r['investigation_s']:.0f} s; batch {r['batch_neurons_per_hour']:.0f} "
+                  "neurons/hour", markup=False, highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()

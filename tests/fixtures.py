@@ -59,9 +59,12 @@ def tiny_config(
     )
 
 
-def tiny_random_lm(seed: int = 0, prepend_bos: bool = False, **cfg) -> LoadedModel:
+def tiny_random_lm(seed: int = 0, prepend_bos: bool = False, dtype: torch.dtype = torch.float32,
+                   **cfg) -> LoadedModel:
     torch.manual_seed(seed)
     hf = LlamaForCausalLM(tiny_config(**cfg)).eval()
+    for p in hf.parameters():  # parameters only: rotary frequencies stay float32, as HF keeps them
+        p.data = p.data.to(dtype)
     return from_hf_model(hf, tiny_tokenizer(), name=f"tiny-random-{seed}", prepend_bos=prepend_bos)
 
 

@@ -274,7 +274,8 @@ def _attribution_patching(lm: LoadedModel, ids: torch.Tensor, target: int, layer
             logits = lm.model(x)  # (1, T, V)
         metric = torch.log_softmax(logits[0, -1].float(), dim=-1)[target]
         metric.backward()
-    attr = torch.stack([-(kept[la][0] * kept[la].grad[0]).sum(0) for la in layers])  # (L, d)
+    attr = torch.stack([-(kept[la][0].float() * kept[la].grad[0].float()).sum(0)
+                        for la in layers])  # (L, d), summed in float32
     last = torch.stack([kept[la][0, -1] for la in layers])  # (L, d_mlp)
     return float(metric.detach()), last.detach().float().cpu(), attr.detach().float().cpu()
 

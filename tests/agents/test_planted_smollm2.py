@@ -30,11 +30,14 @@ def hypothesis_of(report_md: str) -> str:
     return re.search(r"^> \*\*(.+)\*\*$", body, re.M).group(1)
 
 
-def test_investigation_names_the_animal_neuron(planted, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_investigation_names_the_animal_neuron(planted, tmp_path, dtype):
+    """In bfloat16 too: the same concept from the same planted neuron."""
     folder, _ = planted
     cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", str(folder),
            "--neuron", str(ANIMAL), "--planner", "heuristic", "--iterations", "3",
-           "--exemplar-tokens", "16384", "--runs-dir", str(tmp_path), "--run-id", "animal"]
+           "--exemplar-tokens", "16384", "--runs-dir", str(tmp_path), "--run-id", "animal",
+           "--dtype", dtype]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stderr[-2000:]
     hyp = hypothesis_of((tmp_path / "animal" / "report.md").read_text())

@@ -290,3 +290,29 @@ def test_smollm2_ablation_with_baseline(smollm2):
     assert r.baseline is not None and len(r.baseline.components) == 5
     assert np.isfinite(r.baseline.mean("kl")) and np.isfinite(r.zscore("kl"))
     assert TOK >= 0  # path model constant imported for the known-answer tests
+
+
+def test_bf16_clean_and_edited_runs_share_one_batch_shape():
+    """In bfloat16 a no-op edit changes (next to) nothing whatever the batching: the clean run is a
+    row of the same stacked batch as the edited ones, so no kernel chosen for another batch shape
+    (as GPU libraries do) can move the reference. Every pass of a chunk has the same shape."""
+    from neurosleuth.tools.interventions import Scale, edits, run_variants
+
+    prompts = ["the cat sat on the mat", "a dog ran to the park", "hello world , print ( x )"]
+    bf16 = tiny_random_lm(3, dtype=torch.bfloat16)
+    assert bf16.dtype == torch.bfloat16
+    ids = [bf16.encode(p) for p in prompts]
+    noop = [edits(NeuronId(1, i), Scale(1.0)) for i in range(7)]
+    shapes = []
+    handle = bf16.model.register_forward_pre_hook(lambda m, args: shapes.append(args[0].shape))
+    try:
+        for budget in (8, 64, 4096):  # 1, several and all variants per pass
+            shapes.clear()
+            for e in run_variants(bf16, ids, noop, tokens_per_batch=budget):
+                assert float(np.abs(e.kl).max()) < 1e-6
+            rows: dict[int, set[int]] = {}  # per chunk (its padded width): the rows of each pass
+            for shape in shapes:
+                rows.setdefault(shape[1], set()).add(shape[0])
+            assert all(len(r) == 1 for r in rows.values()), shapes
+    finally:
+        handle.remove()

@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scan-tokens", type=int, default=1 << 20)
     p.add_argument("--iterations", type=int, default=6)
     p.add_argument("--batch-neurons", type=int, default=16)
+    p.add_argument("--window", type=int, default=64, help="corpus window (tokens)")
     p.add_argument("--json", type=Path, help="default: bench/results/gpu-<device>.json")
     return p.parse_args(argv)
 
@@ -106,8 +107,9 @@ def bench_model(name: str, args, runs: Path) -> dict:
     fingerprint_s = time.perf_counter() - t0
     tflops = matmul_tflops(args.device, lm.dtype)
     layer = lm.n_layers // 2
-    windows = build_windows(lm, default_corpus(), 64, args.scan_tokens)
-    scan_layers(lm, [layer], build_windows(lm, default_corpus(), 64, 64 * 64), keep=20)  # warm-up
+    w = args.window
+    windows = build_windows(lm, default_corpus(), w, args.scan_tokens)
+    scan_layers(lm, [layer], build_windows(lm, default_corpus(), w, 64 * w), keep=20)  # warm-up
     sync(lm)
     t0 = time.perf_counter()
     scan_layers(lm, [layer], windows, keep=20)
@@ -115,12 +117,12 @@ def bench_model(name: str, args, runs: Path) -> dict:
     scan_s = time.perf_counter() - t0
     tokens = int(windows.ids.size)
     rate = tokens / scan_s
-    share = rate * flops_per_token(lm, layer, 64 + lm.n_prefix) / (tflops * 1e12)
+    share = rate * flops_per_token(lm, layer, w + lm.n_prefix) / (tflops * 1e12)
 
     cfg = resolve_config(None, model=name, planner="heuristic", iterations=args.iterations,
-                         device=args.device, dtype=args.dtype, runs_dir=str(runs),
-                         neuron=f"{layer}:100", run_id=f"inv-{name.replace('/', '_')}",
-                         exemplar_tokens=args.scan_tokens)
+                         device=args.device, dtype=args.dtype, runs_dir=str(runs), window=w,
+                         neuron=f"{layer}:{min(100, lm.d_mlp - 1)}",
+                         exemplar_tokens=args.scan_tokens, run_id=f"inv-{Path(name).name}")
     cfg = cfg.model_copy(update={"hypothesis_every": args.iterations})
     t0 = time.perf_counter()
     run = investigate(cfg, lm=lm)
@@ -132,7 +134,7 @@ def bench_model(name: str, args, runs: Path) -> dict:
 
     picks = [NeuronPick(NeuronId(layer, i)) for i in range(args.batch_neurons)]
     bcfg = cfg.model_copy(update={"iterations": 2, "hypothesis_every": 2, "run_id": ""})
-    queue = BatchQueue.create(runs, f"batch-{name.replace('/', '_')}", picks, bcfg)
+    queue = BatchQueue.create(runs, f"batch-{Path(name).name}", picks, bcfg)
     t0 = time.perf_counter()
     run_batch(queue.folder, lm=lm)
     batch_s = time.perf_counter() - t0

@@ -111,6 +111,11 @@ def friendly_errors(fn: Callable) -> Callable:
             fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()))
         except (ModelLoadError, NeuronError, ValueError, FileNotFoundError) as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        except RuntimeError as err:  # torch.OutOfMemoryError, without importing torch here
+            if type(err).__name__ != "OutOfMemoryError":
+                raise
+            fail("out of memory even after halving every batch down to one row: try a smaller "
+                 "--dtype, --device-map auto, or a smaller model")
 
     return wrapper
 

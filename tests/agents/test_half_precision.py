@@ -32,7 +32,7 @@ def test_bf16_investigation_finishes_with_a_hypothesis(tmp_path, model, neuron, 
     md = (run / "report.md").read_text()
     hyp = hypothesis_of(md)
     assert hyp.startswith("Fires") and len(hyp.split()) <= 40, hyp
-    assert shape in md and "dtype bfloat16" in md
+    assert shape.replace("_", "\\_") in md and "dtype bfloat16" in md  # markdown escapes _
     assert json.loads((run / "config.json").read_text())["dtype"] == "bfloat16"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model_desc"].endswith(shape) and summary["oom_backoffs"] == {}

@@ -142,3 +142,15 @@ def test_cli_refuses_bad_placement_in_one_line_before_loading():
         assert len(lines) == 1 and message in lines[0], out.stderr
         assert "Traceback" not in out.stderr
         assert seconds < 30  # no model was loaded
+
+
+@pytest.mark.integration
+def test_embedded_and_gguf_file_loads_land_in_bf16():
+    """The embedded name and the same GGUF given as a file: bfloat16 weights from a bfloat16
+    cache, every parameter on the CPU in bfloat16, no float32 left behind."""
+    from neurosleuth.tools.weights import EMBEDDED, embedded_gguf
+
+    for name in ("smollm2-135m", str(embedded_gguf("smollm2-135m", EMBEDDED["smollm2-135m"]))):
+        lm = load_model(name, device="cpu", dtype="bfloat16")
+        assert misplaced(lm) == [] and lm.dtype == torch.bfloat16, name
+        assert lm.describe().endswith("cpu, bfloat16")

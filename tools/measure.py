@@ -20,7 +20,6 @@ tokens, everything that fits the memory budget stays in one pass.
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ import torch
 from neurosleuth.tools.backoff import shrink
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.placement import check_finite
+from neurosleuth.tools.placement import available_ram, check_finite
 
 
 @dataclass(frozen=True)
@@ -287,14 +286,7 @@ def available_memory(device: torch.device) -> int:
     """Bytes free for activations: free CUDA memory, or the OS's available RAM."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return available_ram()
 
 
 def auto_tokens_per_batch(lm: LoadedModel, layer: int, seq_len: int = 128) -> int:

@@ -155,6 +155,11 @@ def free_bytes(placement: Placement) -> int:
         if placement.device_map:
             return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
         return int(torch.cuda.mem_get_info(torch.device(placement.device))[0])
+    return available_ram()
+
+
+def available_ram() -> int:
+    """Bytes of RAM the OS says are available (MemAvailable)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -208,6 +208,9 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
     else:
         note = "embedded planner requested"
     from neurosleuth.agents.llm.embedded import EmbeddedChatModel
+    from neurosleuth.tools.placement import resolve_placement
 
-    chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed)
+    # on the studied model's GPU when it has one (135M parameters in float32: 0.5 GB)
+    device = resolve_placement(cfg.device, "float32").device
+    chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed, device=device)
     return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed), note

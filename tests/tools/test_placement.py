@@ -154,3 +154,33 @@ def test_embedded_and_gguf_file_loads_land_in_bf16():
         lm = load_model(name, device="cpu", dtype="bfloat16")
         assert misplaced(lm) == [] and lm.dtype == torch.bfloat16, name
         assert lm.describe().endswith("cpu, bfloat16")
+
+
+def test_a_transformerlens_name_loads_in_the_requested_dtype(tmp_path):
+    """The TransformerLens-name path (``gpt2-small`` -> ``gpt2``), from a Hugging Face hub cache
+    made here (a tiny random GPT-2), offline, in a subprocess so the cache location is read at
+    import: bfloat16 weights, nothing misplaced, the shape and parameter count from the cache."""
+    from tests.architectures import save_architecture
+
+    repo = tmp_path / "hub" / "models--gpt2"
+    save_architecture("gpt2", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    code = (
+        "from neurosleuth.tools.model import load_model, misplaced, model_parameters, "
+        "model_shape\n"
+        "lm = load_model('gpt2-small', device='cpu', dtype='bfloat16')\n"
+        "print(lm.describe(), len(misplaced(lm)), model_shape('gpt2-small'), "
+        "model_parameters('gpt2-small'), __import__('transformers').AutoModelForCausalLM"
+        ".from_pretrained('gpt2').num_parameters())\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(
+        "gpt2-small: 2 layers, d_mlp 32, cpu, bfloat16 0 ModelShape(n_layers=2, d_mlp=32)"), line
+    counted, loaded = map(int, line.split(")")[-1].split())
+    assert counted == loaded, line

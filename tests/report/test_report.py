@@ -491,9 +491,11 @@ def test_scan_depth_follows_the_time_budget(tmp_path, monkeypatch):
     assert RunConfig(model="big-model", time_budget_s=3600, device="cuda").exemplar_tokens == tokens
 
 
-def test_a_batch_chooses_its_scan_depth_once(tmp_path):
+def test_a_batch_chooses_its_scan_depth_once(tmp_path, monkeypatch):
     """A batch's depth comes from its whole budget (one cached scan per layer), unless given."""
     from neurosleuth.agents.config import RunConfig, scan_depth
+
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))  # no measured scan rate
     from neurosleuth.batch.queue import BatchQueue
     from neurosleuth.batch.select import NeuronPick
 

@@ -82,6 +82,52 @@ def from_explainer(explanation) -> list[dict]:
              "pattern": pattern.to_dict()} for text, pattern in variants(explanation)]
 
 
+def concept_experiment(lm, neuron, explanation) -> dict | None:
+    """The concept-or-list experiment (``tools/compare.py``) when the explainer named a concept
+    for token-level triggers: its result as a dict, or None when there is nothing to compare."""
+    from neurosleuth.tools.compare import compare_concept
+
+    p = explanation.pattern
+    if p.kind != "token" or p.concept is None or p.concept.source in ("none", "mixture"):
+        return None
+    seen = sorted(p.triggers, key=lambda w: -p.triggers[w])
+    result = compare_concept(lm, neuron, p.concept, seen, explanation.pruned, list(p.seen))
+    return None if result is None else {"experiment": "unseen members", **result.to_dict(),
+                                        "summary": result.summary()}
+
+
+def _has_concept(c: dict) -> bool:
+    concept = (c.get("pattern") or {}).get("concept") or {}
+    return c.get("source") == "explainer" and concept.get("source") not in (None, "none")
+
+
+def decide(scored: Sequence[dict], winner: dict, experiment: dict | None
+           ) -> tuple[dict, dict | None]:
+    """The winner after the concept-or-list experiment: a concept whose unseen members fire beats
+    a candidate without the concept, and a list beats a concept whose unseen members stay quiet,
+    when the held-out score cannot tell them apart (the other's margin interval reaches the
+    winner's margin). Returns the winner and what the experiment decided (None: no experiment)."""
+    if not experiment or experiment.get("verdict") not in ("concept", "list"):
+        return winner, None if not experiment else {**_decision(experiment), "changed": False}
+    want_concept = experiment["verdict"] == "concept"
+    if _has_concept(winner) == want_concept:
+        return winner, {**_decision(experiment), "changed": False}
+    rivals = [c for c in scored if c.get("score") and c.get("source") == "explainer"
+              and _has_concept(c) == want_concept]
+    margin = winner["score"]["margin"]
+    close = [c for c in rivals if (c["score"].get("margin_ci") or [None, None])[1] is not None
+             and c["score"]["margin_ci"][1] >= margin]
+    if not close:
+        return winner, {**_decision(experiment), "changed": False,
+                        "why_not": "the held-out score puts the other reading clearly lower"}
+    chosen = max(close, key=lambda c: c["score"]["margin"])
+    return chosen, {**_decision(experiment), "changed": True, "instead_of": winner["text"]}
+
+
+def _decision(experiment: dict) -> dict:
+    return {k: experiment[k] for k in ("experiment", "verdict", "why", "summary")}
+
+
 def writer_for(inv, cands: Sequence[dict]):
     """The no-LLM writer every candidate is scored by; it knows the explainer's patterns."""
     from neurosleuth.score.writer import HeuristicWriter

@@ -52,6 +52,8 @@ class Investigation:
     # seconds this thread spent on the other neurons' turns of its layer-parallel group, so far
     others_s: Callable[[], float] = lambda: 0.0
     backoffs_at_start: int = field(default_factory=lambda: len(backoff.backoffs()))
+    # called after every node with (node, event, state, update, investigation): a live view
+    observer: Callable[..., None] | None = None
 
     def __post_init__(self) -> None:
         from neurosleuth.agents import probes

@@ -47,6 +47,8 @@ def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict
                 **event,
             }
         )
+        if inv.observer is not None:
+            inv.observer(name, event, state, update, inv)
         return update
 
     return node
@@ -236,6 +238,7 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
     (which sees the explainer's findings), the previous best, the researcher's."""
     start = time.perf_counter()
     explanation = inv.explain(state)
+    experiment = candidates.concept_experiment(inv.lm, inv.neuron, explanation)
     model_s = time.perf_counter() - start
     action, info = inv.planner.hypothesize(inv.view(state, explanation))
     last = (state.get("hypotheses") or [None])[-1]
@@ -248,15 +251,20 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
         [{"text": u, "source": "researcher", "explanation": ""}
          for u in users + list(state.get("user_hypotheses", []))],
     )
-    draft = {"step": state["iteration"], "candidates": cands, **cands[0]}
+    draft = {"step": state["iteration"], "candidates": cands, **cands[0],
+             "experiment": experiment}
+    summary = f"{len(cands)} candidates; explainer: {explanation.sentence}"
+    if experiment:
+        summary += f"; experiment: {experiment['summary']}"
     return {
         "pending_hypothesis": draft,
         "llm": add_usage(state["llm"], info.usage()),
-        "forward_passes": state["forward_passes"] + explanation.forward_passes,
+        "forward_passes": state["forward_passes"] + explanation.forward_passes
+        + (experiment or {}).get("forward_passes", 0),
         "model_s": state.get("model_s", 0.0) + model_s,
         "_event": {
             "action": "hypothesis",
-            "summary": f"{len(cands)} candidates; explainer: {explanation.sentence}",
+            "summary": summary,
             "llm_tokens_out": info.tokens_out,
             "llm_failures": info.failures,
         },
@@ -269,6 +277,9 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     draft = state["pending_hypothesis"]
     scored, written = candidates.score_all(inv, draft["candidates"], state)
     winner = candidates.best(scored)
+    decided = None
+    if winner is not None:
+        winner, decided = candidates.decide(scored, winner, draft.get("experiment"))
     table = [{k: c.get(k) for k in ("text", "source", "rejected", "score_error")}
              | {"summary": summary_of(c.get("score"))} for c in scored]
     if winner is None:
@@ -292,7 +303,8 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     details["predicted_low_but_high"] = details["attack_counterexamples"] + details.get(
         "predicted_low_but_high", []
     )
-    hyp = {**draft, **_without_score(winner), "score": record, "candidates": table}
+    hyp = {**draft, **_without_score(winner), "score": record, "candidates": table,
+           "decided_by": decided}
     hyp.pop("pattern", None)
     inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
     return {
@@ -302,7 +314,9 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "_event": {
             "action": "score",
             "summary": f"{winner['source']} wins of {len(scored)}: {winner['text']} "
-            f"({summary_of(record)}); the attack found {len(found)} counterexample(s)",
+            f"({summary_of(record)}); the attack found {len(found)} counterexample(s)"
+            + (f"; decided by the {decided['experiment']} experiment ({decided['verdict']})"
+               if decided and decided["changed"] else ""),
         },
     }
 

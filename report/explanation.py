@@ -29,8 +29,34 @@ def candidates_section(data: RunData) -> Section:
     intro = (f"{len(rows)} candidates at step {h.get('step', '?')}, scored on the same held-out "
              f"windows against the same controls; the best margin over the floor won. "
              f"{rejected} rejected before scoring (copied text, over 40 words, or no claim).")
-    return Section(title, [Para(intro), Table(["won", "source", "candidate", "score"], rows)],
-                   )
+    blocks: list = [Para(intro), Table(["won", "source", "candidate", "score"], rows)]
+    blocks += experiment_blocks(h)
+    return Section(title, blocks)
+
+
+def experiment_blocks(h: dict[str, Any]) -> list:
+    """The concept-or-list experiment of this hypothesis step and what it decided."""
+    ex = h.get("experiment") if isinstance(h.get("experiment"), dict) else None
+    if not ex:
+        return []
+    decided = h.get("decided_by") if isinstance(h.get("decided_by"), dict) else {}
+    if decided.get("changed"):
+        outcome = (f"It decided the hypothesis: the {ex.get('verdict')} reading won instead of "
+                   f"\"{decided.get('instead_of', '')}\", which the held-out score could not "
+                   "tell apart from it.")
+    elif decided.get("why_not"):
+        outcome = f"It did not change the winner: {decided['why_not']}."
+    else:
+        outcome = "The score's winner already agreed with it."
+    intro = (f"Experiment ({ex.get('experiment', 'unseen members')}): members of "
+             f"\"{ex.get('concept', '?')}\" the neuron was never seen on, put in place of the "
+             f"peak token of its own contexts, against the seen triggers and control words. "
+             f"Verdict: {ex.get('verdict')} ({ex.get('why', '')}). {outcome}")
+    rows = [[group, f"'{w}'", round(float(v), 3)]
+            for group, key in (("seen trigger", "seen"), ("unseen member", "unseen"),
+                               ("control", "controls"))
+            for w, v in (ex.get(key) or {}).items()]
+    return [Para(intro), Table(["group", "word", "mean activation in the contexts"], rows)]
 
 
 def pattern_section(data: RunData) -> Section:

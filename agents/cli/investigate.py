@@ -68,6 +68,7 @@ def investigate(
 ) -> None:
     """Investigate one neuron autonomously and write its hypothesis report."""
     precheck(model, [neuron])  # the flags win over config and environment: the run's neuron
+    from neurosleuth.agents.cli.live import LiveView
     from neurosleuth.agents.config import parse_duration, resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable
     from neurosleuth.agents.session import investigate as run_investigation
@@ -100,7 +101,8 @@ def investigate(
     )
     placement_of(cfg.device, cfg.dtype, cfg.device_map)  # one line, before anything loads
     try:
-        path = run_investigation(cfg)
+        with LiveView(err_console, cfg, cfg.neuron) as view:
+            path = run_investigation(cfg, setup=lambda inv: setattr(inv, "observer", view))
     except PlannerUnavailable as err:
         fail(str(err))
     _print_outcome(path)
@@ -119,10 +121,18 @@ def resume(
 
     if cli_batch.is_batch(runs_dir, run_id):
         return cli_batch.resume_batch(runs_dir, run_id, time)
-    from neurosleuth.agents.config import parse_duration
+    from neurosleuth.agents.cli.live import LiveView
+    from neurosleuth.agents.config import RunConfig, parse_duration, run_path
     from neurosleuth.agents.session import resume as resume_run
 
-    path = resume_run(runs_dir, run_id, iterations=iterations, time_budget_s=parse_duration(time))
+    saved = run_path(runs_dir, run_id) / "config.json"
+    cfg = RunConfig.model_validate_json(saved.read_text()) if saved.is_file() else RunConfig()
+    if iterations:
+        cfg = cfg.model_copy(update={"iterations": iterations})
+    with LiveView(err_console, cfg, cfg.neuron) as view:
+        path = resume_run(runs_dir, run_id, iterations=iterations,
+                          time_budget_s=parse_duration(time),
+                          setup=lambda inv: setattr(inv, "observer", view))
     _print_outcome(path)
 
 

@@ -3,6 +3,7 @@ names what each one does, as a researcher would read it in ``report.md``'s Hypot
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -45,6 +46,10 @@ def test_investigation_names_the_animal_neuron(planted, tmp_path, dtype):
     assert len(hyp.split()) <= 40
     md = (tmp_path / "animal" / "report.md").read_text()
     assert "## Candidates" in md and "## Explanation pattern" in md
+    # the concept-or-list experiment ran: unseen animals fire in the neuron's own contexts
+    hyps = json.loads((tmp_path / "animal" / "hypotheses.json").read_text())
+    assert hyps[-1]["experiment"]["verdict"] == "concept", hyps[-1]["experiment"]["summary"]
+    assert "Experiment (unseen members)" in md and "Verdict: concept" in md
 
 
 def _explain(lm, neuron, texts=None):

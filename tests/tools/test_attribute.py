@@ -132,7 +132,7 @@ def cli(monkeypatch, tiny_lm):
     from neurosleuth.agents.cli import app  # imports and registers every command module first
 
     cli_attack = importlib.import_module("neurosleuth.agents.cli.attack")
-    monkeypatch.setattr(cli_attack, "load", lambda model, device=None: tiny_lm)
+    monkeypatch.setattr(cli_attack, "load", lambda model, *placement: tiny_lm)
     return lambda *args: CliRunner().invoke(app, list(args))
 
 

@@ -18,7 +18,8 @@ Method, on the top texts (prompts and dataset exemplars), each cut at its peak t
    hypothesis.
 5. **context-level features**: when, in the top windows, a large share of tokens fire (>=
    ``context_frac`` at ``CONTEXT_FIRE`` of the window max) across many different tokens, and
-   >= 75% of the windows are one kind of text (source code, a non-Latin script, quoted text), the
+   >= 75% of the windows are one kind of text (``tools/contexts.py``: a format or programming
+   language, a language, a non-Latin script, quoted text), the
    neuron reads the kind of text, not a token: the pattern names that context and predicts
    from it. A token-level neuron on a code token ('def') has top windows of code too, but few
    of their tokens fire.

@@ -228,7 +228,8 @@ def test_hostile_strings_are_text(full_report):
     assert "<script" not in html.lower()  # no script at all: neither from data nor our own
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
-    assert "r&lt;script&gt;1" in html and "&lt;b&gt;" not in html  # run id; events not dumped
+    assert "r&lt;script&gt;1" in html  # the run id
+    assert "<b>s</b>" not in html and "&lt;b&gt;s&lt;/b&gt;" in html  # the experiment log
     assert "&lt;script&gt;alert(&quot;hyp&quot;)&lt;/script&gt;" in html
     # Markdown: free text is entity-escaped; prompts sit in code spans
     assert "&lt;img src=x onerror=alert(2)&gt;" in md

@@ -1,0 +1,102 @@
+"""The experiment log (as MAIA's, Shaham et al. 2024): every experiment of a run in order, read from
+``events.jsonl``: what was run, who asked for it, its result, and what it changed (the best
+activation, the leading hypothesis). Prompt proposals are summed into the search rows; the
+experiments are the corpus scan, the attack, stagnation recoveries, the causal probes, the
+explainer with its concept-or-list experiment, and the scoring of the candidates."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from neurosleuth.report.blocks import Missing, Para, Section, Table
+from neurosleuth.report.data import RunData
+
+BEST = re.compile(r"best (-?[\d.]+(?:e-?\d+)?)")
+WINS = re.compile(r"wins of \d+: (.+?) \((?:aggregate|margin)")
+WHO = {
+    "seed": "the schedule (start of the run)",
+    "probe": "the schedule (before each hypothesis)",
+    "hypothesize": "the schedule (every hypothesis step)",
+    "test": "the schedule (after each hypothesis step)",
+}
+WHAT = {
+    "seed": "corpus scan: top dataset windows become the first prompts",
+    "probe": "causal probes: ablation vs random neurons, attribution, steering",
+    "hypothesize": "evidence explainer (prune, occlude, substitute)",
+    "test": "score every candidate on held-out windows; attack for counterexamples",
+}
+
+
+def _best(summary: str) -> float | None:
+    m = BEST.search(summary or "")
+    return float(m.group(1)) if m else None
+
+
+def experiment_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
+    """[step, experiment, asked by, result, what it changed] for each experiment event."""
+    rows: list[list[Any]] = []
+    best: float | None = None
+    leading: str | None = None
+    searched = 0
+    for e in events:
+        node, summary = e.get("node"), str(e.get("summary") or "")
+        if node == "record":
+            value = _best(summary)
+            if value is not None and (best is None or value > best + 1e-9):
+                if best is not None and searched:
+                    rows.append([e.get("step"), "prompt search", "the planner",
+                                 f"{searched} step(s) of proposed prompts",
+                                 f"best activation {best:.3f} -> {value:.3f}"])
+                    searched = 0
+                best = value
+            if e.get("recovery"):
+                rows.append([e.get("step"), f"stagnation recovery: {e['recovery']}",
+                             "the stagnation monitor", summary, ""])
+            continue
+        if node == "act" and e.get("action") == "propose_prompts":
+            searched += 1
+            continue
+        if node == "act":
+            rows.append([e.get("step"), str(e.get("action")), "the planner", summary,
+                         _changed_best(summary, best)])
+            continue
+        if node not in WHAT:
+            continue
+        what, changed = WHAT[node], ""
+        if node == "seed":
+            best = None
+        if node == "hypothesize" and "experiment:" in summary:
+            what += " + concept-or-list experiment (unseen members in the neuron's contexts)"
+        if node == "test":
+            m = WINS.search(summary)
+            if m:
+                text = m.group(1)
+                changed = (f"leading hypothesis: {text}" if text != leading
+                           else "leading hypothesis unchanged")
+                leading = text
+            if "decided by the" in summary:
+                changed += "; decided by the concept-or-list experiment"
+        rows.append([e.get("step"), what, WHO[node], summary, changed])
+    return rows
+
+
+def _changed_best(summary: str, best: float | None) -> str:
+    value = _best(summary)
+    if value is None or best is None:
+        return ""
+    return f"found {value:.3f} (best so far {best:.3f})"
+
+
+def experiment_log_section(data: RunData) -> Section:
+    title = "Experiment log"
+    if not data.events:
+        return Section(title, [Missing(data.why_missing("events.jsonl"))])
+    rows = experiment_rows(data.events)
+    if not rows:
+        return Section(title, [Missing("no experiment has run yet")])
+    intro = ("Each experiment in order, who asked for it, its result and what it changed. The "
+             "planner proposes the prompts; the other experiments run on the agent's schedule, "
+             "on the stagnation monitor's recoveries, or on a researcher's steering.")
+    return Section(title, [Para(intro), Table(["step", "experiment", "asked by", "result",
+                                               "what it changed"], rows)])

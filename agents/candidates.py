@@ -118,8 +118,9 @@ def decide(scored: Sequence[dict], winner: dict, experiment: dict | None
     close = [c for c in rivals if (c["score"].get("margin_ci") or [None, None])[1] is not None
              and c["score"]["margin_ci"][1] >= margin]
     if not close:
-        return winner, {**_decision(experiment), "changed": False,
-                        "why_not": "the held-out score puts the other reading clearly lower"}
+        why_not = ("the held-out score puts the other reading clearly lower" if rivals
+                   else "no candidate with the other reading was scored")
+        return winner, {**_decision(experiment), "changed": False, "why_not": why_not}
     chosen = max(close, key=lambda c: c["score"]["margin"])
     return chosen, {**_decision(experiment), "changed": True, "instead_of": winner["text"]}
 

@@ -50,4 +50,6 @@ def test_the_score_wins_when_it_can_tell_them_apart_or_nothing_was_decided():
     won, why = decide([concept, listed], listed, experiment("concept"))
     assert won is listed and not why["changed"] and "clearly lower" in why["why_not"]
     assert decide([concept, listed], listed, experiment("undecided"))[0] is listed
+    won, why = decide([listed], listed, experiment("concept"))  # the concept was rejected
+    assert won is listed and why["why_not"] == "no candidate with the other reading was scored"
     assert decide([concept, listed], listed, None) == (listed, None)

@@ -306,8 +306,8 @@ def _run_variants(lm, ids, variants, targets: Targets, positions, budget: int):
         lengths = [len(s) for s in seqs]
         pos = position_mask(lengths, tokens.shape[1], lm.n_prefix, positions, lm.device)
         # Every pass has the same shape, K stacked copies of the chunk: the first holds the
-        # unedited run, and the last is filled up with unedited copies. In bfloat16 a different
-        # batch shape alone changes the logits by more than a random neuron's effect.
+        # unedited run, and the last is filled up with unedited copies, so that no kernel chosen
+        # for another batch shape (GPU libraries choose per shape) moves the reference.
         k = min(len(variants) + 1, max(1, budget // tokens.numel()))
         slots: list[Variant] = [(), *variants]  # slot 0: the unedited run
         slots += [()] * (-len(slots) % k)
@@ -319,7 +319,7 @@ def _run_variants(lm, ids, variants, targets: Targets, positions, budget: int):
             for j in range(k):
                 v = g + j - 1  # index into variants
                 if v == -1:
-                    clean = check_finite(new[:b], lm.dtype, "logits")
+                    clean = check_finite(new[:b].clone(), lm.dtype, "logits")  # frees `new`
                 elif v < len(variants):
                     acc.add(v, rows, clean, new[j * b : (j + 1) * b], tokens, lengths, lm.n_prefix)
     return acc.results()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from neurosleuth.tools.placement import device_name, dtype_name
+from neurosleuth.tools.placement import device_map_name, device_name, dtype_name
 
 PlannerName = Literal["auto", "ollama", "embedded", "heuristic"]
 
@@ -88,11 +88,7 @@ class RunConfig(BaseModel):
     @field_validator("device_map")
     @classmethod
     def _device_map(cls, v: str | None) -> str | None:
-        if v in (None, "", "none"):
-            return None
-        if v != "auto":
-            raise ValueError(f"unknown device map {v!r}: use auto (or leave it unset)")
-        return v
+        return device_map_name(v)
 
     @model_validator(mode="after")
     def _scan_depth(self) -> RunConfig:

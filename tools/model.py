@@ -122,12 +122,6 @@ _CACHE: dict[tuple[str, Placement], LoadedModel] = {}
 _LOCK = threading.Lock()
 
 
-def default_device() -> torch.device:
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def placement_of(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -168,13 +162,13 @@ def _checked_load(name: str, where: Placement) -> LoadedModel:
     if where.device.startswith("cuda"):  # TF32 matmuls for float32 models (bf16 is unaffected)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    count = model_parameters(name)
     try:
-        check_fits(name, model_parameters(name), where)
+        check_fits(name, count, where)
         lm = _load(name, where)
     except PlacementError as err:
         raise ModelLoadError(str(err)) from None
     except torch.OutOfMemoryError:
-        count = model_parameters(name)
         size = "" if count is None else (
             f" ({count / 1e9:.2f}B parameters x {where.bytes_per_parameter} bytes)")
         raise ModelLoadError(
@@ -320,8 +314,10 @@ def _keep_rotary_dtype(bridge) -> None:
     architecture's rotary module returns float32 cos/sin (OLMo-2), the bridge's attention would
     otherwise multiply float32 weights with bfloat16 values and fail. A permanent hook (it
     survives ``hooks()`` blocks); a no-op in float32."""
+    import torch
+
     dtype = bridge.cfg.dtype
-    if dtype == __import__("torch").float32:
+    if dtype == torch.float32:
         return
     for name, point in bridge.hook_dict.items():
         if name.endswith(("attn.hook_rot_q", "attn.hook_rot_k")):

@@ -85,18 +85,22 @@ def device_name(value: str | None) -> str:
     raise PlacementError(f"unknown device {value!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
+def device_map_name(value: str | None) -> str | None:
+    """``"auto"`` or None (unset, empty or ``none``); PlacementError for anything else."""
+    if value in (None, "", "none"):
+        return None
+    if value != "auto":
+        raise PlacementError(f"unknown device map {value!r}: use auto (or leave it unset)")
+    return value
+
+
 def resolve_placement(
     device: str | None = "auto", dtype: str | None = "auto", device_map: str | None = None
 ) -> Placement:
     """The ``Placement`` for what was asked (module docstring); raises ``PlacementError``."""
     import torch
 
-    dev, dt = device_name(device), dtype_name(dtype)
-    if device_map not in (None, "", "none", "auto"):
-        raise PlacementError(f"unknown device map {device_map!r}: use auto (or leave it unset)")
-    device_map = device_map or None
-    if device_map == "none":
-        device_map = None
+    dev, dt, device_map = device_name(device), dtype_name(dtype), device_map_name(device_map)
     if dev == "auto":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev.startswith("cuda"):

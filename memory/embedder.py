@@ -143,7 +143,8 @@ def load_embedder(device: str = "cpu") -> Embedder:
         with _offline_quiet():
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(str(path), device=device, local_files_only=True)
+            model = SentenceTransformer(str(path), device=device, local_files_only=True,
+                                        model_kwargs={"use_kernels": False})
         model.eval()
         _CACHE[device] = Embedder(model, name="all-MiniLM-L6-v2")
         return _CACHE[device]

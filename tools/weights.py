@@ -87,6 +87,21 @@ def load_embedded(name: str, spec: EmbeddedModel, where: Placement):
     return load_gguf(gguf, spec.architecture, where, label=name)
 
 
+def plain_weights(gguf: Path | None = None) -> dict:
+    """``from_pretrained`` arguments for a plain dense model: every hook, ablation and gradient
+    acts on ordinary ``nn.Linear`` weights. transformers 5.x otherwise swaps in hub kernels (fetched
+    from the Hugging Face Hub at load time, and an error on a GPU machine without the ``kernels``
+    package) and, on a GPU, keeps GGUF weights packed in their quantised blocks."""
+    kwargs: dict = {"use_kernels": False}
+    if gguf is not None:
+        try:
+            from transformers import GgufConfig
+        except ImportError:  # older transformers: GGUF is always dequantised
+            return kwargs
+        kwargs["quantization_config"] = GgufConfig(gguf_file=gguf.name, dequantize=True)
+    return kwargs
+
+
 def load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str):
     """Dequantise a GGUF once into a safetensors cache in the dtype it is used in; later starts
     read the cache straight onto the device. (The first dequantisation holds float32 tensors in
@@ -101,7 +116,7 @@ def load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str
         return load_hf_dir(cached, where, architecture)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     hf = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=where.torch_dtype
+        gguf.parent, gguf_file=gguf.name, dtype=where.torch_dtype, **plain_weights(gguf)
     )
     try:  # the cache is an optimisation: a read-only home must not stop the run
         hf.hf_quantizer = None
@@ -135,7 +150,8 @@ def load_hf_dir(path: Path, where: Placement, architecture: str | None = None):
         placed = {}
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        hf = AutoModelForCausalLM.from_pretrained(path, dtype=where.torch_dtype, **placed)
+        hf = AutoModelForCausalLM.from_pretrained(path, dtype=where.torch_dtype, **placed,
+                                                  **plain_weights())
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"could not load the model folder {path}: {err}") from err
     if architecture:

@@ -145,6 +145,28 @@ def test_cli_refuses_bad_placement_in_one_line_before_loading():
 
 
 @pytest.mark.integration
+def test_loads_ask_for_plain_dense_weights(tmp_path, monkeypatch):
+    """No hub kernels (fetched at load time; on a GPU without the ``kernels`` package an error, as
+    seen on an H200) and GGUF weights dequantised, not left packed: hooks and gradients need plain
+    ``nn.Linear`` weights."""
+    import transformers
+
+    from neurosleuth.tools.weights import load_hf_dir, plain_weights
+
+    seen = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    load_hf_dir(save_tiny_model(tmp_path / "tiny"), Placement("cpu", "float32"))
+    assert seen and seen[0]["use_kernels"] is False
+    gguf = plain_weights(tmp_path / "m.gguf")
+    assert gguf["use_kernels"] is False and gguf["quantization_config"].dequantize is True
+
+
 def test_embedded_and_gguf_file_loads_land_in_bf16():
     """The embedded name and the same GGUF given as a file: bfloat16 weights from a bfloat16
     cache, every parameter on the CPU in bfloat16, no float32 left behind."""

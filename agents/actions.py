@@ -22,8 +22,14 @@ PromptText = Annotated[str, StringConstraints(min_length=1, max_length=1000),
                        AfterValidator(_not_blank)]
 
 
-class ProposePrompts(BaseModel):
-    """New prompts to measure on the neuron."""
+class Experiment(BaseModel):
+    """One experiment the planner can choose; ``reason`` is logged beside its result."""
+
+    reason: str = Field("", max_length=400, description="why this experiment now, in a sentence")
+
+
+class ProposePrompts(Experiment):
+    """Write new prompts and measure the neuron on them (the prompt search)."""
 
     kind: Literal["propose_prompts"] = "propose_prompts"
     prompts: list[PromptText] = Field(min_length=1, max_length=16)
@@ -46,57 +52,96 @@ class TestPrompts(BaseModel):
     negative: list[PromptText] = Field(min_length=1, max_length=12)
 
 
-class RunAttack(BaseModel):
-    """Gradient-guided prompt search seeded with the best prompt so far."""
+class RunAttack(Experiment):
+    """Gradient-guided prompt search from the best prompts: drive the neuron up (find stronger
+    prompts) or down (find where it is most negative)."""
 
     kind: Literal["attack"] = "attack"
     steps: int = Field(20, ge=1, le=200)
     length: int = Field(8, ge=2, le=32)
+    direction: Literal["up", "down"] = "up"
 
 
-class RunAblation(BaseModel):
-    """Ablate the neuron on the top prompts: its causal effect next to random neurons."""
+class RunAblation(Experiment):
+    """Ablate the neuron on its top prompts (zero, mean or resample): how much the model's
+    next-token distribution and loss change, next to random neurons of the same layer."""
 
     kind: Literal["ablate"] = "ablate"
-    mode: Literal["zero", "mean"] = "zero"
+    mode: Literal["zero", "mean", "resample"] = "zero"
     prompts: int = Field(8, ge=1, le=32)
 
 
-class RunAttribution(BaseModel):
+class RunAttribution(Experiment):
     """Which input tokens drive the neuron on the best prompt (integrated gradients)."""
 
     kind: Literal["attribute"] = "attribute"
     steps: int = Field(32, ge=4, le=256)
 
 
-class RunSteering(BaseModel):
-    """Add the neuron's output direction (x alpha) on plain prompts: what it writes."""
+class RunSteering(Experiment):
+    """Add the neuron's output direction (x alpha) on prompts where it is quiet: which next
+    tokens it promotes, i.e. what it writes."""
 
     kind: Literal["steer"] = "steer"
     alpha: float = Field(8.0, ge=-100, le=100)
 
 
-class Finish(BaseModel):
-    """Stop exploring: the evidence is enough."""
+class RunPatch(Experiment):
+    """Patch the neuron's activation from its best prompt into its quietest prompts: does the
+    model's next-token distribution move the way firing moves it (its effect is causal there)?"""
+
+    kind: Literal["patch"] = "patch"
+    prompts: int = Field(4, ge=1, le=16)
+
+
+class RunHypothesis(Experiment):
+    """Run the explainer on the evidence so far, gather candidate hypotheses and score each on
+    held-out text (prompts of its own, paraphrases, simulation)."""
+
+    kind: Literal["hypothesize"] = "hypothesize"
+
+
+class TestHypothesis(Experiment):
+    """Measure prompts the leading hypothesis predicts: ``positive`` should fire, ``negative``
+    not (left empty: written for the hypothesis). Prediction accuracy is the result."""
+
+    kind: Literal["test_hypothesis"] = "test_hypothesis"
+    hypothesis: str = Field("", max_length=300)
+    positive: list[PromptText] = Field(default_factory=list, max_length=12)
+    negative: list[PromptText] = Field(default_factory=list, max_length=12)
+    texts: list[PromptText] = Field(default_factory=list, max_length=12,
+                                    description="texts to measure as they are (no prediction)")
+
+
+class CompareHypotheses(Experiment):
+    """Test two rival hypotheses against each other on prompts where their predictions differ
+    (each one's test prompts, simulated by both): whose predictions the neuron bears out. Left
+    empty: the two leading candidates of the last round."""
+
+    kind: Literal["compare"] = "compare"
+    a: str = Field("", max_length=300)
+    b: str = Field("", max_length=300)
+
+
+class Finish(Experiment):
+    """Stop: the leading hypothesis is decided (its margin interval clears its rivals')."""
 
     kind: Literal["finish"] = "finish"
-    reason: str = Field("", max_length=300)
 
 
-ExploreAction = Annotated[ProposePrompts | RunAttack | Finish, Field(discriminator="kind")]
+# What the planner may choose at a step: one experiment. Its reason is kept beside it.
+EXPERIMENTS: tuple[type[Experiment], ...] = (
+    ProposePrompts, RunAttack, RunAblation, RunAttribution, RunSteering, RunPatch, RunHypothesis,
+    TestHypothesis, CompareHypotheses, Finish,
+)
 ACTION_TYPES: dict[str, type[BaseModel]] = {
-    m.model_fields["kind"].default: m
-    for m in (
-        ProposePrompts,
-        StateHypothesis,
-        TestPrompts,
-        RunAttack,
-        RunAblation,
-        RunAttribution,
-        RunSteering,
-        Finish,
-    )
+    m.model_fields["kind"].default: m for m in (*EXPERIMENTS, StateHypothesis, TestPrompts)
 }
+
+
+def kind_of(action: type[BaseModel] | BaseModel) -> str:
+    cls = action if isinstance(action, type) else type(action)
+    return cls.model_fields["kind"].default
 
 
 def action_from_dict(data: dict) -> BaseModel:

@@ -10,13 +10,15 @@ from neurosleuth.agents.actions import ProposePrompts
 from neurosleuth.tools.attack import AttackConfig, attack
 
 
-def attack_rows(inv: Any, seeds: list[str], steps: int, length: int, iteration: int) -> dict:
+def attack_rows(inv: Any, seeds: list[str], steps: int, length: int, iteration: int,
+                direction: str = "up") -> dict:
     """The outcome of measuring the attack's prompts (rows with source ``attack``), with the
     forward passes of the search added."""
     cfg = AttackConfig(
         steps=steps,
         length=length,
         position="max",
+        direction=direction,
         seed=inv.cfg.seed + iteration,
         candidates=12,
         budget=steps * 4 * 12,

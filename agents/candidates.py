@@ -96,24 +96,48 @@ def concept_experiment(lm, neuron, explanation) -> dict | None:
                                         "summary": result.summary()}
 
 
+def kind_experiment(lm, neuron, explanation) -> dict | None:
+    """The kind-of-text experiment (``tools/compare.py``) when the explainer read the neuron as
+    context-level (a kind of text): the same content as that kind and otherwise."""
+    from neurosleuth.tools.compare import compare_kind
+
+    p = explanation.pattern
+    if p.kind != "context" or not p.context:
+        return None
+    result = compare_kind(lm, neuron, p.context)
+    return None if result is None else {"experiment": "same content, other kind",
+                                        **result.to_dict(), "summary": result.summary()}
+
+
 def _has_concept(c: dict) -> bool:
     concept = (c.get("pattern") or {}).get("concept") or {}
     return c.get("source") == "explainer" and concept.get("source") not in (None, "none")
 
 
+def _reads_kind(c: dict) -> bool:
+    return c.get("source") == "explainer" and (c.get("pattern") or {}).get("kind") == "context"
+
+
+# verdict -> (what a candidate must have to agree with it, whether it must have it)
+VERDICTS = {"concept": (_has_concept, True), "list": (_has_concept, False),
+            "kind": (_reads_kind, True), "not kind": (_reads_kind, False)}
+
+
 def decide(scored: Sequence[dict], winner: dict, experiment: dict | None
            ) -> tuple[dict, dict | None]:
-    """The winner after the concept-or-list experiment: a concept whose unseen members fire beats
-    a candidate without the concept, and a list beats a concept whose unseen members stay quiet,
-    when the held-out score cannot tell them apart (the other's margin interval reaches the
-    winner's margin). Returns the winner and what the experiment decided (None: no experiment)."""
-    if not experiment or experiment.get("verdict") not in ("concept", "list"):
+    """The winner after the round's experiment: a concept whose unseen members fire beats a
+    candidate without the concept, and a list beats a concept whose unseen members stay quiet; a
+    kind of text that fires more than the same content otherwise beats a token reading, and loses
+    to one when it does not. Only when the held-out score cannot tell them apart (the other's
+    margin interval reaches the winner's margin). Returns the winner and what the experiment
+    decided (None: no experiment)."""
+    if not experiment or experiment.get("verdict") not in VERDICTS:
         return winner, None if not experiment else {**_decision(experiment), "changed": False}
-    want_concept = experiment["verdict"] == "concept"
-    if _has_concept(winner) == want_concept:
+    has, wanted = VERDICTS[experiment["verdict"]]
+    if has(winner) == wanted:
         return winner, {**_decision(experiment), "changed": False}
     rivals = [c for c in scored if c.get("score") and c.get("source") == "explainer"
-              and _has_concept(c) == want_concept]
+              and has(c) == wanted]
     margin = winner["score"]["margin"]
     close = [c for c in rivals if (c["score"].get("margin_ci") or [None, None])[1] is not None
              and c["score"]["margin_ci"][1] >= margin]

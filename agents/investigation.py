@@ -12,12 +12,16 @@ import numpy as np
 
 from neurosleuth.agents import candidates
 from neurosleuth.agents.actions import (
+    CompareHypotheses,
     Finish,
     ProposePrompts,
     RunAblation,
     RunAttack,
     RunAttribution,
+    RunHypothesis,
+    RunPatch,
     RunSteering,
+    TestHypothesis,
 )
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.heuristic import HeuristicPlanner
@@ -56,12 +60,17 @@ class Investigation:
     observer: Callable[..., None] | None = None
 
     def __post_init__(self) -> None:
-        from neurosleuth.agents import probes
+        from neurosleuth.agents import experiments, probes
 
         self.registry = {
             RunAblation: lambda action, state: probes.run_ablation(self, action, state),
             RunAttribution: lambda action, state: probes.run_attribution(self, action, state),
             RunSteering: lambda action, state: probes.run_steering(self, action, state),
+            RunPatch: lambda action, state: experiments.run_patch(self, action, state),
+            TestHypothesis: lambda action, state: experiments.run_test(self, action, state),
+            CompareHypotheses: lambda action, state: experiments.run_compare(self, action, state),
+            RunHypothesis: lambda action, state: {
+                "rows": [], "forward_passes": 0, "summary": "a hypothesis round is next"},
             ProposePrompts: self.run_prompts,
             RunAttack: self.run_attack,
             Finish: self.run_finish,
@@ -107,13 +116,35 @@ class Investigation:
             iteration=state.get("iteration", 0),
             evidence=latest_findings(state.get("evidence", [])),
             findings=candidates.findings(explanation) if explanation is not None else [],
+            candidates=[_candidate_line(c) for c in (last or {}).get("candidates", [])
+                        if c.get("margin") is not None],
+            status=self._status(state),
         )
 
-    def probe(self, state: dict) -> tuple[list[dict], int]:
-        """Run the causal probes through the registry; returns findings and forward passes."""
+    def _status(self, state: dict) -> str:
+        """Where the investigation stands, for the planner's experiment choice."""
+        from neurosleuth.agents.policy import situation
+
+        s = situation(state, self.cfg)
+        parts = [f"step {s.step} of {self.cfg.iterations}, {100 * s.budget_used:.0f}% of the "
+                 "budget used", f"the top list grew by {s.grew} at the last step",
+                 f"{s.stalled} step(s) without a new best"]
+        if s.steps_since_hypothesis is None:
+            parts.append("no hypothesis yet")
+        else:
+            parts.append(f"last hypothesis round {s.steps_since_hypothesis} step(s) ago")
+        if s.kinds_since_hypothesis:
+            parts.append("run since: " + ", ".join(sorted(s.kinds_since_hypothesis)))
+        return "; ".join(parts) + "."
+
+    def probe(self, state: dict, skip: frozenset[str] = frozenset()) -> tuple[list[dict], int]:
+        """Run the causal probes through the registry, but those in ``skip`` (run since the last
+        hypothesis already); returns findings and forward passes."""
         findings, passes = [], 0
         probes_ = (RunAblation(prompts=min(4, self.cfg.k)), RunAttribution(steps=16), RunSteering())
         for action in probes_:
+            if action.kind in skip:
+                continue
             outcome = self.registry[type(action)](action, state)
             passes += outcome["forward_passes"]
             if outcome["evidence"]:
@@ -259,15 +290,15 @@ class Investigation:
 
         heaps = ActivationHeaps.from_dict(state["heaps"])
         seeds = [r.prompt for r in heaps.top(2)] + [s for _, _, s in self.snippets[:1]]
-        outcome = attack_rows(self, seeds, action.steps, action.length, state.get("iteration", 0))
-        return {**outcome, "summary": f"attack: {outcome['summary']}"}
+        outcome = attack_rows(self, seeds, action.steps, action.length, state.get("iteration", 0),
+                              action.direction)
+        return {**outcome, "summary": f"attack ({action.direction}): {outcome['summary']}"}
 
     def run_finish(self, action: Finish, state: dict) -> dict:
         return {
             "rows": [],
             "forward_passes": 0,
-            "summary": f"planner asked to finish: {action.reason}",
-            "finish": True,
+            "summary": f"finish: {action.reason}",
         }
 
     # ---- memory and recovery -----------------------------------------------------------
@@ -313,8 +344,8 @@ class Investigation:
         cfg = self.cfg
         if self.interrupted:
             return "interrupted (Ctrl-C)"
-        if (state.get("outcome") or {}).get("finish"):
-            return "planner finished"
+        if (state.get("action") or {}).get("kind") == "finish" and state.get("hypotheses"):
+            return "planner finished: " + (state["action"].get("reason") or "decided")
         if state["iteration"] >= cfg.iterations:
             return f"iteration budget ({cfg.iterations})"
         if cfg.max_forward_passes and state["forward_passes"] >= cfg.max_forward_passes:
@@ -387,6 +418,12 @@ class Investigation:
         self.save_hypotheses(state.get("hypotheses", []))
         self.files.write_json("evidence.json", state.get("evidence", []))
         write_report(self.files.path, self.lm, self.neuron)
+
+
+def _candidate_line(c: dict) -> str:
+    lo, hi = c.get("margin_ci") or (None, None)
+    interval = f" ({lo:+.3f}..{hi:+.3f})" if lo is not None and hi is not None else ""
+    return f"{c['text']!r}: margin {c['margin']:+.3f}{interval}"
 
 
 def latest_findings(evidence: list[dict]) -> list[str]:

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from neurosleuth.agents import candidates
-from neurosleuth.agents.actions import ProposePrompts, action_from_dict
+from neurosleuth.agents import candidates, policy
+from neurosleuth.agents.actions import Finish, ProposePrompts, action_from_dict
 from neurosleuth.agents.exemplars import seed_prompts
 from neurosleuth.agents.investigation import Investigation
 from neurosleuth.agents.rundir import now_iso
@@ -92,6 +92,12 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
+QUEUED = {  # why queued prompts run, by their source
+    "exemplar": "dataset exemplars: the top corpus windows start the search (or restart it)",
+    "random": "stagnation recovery: random prompts",
+}
+
+
 def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     """Queued prompts (seeds, recoveries) first; otherwise ask the planner for prompts."""
     pending = list(state.get("pending", []))
@@ -102,11 +108,14 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
             "action": action.model_dump(),
             "action_source": pending[0]["source"],
             "pending": pending[1:],
-            "_event": {"action": action.kind, "summary": "queued"},
+            "_event": {"action": action.kind, "summary": f"queued by {pending[0]['source']}",
+                       "reason": getattr(action, "reason", "")},
         }
     if pending:
         batch, rest = pending[:n], pending[n:]
-        action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued")
+        why = QUEUED.get(batch[0]["source"], f"queued by {batch[0]['source']}")
+        action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued",
+                                reason=why)
         return {
             "action": action.model_dump(),
             "action_source": batch[0]["source"],
@@ -114,18 +123,30 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
             "_event": {
                 "action": "propose_prompts",
                 "summary": f"queued {batch[0]['source']} prompts",
+                "reason": why,
             },
         }
     view = inv.view(state)
-    action, info = inv.planner.propose(view, n, state.get("temperature", inv.cfg.temperature))
-    usage = info.usage()
+    temperature = state.get("temperature", inv.cfg.temperature)
+    if inv.cfg.policy == "fixed":  # the schedule: a prompt search every step
+        action, info = inv.planner.propose(view, n, temperature)
+    else:
+        suggestion = policy.choose(policy.situation(state, inv.cfg))
+        action, info = inv.planner.choose(view, suggestion, n, temperature)
+        if isinstance(action, Finish) and not state.get("hypotheses"):
+            action = suggestion.model_copy(update={"reason": (
+                f"{suggestion.reason} (finish refused: no hypothesis yet)")})
+    reason = getattr(action, "reason", "")
+    what = (f"{len(action.prompts)} prompts" if isinstance(action, ProposePrompts)
+            else action.kind)
     return {
         "action": action.model_dump(),
         "action_source": info.source,
-        "llm": add_usage(state.get("llm", zero_usage()), usage),
+        "llm": add_usage(state.get("llm", zero_usage()), info.usage()),
         "_event": {
             "action": action.kind,
-            "summary": f"{len(action.prompts)} prompts from {info.source}",
+            "summary": f"{what} from {info.source}",
+            "reason": reason,
             "llm_tokens_in": info.tokens_in,
             "llm_tokens_out": info.tokens_out,
             "llm_failures": info.failures,
@@ -142,11 +163,17 @@ def act(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     outcome = tool(action, state)
     model_s = time.perf_counter() - start
     fp = state.get("forward_passes", 0) + outcome["forward_passes"]
+    step = state.get("iteration", 0) + 1
+    experiment = {"step": step, "kind": action.kind,
+                  "source": state.get("action_source", "planner"),
+                  "reason": getattr(action, "reason", ""), "summary": outcome["summary"]}
     return {
         "outcome": outcome,
         "forward_passes": fp,
         "model_s": state.get("model_s", 0.0) + model_s,
-        "_event": {"action": action.kind, "summary": outcome["summary"]},
+        "experiments": [experiment],
+        "_event": {"action": action.kind, "summary": outcome["summary"],
+                   "source": experiment["source"], "reason": experiment["reason"]},
     }
 
 
@@ -174,6 +201,12 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "outcome": None,
         "curve": [[state["forward_passes"], step, heaps.best]] if heaps.best is not None else [],
     }
+    outcome = state["outcome"]
+    if outcome.get("evidence"):  # a finding of an experiment the planner chose
+        update["evidence"] = [{**outcome["evidence"], "step": step}]
+    if outcome.get("hypothesis"):  # a comparison overturned the leader
+        update["hypotheses"] = [{**outcome["hypothesis"], "step": step}]
+        inv.save_hypotheses(state.get("hypotheses", []) + update["hypotheses"])
     monitor = StagnationMonitor.from_dict(state["stagnation"])
     strategy = monitor.update(step, heaps.best)
     update["stagnation"] = monitor.to_dict()
@@ -195,20 +228,31 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     new = inv.files.read_steering(state.get("steer_seen", 0))
     steering = list(state.get("steering", []))
     users = list(state.get("user_hypotheses", []))
+    requests = []
     for msg in new:
         if msg.get("kind") == "hypothesis":
             users.append(msg["message"])
+        elif msg.get("kind") == "experiment":  # run as it is, before the planner's next choice
+            requests.append({"action": {**msg["request"], "reason": msg["message"]},
+                             "source": "steer"})
         else:
             steering.append({**msg, "applied_step": state["iteration"] + 1})
     reason = inv.stop_reason(state)
-    due = state["iteration"] % inv.cfg.hypothesis_every == 0 or (reason is not None)
     last = state.get("hypotheses", [])
+    if inv.cfg.policy == "fixed":  # the schedule: every ``hypothesis_every`` steps
+        due = state["iteration"] % inv.cfg.hypothesis_every == 0
+    else:  # the planner asked; or it went twice the schedule's interval without one
+        since = state["iteration"] - (last[-1]["step"] if last else 0)
+        due = ((state.get("action") or {}).get("kind") == "hypothesize"
+               or since >= 2 * inv.cfg.hypothesis_every)
+    due = due or reason is not None
     if last and last[-1]["step"] == state["iteration"]:
         due = False
     inv.write_summary({**state, "steering": steering}, "running" if reason is None else "finishing")
     return {
         "steering": steering,
         "user_hypotheses": users,
+        **({"pending": requests + list(state.get("pending", []))} if requests else {}),
         "steer_seen": state.get("steer_seen", 0) + len(new),
         "done": reason is not None,
         "stop_reason": reason,
@@ -224,7 +268,11 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
 def probe(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     """Causal evidence before a hypothesis: ablation vs random neurons, token attribution."""
     start = time.perf_counter()
-    findings, passes = inv.probe(state)
+    skip: frozenset[str] = frozenset()
+    if inv.cfg.policy != "fixed":  # probes the planner ran since the last hypothesis
+        last = (state.get("hypotheses") or [{"step": 0}])[-1]["step"]
+        skip = frozenset(e["kind"] for e in state.get("experiments", []) if e["step"] > last)
+    findings, passes = inv.probe(state, skip)
     return {
         "evidence": findings,
         "forward_passes": state["forward_passes"] + passes,
@@ -238,7 +286,8 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
     (which sees the explainer's findings), the previous best, the researcher's."""
     start = time.perf_counter()
     explanation = inv.explain(state)
-    experiment = candidates.concept_experiment(inv.lm, inv.neuron, explanation)
+    experiment = (candidates.concept_experiment(inv.lm, inv.neuron, explanation)
+                  or candidates.kind_experiment(inv.lm, inv.neuron, explanation))
     model_s = time.perf_counter() - start
     action, info = inv.planner.hypothesize(inv.view(state, explanation))
     last = (state.get("hypotheses") or [None])[-1]
@@ -280,8 +329,12 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     decided = None
     if winner is not None:
         winner, decided = candidates.decide(scored, winner, draft.get("experiment"))
-    table = [{k: c.get(k) for k in ("text", "source", "rejected", "score_error")}
-             | {"summary": summary_of(c.get("score"))} for c in scored]
+    table = [{k: c.get(k) for k in ("text", "source", "explanation", "rejected", "score_error",
+                                     "score")}
+             | {"summary": summary_of(c.get("score")),
+                "margin": (c.get("score") or {}).get("margin"),
+                "margin_ci": (c.get("score") or {}).get("margin_ci"),
+                **({"pattern": c["pattern"]} if c.get("pattern") else {})} for c in scored]
     if winner is None:
         first = next((c for c in scored if not c.get("rejected")), scored[0])
         hyp = {**draft, **_without_score(first), "score": None, "candidates": table,

@@ -23,16 +23,38 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from neurosleuth.agents import prompts
-from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
+from neurosleuth.agents.actions import (
+    ACTION_TYPES,
+    EXPERIMENTS,
+    Experiment,
+    ProposePrompts,
+    StateHypothesis,
+    TestPrompts,
+    kind_of,
+)
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.prompts import PlannerView
+
+# the experiment menu as the LLM reads it: kind and the first line of the experiment's docstring
+MENU = [(kind_of(cls), " ".join((cls.__doc__ or "").split("\n\n")[0].split()))
+        for cls in EXPERIMENTS]
+BY_TOOL_NAME = {cls.__name__: cls for cls in EXPERIMENTS} | {kind_of(c): c for c in EXPERIMENTS}
+
+
+class ChooseExperiment(BaseModel):
+    """The next experiment of the investigation, and why (the embedded model's form: one word
+    from the menu and a sentence; the experiment runs with its defaults)."""
+
+    kind: Literal["choose"] = "choose"
+    experiment: Literal[tuple(k for k, _ in MENU)]  # type: ignore[valid-type]
+    reason: str = Field("", max_length=300)
 
 
 class PlannerUnavailable(RuntimeError):
@@ -78,9 +100,11 @@ def unreachable(err: BaseException) -> bool:
 class LLMPlanner:
     """Asks a LangChain chat model for actions; retries, repairs, falls back to the heuristic."""
 
-    def __init__(self, chat: Any, name: str, system_prompt: str, seed: int = 0, retries: int = 2):
+    def __init__(self, chat: Any, name: str, system_prompt: str, seed: int = 0, retries: int = 2,
+                 tool_calls: bool = False):
         self.chat = chat
         self.name = name
+        self.tool_calls = tool_calls  # choose experiments by tool calls (else a menu word)
         self.system_prompt = system_prompt
         self.retries = retries
         self.fallback = HeuristicPlanner(seed)
@@ -103,6 +127,66 @@ class LLMPlanner:
     ) -> tuple[TestPrompts, CallInfo]:
         action, info = self._ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
         return (action or self.fallback.test_prompts(view, claim, n)), info
+
+    def choose(self, view: PlannerView, suggestion: Experiment, n: int, temperature: float
+               ) -> tuple[Experiment, CallInfo]:
+        """The LLM's next experiment: a tool call (Ollama: ``bind_tools`` over the experiments,
+        LangChain's tool-calling idiom) or, for the embedded model, one kind from the menu under
+        its JSON grammar. No usable choice: the policy's ``suggestion`` (a fallback, counted).
+        A prompt search it chose without prompts gets them from ``propose``."""
+        user = prompts.render_choose(view, MENU)
+        if self.tool_calls:
+            action, info = self._tool_call(user, temperature)
+        else:
+            choice, info = self._ask(ChooseExperiment, user, temperature)
+            action = None
+            if choice is not None and choice.experiment != "propose_prompts":
+                action = ACTION_TYPES[choice.experiment](reason=choice.reason)
+            elif choice is not None:
+                action = ProposePrompts.model_construct(prompts=[], reason=choice.reason,
+                                                        kind="propose_prompts", rationale="")
+        if action is None:
+            return suggestion.model_copy(update={"reason": f"{suggestion.reason} (the LLM gave no "
+                                                 "usable choice; the policy's)"}), info
+        if isinstance(action, ProposePrompts) and not action.prompts:
+            written, more = self.propose(view, n, temperature)
+            info = _merged(info, more)
+            action = written.model_copy(update={"reason": action.reason})
+        return action, info
+
+    def _tool_call(self, user: str, temperature: float) -> tuple[Experiment | None, CallInfo]:
+        """One experiment as a tool call of the chat model (``AIMessage.tool_calls``); a reply
+        without a valid call is retried like a malformed JSON reply."""
+        info = CallInfo(source=self.name)
+        chat = self.chat.model_copy(update={"temperature": temperature}).bind_tools(
+            list(EXPERIMENTS))
+        messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
+        start = time.perf_counter()
+        for _ in range(self.retries + 1):
+            info.calls += 1
+            try:
+                reply = chat.invoke(messages)
+                usage = getattr(reply, "usage_metadata", None) or {}
+                info.tokens_in += int(usage.get("input_tokens", 0))
+                info.tokens_out += int(usage.get("output_tokens", 0))
+                action = _experiment_from(reply)
+            except Exception as err:  # noqa: BLE001 - counted, never fatal
+                self._failed(info, err)
+                if unreachable(err):
+                    break
+                continue
+            info.seconds = time.perf_counter() - start
+            return action, info
+        info.seconds = time.perf_counter() - start
+        info.source = "heuristic-fallback"
+        return None, info
+
+    def _failed(self, info: CallInfo, err: BaseException) -> None:
+        info.failures += 1
+        info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+        if info.errors[-1] in self.last_errors:
+            self.last_errors.remove(info.errors[-1])
+        self.last_errors.append(info.errors[-1])
 
     def _ask(self, schema: type[BaseModel], user: str, temperature: float):
         info = CallInfo(source=self.name)
@@ -150,6 +234,33 @@ class LLMPlanner:
         return action
 
 
+def _experiment_from(reply: Any) -> Experiment:
+    """The first tool call of ``reply`` that names an experiment and validates."""
+    calls = getattr(reply, "tool_calls", None) or []
+    if not calls:
+        raise ValueError(f"no tool call in the reply: {str(getattr(reply, 'content', ''))[:120]!r}")
+    errors = []
+    for call in calls:
+        cls = BY_TOOL_NAME.get(call.get("name", ""))
+        if cls is None:
+            errors.append(f"unknown tool {call.get('name')!r}")
+            continue
+        args = {k: v for k, v in (call.get("args") or {}).items() if k != "kind"}
+        try:
+            return cls.model_validate(args)
+        except ValidationError as err:
+            errors.append(f"{cls.__name__}: {err.errors()[:2]}")
+    raise ValueError("; ".join(errors))
+
+
+def _merged(a: CallInfo, b: CallInfo) -> CallInfo:
+    return CallInfo(source=a.source if b.source != "heuristic-fallback" else b.source,
+                    calls=a.calls + b.calls, tokens_in=a.tokens_in + b.tokens_in,
+                    tokens_out=a.tokens_out + b.tokens_out, failures=a.failures + b.failures,
+                    repairs=a.repairs + b.repairs, seconds=a.seconds + b.seconds,
+                    errors=a.errors + b.errors)
+
+
 class HeuristicBackend:
     """The heuristic policy behind the same interface as ``LLMPlanner``."""
 
@@ -159,6 +270,13 @@ class HeuristicBackend:
 
     def propose(self, view, n, temperature):
         return self.policy.propose(view, n, temperature), CallInfo(source="heuristic")
+
+    def choose(self, view, suggestion: Experiment, n, temperature):
+        """The experiment-design policy's choice; its prompt search gets the mutations."""
+        if isinstance(suggestion, ProposePrompts):
+            prompts_ = self.policy.propose(view, n, temperature).prompts
+            suggestion = suggestion.model_copy(update={"prompts": prompts_})
+        return suggestion, CallInfo(source="heuristic")
 
     def hypothesize(self, view):
         return self.policy.hypothesize(view), CallInfo(source="heuristic")
@@ -200,7 +318,7 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
                 client_kwargs={"timeout": cfg.ollama_timeout_s},  # httpx's default: none
             )
             return LLMPlanner(
-                chat, f"ollama:{cfg.ollama_model}", system, cfg.seed
+                chat, f"ollama:{cfg.ollama_model}", system, cfg.seed, tool_calls=True
             ), "ollama answered"
         if cfg.planner == "ollama":
             raise PlannerUnavailable(f"{problem}; start `ollama serve` or use --planner embedded")

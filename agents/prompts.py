@@ -46,6 +46,21 @@ TEST = """Neuron {neuron} of {model}. Hypothesis about it: "{claim}"
 Write {n} short texts on which the neuron should fire if the hypothesis is right (positive), and {n} similar texts on which it should not fire (negative). Answer with JSON: {{"kind": "test_prompts", "positive": ["..."], "negative": ["..."]}}"""
 
 
+CHOOSE = """Neuron {neuron} of {model}. Its activation on a text is its highest value over the text's tokens.
+
+Texts with the highest activation so far (activation, token where it peaks, text):
+{top}
+
+Dataset texts where it fires most:
+{exemplars}
+{evidence}{candidates}{hypothesis}{steering}
+Where the investigation stands: {status}
+
+Choose the next experiment:
+{menu}
+Answer with JSON: {{"kind": "choose", "experiment": "...", "reason": "..."}}"""
+
+
 @dataclass(frozen=True)
 class PlannerView:
     """What the planner sees at one step (built by the graph from its state and memory)."""
@@ -61,6 +76,8 @@ class PlannerView:
     iteration: int = 0
     evidence: list[str] = field(default_factory=list)  # causal probe headlines
     findings: list[str] = field(default_factory=list)  # the explainer's (tools/explain.py)
+    candidates: list[str] = field(default_factory=list)  # last round: text, margin, interval
+    status: str = ""  # budget, search progress, experiments run (agents/policy.py)
 
 
 def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
@@ -103,6 +120,23 @@ def render_hypothesize(view: PlannerView) -> str:
             + "\n".join(f"- {f}" for f in view.findings) + "\n"
         )
     return HYPOTHESIZE.format(**_common(view), evidence=evidence, findings=findings)
+
+
+def render_choose(view: PlannerView, menu: list[tuple[str, str]]) -> str:
+    """The experiment choice: the evidence, the last round's candidates, the menu (kind: what it
+    does, from each experiment's docstring)."""
+    evidence = ""
+    if view.evidence:
+        evidence = "\nExperiments' findings:\n" + "\n".join(f"- {e}" for e in view.evidence) + "\n"
+    cands = ""
+    if view.candidates:
+        cands = ("\nCandidate hypotheses scored on held-out text (margin over the floor, 95% "
+                 "interval):\n" + "\n".join(f"- {c}" for c in view.candidates) + "\n")
+    c = _common(view)
+    return CHOOSE.format(neuron=c["neuron"], model=c["model"], top=c["top"],
+                         exemplars=c["exemplars"], evidence=evidence, candidates=cands,
+                         hypothesis=c["hypothesis"], steering=c["steering"], status=view.status,
+                         menu="\n".join(f"- {k}: {d}" for k, d in menu))
 
 
 def render_test(view: PlannerView, claim: str, n: int) -> str:

@@ -90,13 +90,17 @@ class RunFiles:
         return out
 
 
-def post_steering(run_dir: Path, message: str, kind: str = "steer") -> None:
-    """Append a steering message (``kind`` "steer") or a candidate hypothesis ("hypothesis") to a
-    run's inbox (read by the run at its next step)."""
+def post_steering(run_dir: Path, message: str, kind: str = "steer",
+                  request: dict[str, Any] | None = None) -> None:
+    """Append to a run's inbox (read by the run at its next step): a steering message (``kind``
+    "steer"), a candidate hypothesis ("hypothesis"), or an experiment to run as it is
+    ("experiment": ``request`` is the action, e.g. ``{"kind": "compare", "a": .., "b": ..}``)."""
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"no run at {run_dir}")
-    entry = {"message": message, "received_at": now_iso()}
+    entry: dict[str, Any] = {"message": message, "received_at": now_iso()}
     if kind != "steer":
         entry["kind"] = kind
+    if request is not None:
+        entry["request"] = request
     with open(run_dir / "steer.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")

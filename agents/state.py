@@ -32,6 +32,8 @@ class InvestigationState(TypedDict, total=False):
     temperature: float
     action: dict[str, Any] | None  # the last planned action (``kind`` + fields)
     action_source: str  # who produced it: planner, heuristic, recovery, steer
+    # every experiment run: {step, kind, source, reason, summary}
+    experiments: Annotated[list[dict[str, Any]], operator.add]
     outcome: dict[str, Any] | None  # the last act result: rows measured or rejected
     heaps: dict[str, Any]  # memory.topk.ActivationHeaps.to_dict()
     stats: dict[str, Any]  # memory.topk.SearchStats.to_dict()

@@ -16,9 +16,9 @@ BEST = re.compile(r"best (-?[\d.]+(?:e-?\d+)?)")
 WINS = re.compile(r"wins of \d+: (.+?) \((?:aggregate|margin)")
 WHO = {
     "seed": "the schedule (start of the run)",
-    "probe": "the schedule (before each hypothesis)",
-    "hypothesize": "the schedule (every hypothesis step)",
-    "test": "the schedule (after each hypothesis step)",
+    "probe": "the schedule (before each hypothesis round)",
+    "hypothesize": "the schedule (a hypothesis round is due)",
+    "test": "the schedule (after each hypothesis round)",
 }
 WHAT = {
     "seed": "corpus scan: top dataset windows become the first prompts",
@@ -33,41 +33,69 @@ def _best(summary: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def asked_by(source: str | None) -> str:
+    """Who chose an experiment, from its ``source`` in the event log."""
+    source = source or ""
+    if source == "heuristic":
+        return "the policy (heuristic planner)"
+    if source == "heuristic-fallback":
+        return "the policy (the LLM gave no usable choice)"
+    if source == "steer":
+        return "the researcher (steer)"
+    if source in ("attack", "exemplar", "random", "mutation"):
+        return "the stagnation monitor"
+    return f"the planner ({source})" if source else "the planner"
+
+
 def experiment_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
-    """[step, experiment, asked by, result, what it changed] for each experiment event."""
+    """[step, experiment, asked by, why, result, what it changed] for each experiment event."""
     rows: list[list[Any]] = []
     best: float | None = None
     leading: str | None = None
     searched = 0
+    chose_round: tuple[str, str] | None = None  # (who, why) of a hypothesis round the planner chose
     for e in events:
         node, summary = e.get("node"), str(e.get("summary") or "")
         if node == "record":
             value = _best(summary)
             if value is not None and (best is None or value > best + 1e-9):
                 if best is not None and searched:
-                    rows.append([e.get("step"), "prompt search", "the planner",
+                    rows.append([e.get("step"), "prompt search", "the planner", "",
                                  f"{searched} step(s) of proposed prompts",
                                  f"best activation {best:.3f} -> {value:.3f}"])
                     searched = 0
                 best = value
             if e.get("recovery"):
                 rows.append([e.get("step"), f"stagnation recovery: {e['recovery']}",
-                             "the stagnation monitor", summary, ""])
+                             "the stagnation monitor", "the search stalled", summary, ""])
             continue
         if node == "act" and e.get("action") == "propose_prompts":
             searched += 1
             continue
+        if node == "act" and e.get("action") == "hypothesize":
+            chose_round = (asked_by(e.get("source")), str(e.get("reason") or ""))
+            continue
         if node == "act":
-            rows.append([e.get("step"), str(e.get("action")), "the planner", summary,
-                         _changed_best(summary, best)])
+            changed = _changed_best(summary, best)
+            if e.get("action") == "compare" and " wins" in summary:
+                changed = "the comparison decides between the two"
+            rows.append([e.get("step"), str(e.get("action")), asked_by(e.get("source")),
+                         str(e.get("reason") or ""), summary, changed])
             continue
         if node not in WHAT:
             continue
         what, changed = WHAT[node], ""
+        who, why = WHO[node], ""
+        if node in ("probe", "hypothesize", "test") and chose_round is not None:
+            who, why = chose_round
+        if node == "test":
+            chose_round = None
         if node == "seed":
             best = None
         if node == "hypothesize" and "experiment:" in summary:
-            what += " + concept-or-list experiment (unseen members in the neuron's contexts)"
+            what += (" + kind-of-text experiment (the same content in another kind)"
+                     if "same content" in summary else
+                     " + concept-or-list experiment (unseen members in the neuron's contexts)")
         if node == "test":
             m = WINS.search(summary)
             if m:
@@ -76,8 +104,10 @@ def experiment_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
                            else "leading hypothesis unchanged")
                 leading = text
             if "decided by the" in summary:
-                changed += "; decided by the concept-or-list experiment"
-        rows.append([e.get("step"), what, WHO[node], summary, changed])
+                changed += ("; decided by the kind-of-text experiment"
+                            if "decided by the same content" in summary
+                            else "; decided by the concept-or-list experiment")
+        rows.append([e.get("step"), what, who, why, summary, changed])
     return rows
 
 
@@ -95,8 +125,10 @@ def experiment_log_section(data: RunData) -> Section:
     rows = experiment_rows(data.events)
     if not rows:
         return Section(title, [Missing("no experiment has run yet")])
-    intro = ("Each experiment in order, who asked for it, its result and what it changed. The "
-             "planner proposes the prompts; the other experiments run on the agent's schedule, "
-             "on the stagnation monitor's recoveries, or on a researcher's steering.")
-    return Section(title, [Para(intro), Table(["step", "experiment", "asked by", "result",
+    intro = ("Each experiment in order, who asked for it and why, its result and what it "
+             "changed. Under the adaptive policy the planner (or, without an LLM, the "
+             "experiment-design policy) chooses every experiment; under the fixed schedule the "
+             "probes and hypothesis rounds come every few steps. Recoveries come from the "
+             "stagnation monitor, requests from a researcher's steering.")
+    return Section(title, [Para(intro), Table(["step", "experiment", "asked by", "why", "result",
                                                "what it changed"], rows)])

@@ -35,7 +35,8 @@ def candidates_section(data: RunData) -> Section:
 
 
 def experiment_blocks(h: dict[str, Any]) -> list:
-    """The concept-or-list experiment of this hypothesis step and what it decided."""
+    """The experiment of this hypothesis step (concept or list; kind of text) and what it
+    decided."""
     ex = h.get("experiment") if isinstance(h.get("experiment"), dict) else None
     if not ex:
         return []
@@ -48,6 +49,14 @@ def experiment_blocks(h: dict[str, Any]) -> list:
         outcome = f"It did not change the winner: {decided['why_not']}."
     else:
         outcome = "The score's winner already agreed with it."
+    if "kind" in ex and "concept" not in ex:  # the kind-of-text experiment
+        intro = (f"Experiment ({ex.get('experiment')}): the same content as {ex.get('kind')} and "
+                 f"as {ex.get('other')}, {ex.get('pairs')} pairs; mean activation "
+                 f"{ex.get('kind_mean')} vs {ex.get('other_mean')}. Verdict: {ex.get('verdict')} "
+                 f"({ex.get('why', '')}). {outcome}")
+        rows = [[str(a), x, str(b), y] for a, x, b, y in ex.get("examples") or []]
+        return [Para(intro), Table([str(ex.get("kind")), "activation", str(ex.get("other")),
+                                    "activation"], rows)]
     intro = (f"Experiment ({ex.get('experiment', 'unseen members')}): members of "
              f"\"{ex.get('concept', '?')}\" the neuron was never seen on, put in place of the "
              f"peak token of its own contexts, against the seen triggers and control words. "

@@ -40,8 +40,9 @@ class ScriptedPlanner:
 
     name = "scripted"
 
-    def __init__(self, proposals: list[list[str]]):
+    def __init__(self, proposals: list[list[str]], choices: list | None = None):
         self.proposals = proposals
+        self.choices = list(choices or [])
         self.views: list = []
         self.hyp_views: list[str] = []
 
@@ -49,6 +50,16 @@ class ScriptedPlanner:
         self.views.append(view)
         i = min(len(self.views) - 1, len(self.proposals) - 1)
         return ProposePrompts(prompts=self.proposals[i][:n]), CallInfo(source="scripted", calls=1)
+
+    def choose(self, view, suggestion, n, temperature):
+        """Scripted ``choices`` first (actions, in order); then the policy's suggestion, its
+        prompt search written by ``propose``."""
+        if self.choices:
+            return self.choices.pop(0), CallInfo(source="scripted", calls=1)
+        if isinstance(suggestion, ProposePrompts):
+            written, info = self.propose(view, n, temperature)
+            return written.model_copy(update={"reason": suggestion.reason}), info
+        return suggestion, CallInfo(source="scripted", calls=1)
 
     def hypothesize(self, view):
         from neurosleuth.agents.prompts import render_hypothesize

@@ -4,8 +4,12 @@
 Endpoints (as Ollama 0.x speaks them, https://github.com/ollama/ollama/blob/main/docs/api.md):
 
 - ``GET /api/tags``: the pulled models (``ollama.Client.list``, our ``auto`` probe);
-- ``POST /api/chat``: ``{model, messages, stream, format, options, ...}``. ``format`` is a JSON
-  schema (ChatOllama's ``with_structured_output``), ``"json"`` or absent; ``options`` carries
+- ``POST /api/chat``: ``{model, messages, stream, format, tools, options, ...}``. ``format`` is
+  a JSON schema (ChatOllama's ``with_structured_output``), ``"json"`` or absent. ``tools``
+  (``bind_tools``: ``[{type: "function", function: {name, description, parameters}}]``) makes the
+  reply one tool call, ``message.tool_calls: [{function: {name, arguments}}]``, generated under
+  the grammar of "one of these names with its parameters" after a system message listing the
+  tools (what Ollama's chat templates render); ``options`` carries
   ``temperature``, ``seed``, ``top_p``, ``num_predict``, ``stop``. ``stream: false`` answers one
   JSON object; ``stream: true`` answers newline-delimited JSON chunks over chunked transfer
   encoding, the last with ``done: true`` and the token counts. An unknown model is a 404 with
@@ -38,6 +42,7 @@ class Reply:
     """How the server answers one ``/api/chat`` request (the default: generate, at once)."""
 
     text: str | None = None  # canned content instead of generation
+    tool_call: dict[str, Any] | None = None  # canned {"name", "arguments"} instead of generation
     delay_s: float = 0.0  # wait this long before the response starts
     die: bool = False  # send half the reply, then cut every connection and stop listening
 
@@ -113,6 +118,26 @@ class FakeOllama:
     def next_reply(self) -> Reply:
         with self._lock:
             return self.script.pop(0) if self.script else Reply()
+
+    def generate_tool_call(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, int, int]:
+        """A tool call for a request with ``tools``: (call or None when the reply does not
+        parse, prompt tokens, tokens out)."""
+        tools = [t["function"] for t in body.get("tools", []) if t.get("type") == "function"]
+        listing = "\n".join(f"- {t['name']}: {t.get('description', '')}" for t in tools)
+        system = {"role": "system", "content": "Call exactly one of these tools; answer with "
+                  f'JSON {{"name": ..., "arguments": {{...}}}}:\n{listing}'}
+        schema = {"anyOf": [{"type": "object", "properties": {
+            "name": {"type": "string", "enum": [t["name"]]},
+            "arguments": t.get("parameters") or {"type": "object"}},
+            "required": ["name", "arguments"]} for t in tools]}
+        text, n_in, n_out = self.generate({**body, "messages": [system, *body.get("messages", [])],
+                                           "format": schema})
+        try:
+            call = json.loads(text)
+        except json.JSONDecodeError:
+            return None, n_in, n_out
+        ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
+        return (call if ok else None), n_in, n_out
 
     def generate(self, body: dict[str, Any]) -> tuple[str, int, int]:
         """The embedded model's reply to a chat request: (content, prompt tokens, tokens out)."""
@@ -224,8 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay_s and self.owner.dead.wait(reply.delay_s):
             self.close_connection = True  # stopped while waiting
             return
+        calls = None
         if reply.text is not None:
             content, n_in, n_out = reply.text, 10, max(1, len(reply.text) // 4)
+        elif reply.tool_call is not None:
+            content, n_in, n_out, calls = "", 10, 10, [{"function": reply.tool_call}]
+        elif body.get("tools"):
+            call, n_in, n_out = self.owner.generate_tool_call(body)
+            content, calls = ("", [{"function": call}]) if call else ("(no tool call)", None)
         else:
             content, n_in, n_out = self.owner.generate(body)
         final = {
@@ -241,21 +272,25 @@ class _Handler(BaseHTTPRequestHandler):
             "eval_duration": 1,
         }
         try:
+            message = {"role": "assistant", "content": content}
+            if calls:
+                message["tool_calls"] = calls
             if body.get("stream", True):
-                self._stream(model, content, final, reply.die)
+                self._stream(model, message, final, reply.die)
             else:
                 if reply.die:
                     self._die()
                     return
-                self._json(200, {**final, "message": {"role": "assistant", "content": content}})
+                self._json(200, {**final, "message": message})
         except OSError:  # the client gave up (timeout) or the server was killed
             self.close_connection = True
 
-    def _stream(self, model: str, content: str, final: dict, die: bool) -> None:
+    def _stream(self, model: str, message: dict, final: dict, die: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        content = message["content"]
         pieces = [content[i : i + CHUNK_CHARS] for i in range(0, len(content), CHUNK_CHARS)]
         if die:
             pieces = pieces[: max(1, len(pieces) // 2)]
@@ -270,6 +305,11 @@ class _Handler(BaseHTTPRequestHandler):
         if die:
             self._die()
             return
+        if message.get("tool_calls"):  # Ollama sends the calls in one chunk of their own
+            line = {"model": model, "created_at": _now(), "done": False,
+                    "message": {"role": "assistant", "content": "",
+                                "tool_calls": message["tool_calls"]}}
+            self._chunk((json.dumps(line) + "\n").encode())
         self._chunk(
             (json.dumps({**final, "message": {"role": "assistant", "content": ""}}) + "\n").encode()
         )

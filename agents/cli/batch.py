@@ -83,6 +83,8 @@ def batch(
     limit: Annotated[int | None, typer.Option(help="keep only the first N neurons")] = None,
     model: ModelOpt = "smollm2-135m",
     planner: Annotated[str | None, typer.Option(help="auto, ollama, embedded, heuristic")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="adaptive (the planner chooses each experiment) or fixed (the schedule)")] = None,
     time: Annotated[str | None, typer.Option("--time", help="budget for the whole batch, e.g. "
                                              "8h; split across neurons")] = None,
     min_neuron_time: Annotated[str, typer.Option(help="least time per neuron")] = "30s",
@@ -113,7 +115,7 @@ def batch(
 
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}: use local or ray")
-    cfg = resolve_config(config, model=model, planner=planner, iterations=iterations,
+    cfg = resolve_config(config, model=model, planner=planner, policy=policy, iterations=iterations,
                          corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device,
                          dtype=dtype, device_map=device_map)
     listed = _listed(specs, layer, neurons, csv, from_locate, auto)

@@ -36,6 +36,9 @@ def investigate(
     planner: Annotated[
         str | None, typer.Option(help="auto (Ollama, else embedded), ollama, embedded, heuristic")
     ] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="adaptive (the planner chooses each experiment; default) or fixed (a prompt search "
+        "every step, probes and a hypothesis round every hypothesis_every steps)")] = None,
     iterations: Annotated[int | None, typer.Option(help="plan/act/record cycles")] = None,
     time: Annotated[
         str | None, typer.Option("--time", help="wall-time budget, e.g. 8h, 20m")
@@ -83,6 +86,7 @@ def investigate(
         neuron=neuron,
         model=model,
         planner=planner,
+        policy=policy,
         iterations=iterations,
         time_budget_s=parse_duration(time),
         max_forward_passes=max_forward_passes,
@@ -139,19 +143,43 @@ def resume(
 @friendly_errors
 def steer(
     run_id: Annotated[str, typer.Argument(help="a running (or paused) run")],
-    message: Annotated[str, typer.Argument(help="guidance the planner sees at its next step")],
+    message: Annotated[str | None, typer.Argument(
+        help="guidance or a request, read by an LLM planner at its next step")] = None,
     runs_dir: RunsDir = Path("runs"),
     hypothesis: Annotated[
         bool, typer.Option(help="MESSAGE is a hypothesis: a candidate at the next hypothesis step")
     ] = False,
+    test: Annotated[list[str] | None, typer.Option(
+        "--test", help="measure this text as it is, next step (repeatable)")] = None,
+    compare: Annotated[tuple[str, str] | None, typer.Option(
+        "--compare", help="compare two hypotheses where they disagree, next step")] = None,
 ) -> None:
-    """Send guidance (or, with --hypothesis, a candidate hypothesis) to a run while it is going."""
+    """Send a run guidance, a candidate hypothesis (--hypothesis) or experiments to run as they
+    are (--test, --compare), while it is going. Free-text guidance is read by an LLM planner;
+    the heuristic planner records it but acts only on the structured requests."""
+    from neurosleuth.agents.actions import CompareHypotheses, TestHypothesis
     from neurosleuth.agents.config import run_path
     from neurosleuth.agents.rundir import post_steering
 
-    post_steering(run_path(runs_dir, run_id), message, kind="hypothesis" if hypothesis else "steer")
-    what = "the next hypothesis step scores it" if hypothesis else "the planner sees it"
-    err_console.print(f"queued for {run_id}: {what}")
+    path = run_path(runs_dir, run_id)
+    queued = []
+    if test:
+        request = TestHypothesis(texts=test).model_dump(exclude={"reason"})
+        post_steering(path, message or "the researcher asked to measure these texts",
+                      "experiment", request)
+        queued.append(f"measure {len(test)} text(s)")
+    if compare and all(compare):
+        request = CompareHypotheses(a=compare[0], b=compare[1]).model_dump(exclude={"reason"})
+        post_steering(path, message or "the researcher asked to compare these hypotheses",
+                      "experiment", request)
+        queued.append("a comparison")
+    if not queued:
+        if not message:
+            fail("nothing to send: give MESSAGE, --test TEXT or --compare A B")
+        post_steering(path, message, kind="hypothesis" if hypothesis else "steer")
+        queued.append("a candidate for the next hypothesis step" if hypothesis
+                      else "guidance the planner sees at its next step")
+    err_console.print(f"queued for {run_id}: {'; '.join(queued)}")
 
 
 def _print_outcome(path: Path) -> None:

@@ -3,9 +3,11 @@ live panel (rich), redrawn after every graph node; elsewhere (a pipe, a log file
 line per step and one per seed, probe, hypothesis and test.
 
 The panel: the step against the iteration budget, time and forward passes used against theirs,
-the node running and what the last one did, the best activation against the dataset max, and the
-leading hypothesis with its margin over the floor. The view is an observer of the graph's nodes
-(``Investigation.observer``); an error in it never stops the run.
+the node running and what the last one did, the experiment of the step (who chose it and why),
+the best activation against the dataset max, and the leading hypothesis with its margin over the
+floor. Plain lines: each experiment other than the prompt search, with its reason and result.
+The view is an observer of the graph's nodes (``Investigation.observer``); an error in it never
+stops the run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class LiveView:
         self.last: dict[str, Any] = {}
         self.values: dict[str, Any] = {"step": 0, "best": None, "passes": 0, "elapsed": 0.0}
         self.hypothesis: tuple[str, float | None] | None = None
+        self.experiment: tuple[str, str] | None = None  # (kind, reason) of the step
         self.dataset_max: float | None = None
 
     def __enter__(self) -> LiveView:
@@ -62,6 +65,8 @@ class LiveView:
     def _observe(self, node: str, event: dict, state: dict, update: dict, inv) -> None:
         merged = {**state, **update}
         self.last = {"node": node, **event}
+        if node == "plan":
+            self.experiment = (str(event.get("action", "")), str(event.get("reason") or ""))
         self.values["step"] = merged.get("iteration", self.values["step"])
         self.values["passes"] = merged.get("forward_passes", self.values["passes"])
         self.values["elapsed"] = merged.get("elapsed_s", self.values["elapsed"])
@@ -87,6 +92,10 @@ class LiveView:
             self.console.print(f"step {v['step']}/{self.cfg.iterations}: best {best}{top}, "
                                f"{v['passes']} forward passes, {v['elapsed']:.0f} s", markup=False,
                                highlight=False, soft_wrap=True)
+        elif node == "act" and event.get("action") != "propose_prompts":
+            why = f" ({event['reason']})" if event.get("reason") else ""
+            self.console.print(f"experiment {event.get('action')}{why}: {event.get('summary', '')}",
+                               markup=False, highlight=False, soft_wrap=True)
         elif node in ("probe", "hypothesize", "test", "seed"):
             self.console.print(f"{node}: {event.get('summary', '')}", markup=False,
                                highlight=False, soft_wrap=True)
@@ -108,6 +117,9 @@ class LiveView:
         grid.add_row("now", "starting (model, corpus scan)" if node is None
                      else f"{NEXT.get(node, node)} (after {node}: "
                      f"{_cut(str(self.last.get('summary', '')), 110)})")
+        if self.experiment:
+            kind, why = self.experiment
+            grid.add_row("experiment", Text(_cut(f"{kind}: {why}" if why else kind, 200)))
         best = "-" if v["best"] is None else f"{v['best']:.3f}"
         if self.dataset_max is not None:
             best += f" vs dataset max {self.dataset_max:.3f}"

@@ -46,7 +46,7 @@ def events(run):
 
 def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     planner = ScriptedPlanner([[words(i * 4 + j) for j in range(4)] for i in range(10)])
-    run = investigate(config(tmp_path, corpus), lm=tiny_lm, planner=planner)
+    run = investigate(config(tmp_path, corpus, policy="fixed"), lm=tiny_lm, planner=planner)
     nodes = [e["node"] for e in events(run)]
     assert nodes[:5] == ["seed", "plan", "act", "record", "check"]
     assert nodes.count("record") == 4 and nodes[-1] == "report"
@@ -96,7 +96,8 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
 def test_duplicates_rejected_before_measuring(tmp_path, tiny_lm, corpus):
     same = ["the cat sat on the mat", "the cat sat on the mat", "THE CAT SAT ON THE MAT"]
     run = investigate(
-        config(tmp_path, corpus, iterations=2), lm=tiny_lm, planner=ScriptedPlanner([same])
+        config(tmp_path, corpus, iterations=2, policy="fixed"), lm=tiny_lm,
+        planner=ScriptedPlanner([same])
     )
     prompts = pd.read_csv(run / "prompts.csv")
     planner_rows = prompts[prompts["source"] == "scripted"]
@@ -135,7 +136,7 @@ def test_budgets(tmp_path, tiny_lm, corpus):
 
 
 def test_live_steering_reaches_the_planner(tmp_path, tiny_lm, corpus):
-    cfg = config(tmp_path, corpus, iterations=3, steer=["look at animals"])
+    cfg = config(tmp_path, corpus, iterations=3, steer=["look at animals"], policy="fixed")
     run_dir = run_path(tmp_path, "r1")
     planner = ScriptedPlanner([[words(i)] for i in range(5)])
     original = planner.propose
@@ -173,7 +174,8 @@ def test_config_override_order(tmp_path):
 
 
 def test_resume_finished_run_with_more_iterations(tmp_path, tiny_lm, corpus):
-    investigate(config(tmp_path, corpus, iterations=2), lm=tiny_lm, planner=HeuristicBackend(0))
+    investigate(config(tmp_path, corpus, iterations=2, policy="fixed"), lm=tiny_lm,
+                planner=HeuristicBackend(0))
     run = resume(tmp_path, "r1", lm=tiny_lm, planner=HeuristicBackend(0), iterations=4)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == 4
@@ -231,7 +233,9 @@ def test_kill_and_resume_loses_nothing(tmp_path, corpus):
     after = pd.read_csv(tmp_path / "killed" / "prompts.csv")
     reference = pd.read_csv(tmp_path / "straight" / "prompts.csv")
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # nothing lost or rewritten
-    assert sorted(set(after["step"])) == sorted(set(reference["step"])) == list(range(1, 15))
+    # the adaptive policy measures prompts at most steps (not at an ablation's, say)
+    assert sorted(set(after["step"])) == sorted(set(reference["step"]))
+    assert len(set(reference["step"])) >= 7
     per_step = after.groupby("step").size()
     assert (
         per_step[per_step.index <= before["step"].max()] == before.groupby("step").size()

@@ -127,6 +127,47 @@ def test_slow_reply_past_the_timeout_fails_once_and_the_next_request_recovers(se
     assert info.source == "ollama:llama3.1" and action.prompts[0] == "print(len(items))"
 
 
+def test_experiment_choice_is_a_tool_call(server):
+    """``bind_tools`` over the experiments: the server is sent every experiment as a tool (its
+    docstring the description); a tool call comes back as the experiment, with its arguments."""
+    from neurosleuth.agents.actions import EXPERIMENTS, RunAblation, RunHypothesis
+
+    server.script = [Reply(tool_call={"name": "RunAblation", "arguments": {
+        "mode": "mean", "prompts": 2, "reason": "is its effect causal?"}})]
+    planner, _ = make_planner(ollama_cfg(server))
+    action, info = planner.choose(VIEW, RunHypothesis(reason="policy"), 4, 0.2)
+    assert isinstance(action, RunAblation) and action.mode == "mean" and action.prompts == 2
+    assert action.reason == "is its effect causal?" and info.source.startswith("ollama")
+    tools = {t["function"]["name"]: t["function"] for t in server.chats()[-1]["tools"]}
+    assert set(tools) == {cls.__name__ for cls in EXPERIMENTS}
+    assert tools["CompareHypotheses"]["description"].startswith("Test two rival hypotheses")
+
+
+def test_no_tool_call_is_retried_then_the_policy_decides(server):
+    from neurosleuth.agents.actions import RunHypothesis
+
+    server.script = [Reply(text="I would ablate it."),
+                     Reply(tool_call={"name": "Dance", "arguments": {}}),
+                     Reply(tool_call={"name": "RunAblation", "arguments": {"mode": "sideways"}})]
+    planner, _ = make_planner(ollama_cfg(server))
+    action, info = planner.choose(VIEW, RunHypothesis(reason="policy"), 4, 0.2)
+    assert isinstance(action, RunHypothesis) and info.source == "heuristic-fallback"
+    assert info.failures == 3 and any("unknown tool 'Dance'" in e for e in info.errors)
+
+
+def test_generated_tool_call_from_the_embedded_model(server):
+    """No script: the stand-in generates the call under the tools' grammar (what a local model
+    behind Ollama does); whatever it picks is a valid experiment or a counted fallback."""
+    from neurosleuth.agents.actions import EXPERIMENTS, RunHypothesis
+
+    planner, _ = make_planner(ollama_cfg(server))
+    action, info = planner.choose(VIEW, RunHypothesis(reason="policy"), 4, 0.2)
+    assert isinstance(action, EXPERIMENTS) and info.calls >= 1
+    assert server.chats()[0].get("tools")
+    if info.source != "heuristic-fallback":
+        assert info.failures < info.calls
+
+
 def test_investigation_through_the_server_that_dies_mid_run(tmp_path):
     """``--planner auto`` finds the server through ``OLLAMA_HOST`` (host:port, as Ollama users
     write it). Step 1 measures the dataset seeds; SmolLM2 answers step 2 through the server; the

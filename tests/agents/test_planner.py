@@ -99,3 +99,37 @@ def test_ollama_down_is_a_clear_error_and_auto_falls_back():
         make_planner(RunConfig(planner="ollama", ollama_host=host))
     planner, note = make_planner(RunConfig(planner="auto", ollama_host=host))
     assert planner.name == "embedded:smollm2-135m" and "using the embedded planner" in note
+
+
+def test_menu_choice_runs_the_chosen_experiment_and_a_search_gets_its_prompts():
+    from neurosleuth.agents.actions import RunAblation, RunHypothesis
+
+    chat = ScriptedChat(['{"kind": "choose", "experiment": "ablate", "reason": "is it causal?"}'])
+    action, info = LLMPlanner(chat, "scripted", "sys").choose(VIEW, RunHypothesis(), 4, 0.5)
+    assert isinstance(action, RunAblation) and action.reason == "is it causal?"
+    assert info.source == "scripted"
+    chat = ScriptedChat(['{"kind": "choose", "experiment": "propose_prompts", "reason": "more"}',
+                         '{"kind": "propose_prompts", "prompts": ["f(x)", "g(y)"]}'])
+    action, info = LLMPlanner(chat, "scripted", "sys").choose(VIEW, RunHypothesis(), 4, 0.5)
+    assert isinstance(action, ProposePrompts) and action.prompts == ["f(x)", "g(y)"]
+    assert action.reason == "more" and info.calls == 2
+
+
+def test_menu_choice_garbage_falls_back_to_the_policy_and_says_so():
+    from neurosleuth.agents.actions import RunHypothesis
+
+    chat = ScriptedChat(["pick ablate", '{"experiment": "dance"}', "{}"])
+    suggestion = RunHypothesis(reason="the top list stopped growing")
+    action, info = LLMPlanner(chat, "scripted", "sys").choose(VIEW, suggestion, 4, 0.5)
+    assert isinstance(action, RunHypothesis) and info.source == "heuristic-fallback"
+    assert action.reason.startswith("the top list stopped growing (the LLM gave no usable")
+
+
+def test_the_choice_prompt_lists_every_experiment_and_the_situation():
+    from neurosleuth.agents.planner import MENU
+
+    view = PlannerView(neuron="3:7", model="m", candidates=["'a' margin +0.30 (0.22..0.38)"],
+                       status="step 4 of 10; the top list grew by 2", evidence=["ablate: KL z=5"])
+    text = prompts.render_choose(view, MENU)
+    assert all(f"- {kind}: " in text for kind, _ in MENU)
+    assert "step 4 of 10" in text and "margin +0.30" in text and "ablate: KL z=5" in text

@@ -254,12 +254,13 @@ def cli(*args, cache=None):
 
 
 def kill_batch_at(tmp_path, corpus, run: str, *flags: str, steps: int = 4) -> None:
-    """``batch 1:3 1:4 1:5`` (12 iterations) in ``tmp_path/runs/k``, SIGKILLed once ``run`` has
-    recorded ``steps`` steps."""
+    """``batch 1:3 1:4 1:5`` (12 iterations, the fixed schedule: prompts at every step) in
+    ``tmp_path/runs/k``, SIGKILLed once ``run`` has recorded ``steps`` steps."""
     model = save_tiny_model(tmp_path / "model")
     runs = tmp_path / "runs"
     proc = cli("batch", "1:3", "1:4", "1:5", "--model", str(model), "--planner", "heuristic",
-               "--iterations", "12", "--corpus", str(corpus), "--exemplar-tokens", "2000",
+               "--policy", "fixed", "--iterations", "12", "--corpus", str(corpus),
+               "--exemplar-tokens", "2000",
                "--batch-id", "k", "--runs-dir", str(runs), *flags, cache=tmp_path / "cache")
     log = runs / "k" / run / "events.jsonl"
     deadline = time.time() + 240

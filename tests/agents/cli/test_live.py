@@ -14,7 +14,8 @@ from tests.agents.test_agent import config
 
 def test_plain_lines_follow_the_run(tmp_path, tiny_lm):
     out = io.StringIO()
-    cfg = config(tmp_path, write_corpus(tmp_path / "c.txt"), iterations=4, hypothesis_every=2)
+    cfg = config(tmp_path, write_corpus(tmp_path / "c.txt"), iterations=4, hypothesis_every=2,
+                 policy="fixed")
     with LiveView(Console(file=out, width=200), cfg, cfg.neuron) as view:
         assert view.plain  # a StringIO is no terminal
         investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
@@ -28,6 +29,16 @@ def test_plain_lines_follow_the_run(tmp_path, tiny_lm):
     assert view.hypothesis is not None and view.hypothesis[0].startswith("Fires")
 
 
+def test_plain_lines_name_each_chosen_experiment_and_why(tmp_path, tiny_lm):
+    out = io.StringIO()
+    cfg = config(tmp_path, write_corpus(tmp_path / "c.txt"), iterations=6, hypothesis_every=3)
+    with LiveView(Console(file=out, width=300), cfg, cfg.neuron) as view:
+        investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
+                    setup=lambda inv: setattr(inv, "observer", view))
+    chosen = [x for x in out.getvalue().splitlines() if x.startswith("experiment ")]
+    assert chosen and all("(" in x and "): " in x for x in chosen), chosen  # kind (why): result
+
+
 def test_the_panel_shows_budget_best_and_leading_hypothesis(tmp_path, tiny_lm):
     cfg = config(tmp_path, write_corpus(tmp_path / "c.txt"), iterations=3, hypothesis_every=3)
     view = LiveView(Console(file=io.StringIO(), force_terminal=True, width=160), cfg, "1:3")
@@ -38,7 +49,7 @@ def test_the_panel_shows_budget_best_and_leading_hypothesis(tmp_path, tiny_lm):
     Console(file=text, width=160).print(view.render())
     shown = text.getvalue()
     for part in ("3 of 3 iterations", "best activation", "vs dataset max", "leading hypothesis",
-                 "margin over floor", "neuron 1:3"):
+                 "margin over floor", "neuron 1:3", "experiment"):
         assert part in shown, shown
 
 

@@ -138,9 +138,10 @@ class Investigation:
 
     def score(self, hypothesis: str, writer: Any = None):
         """Score a hypothesis (score/run.py): with ``writer``, else this run's planner writes."""
-        from neurosleuth.score.run import ScoreConfig, score_hypothesis
+        from neurosleuth.agents.scoring import score_config
+        from neurosleuth.score.run import score_hypothesis
 
-        config = ScoreConfig.from_run(
+        config = score_config(
             self.cfg,
             sim_windows=2,
             random_windows=8,
@@ -154,7 +155,6 @@ class Investigation:
             self.neuron,
             hypothesis,
             self.planner,
-            cfg=self.cfg,
             config=config,
             exemplars=self.files.read_json("exemplars.json", {}),
             cache=self.score_cache,

@@ -21,14 +21,12 @@ Evidence, in order:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurosleuth.agents.config import RunConfig
-from neurosleuth.agents.exemplars import exemplar_snippets, snippets_from_json
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.score import components as S
 from neurosleuth.score.evidence import (
@@ -44,6 +42,7 @@ from neurosleuth.score.writer import HeuristicWriter, make_writer, render
 from neurosleuth.tools.exemplars import heldout_windows
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.snippets import exemplar_data, snippets_from_json
 
 
 @dataclass(frozen=True)
@@ -65,33 +64,10 @@ class ScoreConfig:
     seed: int = 0
     corpus: str | None = None
     window: int = 64
-    max_tokens: int = RunConfig().exemplar_tokens  # a run without a time budget
+    # corpus tokens scanned: the short scan of a run without a time budget (agents/config.py
+    # SCAN_TIERS[0]), so a score and such a run share one cached scan
+    max_tokens: int = 50_000
     k: int = 20  # exemplars kept per neuron (the agent's max(k, 2 * prompts_per_step))
-
-    @classmethod
-    def from_run(cls, cfg: RunConfig, **changes: Any) -> ScoreConfig:
-        """The settings of an investigation's exemplar scan (so the cached scan is reused)."""
-        return replace(
-            cls(
-                seed=cfg.seed,
-                corpus=cfg.corpus,
-                window=cfg.window,
-                max_tokens=cfg.exemplar_tokens,
-                k=max(cfg.k, 2 * cfg.prompts_per_step),
-            ),
-            **changes,
-        )
-
-    def run_config(self, neuron: NeuronId) -> RunConfig:
-        return RunConfig(
-            neuron=str(neuron),
-            corpus=self.corpus,
-            window=self.window,
-            exemplar_tokens=self.max_tokens,
-            k=self.k,
-            prompts_per_step=1,
-            seed=self.seed,
-        )
 
 
 @dataclass(frozen=True)
@@ -102,6 +78,12 @@ class Held:
     acts: list[np.ndarray]
     kinds: list[str]  # "top" or "random"
     pool: list[list[str]]  # token strings of more held-out windows, for heuristic test prompts
+
+
+def scanned_exemplars(lm: LoadedModel, neuron: NeuronId, c: ScoreConfig) -> dict:
+    """The neuron's ``exemplars.json``-style data from the (cached) scan of ``c``'s settings."""
+    return exemplar_data(lm, neuron, corpus=c.corpus, k=c.k, window=c.window,
+                         max_tokens=c.max_tokens)[0]
 
 
 def threshold_of(data: dict, q: float) -> float:
@@ -213,7 +195,7 @@ def control_hypothesis(
 
     rng = np.random.default_rng([c.seed, neuron.layer, neuron.index])
     other = NeuronId(neuron.layer, int((neuron.index + rng.integers(1, lm.d_mlp)) % lm.d_mlp))
-    data, snippets = exemplar_snippets(lm, other, c.run_config(other))
+    snippets = snippets_from_json(scanned_exemplars(lm, other, c))
     view = PlannerView(neuron=str(other), model=lm.name, exemplars=snippets[:8], top=snippets[:8])
     if planner is not None and hasattr(planner, "hypothesize"):
         action, info = planner.hypothesize(view)
@@ -231,7 +213,6 @@ def score_hypothesis(
     planner: Any = None,
     *,
     exemplars: dict | None = None,
-    cfg: RunConfig | None = None,
     config: ScoreConfig | None = None,
     control: str | None = None,
     human: str | Path | None = None,
@@ -239,17 +220,17 @@ def score_hypothesis(
     cache: dict | None = None,
     writer: HeuristicWriter | None = None,
 ) -> S.ScoreResult:
-    """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner``
-    (its chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
-    ``exemplars.json`` data (else the cached scan). ``cfg``: the run's config, for its scan
-    settings and seed. ``control``: the other-neuron control hypothesis (else written here).
-    ``cache``: a dict kept by the caller across calls; the neuron-level evidence (held-out
-    windows, causality, robustness, human) and the controls' evidence are computed once per
-    (neuron, settings, writer) and reused, so re-scoring refined hypotheses costs only their
-    own prompts, judgments and simulations. ``writer``: overrides the planner's (e.g. a
+    """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner`` (its
+    chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
+    ``exemplars.json`` data (else the cached scan). ``config``: the scan settings and seed (an
+    investigation's: ``agents/scoring.py``). ``control``: the other-neuron control hypothesis (else
+    written here). ``cache``: a dict kept by the caller across calls; the neuron-level evidence
+    (held-out windows, causality, robustness, human) and the controls' evidence are computed once
+    per (neuron, settings, writer) and reused, so re-scoring refined hypotheses costs only their own
+    prompts, judgments and simulations. ``writer``: overrides the planner's (e.g. a
     ``HeuristicWriter`` that knows the explainer's patterns)."""
     start = time.perf_counter()
-    c = config or (ScoreConfig.from_run(cfg) if cfg else ScoreConfig())
+    c = config or ScoreConfig()
     weights = S.parse_weights(weights)
     neuron.validate(lm.n_layers, lm.d_mlp)
     writer = writer or make_writer(planner, str(neuron), lm.name)
@@ -259,7 +240,7 @@ def score_hypothesis(
         data = (
             exemplars
             if exemplars and exemplars.get("top")
-            else exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
+            else scanned_exemplars(lm, neuron, c)
         )
         entry = {
             "threshold": threshold_of(data, c.threshold_q),

@@ -146,7 +146,8 @@ def score(
     precheck(model, [spec for spec, _ in todo])  # before the writer and the model load
     from neurosleuth.agents.config import resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable, make_planner
-    from neurosleuth.score.run import ScoreConfig, score_hypothesis
+    from neurosleuth.agents.scoring import score_config
+    from neurosleuth.score.run import score_hypothesis
 
     cfg = resolve_config(None, model=model, planner=planner, seed=seed, corpus=corpus,
                          exemplar_tokens=exemplar_tokens, ollama_model=ollama_model)
@@ -156,7 +157,7 @@ def score(
         fail(str(err))
     err_console.print(f"writer: {chosen.name} ({note})", markup=False, highlight=False)
     lm = load(model, device, dtype, device_map)
-    config = ScoreConfig.from_run(cfg)
+    config = score_config(cfg)
     results = []
     for spec, text in todo:
         n = neuron_checked(lm, spec)

@@ -183,13 +183,14 @@ def test_agent_interface_with_run_config_and_exemplars(known):
     from neurosleuth.agents.config import RunConfig
     from neurosleuth.agents.exemplars import exemplar_snippets
     from neurosleuth.agents.planner import HeuristicBackend
+    from neurosleuth.agents.scoring import score_config
 
     lm, n, config, _ = known
     cfg = RunConfig(neuron=str(n), corpus=config.corpus, window=16, exemplar_tokens=4000)
     data, _ = exemplar_snippets(lm, n, cfg)
     data = json.loads(json.dumps(data))  # as read back from exemplars.json
-    r = score_hypothesis(lm, n, RIGHT, HeuristicBackend(0), cfg=cfg, exemplars=data,
-                         config=ScoreConfig.from_run(cfg, baseline=8, n_boot=200))
+    r = score_hypothesis(lm, n, RIGHT, HeuristicBackend(0), exemplars=data,
+                         config=score_config(cfg, baseline=8, n_boot=200))
     rec = json.loads(json.dumps(r.to_record()))
     assert rec["aggregate"] == pytest.approx(r.aggregate.value, abs=1e-6)
     assert set(rec["components"]) == set(S.COMPONENTS[:4]) and rec["margin"] > 0.2

@@ -38,7 +38,12 @@ from neurosleuth.score.evidence import (
     usable,
     window_acts,
 )
-from neurosleuth.score.writer import HeuristicWriter, make_writer, render
+from neurosleuth.score.writer import (
+    HeuristicWriter,
+    make_writer,
+    peak_token_hypothesis,
+    render,
+)
 from neurosleuth.tools.exemplars import heldout_windows
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -191,8 +196,6 @@ def control_hypothesis(
 ) -> str:
     """A hypothesis written, by ``planner`` (or the heuristic), for a random other neuron of the
     same layer from its exemplars."""
-    from neurosleuth.agents.heuristic import HeuristicPlanner
-
     rng = np.random.default_rng([c.seed, neuron.layer, neuron.index])
     other = NeuronId(neuron.layer, int((neuron.index + rng.integers(1, lm.d_mlp)) % lm.d_mlp))
     snippets = snippets_from_json(scanned_exemplars(lm, other, c))
@@ -202,7 +205,7 @@ def control_hypothesis(
         if writer is not None:
             writer.stats.add(info)
     else:
-        action = HeuristicPlanner(c.seed).hypothesize(view)
+        return peak_token_hypothesis(snippets[:8], snippets[:8])[0]
     return action.text
 
 

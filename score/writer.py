@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from neurosleuth.score.requests import (
     sized,
 )
 from neurosleuth.tools import concepts
+from neurosleuth.tools.snippets import Snippet
 
 MIN_PROMPT_CHARS = 3  # shorter LLM-written test prompts are dropped (SmolLM2 wrote 'M')
 CUT = 16  # tokens of held-out text in a heuristic test prompt
@@ -109,6 +111,27 @@ def render(tokens: list[str]) -> str:
     if len(tokens) > 1 and not any(t[:1].isspace() for t in tokens):
         return " ".join(tokens)
     return "".join(tokens)
+
+
+def peak_token_hypothesis(top: list[Snippet], exemplars: list[Snippet]) -> tuple[str, str]:
+    """(hypothesis, explanation) read off snippets: the tokens where the neuron peaks most often
+    among the first 10 of ``top`` and of ``exemplars``. The agent's heuristic planner states it;
+    the score writes its other-neuron control so when no planner writes one."""
+    peaks = Counter(tok.strip() or repr(tok) for _, tok, _ in top[:10] + exemplars[:10])
+    if not peaks:
+        return "No evidence yet.", "Nothing was measured."
+    common = peaks.most_common(3)
+    total = sum(peaks.values())
+    tokens = ", ".join(f"'{t}'" for t, _ in common)
+    best = top[0] if top else exemplars[0]
+    text = f"Fires on the token{'s' if len(common) > 1 else ''} {tokens} in context."
+    explanation = (
+        f"The peak token is one of {tokens} in {sum(c for _, c in common)} of {total} "
+        "top texts "
+        f"and dataset exemplars; the strongest text so far ({best[0]:.2f}) peaks at "
+        f"{best[1]!r}: {best[2]!r}."
+    )
+    return text, explanation
 
 
 @dataclass

@@ -16,7 +16,7 @@ from neurosleuth.score import components as S
 from neurosleuth.score.evidence import max_acts, perturbation_ratios
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.score.stats import average_precision, balanced_accuracy, spearman
-from neurosleuth.score.writer import HeuristicWriter, keywords
+from neurosleuth.score.writer import HeuristicWriter, keywords, peak_token_hypothesis
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
 from tests.attack_models import NEURON, trigger_lm
@@ -115,6 +115,15 @@ def test_keywords_and_heuristic_writer():
     assert pos == ["a b c d e f g h i paris", "a dog ran to the park paris"]
     assert neg == ["the cat sat on the mat", "one two three", "a dog ran to the park"]
     assert w.test_prompts("", 2, pool[2:4]) == (["the cat sat on the mat", "one two three"],) * 2
+
+
+def test_peak_token_hypothesis_names_the_commonest_peaks():
+    snippets = [(3.0, " and", "cats and"), (2.0, " and", "dogs and"), (1.0, ",", "mice,")]
+    text, why = peak_token_hypothesis(snippets, [])
+    assert text == "Fires on the tokens 'and', ',' in context."
+    assert why == ("The peak token is one of 'and', ',' in 3 of 3 top texts and dataset "
+                   "exemplars; the strongest text so far (3.00) peaks at ' and': 'cats and'.")
+    assert peak_token_hypothesis([], []) == ("No evidence yet.", "Nothing was measured.")
 
 
 # ---------------------------------------------------------------- known answer

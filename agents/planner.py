@@ -89,22 +89,24 @@ class LLMPlanner:
     def propose(
         self, view: PlannerView, n: int, temperature: float
     ) -> tuple[ProposePrompts, CallInfo]:
-        action, info = self._ask(ProposePrompts, prompts.render_propose(view, n), temperature)
+        action, info = self.ask(ProposePrompts, prompts.render_propose(view, n), temperature)
         if action is None:
             return self.fallback.propose(view, n, temperature), info
         return ProposePrompts(prompts=action.prompts[:n], rationale=action.rationale), info
 
     def hypothesize(self, view: PlannerView) -> tuple[StateHypothesis, CallInfo]:
-        action, info = self._ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
+        action, info = self.ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
         return (action or self.fallback.hypothesize(view)), info
 
     def test_prompts(
         self, view: PlannerView, claim: str, n: int = 6
     ) -> tuple[TestPrompts, CallInfo]:
-        action, info = self._ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
+        action, info = self.ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
         return (action or self.fallback.test_prompts(view, claim, n)), info
 
-    def _ask(self, schema: type[BaseModel], user: str, temperature: float):
+    def ask(self, schema: type[BaseModel], user: str, temperature: float):
+        """One request, retried and repaired; (None, info) when it failed: the score's ``Asker``
+        (``score/requests.py``), so the score's writer asks this chat model too."""
         info = CallInfo(source=self.name)
         messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
         start = time.perf_counter()

@@ -43,6 +43,7 @@ from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.agents.scoring import planner_control, planner_writer
 from neurosleuth.score.run import ScoreConfig, scanned_exemplars, score_hypothesis
 from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
@@ -104,9 +105,11 @@ def main() -> None:
         cache: dict = {}
         shuffled = hyps[(i + 1) % len(hyps)]
         right, w1, c1 = timed(lambda n=n, i=i, cache=cache: score_hypothesis(
-            lm, n, hyps[i], planner, config=config, cache=cache))
+            lm, n, hyps[i], writer=planner_writer(planner, n, lm.name),
+            hypothesize=planner_control(planner), config=config, cache=cache))
         wrong, w2, c2 = timed(lambda n=n, cache=cache, h=shuffled: score_hypothesis(
-            lm, n, h, planner, config=config, cache=cache))
+            lm, n, h, writer=planner_writer(planner, n, lm.name),
+            hypothesize=planner_control(planner), config=config, cache=cache))
         rows.append({"neuron": str(n), "right": hyps[i], "shuffled": shuffled,
                      "right_score": right.aggregate.value, "shuffled_score": wrong.aggregate.value,
                      "floor": right.floor.value, "right_margin": right.margin.value,

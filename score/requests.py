@@ -1,13 +1,15 @@
-"""What the score asks an LLM for: the pydantic objects a reply is validated into and the prompt
-templates that ask for them. They are data, owned by the score so that the score depends on
-nothing of the agent; the agent's planner asks for ``TestPrompts`` with the same template
-(``agents/prompts.py``) and validates its prompts as ``PromptText`` (``agents/actions.py``).
+"""What the score asks an LLM for, and through what: the pydantic objects a reply is validated
+into, the prompt templates that ask for them, and ``Asker``, the one thing the score needs of an
+LLM. All owned by the score so that the score depends on nothing of the agent: the agent's
+planner implements ``Asker`` (``agents/planner.py`` ``LLMPlanner.ask``), asks for ``TestPrompts``
+with the same template (``agents/prompts.py``) and validates its prompts as ``PromptText``
+(``agents/actions.py``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, create_model
 
@@ -91,6 +93,33 @@ PARAPHRASE = (
     "{texts}\n\n"
     'Answer with JSON: {{"kind": "paraphrases", "texts": ["...", "..."]}} with exactly {n} '
     "texts, one per text, in order.")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CallCost(Protocol):
+    """What one request cost (``agents/planner.py`` ``CallInfo``); a writer adds them up."""
+
+    calls: int
+    failures: int
+    repairs: int
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    errors: list[str]
+
+
+class Asker(Protocol):
+    """An LLM that answers a request with a pydantic object. ``ask`` returns the reply validated
+    into ``schema``, or None when it could not get one (after its own retries and repairs: the
+    caller falls back rather than asking again), and what the request cost. ``name`` names it in
+    the score's record."""
+
+    name: str
+
+    def ask(self, schema: type[M], user: str, temperature: float) -> tuple[M | None, CallCost]:
+        ...
 
 
 def render_test_prompts(neuron: str, model: str, claim: str, n: int, steering: str = "") -> str:

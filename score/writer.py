@@ -1,15 +1,17 @@
 """The writing side of a hypothesis score: test prompts, judgments of held-out windows, per-token
-activation simulations and paraphrases, by the planner's LLM (``LLMWriter``) or by keywords
-(``HeuristicWriter``). ``score/components.py`` turns what they write into the score.
+activation simulations and paraphrases, by an LLM (``LLMWriter``) or by keywords
+(``HeuristicWriter``). ``score/components.py`` turns what they write into the score. The caller
+chooses: the agent passes an ``LLMWriter`` over its planner when the planner has a chat model
+(``agents/scoring.py``); without one, keywords write.
 
 LLM path: the planner's chat model (``agents/planner.py``: Ollama or the embedded SmolLM2 with
 xgrammar-constrained JSON) is asked for small pydantic objects (``score/requests.py``:
 ``JudgeWindows``: <= 8 verdicts, ``SimulateTokens``: <= 32 values, ``Paraphrases``: <= 4 texts, and
-``TestPrompts``) through ``LLMPlanner._ask`` (retries, JSON repair). A reply that parses but has the
-wrong number of items is asked once more; a simulation that covers at least half the tokens is
-padded with 0s (counted as a repair). Whatever still fails falls back, item by item, to the keyword
-heuristic below, and is counted (``WriterStats.failures``: failed LLM attempts; ``fallbacks``: items
-the heuristic wrote). A bad LLM never stops a score.
+``TestPrompts``) through its ``Asker`` interface (``LLMPlanner.ask``: retries, JSON repair). A reply
+that parses but has the wrong number of items is asked once more; a simulation that covers at least
+half the tokens is padded with 0s (counted as a repair). Whatever still fails falls back, item by
+item, to the keyword heuristic below, and is counted (``WriterStats.failures``: failed LLM attempts;
+``fallbacks``: items the heuristic wrote). A bad LLM never stops a score.
 
 Keyword heuristic (no LLM): the hypothesis's keywords are its quoted strings ('x' or "x"), else
 its content words (stop words and neuron-talk like "fires", "token" removed). A token predicts 10
@@ -40,6 +42,7 @@ from neurosleuth.score.requests import (
     JUDGE_BATCH,
     PARAPHRASE,
     SIMULATE,
+    Asker,
     JudgeWindows,
     Paraphrases,
     SimulateTokens,
@@ -220,19 +223,19 @@ class HeuristicWriter:
 
 
 class LLMWriter(HeuristicWriter):
-    """Asks the planner's chat model; falls back to the heuristic per failed request."""
+    """Asks an LLM (the agent's planner); falls back to the heuristic per failed request."""
 
-    def __init__(self, planner: Any, neuron: str = "", model: str = ""):
+    def __init__(self, asker: Asker, neuron: str = "", model: str = ""):
         super().__init__(neuron, model)
-        self.planner = planner
-        self.stats = WriterStats(getattr(planner, "name", "llm"))
+        self.asker = asker
+        self.stats = WriterStats(asker.name)
 
     def _ask(self, schema: type[BaseModel], user: str, temperature: float, fits) -> Any:
         """``fits(parsed)`` -> usable value or None; one re-ask on a misfit, then None."""
         for _ in range(2):
-            action, info = self.planner._ask(schema, user, temperature)
+            action, info = self.asker.ask(schema, user, temperature)
             self.stats.add(info)
-            if action is None:  # the planner already retried; more would only cost time
+            if action is None:  # the asker already retried; more would only cost time
                 return None
             value = fits(action)
             if value is not None:
@@ -306,9 +309,3 @@ class LLMWriter(HeuristicWriter):
             return super().paraphrase(texts)
         return got
 
-
-def make_writer(planner: Any, neuron: str, model: str) -> HeuristicWriter:
-    """``LLMWriter`` for a planner with a chat model (``LLMPlanner``), else the heuristic."""
-    if planner is not None and hasattr(planner, "_ask") and hasattr(planner, "chat"):
-        return LLMWriter(planner, neuron, model)
-    return HeuristicWriter(neuron, model)

@@ -43,6 +43,7 @@ from neurosleuth.score.requests import (
     PARAPHRASE,
     SIMULATE,
     Asker,
+    CallCost,
     JudgeWindows,
     Paraphrases,
     SimulateTokens,
@@ -149,7 +150,7 @@ class WriterStats:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)  # the first few, for the record
 
-    def add(self, info: Any) -> None:
+    def add(self, info: CallCost) -> None:
         self.errors += list(info.errors)[: max(0, 5 - len(self.errors))]
         self.calls += info.calls
         self.failures += info.failures

@@ -6,20 +6,12 @@ executed. Prompt text is bounded in count and length here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("a prompt must contain more than whitespace")
-    return text
-
-
-# Not stripped: a leading space is part of the first token (" Paris" is not "Paris").
-PromptText = Annotated[str, StringConstraints(min_length=1, max_length=1000),
-                       AfterValidator(_not_blank)]
+# the score asks for test prompts too; both are the score's (score/requests.py)
+from neurosleuth.score.requests import PromptText, TestPrompts
 
 
 class Experiment(BaseModel):
@@ -42,14 +34,6 @@ class StateHypothesis(BaseModel):
     kind: Literal["hypothesis"] = "hypothesis"
     text: str = Field(min_length=3, max_length=300)
     explanation: str = Field("", max_length=1500)
-
-
-class TestPrompts(BaseModel):
-    """Prompts a hypothesis predicts: ``positive`` should activate the neuron, ``negative`` not."""
-
-    kind: Literal["test_prompts"] = "test_prompts"
-    positive: list[PromptText] = Field(min_length=1, max_length=12)
-    negative: list[PromptText] = Field(min_length=1, max_length=12)
 
 
 class RunAttack(Experiment):

@@ -1,6 +1,7 @@
 """Dataset exemplars for an investigation: the corpus scan's top and bottom windows of the
 neuron (``tools/exemplars.py``, cached per layer), saved as ``exemplars.json``, and cut into
-short snippets that end at the peak token; these seed the search and are shown to the planner.
+short snippets that end at the peak token (``tools/snippets.py``); these seed the search and are
+shown to the planner.
 
 Depth: the scan covers ``cfg.exemplar_tokens`` tokens (chosen from the time budget unless given:
 ``agents/config.py``). ``exemplars.json`` records how deep it went (``tokens_scanned``,
@@ -13,56 +14,27 @@ from __future__ import annotations
 from typing import Any
 
 from neurosleuth.agents.config import RunConfig, scan_depth
-from neurosleuth.tools.exemplars import Exemplar, ExemplarResult, exemplars, expected_max
+from neurosleuth.tools.exemplars import ExemplarResult, expected_max
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-
-CONTEXT_TOKENS = 16  # tokens of context kept before the peak
-
-
-def _exemplar_dict(e: Exemplar) -> dict[str, Any]:
-    acts = [float(a) for a in e.acts]
-    return {
-        "text": e.window.text,
-        "tokens": list(e.window.tokens),
-        "acts": acts,
-        "max_act": float(max(acts)),
-        "min_act": float(min(acts)),
-        "argmax": int(e.pos),
-        "value": float(e.value),
-        "source": e.window.source,
-        "doc": e.window.doc,
-    }
+from neurosleuth.tools.snippets import Snippet, exemplar_data, snippets_from_json
 
 
 def exemplar_snippets(
     lm: LoadedModel, neuron: NeuronId, cfg: RunConfig
-) -> tuple[dict[str, Any], list[tuple[float, str, str]]]:
-    result = exemplars(
+) -> tuple[dict[str, Any], list[Snippet]]:
+    """``exemplars.json`` data (``tools/snippets.py``, with how deep the scan went) and its
+    snippets, by the run's scan settings."""
+    data, result = exemplar_data(
         lm,
-        [neuron],
+        neuron,
         corpus=cfg.corpus,
         k=max(cfg.k, 2 * cfg.prompts_per_step),
         window=cfg.window,
         max_tokens=cfg.exemplar_tokens,
     )
-    ex = result[neuron]
-    stats = ex.stats
-    data = {
-        "corpus": result.corpus,
-        "window": result.window,
-        "tokens_scanned": int(stats.n_tokens),
-        "top": [_exemplar_dict(e) for e in ex.top],
-        "bottom": [_exemplar_dict(e) for e in ex.bottom],
-        "quantiles": {
-            f"q{q:g}": float(v) for q, v in zip(stats.levels, stats.token_quantiles, strict=True)
-        },
-        "mean": float(stats.mean),
-        "std": float(stats.std),
-        "frac_positive": float(stats.frac_positive),
-        **depth_fields(result, [e.value for e in ex.top], cfg),
-    }
-    return data, snippets_from_json(data, lm)
+    data |= depth_fields(result, [e.value for e in result[neuron].top], cfg)
+    return data, snippets_from_json(data)
 
 
 def depth_fields(result: ExemplarResult, top: list[float], cfg: RunConfig) -> dict[str, Any]:
@@ -85,21 +57,6 @@ def depth_fields(result: ExemplarResult, top: list[float], cfg: RunConfig) -> di
             "method": "exponential tail fitted to the top window maxima, extrapolated to the "
                       "corpus's window count (Gumbel mean; 80% range)"},
     }
-
-
-def snippets_from_json(
-    data: dict[str, Any], lm: LoadedModel | None = None
-) -> list[tuple[float, str, str]]:
-    """(activation, peak token, text ending at the peak) per top exemplar, duplicates dropped."""
-    out: list[tuple[float, str, str]] = []
-    seen: set[str] = set()
-    for e in data.get("top", []):
-        pos = int(e["argmax"])
-        text = "".join(e["tokens"][max(0, pos - CONTEXT_TOKENS) : pos + 1])
-        if text.strip() and text not in seen:
-            seen.add(text)
-            out.append((float(e["max_act"]), e["tokens"][pos], text))
-    return out
 
 
 def seed_prompts(data: dict[str, Any], n: int) -> list[str]:

@@ -11,13 +11,13 @@ Hypotheses are read off the evidence: the tokens where the neuron peaks most oft
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 
 import numpy as np
 
 from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
 from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.memory.seeds import random_prompts
+from neurosleuth.score.writer import peak_token_hypothesis
 
 
 class HeuristicPlanner:
@@ -47,22 +47,7 @@ class HeuristicPlanner:
         return ProposePrompts(prompts=out, rationale="mutations of the best prompts and exemplars")
 
     def hypothesize(self, view: PlannerView) -> StateHypothesis:
-        peaks = Counter(
-            tok.strip() or repr(tok) for _, tok, _ in view.top[:10] + view.exemplars[:10]
-        )
-        if not peaks:
-            return StateHypothesis(text="No evidence yet.", explanation="Nothing was measured.")
-        common = peaks.most_common(3)
-        total = sum(peaks.values())
-        tokens = ", ".join(f"'{t}'" for t, _ in common)
-        best = view.top[0] if view.top else view.exemplars[0]
-        text = f"Fires on the token{'s' if len(common) > 1 else ''} {tokens} in context."
-        explanation = (
-            f"The peak token is one of {tokens} in {sum(c for _, c in common)} of {total} "
-            "top texts "
-            f"and dataset exemplars; the strongest text so far ({best[0]:.2f}) peaks at "
-            f"{best[1]!r}: {best[2]!r}."
-        )
+        text, explanation = peak_token_hypothesis(view.top, view.exemplars)
         return StateHypothesis(text=text, explanation=explanation)
 
     def test_prompts(self, view: PlannerView, claim: str, n: int = 6) -> TestPrompts:

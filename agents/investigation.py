@@ -169,9 +169,10 @@ class Investigation:
 
     def score(self, hypothesis: str, writer: Any = None):
         """Score a hypothesis (score/run.py): with ``writer``, else this run's planner writes."""
-        from neurosleuth.score.run import ScoreConfig, score_hypothesis
+        from neurosleuth.agents.scoring import planner_control, planner_writer, score_config
+        from neurosleuth.score.run import score_hypothesis
 
-        config = ScoreConfig.from_run(
+        config = score_config(
             self.cfg,
             sim_windows=2,
             random_windows=8,
@@ -184,18 +185,18 @@ class Investigation:
             self.lm,
             self.neuron,
             hypothesis,
-            self.planner,
-            cfg=self.cfg,
+            writer=writer or planner_writer(self.planner, self.neuron, self.lm.name),
+            hypothesize=planner_control(self.planner),
             config=config,
             exemplars=self.files.read_json("exemplars.json", {}),
             cache=self.score_cache,
-            writer=writer,
         )
 
     def attack_counterexamples(self, hypothesis: str, state: dict, threshold: float,
                                writer: Any = None):
         """Prompts the attack drives above ``threshold`` that the hypothesis does not cover, as
         judged by ``writer`` (the one that scored it; else the planner's)."""
+        from neurosleuth.agents.scoring import planner_writer
         from neurosleuth.score.run import attack_counterexamples
 
         seeds = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(2)]
@@ -203,11 +204,10 @@ class Investigation:
             self.lm,
             self.neuron,
             hypothesis,
-            self.planner,
             seeds,
             threshold,
             seed=self.cfg.seed + state.get("iteration", 0),
-            writer=writer,
+            writer=writer or planner_writer(self.planner, self.neuron, self.lm.name),
         )
 
     def _feedback(self, state: dict) -> str:

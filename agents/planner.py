@@ -113,19 +113,19 @@ class LLMPlanner:
     def propose(
         self, view: PlannerView, n: int, temperature: float
     ) -> tuple[ProposePrompts, CallInfo]:
-        action, info = self._ask(ProposePrompts, prompts.render_propose(view, n), temperature)
+        action, info = self.ask(ProposePrompts, prompts.render_propose(view, n), temperature)
         if action is None:
             return self.fallback.propose(view, n, temperature), info
         return ProposePrompts(prompts=action.prompts[:n], rationale=action.rationale), info
 
     def hypothesize(self, view: PlannerView) -> tuple[StateHypothesis, CallInfo]:
-        action, info = self._ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
+        action, info = self.ask(StateHypothesis, prompts.render_hypothesize(view), 0.3)
         return (action or self.fallback.hypothesize(view)), info
 
     def test_prompts(
         self, view: PlannerView, claim: str, n: int = 6
     ) -> tuple[TestPrompts, CallInfo]:
-        action, info = self._ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
+        action, info = self.ask(TestPrompts, prompts.render_test(view, claim, n), 0.5)
         return (action or self.fallback.test_prompts(view, claim, n)), info
 
     def choose(self, view: PlannerView, suggestion: Experiment, n: int, temperature: float
@@ -138,7 +138,7 @@ class LLMPlanner:
         if self.tool_calls:
             action, info = self._tool_call(user, temperature)
         else:
-            choice, info = self._ask(ChooseExperiment, user, temperature)
+            choice, info = self.ask(ChooseExperiment, user, temperature)
             action = None
             if choice is not None and choice.experiment != "propose_prompts":
                 action = ACTION_TYPES[choice.experiment](reason=choice.reason)
@@ -188,7 +188,9 @@ class LLMPlanner:
             self.last_errors.remove(info.errors[-1])
         self.last_errors.append(info.errors[-1])
 
-    def _ask(self, schema: type[BaseModel], user: str, temperature: float):
+    def ask(self, schema: type[BaseModel], user: str, temperature: float):
+        """One request, retried and repaired; (None, info) when it failed: the score's ``Asker``
+        (``score/requests.py``), so the score's writer asks this chat model too."""
         info = CallInfo(source=self.name)
         messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
         start = time.perf_counter()
@@ -197,11 +199,7 @@ class LLMPlanner:
             try:
                 action = self._invoke(schema, messages, temperature, info)
             except Exception as err:  # noqa: BLE001 - any backend error is counted, never fatal
-                info.failures += 1
-                info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
-                if info.errors[-1] in self.last_errors:
-                    self.last_errors.remove(info.errors[-1])
-                self.last_errors.append(info.errors[-1])
+                self._failed(info, err)
                 if unreachable(err):
                     break
                 continue

@@ -1,4 +1,6 @@
-"""Planner prompt templates, as data. ``render_*`` fill them from a ``PlannerView``.
+"""Planner prompt templates, as data. ``render_*`` fill them from a ``PlannerView``. The test-prompt
+template is the score's (``score/requests.py``): the planner and the score ask for test prompts
+alike.
 
 A test pins the rendered text, so a change here is a deliberate change of the agent's behaviour.
 The user's ``--system-prompt-file`` replaces ``SYSTEM_PROMPT``; ``--steer`` messages are added to
@@ -8,6 +10,8 @@ every request under "Guidance from the researcher".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from neurosleuth.score.requests import render_test_prompts
 
 SYSTEM_PROMPT = (
     "You are an interpretability researcher studying one neuron of a language model. "
@@ -40,10 +44,6 @@ Dataset texts where it fires most:
 {exemplars}
 {evidence}{findings}{hypothesis}{steering}
 In one sentence, say what this neuron responds to (be specific: which tokens, in which context). Then explain in a few sentences which evidence above supports it. Answer with JSON: {{"kind": "hypothesis", "text": "...", "explanation": "..."}}"""
-
-TEST = """Neuron {neuron} of {model}. Hypothesis about it: "{claim}"
-{steering}
-Write {n} short texts on which the neuron should fire if the hypothesis is right (positive), and {n} similar texts on which it should not fire (negative). Answer with JSON: {{"kind": "test_prompts", "positive": ["..."], "negative": ["..."]}}"""
 
 
 CHOOSE = """Neuron {neuron} of {model}. Its activation on a text is its highest value over the text's tokens.
@@ -140,7 +140,5 @@ def render_choose(view: PlannerView, menu: list[tuple[str, str]]) -> str:
 
 
 def render_test(view: PlannerView, claim: str, n: int) -> str:
-    common = _common(view)
-    return TEST.format(
-        neuron=view.neuron, model=view.model, claim=claim, steering=common["steering"], n=n
-    )
+    """The score's test-prompt request (``score/requests.py``), with the researcher's guidance."""
+    return render_test_prompts(view.neuron, view.model, claim, n, _common(view)["steering"])

@@ -40,14 +40,15 @@ from rich.console import Console
 from rich.table import Table
 
 from neurosleuth.agents.config import RunConfig
-from neurosleuth.agents.exemplars import exemplar_snippets
 from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.prompts import PlannerView
-from neurosleuth.score.run import ScoreConfig, score_hypothesis
+from neurosleuth.agents.scoring import planner_control, planner_writer
+from neurosleuth.score.run import ScoreConfig, scanned_exemplars, score_hypothesis
 from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.snippets import snippets_from_json
 
 HERE = Path(__file__).resolve().parent
 NEURONS = ("4:724", "4:1458", "5:1268", "5:648", "12:1211", "12:1282")
@@ -56,15 +57,14 @@ console = Console(width=160)
 
 def explainer_hypothesis(lm, neuron: NeuronId, config: ScoreConfig) -> str:
     """The evidence explainer's sentence from the top 12 exemplars (its text only is scored)."""
-    data, _ = exemplar_snippets(lm, neuron, config.run_config(neuron))
-    top = data["top"][:12]
+    top = scanned_exemplars(lm, neuron, config)["top"][:12]
     texts = ["".join(e["tokens"][: e["argmax"] + 1]) for e in top]
     windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in top]
     return explain(lm, neuron, texts, windows).sentence
 
 
 def right_hypothesis(lm, neuron: NeuronId, config: ScoreConfig) -> str:
-    _, snippets = exemplar_snippets(lm, neuron, config.run_config(neuron))
+    snippets = snippets_from_json(scanned_exemplars(lm, neuron, config))
     view = PlannerView(neuron=str(neuron), model=lm.name, exemplars=snippets[:10])
     return HeuristicPlanner(config.seed).hypothesize(view).text
 
@@ -105,9 +105,11 @@ def main() -> None:
         cache: dict = {}
         shuffled = hyps[(i + 1) % len(hyps)]
         right, w1, c1 = timed(lambda n=n, i=i, cache=cache: score_hypothesis(
-            lm, n, hyps[i], planner, config=config, cache=cache))
+            lm, n, hyps[i], writer=planner_writer(planner, n, lm.name),
+            hypothesize=planner_control(planner), config=config, cache=cache))
         wrong, w2, c2 = timed(lambda n=n, cache=cache, h=shuffled: score_hypothesis(
-            lm, n, h, planner, config=config, cache=cache))
+            lm, n, h, writer=planner_writer(planner, n, lm.name),
+            hypothesize=planner_control(planner), config=config, cache=cache))
         rows.append({"neuron": str(n), "right": hyps[i], "shuffled": shuffled,
                      "right_score": right.aggregate.value, "shuffled_score": wrong.aggregate.value,
                      "floor": right.floor.value, "right_margin": right.margin.value,

@@ -14,22 +14,20 @@ Evidence, in order:
 3. neuron-level components, computed once: causality (ablation on the top contexts against
    ``baseline`` random neurons), robustness (perturbations of the top contexts), human (ratings);
 4. per hypothesis (the one scored, a control written for another neuron of the same layer by
-   the same planner, and the empty hypothesis): test prompts, judgments of the held-out windows,
-   simulations of ``sim_windows`` of them (half top, half random), all measured.
+   the caller's planner or read off its peak tokens, and the empty hypothesis): test prompts,
+   judgments of the held-out windows, simulations of ``sim_windows`` of them (half top, half
+   random), all measured.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from neurosleuth.agents.config import RunConfig
-from neurosleuth.agents.exemplars import exemplar_snippets, snippets_from_json
-from neurosleuth.agents.prompts import PlannerView
 from neurosleuth.score import components as S
 from neurosleuth.score.evidence import (
     ablation_kl,
@@ -40,10 +38,16 @@ from neurosleuth.score.evidence import (
     usable,
     window_acts,
 )
-from neurosleuth.score.writer import HeuristicWriter, make_writer, render
+from neurosleuth.score.requests import CallCost
+from neurosleuth.score.writer import HeuristicWriter, peak_token_hypothesis, render
 from neurosleuth.tools.exemplars import heldout_windows
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.snippets import Snippet, exemplar_data, snippets_from_json
+
+# (neuron, model, its top exemplar snippets) -> a hypothesis about that neuron and what writing it
+# cost: how the caller's planner writes the other-neuron control (``agents/scoring.py``)
+Hypothesize = Callable[[str, str, list[Snippet]], tuple[str, CallCost]]
 
 
 @dataclass(frozen=True)
@@ -65,33 +69,10 @@ class ScoreConfig:
     seed: int = 0
     corpus: str | None = None
     window: int = 64
-    max_tokens: int = RunConfig().exemplar_tokens  # a run without a time budget
+    # corpus tokens scanned: the short scan of a run without a time budget (agents/config.py
+    # SCAN_TIERS[0]), so a score and such a run share one cached scan
+    max_tokens: int = 50_000
     k: int = 20  # exemplars kept per neuron (the agent's max(k, 2 * prompts_per_step))
-
-    @classmethod
-    def from_run(cls, cfg: RunConfig, **changes: Any) -> ScoreConfig:
-        """The settings of an investigation's exemplar scan (so the cached scan is reused)."""
-        return replace(
-            cls(
-                seed=cfg.seed,
-                corpus=cfg.corpus,
-                window=cfg.window,
-                max_tokens=cfg.exemplar_tokens,
-                k=max(cfg.k, 2 * cfg.prompts_per_step),
-            ),
-            **changes,
-        )
-
-    def run_config(self, neuron: NeuronId) -> RunConfig:
-        return RunConfig(
-            neuron=str(neuron),
-            corpus=self.corpus,
-            window=self.window,
-            exemplar_tokens=self.max_tokens,
-            k=self.k,
-            prompts_per_step=1,
-            seed=self.seed,
-        )
 
 
 @dataclass(frozen=True)
@@ -102,6 +83,12 @@ class Held:
     acts: list[np.ndarray]
     kinds: list[str]  # "top" or "random"
     pool: list[list[str]]  # token strings of more held-out windows, for heuristic test prompts
+
+
+def scanned_exemplars(lm: LoadedModel, neuron: NeuronId, c: ScoreConfig) -> dict:
+    """The neuron's ``exemplars.json``-style data from the (cached) scan of ``c``'s settings."""
+    return exemplar_data(lm, neuron, corpus=c.corpus, k=c.k, window=c.window,
+                         max_tokens=c.max_tokens)[0]
 
 
 def threshold_of(data: dict, q: float) -> float:
@@ -203,63 +190,59 @@ def hypothesis_evidence(
 def control_hypothesis(
     lm: LoadedModel,
     neuron: NeuronId,
-    planner: Any,
     c: ScoreConfig,
-    writer: HeuristicWriter | None = None,
+    writer: HeuristicWriter,
+    hypothesize: Hypothesize | None = None,
 ) -> str:
-    """A hypothesis written, by ``planner`` (or the heuristic), for a random other neuron of the
-    same layer from its exemplars."""
-    from neurosleuth.agents.heuristic import HeuristicPlanner
-
+    """A hypothesis written for a random other neuron of the same layer from its top 8 exemplar
+    snippets: by ``hypothesize`` (its cost counted with the writer's), else read off their peak
+    tokens."""
     rng = np.random.default_rng([c.seed, neuron.layer, neuron.index])
     other = NeuronId(neuron.layer, int((neuron.index + rng.integers(1, lm.d_mlp)) % lm.d_mlp))
-    data, snippets = exemplar_snippets(lm, other, c.run_config(other))
-    view = PlannerView(neuron=str(other), model=lm.name, exemplars=snippets[:8], top=snippets[:8])
-    if planner is not None and hasattr(planner, "hypothesize"):
-        action, info = planner.hypothesize(view)
-        if writer is not None:
-            writer.stats.add(info)
-    else:
-        action = HeuristicPlanner(c.seed).hypothesize(view)
-    return action.text
+    snippets = snippets_from_json(scanned_exemplars(lm, other, c))[:8]
+    if hypothesize is None:
+        return peak_token_hypothesis(snippets, snippets)[0]
+    text, info = hypothesize(str(other), lm.name, snippets)
+    writer.stats.add(info)
+    return text
 
 
 def score_hypothesis(
     lm: LoadedModel,
     neuron: NeuronId,
     hypothesis: str,
-    planner: Any = None,
     *,
+    writer: HeuristicWriter | None = None,
+    hypothesize: Hypothesize | None = None,
     exemplars: dict | None = None,
-    cfg: RunConfig | None = None,
     config: ScoreConfig | None = None,
     control: str | None = None,
     human: str | Path | None = None,
     weights: str | dict | None = None,
     cache: dict | None = None,
-    writer: HeuristicWriter | None = None,
 ) -> S.ScoreResult:
-    """Score ``hypothesis`` about ``neuron`` (module docstring). ``planner``: an ``LLMPlanner``
-    (its chat model writes) or ``None``/``HeuristicBackend`` (keywords). ``exemplars``: a run's
-    ``exemplars.json`` data (else the cached scan). ``cfg``: the run's config, for its scan
-    settings and seed. ``control``: the other-neuron control hypothesis (else written here).
-    ``cache``: a dict kept by the caller across calls; the neuron-level evidence (held-out
-    windows, causality, robustness, human) and the controls' evidence are computed once per
-    (neuron, settings, writer) and reused, so re-scoring refined hypotheses costs only their
-    own prompts, judgments and simulations. ``writer``: overrides the planner's (e.g. a
-    ``HeuristicWriter`` that knows the explainer's patterns)."""
+    """Score ``hypothesis`` about ``neuron`` (module docstring). ``writer``: who writes the test
+    prompts, judgments, simulations and paraphrases: an ``LLMWriter`` over the caller's LLM, a
+    ``HeuristicWriter`` that knows the explainer's patterns, or by default keywords.
+    ``hypothesize``: who writes the other-neuron control (default: its peak tokens); ``control``:
+    that control, given. ``exemplars``: a run's ``exemplars.json`` data (else the cached scan).
+    ``config``: the scan settings and seed (an investigation's: ``agents/scoring.py``). ``cache``:
+    a dict kept by the caller across calls; the neuron-level evidence (held-out windows,
+    causality, robustness, human) and the controls' evidence are computed once per (neuron,
+    settings, writer) and reused, so re-scoring refined hypotheses costs only their own prompts,
+    judgments and simulations."""
     start = time.perf_counter()
-    c = config or (ScoreConfig.from_run(cfg) if cfg else ScoreConfig())
+    c = config or ScoreConfig()
     weights = S.parse_weights(weights)
     neuron.validate(lm.n_layers, lm.d_mlp)
-    writer = writer or make_writer(planner, str(neuron), lm.name)
+    writer = writer or HeuristicWriter(str(neuron), lm.name)
     key = (lm.name, str(neuron), c, str(human), writer.name)
     entry = cache.get(key) if cache is not None else None
     if entry is None:
         data = (
             exemplars
             if exemplars and exemplars.get("top")
-            else exemplar_snippets(lm, neuron, c.run_config(neuron))[0]
+            else scanned_exemplars(lm, neuron, c)
         )
         entry = {
             "threshold": threshold_of(data, c.threshold_q),
@@ -272,7 +255,7 @@ def score_hypothesis(
     held, threshold = entry["held"], entry["threshold"]
     main = hypothesis_evidence(lm, neuron, hypothesis, writer, held, c)
     if control is None and "control" not in entry:
-        entry["control"] = control_hypothesis(lm, neuron, planner, c, writer)
+        entry["control"] = control_hypothesis(lm, neuron, c, writer, hypothesize)
     other = entry["control"] if control is None else control
     for text in (other, ""):
         if text not in entry["controls"]:
@@ -309,7 +292,6 @@ def attack_counterexamples(
     lm: LoadedModel,
     neuron: NeuronId,
     hypothesis: str,
-    planner: Any,
     seeds: list[str],
     threshold: float,
     *,
@@ -319,8 +301,8 @@ def attack_counterexamples(
     writer: HeuristicWriter | None = None,
 ) -> tuple[list[dict], int]:
     """Counterexamples found by the attack (``tools/attack.py``): prompts the gradient search
-    drives above ``threshold`` that the hypothesis, as judged by the writer, does not cover.
-    Returns them (most active first) and the forward passes the search cost."""
+    drives above ``threshold`` that the hypothesis, as judged by ``writer`` (default: keywords),
+    does not cover. Returns them (most active first) and the forward passes the search cost."""
     from neurosleuth.tools.attack import AttackConfig, attack
 
     seeds = [s for s in seeds if s.strip()]
@@ -333,7 +315,7 @@ def attack_counterexamples(
     fired = [p for p in result.prompts if p.activation >= threshold]
     if not fired:
         return [], result.n_forward
-    writer = writer or make_writer(planner, str(neuron), lm.name)
+    writer = writer or HeuristicWriter(str(neuron), lm.name)
     tokens = [list(lm.token_strs(list(p.token_ids))) for p in fired]
     said = writer.judge(hypothesis, tokens)
     found = [

@@ -1,15 +1,17 @@
 """The writing side of a hypothesis score: test prompts, judgments of held-out windows, per-token
-activation simulations and paraphrases, by the planner's LLM (``LLMWriter``) or by keywords
-(``HeuristicWriter``). ``score/components.py`` turns what they write into the score.
+activation simulations and paraphrases, by an LLM (``LLMWriter``) or by keywords
+(``HeuristicWriter``). ``score/components.py`` turns what they write into the score. The caller
+chooses: the agent passes an ``LLMWriter`` over its planner when the planner has a chat model
+(``agents/scoring.py``); without one, keywords write.
 
 LLM path: the planner's chat model (``agents/planner.py``: Ollama or the embedded SmolLM2 with
-xgrammar-constrained JSON) is asked for small pydantic objects (``JudgeWindows``: <= 8 verdicts,
-``SimulateTokens``: <= 32 values, ``Paraphrases``: <= 4 texts, and the agent's ``TestPrompts``)
-through ``LLMPlanner._ask`` (retries, JSON repair). A reply that parses but has the wrong number
-of items is asked once more; a simulation that covers at least half the tokens is padded with 0s
-(counted as a repair). Whatever still fails falls back, item by item, to the keyword heuristic
-below, and is counted (``WriterStats.failures``: failed LLM attempts; ``fallbacks``: items the
-heuristic wrote). A bad LLM never stops a score.
+xgrammar-constrained JSON) is asked for small pydantic objects (``score/requests.py``:
+``JudgeWindows``: <= 8 verdicts, ``SimulateTokens``: <= 32 values, ``Paraphrases``: <= 4 texts, and
+``TestPrompts``) through its ``Asker`` interface (``LLMPlanner.ask``: retries, JSON repair). A reply
+that parses but has the wrong number of items is asked once more; a simulation that covers at least
+half the tokens is padded with 0s (counted as a repair). Whatever still fails falls back, item by
+item, to the keyword heuristic below, and is counted (``WriterStats.failures``: failed LLM attempts;
+``fallbacks``: items the heuristic wrote). A bad LLM never stops a score.
 
 Keyword heuristic (no LLM): the hypothesis's keywords are its quoted strings ('x' or "x"), else
 its content words (stop words and neuron-talk like "fires", "token" removed). A token predicts 10
@@ -28,18 +30,30 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel
 
-from neurosleuth.agents import prompts
-from neurosleuth.agents.actions import PromptText, TestPrompts
-from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.score.requests import (
+    JUDGE,
+    JUDGE_BATCH,
+    PARAPHRASE,
+    SIMULATE,
+    Asker,
+    CallCost,
+    JudgeWindows,
+    Paraphrases,
+    SimulateTokens,
+    TestPrompts,
+    render_test_prompts,
+    sized,
+)
 from neurosleuth.tools import concepts
+from neurosleuth.tools.snippets import Snippet
 
-JUDGE_BATCH = 8
 MIN_PROMPT_CHARS = 3  # shorter LLM-written test prompts are dropped (SmolLM2 wrote 'M')
 CUT = 16  # tokens of held-out text in a heuristic test prompt
 STOP = set("""a an the of in on at to for from by with and or not no is are was were be been being
@@ -53,59 +67,6 @@ seems seem around near inside within end beginning start following preceding""".
 
 # 'x' or "x", the quote opening after a space/start/bracket and closing before one (not don't)
 QUOTED = r"(?:^|(?<=[\s(\[,:]))'(.+?)'(?=[\s,.;:)\]]|$)" + r'|"([^"]+)"'
-Score = Annotated[int, Field(ge=0, le=10)]
-
-
-class JudgeWindows(BaseModel):
-    """Per numbered text: does the hypothesis predict the neuron fires in it?"""
-
-    kind: Literal["judge_windows"] = "judge_windows"
-    applies: list[bool] = Field(min_length=1, max_length=JUDGE_BATCH)
-
-
-class SimulateTokens(BaseModel):
-    """Predicted activation, 0-10, of each numbered token in order."""
-
-    kind: Literal["simulate_tokens"] = "simulate_tokens"
-    values: list[Score] = Field(min_length=1, max_length=32)
-
-
-class Paraphrases(BaseModel):
-    """One rewrite per numbered text, in order."""
-
-    kind: Literal["paraphrases"] = "paraphrases"
-    texts: list[PromptText] = Field(min_length=1, max_length=4)
-
-
-@functools.cache
-def sized(schema: type[BaseModel], field_name: str, k: int) -> type[BaseModel]:
-    """``schema`` with exactly ``k`` items in ``field_name`` (same class name): the grammar then
-    makes a constrained model write the right number of items."""
-    info = schema.model_fields[field_name]
-    item = info.annotation.__args__[0]  # list[X] -> X
-    return create_model(schema.__name__, __base__=schema, __doc__=schema.__doc__,
-                        **{field_name: (list[item], Field(min_length=k, max_length=k))})
-
-
-JUDGE = (
-    'Neuron {neuron} of {model}. Hypothesis about it: "{hypothesis}"\n\n'
-    "For each numbered text, say whether the hypothesis predicts that the neuron fires strongly "
-    "somewhere in it.\n{texts}\n\n"
-    'Answer with JSON: {{"kind": "judge_windows", "applies": [true, false, ...]}} with exactly '
-    "{n} values, one per text, in order.")
-
-SIMULATE = (
-    'Neuron {neuron} of {model}. Hypothesis about it: "{hypothesis}"\n\n'
-    "Using only the hypothesis, predict the neuron's activation on each token of this text, "
-    "from 0 (silent) to 10 (strongest). The tokens, numbered:\n{tokens}\n\n"
-    'Answer with JSON: {{"kind": "simulate_tokens", "values": [0, 3, 10, ...]}} with exactly '
-    "{n} integers, one per token, in order.")
-
-PARAPHRASE = (
-    "Rewrite each numbered text in other words, keeping its meaning, style and length.\n"
-    "{texts}\n\n"
-    'Answer with JSON: {{"kind": "paraphrases", "texts": ["...", "..."]}} with exactly {n} '
-    "texts, one per text, in order.")
 
 
 # ---------------------------------------------------------------- keyword heuristic
@@ -156,6 +117,27 @@ def render(tokens: list[str]) -> str:
     return "".join(tokens)
 
 
+def peak_token_hypothesis(top: list[Snippet], exemplars: list[Snippet]) -> tuple[str, str]:
+    """(hypothesis, explanation) read off snippets: the tokens where the neuron peaks most often
+    among the first 10 of ``top`` and of ``exemplars``. The agent's heuristic planner states it;
+    the score writes its other-neuron control so when no planner writes one."""
+    peaks = Counter(tok.strip() or repr(tok) for _, tok, _ in top[:10] + exemplars[:10])
+    if not peaks:
+        return "No evidence yet.", "Nothing was measured."
+    common = peaks.most_common(3)
+    total = sum(peaks.values())
+    tokens = ", ".join(f"'{t}'" for t, _ in common)
+    best = top[0] if top else exemplars[0]
+    text = f"Fires on the token{'s' if len(common) > 1 else ''} {tokens} in context."
+    explanation = (
+        f"The peak token is one of {tokens} in {sum(c for _, c in common)} of {total} "
+        "top texts "
+        f"and dataset exemplars; the strongest text so far ({best[0]:.2f}) peaks at "
+        f"{best[1]!r}: {best[2]!r}."
+    )
+    return text, explanation
+
+
 @dataclass
 class WriterStats:
     backend: str
@@ -168,7 +150,7 @@ class WriterStats:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)  # the first few, for the record
 
-    def add(self, info: Any) -> None:
+    def add(self, info: CallCost) -> None:
         self.errors += list(info.errors)[: max(0, 5 - len(self.errors))]
         self.calls += info.calls
         self.failures += info.failures
@@ -242,19 +224,19 @@ class HeuristicWriter:
 
 
 class LLMWriter(HeuristicWriter):
-    """Asks the planner's chat model; falls back to the heuristic per failed request."""
+    """Asks an LLM (the agent's planner); falls back to the heuristic per failed request."""
 
-    def __init__(self, planner: Any, neuron: str = "", model: str = ""):
+    def __init__(self, asker: Asker, neuron: str = "", model: str = ""):
         super().__init__(neuron, model)
-        self.planner = planner
-        self.stats = WriterStats(getattr(planner, "name", "llm"))
+        self.asker = asker
+        self.stats = WriterStats(asker.name)
 
     def _ask(self, schema: type[BaseModel], user: str, temperature: float, fits) -> Any:
         """``fits(parsed)`` -> usable value or None; one re-ask on a misfit, then None."""
         for _ in range(2):
-            action, info = self.planner._ask(schema, user, temperature)
+            action, info = self.asker.ask(schema, user, temperature)
             self.stats.add(info)
-            if action is None:  # the planner already retried; more would only cost time
+            if action is None:  # the asker already retried; more would only cost time
                 return None
             value = fits(action)
             if value is not None:
@@ -269,14 +251,13 @@ class LLMWriter(HeuristicWriter):
                 "hypothesis": hypothesis.strip() or "(no hypothesis)"}
 
     def test_prompts(self, hypothesis, n, pool):
-        view = PlannerView(neuron=self.neuron, model=self.model)
         def fits(a: TestPrompts):
             pos = [p for p in a.positive[:n] if len(p) >= MIN_PROMPT_CHARS]
             neg = [p for p in a.negative[:n] if len(p) >= MIN_PROMPT_CHARS]
             return (pos, neg) if len(pos) >= 2 and len(neg) >= 2 else None
 
-        out = self._ask(TestPrompts, prompts.render_test(view, hypothesis or "(none)", n), 0.5,
-                        fits)
+        user = render_test_prompts(self.neuron, self.model, hypothesis or "(none)", n)
+        out = self._ask(TestPrompts, user, 0.5, fits)
         if out is None:
             self.stats.fallbacks += 1
             return super().test_prompts(hypothesis, n, pool)
@@ -329,9 +310,3 @@ class LLMWriter(HeuristicWriter):
             return super().paraphrase(texts)
         return got
 
-
-def make_writer(planner: Any, neuron: str, model: str) -> HeuristicWriter:
-    """``LLMWriter`` for a planner with a chat model (``LLMPlanner``), else the heuristic."""
-    if planner is not None and hasattr(planner, "_ask") and hasattr(planner, "chat"):
-        return LLMWriter(planner, neuron, model)
-    return HeuristicWriter(neuron, model)

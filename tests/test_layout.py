@@ -13,16 +13,13 @@ STAGES = ("agents", "tools", "memory", "score", "report", "batch")
 MAY_USE = {
     "tools": {"tools"},
     "memory": {"memory", "tools"},
-    # the score's writer asks the agent's planner (its prompts, actions and heuristic)
-    "score": {"score", "tools", "memory", "agents"},
+    "score": {"score", "tools", "memory"},
     # report rendering reads run and batch files (the site reads batch.json through its queue)
     "report": {"report", "tools", "batch"},
     "agents": {"agents", "tools", "memory", "score", "report"},
     "batch": {"batch", "agents", "tools", "memory", "report"},
     "agents.cli": set(STAGES) | {"agents.cli"},
 }
-# the planner pieces the score may use; nothing else of the agent
-SCORE_FROM_AGENTS = {"actions", "prompts", "config", "heuristic", "exemplars"}
 
 
 def stage_of(module: str) -> str:
@@ -57,9 +54,6 @@ def violations() -> list[str]:
                 theirs = stage_of(target)
                 if theirs not in MAY_USE[mine]:
                     bad.append(f"{path.relative_to(ROOT)} ({mine}) imports {target} ({theirs})")
-                elif mine == "score" and theirs == "agents":
-                    if target.split(".")[1] not in SCORE_FROM_AGENTS:
-                        bad.append(f"{path.relative_to(ROOT)} imports {target}")
     return bad
 
 

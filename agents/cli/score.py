@@ -146,7 +146,8 @@ def score(
     precheck(model, [spec for spec, _ in todo])  # before the writer and the model load
     from neurosleuth.agents.config import resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable, make_planner
-    from neurosleuth.score.run import ScoreConfig, score_hypothesis
+    from neurosleuth.agents.scoring import planner_control, planner_writer, score_config
+    from neurosleuth.score.run import score_hypothesis
 
     cfg = resolve_config(None, model=model, planner=planner, seed=seed, corpus=corpus,
                          exemplar_tokens=exemplar_tokens, ollama_model=ollama_model)
@@ -156,13 +157,14 @@ def score(
         fail(str(err))
     err_console.print(f"writer: {chosen.name} ({note})", markup=False, highlight=False)
     lm = load(model, device, dtype, device_map)
-    config = ScoreConfig.from_run(cfg)
+    config = score_config(cfg)
     results = []
     for spec, text in todo:
         n = neuron_checked(lm, spec)
         with err_console.status(f"scoring {n} ..."):
-            r = score_hypothesis(lm, n, text, chosen, config=config, control=control,
-                                 human=human, weights=weights)
+            r = score_hypothesis(lm, n, text, writer=planner_writer(chosen, n, lm.name),
+                                 hypothesize=planner_control(chosen), config=config,
+                                 control=control, human=human, weights=weights)
         results.append(r)
         print_result(r)
     if out is not None:

@@ -33,6 +33,17 @@ def test_rendered_propose_prompt_is_pinned():
     assert "Write 4 new short texts" in text
 
 
+def test_rendered_test_prompt_is_pinned():
+    """The planner's request for test prompts: the score's template (score/requests.py) with the
+    researcher's guidance."""
+    assert prompts.render_test(VIEW, "closing brackets", 3) == (
+        'Neuron 12:345 of smollm2-135m. Hypothesis about it: "closing brackets"\n\n'
+        "Guidance from the researcher:\n- code only\n\n"
+        "Write 3 short texts on which the neuron should fire if the hypothesis is right "
+        "(positive), and 3 similar texts on which it should not fire (negative). Answer with "
+        'JSON: {"kind": "test_prompts", "positive": ["..."], "negative": ["..."]}')
+
+
 class ScriptedChat:
     """Replies with the given strings in turn, the way a structured-output runnable does."""
 

@@ -12,11 +12,12 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from neurosleuth.agents.planner import LLMPlanner
+from neurosleuth.agents.scoring import planner_control, planner_writer
 from neurosleuth.score import components as S
 from neurosleuth.score.evidence import max_acts, perturbation_ratios
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.score.stats import average_precision, balanced_accuracy, spearman
-from neurosleuth.score.writer import HeuristicWriter, keywords
+from neurosleuth.score.writer import HeuristicWriter, keywords, peak_token_hypothesis
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
 from tests.attack_models import NEURON, trigger_lm
@@ -117,6 +118,15 @@ def test_keywords_and_heuristic_writer():
     assert w.test_prompts("", 2, pool[2:4]) == (["the cat sat on the mat", "one two three"],) * 2
 
 
+def test_peak_token_hypothesis_names_the_commonest_peaks():
+    snippets = [(3.0, " and", "cats and"), (2.0, " and", "dogs and"), (1.0, ",", "mice,")]
+    text, why = peak_token_hypothesis(snippets, [])
+    assert text == "Fires on the tokens 'and', ',' in context."
+    assert why == ("The peak token is one of 'and', ',' in 3 of 3 top texts and dataset "
+                   "exemplars; the strongest text so far (3.00) peaks at ' and': 'cats and'.")
+    assert peak_token_hypothesis([], []) == ("No evidence yet.", "Nothing was measured.")
+
+
 # ---------------------------------------------------------------- known answer
 
 
@@ -183,13 +193,16 @@ def test_agent_interface_with_run_config_and_exemplars(known):
     from neurosleuth.agents.config import RunConfig
     from neurosleuth.agents.exemplars import exemplar_snippets
     from neurosleuth.agents.planner import HeuristicBackend
+    from neurosleuth.agents.scoring import score_config
 
     lm, n, config, _ = known
     cfg = RunConfig(neuron=str(n), corpus=config.corpus, window=16, exemplar_tokens=4000)
     data, _ = exemplar_snippets(lm, n, cfg)
     data = json.loads(json.dumps(data))  # as read back from exemplars.json
-    r = score_hypothesis(lm, n, RIGHT, HeuristicBackend(0), cfg=cfg, exemplars=data,
-                         config=ScoreConfig.from_run(cfg, baseline=8, n_boot=200))
+    planner = HeuristicBackend(0)
+    r = score_hypothesis(lm, n, RIGHT, writer=planner_writer(planner, n, lm.name),
+                         hypothesize=planner_control(planner), exemplars=data,
+                         config=score_config(cfg, baseline=8, n_boot=200))
     rec = json.loads(json.dumps(r.to_record()))
     assert rec["aggregate"] == pytest.approx(r.aggregate.value, abs=1e-6)
     assert set(rec["components"]) == set(S.COMPONENTS[:4]) and rec["margin"] > 0.2
@@ -204,7 +217,7 @@ class ScriptedChat:
     hypothesis and the numbered items out of the prompt. ``mode="broken"`` replies with junk."""
 
     def __init__(self, mode: str = "oracle"):
-        self.mode, self.requests = mode, []
+        self.mode, self.requests, self.users = mode, [], []
 
     def model_copy(self, update=None):
         return self
@@ -216,6 +229,7 @@ class ScriptedChat:
             def invoke(self, messages):
                 user = messages[-1].content
                 chat.requests.append(schema.__name__)
+                chat.users.append(user)
                 if chat.mode == "broken":
                     return {"raw": AIMessage("no json here"), "parsed": None}
                 data = chat.answer(schema.__name__, user)
@@ -246,19 +260,24 @@ def test_llm_writer_path_scores_through_the_chat_model(known):
     lm, n, config, _ = known
     chat = ScriptedChat()
     planner = LLMPlanner(chat, "scripted-chat", "system")
-    r = score_hypothesis(lm, n, RIGHT, planner, config=config)
+    r = score_hypothesis(lm, n, RIGHT, writer=planner_writer(planner, n, lm.name),
+                         hypothesize=planner_control(planner), config=config)
     assert {"TestPrompts", "JudgeWindows", "SimulateTokens", "Paraphrases",
             "StateHypothesis"} <= set(chat.requests)
     assert r.llm["calls"] == len(chat.requests) and r.llm_failures == 0
     assert r.llm["fallbacks"] == 0 and r.llm["backend"] == "scripted-chat"
     assert r.components["selectivity"].value > 0.85 and r.margin.lo > 0.2
     assert r.controls[0].hypothesis == "Fires on the token 'king'."
+    # the score's test-prompt request: the planner's template without guidance
+    assert chat.users[chat.requests.index("TestPrompts")].startswith(
+        f'Neuron {n} of {lm.name}. Hypothesis about it: "{RIGHT}"\n\nWrite 8 short texts')
 
 
 def test_malformed_llm_output_falls_back_and_is_counted(known):
     lm, n, config, _ = known
     planner = LLMPlanner(ScriptedChat("broken"), "broken-chat", "system", retries=1)
-    r = score_hypothesis(lm, n, RIGHT, planner, config=config)
+    r = score_hypothesis(lm, n, RIGHT, writer=planner_writer(planner, n, lm.name),
+                         hypothesize=planner_control(planner), config=config)
     assert r.llm_failures > 0 and r.llm["fallbacks"] > 0
     # every request fell back to the keywords: the same score as the heuristic writer
     heuristic = score_hypothesis(lm, n, RIGHT, config=config)
@@ -337,8 +356,8 @@ def test_attack_finds_counterexamples_to_a_wrong_hypothesis():
     lm, neuron = trigger_lm(), NeuronId(0, NEURON)
     seeds = ["the cat sat on the mat", "a big red dog ran"]
     threshold = float(measure(lm, ["paris"], neuron).max_act[0, 0]) * 0.5
-    wrong, passes = attack_counterexamples(lm, neuron, "fires on dog", None, seeds, threshold)
-    right, _ = attack_counterexamples(lm, neuron, "fires on paris", None, seeds, threshold)
+    wrong, passes = attack_counterexamples(lm, neuron, "fires on dog", seeds, threshold)
+    right, _ = attack_counterexamples(lm, neuron, "fires on paris", seeds, threshold)
     assert passes > 0 and wrong and all(e["activation"] >= threshold for e in wrong)
     assert all("paris" in e["text"] for e in wrong)
     assert not right

@@ -96,7 +96,7 @@ def test_right_hypothesis_beats_wrong_ones_on_the_planted_neuron(colour_lm, tmp_
     n, cache = NeuronId(0, 3), {}
 
     def margin(text):
-        r = score_hypothesis(colour_lm, n, text, None, config=config, cache=cache,
+        r = score_hypothesis(colour_lm, n, text, config=config, cache=cache,
                              writer=HeuristicWriter(str(n), colour_lm.name), control="")
         return r.margin.value, r.margin.lo
 

@@ -1,0 +1,32 @@
+"""The agent's side of the score: a run's score settings are those of its exemplar scan; an LLM
+planner's chat model writes the score, any other planner leaves it to keywords; the planner writes
+the other-neuron control."""
+
+from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.planner import HeuristicBackend, LLMPlanner
+from neurosleuth.agents.scoring import planner_control, planner_writer, score_config
+from neurosleuth.score.run import ScoreConfig
+from neurosleuth.score.writer import HeuristicWriter, LLMWriter
+from neurosleuth.tools.neurons import NeuronId
+
+
+def test_score_config_reads_the_runs_scan():
+    # a plain score and a run without a time budget share one cached scan
+    assert ScoreConfig().max_tokens == RunConfig().exemplar_tokens
+    cfg = RunConfig(corpus="wiki", window=32, exemplar_tokens=4000, k=5, prompts_per_step=4, seed=3)
+    c = score_config(cfg, baseline=8)
+    assert (c.corpus, c.window, c.max_tokens, c.k, c.seed) == ("wiki", 32, 4000, 8, 3)
+    assert c.baseline == 8 and c.n_boot == ScoreConfig().n_boot
+
+
+def test_only_an_llm_planner_writes_the_score():
+    n = NeuronId(1, 2)
+    llm = planner_writer(LLMPlanner(chat=None, name="chat", system_prompt="s"), n, "m")
+    assert isinstance(llm, LLMWriter) and llm.name == "chat" and llm.neuron == "1:2"
+    keywords = planner_writer(HeuristicBackend(0), n, "m")
+    assert type(keywords) is HeuristicWriter and keywords.name == "heuristic"
+
+
+def test_the_planner_writes_the_control():
+    text, info = planner_control(HeuristicBackend(0))("1:2", "m", [(1.0, " and", "cats and")])
+    assert text == "Fires on the token 'and' in context." and info.calls == 0

@@ -3,6 +3,7 @@ planner, open (or restore) the prompt memory, and save the resolved config."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,7 +74,9 @@ def resume(
     path = run_path(runs_dir, run_id)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no run {run_id!r} in {runs_dir}")
-    saved = RunConfig.model_validate_json((path / "config.json").read_text())
+    data = json.loads((path / "config.json").read_text())
+    data.setdefault("policy", "fixed")  # a run from before the planner chose: its schedule
+    saved = RunConfig.model_validate(data)
     cfg = saved.model_copy(
         update={"runs_dir": str(runs_dir), **{k: v for k, v in changes.items() if v is not None}}
     )

@@ -109,3 +109,20 @@ def test_structured_steering_requests_run_as_they_are(tmp_path, tiny_lm, corpus)
     compare = next(e for e in evidence if e["kind"] == "compare")
     assert compare["a"] == "Fires on the token 'cat'." and compare["prompts"] > 0
     assert "the researcher (steer)" in (run / "report.md").read_text()
+
+
+def test_a_run_from_before_the_policy_resumes_on_its_schedule(tmp_path, tiny_lm, corpus):
+    """A config.json without ``policy`` (written before the planner chose experiments) resumes
+    under the fixed schedule it was started with: prompts at every new step."""
+    import pandas as pd
+
+    from neurosleuth.agents.session import resume
+
+    cfg = config(tmp_path, corpus, run_id="old", iterations=2, policy="fixed")
+    run = investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0))
+    saved = json.loads((run / "config.json").read_text())
+    del saved["policy"]
+    (run / "config.json").write_text(json.dumps(saved))
+    resume(tmp_path, "old", lm=tiny_lm, planner=HeuristicBackend(0), iterations=5)
+    assert json.loads((run / "config.json").read_text())["policy"] == "fixed"
+    assert sorted(set(pd.read_csv(run / "prompts.csv")["step"])) == [1, 2, 3, 4, 5]

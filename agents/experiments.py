@@ -16,11 +16,11 @@ import numpy as np
 
 from neurosleuth.agents import candidates
 from neurosleuth.agents.actions import CompareHypotheses, RunPatch, TestHypothesis
+from neurosleuth.agents.probes import BASELINE_NEURONS, nothing, zscore_of
 from neurosleuth.memory.topk import ActivationHeaps
 from neurosleuth.tools.compare import sign_test
 from neurosleuth.tools.steer import steer
 
-BASELINE_NEURONS = 8
 FIRES = 5.0  # a simulated token value (0..10) at or above which a hypothesis predicts firing
 MIN_DISAGREE = 4  # prompts on which two hypotheses disagree before a comparison can decide
 DECIDE_P = 0.1  # two-sided sign-test p-value below which a comparison decides
@@ -34,7 +34,7 @@ def run_patch(inv: Any, action: RunPatch, state: dict) -> dict:
     heaps = ActivationHeaps.from_dict(state["heaps"])
     top, quiet = heaps.top(1), [r.prompt for r in heaps.bottom(action.prompts)]
     if not top or not quiet:
-        return _nothing("patch: no prompts measured yet")
+        return nothing("patch: no prompts measured yet")
     peak = top[0].activation
     res = inv.measure(quiet)
     kls, zs, promoted, passes = [], [], {}, 0
@@ -44,7 +44,7 @@ def run_patch(inv: Any, action: RunPatch, state: dict) -> dict:
                        baseline=BASELINE_NEURONS, seed=inv.cfg.seed)
         passes += BASELINE_NEURONS + 2
         kls.append(result.summary().get("kl"))
-        z = _z(result, "kl")
+        z = zscore_of(result, "kl")
         if z is not None:
             zs.append(z)
         for tok, d in result.promoted[:5]:
@@ -76,11 +76,11 @@ def run_test(inv: Any, action: TestHypothesis, state: dict) -> dict:
     positive, negative, plain = list(action.positive), list(action.negative), list(action.texts)
     if not (positive or negative or plain):
         if not claim:
-            return _nothing("test: no hypothesis yet")
+            return nothing("test: no hypothesis yet")
         positive, negative = _written(inv, claim, state)
     texts = positive + negative + plain
     if not texts:
-        return _nothing(f"test: no prompts could be written for {claim!r}")
+        return nothing(f"test: no prompts could be written for {claim!r}")
     thr = _threshold(inv, last)
     res = inv.measure(texts)
     acts = [float(res.max_act[i, 0]) for i in range(len(texts))]
@@ -121,7 +121,7 @@ def run_compare(inv: Any, action: CompareHypotheses, state: dict) -> dict:
     if not (a and b):
         a, b = _two_leaders(last)
     if not (a and b) or a == b:
-        return _nothing("compare: fewer than two hypotheses to compare")
+        return nothing("compare: fewer than two hypotheses to compare")
     cands = (last or {}).get("candidates", [])
     writer = candidates.writer_for(inv, _with_patterns(last))
     texts: list[str] = []
@@ -129,7 +129,7 @@ def run_compare(inv: Any, action: CompareHypotheses, state: dict) -> dict:
         pos, neg = _written(inv, claim, state, writer)
         texts += [t for t in pos + neg if t not in texts]
     if not texts:
-        return _nothing("compare: no prompts could be written")
+        return nothing("compare: no prompts could be written")
     res = inv.measure(texts)
     thr = _threshold(inv, last)
     fired = res.max_act[:, 0] >= thr
@@ -221,14 +221,6 @@ def _threshold(inv: Any, last: dict | None) -> float:
     return 0.5 * float(inv.dataset_max or 0.0)
 
 
-def _z(result: Any, metric: str) -> float | None:
-    try:
-        z = result.zscore(metric)
-    except (KeyError, ValueError):
-        return None
-    return None if z is None or np.isnan(z) else float(z)
-
-
 def _row(prompt: str, activation: float, max_token: str, source: str) -> dict:
     return {"prompt": prompt, "status": "accepted", "activation": activation,
             "max_token": max_token, "source": source, "similarity": None}
@@ -237,7 +229,3 @@ def _row(prompt: str, activation: float, max_token: str, source: str) -> dict:
 def _short(text: str | None, n: int = 50) -> str:
     text = text or ""
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _nothing(summary: str) -> dict:
-    return {"rows": [], "forward_passes": 0, "evidence": None, "summary": summary}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -157,54 +158,45 @@ class LLMPlanner:
     def _tool_call(self, user: str, temperature: float) -> tuple[Experiment | None, CallInfo]:
         """One experiment as a tool call of the chat model (``AIMessage.tool_calls``); a reply
         without a valid call is retried like a malformed JSON reply."""
-        info = CallInfo(source=self.name)
         chat = self.chat.model_copy(update={"temperature": temperature}).bind_tools(
             list(EXPERIMENTS))
         messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
-        start = time.perf_counter()
-        for _ in range(self.retries + 1):
-            info.calls += 1
-            try:
-                reply = chat.invoke(messages)
-                usage = getattr(reply, "usage_metadata", None) or {}
-                info.tokens_in += int(usage.get("input_tokens", 0))
-                info.tokens_out += int(usage.get("output_tokens", 0))
-                action = _experiment_from(reply)
-            except Exception as err:  # noqa: BLE001 - counted, never fatal
-                self._failed(info, err)
-                if unreachable(err):
-                    break
-                continue
-            info.seconds = time.perf_counter() - start
-            return action, info
-        info.seconds = time.perf_counter() - start
-        info.source = "heuristic-fallback"
-        return None, info
 
-    def _failed(self, info: CallInfo, err: BaseException) -> None:
-        info.failures += 1
-        info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
-        if info.errors[-1] in self.last_errors:
-            self.last_errors.remove(info.errors[-1])
-        self.last_errors.append(info.errors[-1])
+        def attempt(info: CallInfo) -> Experiment:
+            reply = chat.invoke(messages)
+            usage = getattr(reply, "usage_metadata", None) or {}
+            info.tokens_in += int(usage.get("input_tokens", 0))
+            info.tokens_out += int(usage.get("output_tokens", 0))
+            return _experiment_from(reply)
+
+        return self._retried(attempt)
 
     def ask(self, schema: type[BaseModel], user: str, temperature: float):
         """One request, retried and repaired; (None, info) when it failed: the score's ``Asker``
         (``score/requests.py``), so the score's writer asks this chat model too."""
-        info = CallInfo(source=self.name)
         messages = [SystemMessage(self.system_prompt), HumanMessage(user)]
+        return self._retried(lambda info: self._invoke(schema, messages, temperature, info))
+
+    def _retried(self, attempt: Callable[[CallInfo], Any]) -> tuple[Any, CallInfo]:
+        """``attempt`` up to ``retries + 1`` times; a failure is counted and kept (the last
+        distinct errors), a transport failure ends the tries; (None, info) when none worked."""
+        info = CallInfo(source=self.name)
         start = time.perf_counter()
         for _ in range(self.retries + 1):
             info.calls += 1
             try:
-                action = self._invoke(schema, messages, temperature, info)
+                result = attempt(info)
             except Exception as err:  # noqa: BLE001 - any backend error is counted, never fatal
-                self._failed(info, err)
+                info.failures += 1
+                info.errors.append(f"{type(err).__name__}: {str(err)[:200]}")
+                if info.errors[-1] in self.last_errors:
+                    self.last_errors.remove(info.errors[-1])
+                self.last_errors.append(info.errors[-1])
                 if unreachable(err):
                     break
                 continue
             info.seconds = time.perf_counter() - start
-            return action, info
+            return result, info
         info.seconds = time.perf_counter() - start
         info.source = "heuristic-fallback"
         return None, info

@@ -22,7 +22,7 @@ BASELINE_NEURONS = 8  # random neurons of the same layer per probe (z-scores)
 def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
     prompts = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(action.prompts)]
     if not prompts:
-        return _nothing("ablation: no prompts measured yet")
+        return nothing("ablation: no prompts measured yet")
     result = ablate(
         inv.lm, prompts, inv.neuron, action.mode, baseline=BASELINE_NEURONS, seed=inv.cfg.seed
     )
@@ -35,7 +35,7 @@ def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
         "kl": s.get("kl"),
         "kl_z": result.zscore("kl"),
         "loss_change": s.get("d_loss"),
-        "loss_z": _z(result, "d_loss"),
+        "loss_z": zscore_of(result, "d_loss"),
         "top1_change": s.get("top1_change"),
         "headline": result.headline("kl"),
     }
@@ -50,7 +50,7 @@ def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
 def run_attribution(inv: Any, action: RunAttribution, state: dict) -> dict:
     top = ActivationHeaps.from_dict(state["heaps"]).top(1)
     if not top:
-        return _nothing("attribution: no prompts measured yet")
+        return nothing("attribution: no prompts measured yet")
     att = attribute(inv.lm, inv.neuron, top[0].prompt, method="ig", steps=action.steps)
     order = np.argsort(-np.abs(att.scores))[:5]
     drivers = [[att.tokens[i], round(float(att.scores[i]), 4)] for i in sorted(order)]
@@ -78,7 +78,7 @@ def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
     heaps = ActivationHeaps.from_dict(state["heaps"])
     prompts = [r.prompt for r in heaps.bottom(2)] or [r.prompt for r in heaps.top(2)]
     if not prompts:
-        return _nothing("steering: no prompts measured yet")
+        return nothing("steering: no prompts measured yet")
     result = steer(
         inv.lm,
         prompts,
@@ -94,7 +94,7 @@ def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
         "step": state.get("iteration", 0),
         "alpha": action.alpha,
         "kl": result.summary().get("kl"),
-        "kl_z": _z(result, "kl"),
+        "kl_z": zscore_of(result, "kl"),
         "promoted": up,
         "headline": f"adding {action.alpha:g} x its output promotes "
         + ", ".join(f"{t!r}" for t, _ in up)
@@ -108,7 +108,7 @@ def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
     }
 
 
-def _z(result: Any, metric: str) -> float | None:
+def zscore_of(result: Any, metric: str) -> float | None:
     try:
         z = result.zscore(metric)
     except (KeyError, ValueError):
@@ -116,5 +116,5 @@ def _z(result: Any, metric: str) -> float | None:
     return None if z is None or np.isnan(z) else float(z)
 
 
-def _nothing(summary: str) -> dict:
+def nothing(summary: str) -> dict:
     return {"rows": [], "forward_passes": 0, "evidence": None, "summary": summary}

@@ -28,6 +28,12 @@ class ProposePrompts(Experiment):
     rationale: str = Field("", max_length=600)
 
 
+def search(reason: str = "") -> ProposePrompts:
+    """A prompt search chosen before its prompts are written (the planner writes them next)."""
+    return ProposePrompts.model_construct(prompts=[], reason=reason, rationale="",
+                                          kind="propose_prompts")
+
+
 class StateHypothesis(BaseModel):
     """What the neuron responds to, in one sentence, and why the evidence says so."""
 

@@ -136,6 +136,10 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         if isinstance(action, Finish) and not state.get("hypotheses"):
             action = suggestion.model_copy(update={"reason": (
                 f"{suggestion.reason} (finish refused: no hypothesis yet)")})
+            if isinstance(action, ProposePrompts) and not action.prompts:
+                written, more = inv.planner.propose(view, n, temperature)
+                action = written.model_copy(update={"reason": action.reason})
+                info = info.and_then(more)
     reason = getattr(action, "reason", "")
     what = (f"{len(action.prompts)} prompts" if isinstance(action, ProposePrompts)
             else action.kind)

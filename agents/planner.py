@@ -38,6 +38,7 @@ from neurosleuth.agents.actions import (
     StateHypothesis,
     TestPrompts,
     kind_of,
+    search,
 )
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.heuristic import HeuristicPlanner
@@ -46,6 +47,7 @@ from neurosleuth.agents.prompts import PlannerView
 # the experiment menu as the LLM reads it: kind and the first line of the experiment's docstring
 MENU = [(kind_of(cls), " ".join((cls.__doc__ or "").split("\n\n")[0].split()))
         for cls in EXPERIMENTS]
+NO_TOOLS = "does not support tools"  # Ollama's error for a model without tool calling
 BY_TOOL_NAME = {cls.__name__: cls for cls in EXPERIMENTS} | {kind_of(c): c for c in EXPERIMENTS}
 
 
@@ -75,6 +77,17 @@ class CallInfo:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def and_then(self, later: CallInfo) -> CallInfo:
+        """This request and a later one for the same step, summed; the source is the later's
+        (who wrote what the step uses) unless this one fell back."""
+        source = self.source if self.source == "heuristic-fallback" else later.source
+        return CallInfo(source=source, calls=self.calls + later.calls,
+                        tokens_in=self.tokens_in + later.tokens_in,
+                        tokens_out=self.tokens_out + later.tokens_out,
+                        failures=self.failures + later.failures,
+                        repairs=self.repairs + later.repairs, seconds=self.seconds + later.seconds,
+                        errors=self.errors + later.errors)
+
     def usage(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
@@ -102,10 +115,12 @@ class LLMPlanner:
     """Asks a LangChain chat model for actions; retries, repairs, falls back to the heuristic."""
 
     def __init__(self, chat: Any, name: str, system_prompt: str, seed: int = 0, retries: int = 2,
-                 tool_calls: bool = False):
+                 choice: str = "menu"):
         self.chat = chat
         self.name = name
-        self.tool_calls = tool_calls  # choose experiments by tool calls (else a menu word)
+        # how it chooses experiments: "tools" (tool calls), "menu" (a word from the menu) or
+        # "policy" (it does not: the experiment-design policy chooses, the LLM writes prompts)
+        self.choice = choice
         self.system_prompt = system_prompt
         self.retries = retries
         self.fallback = HeuristicPlanner(seed)
@@ -131,27 +146,36 @@ class LLMPlanner:
 
     def choose(self, view: PlannerView, suggestion: Experiment, n: int, temperature: float
                ) -> tuple[Experiment, CallInfo]:
-        """The LLM's next experiment: a tool call (Ollama: ``bind_tools`` over the experiments,
-        LangChain's tool-calling idiom) or, for the embedded model, one kind from the menu under
-        its JSON grammar. No usable choice: the policy's ``suggestion`` (a fallback, counted).
-        A prompt search it chose without prompts gets them from ``propose``."""
-        user = prompts.render_choose(view, MENU)
-        if self.tool_calls:
-            action, info = self._tool_call(user, temperature)
+        """The next experiment: the LLM's tool call (Ollama: ``bind_tools`` over the experiments,
+        LangChain's tool-calling idiom; a model without tool calling is asked for a menu word
+        from then on), or the policy's ``suggestion`` for a planner that does not choose (the
+        embedded SmolLM2: measured, it picks the first menu entry whatever the situation;
+        ``bench/choose.py``) or when the LLM gives no usable choice (a counted fallback). A prompt
+        search without prompts gets them from ``propose``: the LLM writes them."""
+        if self.choice == "policy":
+            action, info = suggestion, CallInfo(source="heuristic")
         else:
-            choice, info = self.ask(ChooseExperiment, user, temperature)
-            action = None
-            if choice is not None and choice.experiment != "propose_prompts":
-                action = ACTION_TYPES[choice.experiment](reason=choice.reason)
-            elif choice is not None:
-                action = ProposePrompts.model_construct(prompts=[], reason=choice.reason,
-                                                        kind="propose_prompts", rationale="")
+            user = prompts.render_choose(view, MENU)
+            action, info = None, CallInfo(source=self.name)
+            if self.choice == "tools":
+                action, info = self._tool_call(user, temperature)
+                if any(NO_TOOLS in e for e in info.errors):  # a model without tool calling
+                    self.choice = "menu"
+            if self.choice == "menu":
+                choice, more = self.ask(ChooseExperiment, user, temperature)
+                if info.calls:  # the tool call that failed is counted, the menu word answers
+                    more = CallInfo(**{**info.and_then(more).__dict__, "source": more.source})
+                info = more
+                if choice is not None and choice.experiment != "propose_prompts":
+                    action = ACTION_TYPES[choice.experiment](reason=choice.reason)
+                elif choice is not None:
+                    action = search(choice.reason)
         if action is None:
-            return suggestion.model_copy(update={"reason": f"{suggestion.reason} (the LLM gave no "
-                                                 "usable choice; the policy's)"}), info
+            action = suggestion.model_copy(update={"reason": f"{suggestion.reason} (the LLM gave "
+                                                   "no usable choice; the policy's)"})
         if isinstance(action, ProposePrompts) and not action.prompts:
             written, more = self.propose(view, n, temperature)
-            info = _merged(info, more)
+            info = info.and_then(more)  # the source: who wrote the prompts (or a fallback)
             action = written.model_copy(update={"reason": action.reason})
         return action, info
 
@@ -192,7 +216,7 @@ class LLMPlanner:
                 if info.errors[-1] in self.last_errors:
                     self.last_errors.remove(info.errors[-1])
                 self.last_errors.append(info.errors[-1])
-                if unreachable(err):
+                if unreachable(err) or NO_TOOLS in str(err):  # asking again cannot help
                     break
                 continue
             info.seconds = time.perf_counter() - start
@@ -243,14 +267,6 @@ def _experiment_from(reply: Any) -> Experiment:
     raise ValueError("; ".join(errors))
 
 
-def _merged(a: CallInfo, b: CallInfo) -> CallInfo:
-    return CallInfo(source=a.source if b.source != "heuristic-fallback" else b.source,
-                    calls=a.calls + b.calls, tokens_in=a.tokens_in + b.tokens_in,
-                    tokens_out=a.tokens_out + b.tokens_out, failures=a.failures + b.failures,
-                    repairs=a.repairs + b.repairs, seconds=a.seconds + b.seconds,
-                    errors=a.errors + b.errors)
-
-
 class HeuristicBackend:
     """The heuristic policy behind the same interface as ``LLMPlanner``."""
 
@@ -263,7 +279,7 @@ class HeuristicBackend:
 
     def choose(self, view, suggestion: Experiment, n, temperature):
         """The experiment-design policy's choice; its prompt search gets the mutations."""
-        if isinstance(suggestion, ProposePrompts):
+        if isinstance(suggestion, ProposePrompts) and not suggestion.prompts:
             prompts_ = self.policy.propose(view, n, temperature).prompts
             suggestion = suggestion.model_copy(update={"prompts": prompts_})
         return suggestion, CallInfo(source="heuristic")
@@ -308,7 +324,7 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
                 client_kwargs={"timeout": cfg.ollama_timeout_s},  # httpx's default: none
             )
             return LLMPlanner(
-                chat, f"ollama:{cfg.ollama_model}", system, cfg.seed, tool_calls=True
+                chat, f"ollama:{cfg.ollama_model}", system, cfg.seed, choice="tools"
             ), "ollama answered"
         if cfg.planner == "ollama":
             raise PlannerUnavailable(f"{problem}; start `ollama serve` or use --planner embedded")
@@ -321,4 +337,5 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
     # on the studied model's GPU when it has one (135M parameters in float32: 0.5 GB)
     device = resolve_placement(cfg.device, "float32").device
     chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed, device=device)
-    return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed), note
+    # SmolLM2-135M writes prompts and hypotheses; it does not choose experiments (bench/choose.py)
+    return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed, choice="policy"), note

@@ -28,12 +28,12 @@ from neurosleuth.agents.actions import (
     CompareHypotheses,
     Experiment,
     Finish,
-    ProposePrompts,
     RunAblation,
     RunAttack,
     RunHypothesis,
     RunPatch,
     TestHypothesis,
+    search,
 )
 
 SEARCH_SHARE = 0.5  # search while the top list grows, up to this share of the budget
@@ -71,7 +71,7 @@ class Situation:
 
 
 def choose(s: Situation) -> Experiment:
-    """The next experiment, its ``reason`` said (a ``ProposePrompts`` carries no prompts yet: the
+    """The next experiment, its ``reason`` said (a prompt search carries no prompts yet: the
     planner writes them)."""
     action, reason = _choose(s)
     return action.model_copy(update={"reason": reason})
@@ -79,7 +79,7 @@ def choose(s: Situation) -> Experiment:
 
 def _choose(s: Situation) -> tuple[Experiment, str]:
     if s.grew and s.budget_used < SEARCH_SHARE:
-        return ProposePrompts(prompts=["."]), (
+        return search(), (
             f"the top list grew by {s.grew} prompt(s) at the last step: keep searching")
     if s.steps_since_hypothesis is None:
         if "ablate" not in s.evidence_kinds:
@@ -117,7 +117,7 @@ def _choose(s: Situation) -> tuple[Experiment, str]:
     if s.steps_since_hypothesis >= s.hypothesis_every:
         return RunHypothesis(), (
             f"{s.steps_since_hypothesis} steps of new evidence since the last hypothesis")
-    return ProposePrompts(prompts=["."]), "search for stronger prompts"
+    return search(), "search for stronger prompts"
 
 
 def overlaps(a: Candidate, b: Candidate) -> bool:

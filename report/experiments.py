@@ -37,9 +37,9 @@ def asked_by(source: str | None) -> str:
     """Who chose an experiment, from its ``source`` in the event log."""
     source = source or ""
     if source == "heuristic":
-        return "the policy (heuristic planner)"
+        return "the experiment-design policy"
     if source == "heuristic-fallback":
-        return "the policy (the LLM gave no usable choice)"
+        return "the experiment-design policy (the LLM gave no usable choice)"
     if source == "steer":
         return "the researcher (steer)"
     if source in ("attack", "exemplar", "random", "mutation"):

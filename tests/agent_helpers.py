@@ -56,7 +56,7 @@ class ScriptedPlanner:
         prompt search written by ``propose``."""
         if self.choices:
             return self.choices.pop(0), CallInfo(source="scripted", calls=1)
-        if isinstance(suggestion, ProposePrompts):
+        if isinstance(suggestion, ProposePrompts) and not suggestion.prompts:
             written, info = self.propose(view, n, temperature)
             return written.model_copy(update={"reason": suggestion.reason}), info
         return suggestion, CallInfo(source="scripted", calls=1)

@@ -43,6 +43,7 @@ class Reply:
 
     text: str | None = None  # canned content instead of generation
     tool_call: dict[str, Any] | None = None  # canned {"name", "arguments"} instead of generation
+    error: str | None = None  # answer 400 with Ollama's {"error": ...} body
     delay_s: float = 0.0  # wait this long before the response starts
     die: bool = False  # send half the reply, then cut every connection and stop listening
 
@@ -245,6 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
     # /api/chat --------------------------------------------------------------------------------
     def _chat(self, body: dict[str, Any], model: str) -> None:
         reply = self.owner.next_reply()
+        if reply.error is not None:
+            self._json(400, {"error": reply.error})
+            return
         start = time.perf_counter()
         if reply.delay_s and self.owner.dead.wait(reply.delay_s):
             self.close_connection = True  # stopped while waiting

@@ -41,7 +41,7 @@ def test_the_policy_chooses_experiments_with_reasons_and_they_differ_by_neuron(
         exps = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
         assert any(e["node"] == "hypothesize" for e in exps)
         report = (run / "report.md").read_text()
-        assert "Experiment log" in report and "the policy (heuristic planner)" in report
+        assert "Experiment log" in report and "the experiment-design policy" in report
     a, b = ([k for k, _, _ in chosen(r)] for r in runs.values())
     assert a != b  # different evidence, different experiments
 

@@ -155,6 +155,17 @@ def test_no_tool_call_is_retried_then_the_policy_decides(server):
     assert info.failures == 3 and any("unknown tool 'Dance'" in e for e in info.errors)
 
 
+def test_a_model_without_tool_calling_is_asked_for_a_menu_word(server):
+    from neurosleuth.agents.actions import RunHypothesis, RunPatch
+
+    server.script = [Reply(error='registry.ollama.ai/library/gemma:2b does not support tools'),
+                     Reply(text='{"kind": "choose", "experiment": "patch", "reason": "causal?"}')]
+    planner, _ = make_planner(ollama_cfg(server))
+    action, info = planner.choose(VIEW, RunHypothesis(reason="policy"), 4, 0.2)
+    assert isinstance(action, RunPatch) and action.reason == "causal?"
+    assert planner.choice == "menu" and not server.chats()[-1].get("tools")
+
+
 def test_generated_tool_call_from_the_embedded_model(server):
     """No script: the stand-in generates the call under the tools' grammar (what a local model
     behind Ollama does); whatever it picks is a valid experiment or a counted fallback."""

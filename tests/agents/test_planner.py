@@ -126,6 +126,21 @@ def test_menu_choice_runs_the_chosen_experiment_and_a_search_gets_its_prompts():
     assert action.reason == "more" and info.calls == 2
 
 
+def test_a_planner_that_does_not_choose_runs_the_policy_and_writes_its_prompts():
+    """The embedded model's mode (it picks the first menu entry whatever the situation):
+    the policy chooses, the LLM writes the prompts of a search."""
+    from neurosleuth.agents.actions import RunPatch, search
+
+    chat = ScriptedChat(['{"kind": "propose_prompts", "prompts": ["f(x)"]}'])
+    planner = LLMPlanner(chat, "scripted", "sys", choice="policy")
+    action, info = planner.choose(VIEW, RunPatch(reason="no causal evidence"), 4, 0.5)
+    assert isinstance(action, RunPatch) and info.calls == 0 and info.source == "heuristic"
+    action, info = planner.choose(VIEW, search("the top list grew"), 4, 0.5)
+    assert action.prompts == ["f(x)"] and action.reason == "the top list grew"
+    assert info.source == "scripted" and info.calls == 1
+    assert make_planner(RunConfig(planner="embedded"))[0].choice == "policy"
+
+
 def test_menu_choice_garbage_falls_back_to_the_policy_and_says_so():
     from neurosleuth.agents.actions import RunHypothesis
 

@@ -55,10 +55,10 @@ ADAPTIVE = [
 
 def test_chosen_experiments_say_who_chose_them_and_why():
     rows = experiment_rows(ADAPTIVE)
-    assert rows[0][1:4] == ["ablate", "the policy (heuristic planner)", "no causal evidence yet"]
+    assert rows[0][1:4] == ["ablate", "the experiment-design policy", "no causal evidence yet"]
     assert rows[1][1].startswith("causal probes")  # the round the planner chose, not a schedule
     assert rows[1][2:4] == ["the planner (ollama:llama3.1)", "the top list stopped growing"]
     assert rows[2][2] == "the planner (ollama:llama3.1)"
     assert rows[3][2] == "the researcher (steer)"
-    assert rows[4][2] == "the policy (the LLM gave no usable choice)"
+    assert rows[4][2] == "the experiment-design policy (the LLM gave no usable choice)"
     assert rows[4][5] == "the comparison decides between the two"

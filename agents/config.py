@@ -49,6 +49,7 @@ class RunConfig(BaseModel):
     device_map: str | None = None  # auto: split the model across the visible GPUs
     neuron: str = "12:345"
     planner: PlannerName = "auto"
+    policy: Literal["adaptive", "fixed"] = "adaptive"  # adaptive: the planner chooses experiments
     ollama_model: str = "llama3.1"
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_timeout_s: float = Field(120.0, gt=0)  # per request (httpx read/connect)

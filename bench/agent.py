@@ -41,12 +41,27 @@ with the experiment's verdicts; forward passes, hypothesis rounds and wall secon
 investigation. Last line (the SmolLM2 neurons only; planted ones get their own line before it):
 ``adaptive beats fixed schedule on N/20 neurons; mean r X (CI a..b) vs Y (CI a..b)``.
 
-Run: ``python bench/agent.py [--neurons 20] [--budget 400] [--no-planted] [--threads 1]``; JSON to
-``bench/results/agent.json``, rewritten after every neuron (``"complete": false`` until the end).
+Budget: the default (800 forward passes) covers what the fixed schedule spends on its first ten
+search steps (8 prompts each, ~50-80 passes) and its scheduled hypothesis round at step 10 (~800
+passes on SmolLM2: probes, explainer, concept experiment, scoring every candidate); it stops
+after the next step with its end-of-budget round: 2 rounds, ~1,850 passes. Any budget from ~80 to
+~900 gives the fixed schedule those same 2 rounds; under ~50 it makes only the end-of-budget
+round (and an adaptive policy has no room to choose an experiment); 1,000 already gives it 3.
 
-Timing (2026-12-04, 2 CPU cores shared with another benchmark, ``--threads 1``): an investigation
-at ``--budget 400`` makes two hypothesis rounds (the scheduled one at step 10, ~800 passes, then
-the end-of-budget one), TIMING_PLACEHOLDER
+Run: ``python bench/agent.py [--neurons 20] [--budget 800] [--no-planted] [--threads 1]``; JSON
+to ``bench/results/agent.json``, rewritten after every neuron (``"complete": false`` until the
+end).
+
+Timing (2026-12-04, the 2-core development machine; both policies behaved alike in this branch,
+where ``policy`` is not read yet), per investigation at ``--budget 800`` (2 rounds; ~70% of the
+time in ``test``: scoring and the attack's counterexample search): idle, ``--threads 1``: 95-102
+s (layer 14), 148-162 s (layer 29); idle, ``--threads 2``: 60-62 s (layer 14). At ``--budget
+40`` (1 round), idle, ``--threads 2``: 30-32 s (layer 14). Beside other jobs (load 3-7,
+``--threads 1``, budget 1000, 3 rounds): 99-257 s. Once per layer, the scan of
+``--scan-tokens`` (cached) and, once per machine, the planted model's build (~1 min). So the
+default full run (46 investigations, 13 layer scans) takes ~2 h on 1 thread, ~1 h on 2 idle
+threads: over the 40 minutes aimed at. ``--budget 40 --threads 2`` fits ~40 min on an idle
+2-core machine, but compares only what each policy does before the forced end-of-budget round.
 """
 
 from __future__ import annotations
@@ -98,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="explicit neuron L:I (repeatable; replaces NEURONS)")
     p.add_argument("--planted", action=argparse.BooleanOptionalAction, default=True,
                    help="also the planted neurons of tests/planted_smollm2.py")
-    p.add_argument("--budget", type=int, default=400, help="forward passes per investigation")
+    p.add_argument("--budget", type=int, default=800, help="forward passes per investigation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scan-tokens", type=int, default=32768)
     p.add_argument("--threads", type=int, default=1)
@@ -245,11 +260,12 @@ def correlation(writer: HeuristicWriter, text: str, rows: list) -> tuple[float, 
 # ---------------------------------------------------------------- the comparison
 
 
-def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs) -> dict:
+def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs,
+                 order: tuple[str, ...] = POLICIES) -> dict:
     exemplars(lm, [neuron], corpus=args.corpus, k=32, window=args.window,
               max_tokens=args.scan_tokens)  # the layer's scan, charged to neither policy
     runs_, extra = {}, {}
-    for policy in POLICIES:
+    for policy in order:
         runs_[policy], extra[policy] = run_policy(lm, model, neuron, policy, args, runs, group)
     agent_k = max(e["agent_k"] for e in extra.values())
     rows = held_out(lm, neuron, args, agent_k, [t for e in extra.values() for t in e["used"]])
@@ -330,6 +346,14 @@ def print_tables(rows: list[dict], summary: dict, args) -> None:
     console.print(table)
 
 
+def warm_up() -> None:
+    """One-time costs of a process (WordNet, report imports), charged to no investigation."""
+    import neurosleuth.report.build  # noqa: F401
+    from neurosleuth.tools.wordnet import wordnet
+
+    wordnet()
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -341,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
                                            args.model, [("", n) for n in neurons])))
     if args.planted:
         groups.append(("planted", lambda: planted_group(args)))
+    warm_up()
     runs = args.keep or Path(tempfile.mkdtemp(prefix="bench-agent-"))
     started, load = time.perf_counter(), os.getloadavg()
     rows: list[dict] = []
@@ -349,8 +374,9 @@ def main(argv: list[str] | None = None) -> dict:
         for group, load_group in groups:
             lm, model, picks = load_group()
             for label, n in picks:
-                console.print(f"{group} {n} {label}: fixed, adaptive ...", style="dim")
-                row = bench_neuron(lm, model, n, label, group, args, runs)
+                order = POLICIES if len(rows) % 2 == 0 else POLICIES[::-1]  # warm caches: fair
+                console.print(f"{group} {n} {label}: {', '.join(order)} ...", style="dim")
+                row = bench_neuron(lm, model, n, label, group, args, runs, order)
                 rows.append(row)
                 console.print(f"  fixed {row['fixed']['r']:+.3f} ({row['fixed']['wall_s']:.0f} s)"
                               f"  adaptive {row['adaptive']['r']:+.3f} "

@@ -189,7 +189,8 @@ def test_investigation_through_the_server_that_dies_mid_run(tmp_path):
     try:
         env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{server.port}"}
         args = "investigate --neuron 12:345 --planner auto --ollama-model llama3.1"
-        args += " --iterations 4 --exemplar-tokens 4096 --run-id ol"
+        # the schedule's prompt search at every step (the adaptive tool calls: the tests above)
+        args += " --policy fixed --iterations 4 --exemplar-tokens 4096 --run-id ol"
         cmd = [
             sys.executable,
             "-m",

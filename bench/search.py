@@ -85,8 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def agent_config(args, neuron: NeuronId, runs_dir: str) -> RunConfig:
+    # the prompt search alone: the fixed schedule searches at every step
     return RunConfig(run_id=f"bench-{neuron.layer}-{neuron.index}", runs_dir=runs_dir,
-                     model=args.model, neuron=str(neuron), planner=args.planner,
+                     model=args.model, neuron=str(neuron), planner=args.planner, policy="fixed",
                      iterations=10_000, max_forward_passes=args.budget,
                      prompts_per_step=args.per_step, seed=args.seed, corpus=args.corpus,
                      exemplar_tokens=args.exemplar_tokens, window=args.window)

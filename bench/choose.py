@@ -154,8 +154,9 @@ def main() -> None:
         table.add_row(*row)
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                     "summary": summary, "results": results}, indent=1))
+    recorded = {k: str(v) for k, v in vars(args).items() if k != "json"}
+    args.json.write_text(json.dumps({"args": recorded, "summary": summary, "results": results},
+                                    indent=1))
     m, t = summary["menu"], summary["tool call"]
     console.print(f"embedded chooser: menu valid {m['valid']}/{m['n']} (agrees with the policy "
                   f"{m['agrees']}), tool call valid {t['valid']}/{t['n']} (agrees {t['agrees']}); "

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.json or HERE / "results" / f"gpu-{torch.device(args.device).type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device_name, "torch": torch.__version__,
-                               "args": {k: str(v) for k, v in vars(args).items()},
+                               "args": {k: str(v) for k, v in vars(args).items() if k != "json"},
                                "results": results}, indent=1))
     r = results[0]
     console.print(f"gpu: {r['scan_tokens_per_s']:,.0f} tokens/s "

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neurosleuth.agents.context import RunContext
 
 MAX_WORDS = 40
 COPY_WORDS = 6  # this many consecutive words found in a prompt or exemplar: copied text
@@ -153,24 +157,25 @@ def _decision(experiment: dict) -> dict:
     return {k: experiment[k] for k in ("experiment", "verdict", "why", "summary")}
 
 
-def writer_for(inv, cands: Sequence[dict]):
+def writer_for(ctx, cands: Sequence[dict]):
     """The no-LLM writer every candidate is scored by; it knows the explainer's patterns."""
     from neurosleuth.score.writer import HeuristicWriter
     from neurosleuth.tools.explain import Pattern
 
     patterns = {c["text"]: Pattern.from_dict(c["pattern"]) for c in cands if c.get("pattern")}
-    return HeuristicWriter(str(inv.neuron), inv.lm.name, patterns)
+    return HeuristicWriter(str(ctx.neuron), ctx.lm.name, patterns)
 
 
-def score_all(inv, cands: Sequence[dict], state: dict) -> tuple[list[dict], int]:
-    """Each candidate rejected or scored (``inv.score``), all by one ``writer_for`` writer;
+def score_all(ctx: RunContext, cands: Sequence[dict], state: dict) -> tuple[list[dict], int]:
+    """Each candidate rejected or scored (``scoring.score``), all by one ``writer_for`` writer;
     returns them and the prompts measured."""
-    from neurosleuth.memory.topk import ActivationHeaps
+    from neurosleuth.agents import scoring
+    from neurosleuth.agents.state import heaps_of
 
-    writer = writer_for(inv, cands)
-    heaps = ActivationHeaps.from_dict(state["heaps"])
+    writer = writer_for(ctx, cands)
+    heaps = heaps_of(state)
     sources = [r.prompt for r in heaps.top()] + [
-        e.get("text", "") for e in inv.files.read_json("exemplars.json", {}).get("top", [])]
+        e.get("text", "") for e in ctx.exemplars.top]
     out, written = [], 0
     for c in cands:
         reason = None if c["source"] == "researcher" else rejection(c["text"], sources)
@@ -178,7 +183,7 @@ def score_all(inv, cands: Sequence[dict], state: dict) -> tuple[list[dict], int]
             out.append({**c, "rejected": reason})
             continue
         try:
-            result = inv.score(c["text"], writer)
+            result = scoring.score(ctx, c["text"], writer)
         except Exception as err:  # noqa: BLE001 - one bad candidate never stops the run
             out.append({**c, "score_error": f"{type(err).__name__}: {err}"})
             continue

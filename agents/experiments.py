@@ -10,14 +10,13 @@ for the graph state, an ``evidence`` finding (and, when a comparison overturns t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from neurosleuth.agents import candidates
 from neurosleuth.agents.actions import CompareHypotheses, RunPatch, TestHypothesis
+from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.probes import BASELINE_NEURONS, nothing, zscore_of
-from neurosleuth.memory.topk import ActivationHeaps
+from neurosleuth.agents.state import heaps_of
 from neurosleuth.tools.compare import sign_test
 from neurosleuth.tools.steer import steer
 
@@ -26,22 +25,22 @@ MIN_DISAGREE = 4  # prompts on which two hypotheses disagree before a comparison
 DECIDE_P = 0.1  # two-sided sign-test p-value below which a comparison decides
 
 
-def run_patch(inv: Any, action: RunPatch, state: dict) -> dict:
+def run_patch(ctx: RunContext, action: RunPatch, state: dict) -> dict:
     """Set the neuron, at the last token of each of its quietest prompts, to its best prompt's
     peak value (activation patching of this one neuron: downstream, that is adding
     ``(peak - a) x`` its output weights) and read the next-token distribution's change against
     random neurons of the layer patched by the same amount."""
-    heaps = ActivationHeaps.from_dict(state["heaps"])
+    heaps = heaps_of(state)
     top, quiet = heaps.top(1), [r.prompt for r in heaps.bottom(action.prompts)]
     if not top or not quiet:
         return nothing("patch: no prompts measured yet")
     peak = top[0].activation
-    res = inv.measure(quiet)
+    res = ctx.measure(quiet)
     kls, zs, promoted, passes = [], [], {}, 0
     for i, prompt in enumerate(quiet):
         alpha = peak - float(res.per_token(i)[-1])
-        result = steer(inv.lm, [prompt], inv.neuron, alpha, positions=[-1], at="last",
-                       baseline=BASELINE_NEURONS, seed=inv.cfg.seed)
+        result = steer(ctx.lm, [prompt], ctx.neuron, alpha, positions=[-1], at="last",
+                       baseline=BASELINE_NEURONS, seed=ctx.cfg.seed)
         passes += BASELINE_NEURONS + 2
         kls.append(result.summary().get("kl"))
         z = zscore_of(result, "kl")
@@ -67,7 +66,7 @@ def run_patch(inv: Any, action: RunPatch, state: dict) -> dict:
             "summary": finding["headline"]}
 
 
-def run_test(inv: Any, action: TestHypothesis, state: dict) -> dict:
+def run_test(ctx: RunContext, action: TestHypothesis, state: dict) -> dict:
     """Measure prompts the hypothesis predicts (its own, or written for it by the writer that
     scores candidates): accuracy of its fire / stay-quiet predictions at the round's threshold.
     ``texts`` (a researcher's ``steer --test``) are measured as they are, with no prediction."""
@@ -77,12 +76,12 @@ def run_test(inv: Any, action: TestHypothesis, state: dict) -> dict:
     if not (positive or negative or plain):
         if not claim:
             return nothing("test: no hypothesis yet")
-        positive, negative = _written(inv, claim, state)
+        positive, negative = _written(ctx, claim, state)
     texts = positive + negative + plain
     if not texts:
         return nothing(f"test: no prompts could be written for {claim!r}")
-    thr = _threshold(inv, last)
-    res = inv.measure(texts)
+    thr = _threshold(ctx, last)
+    res = ctx.measure(texts)
     acts = [float(res.max_act[i, 0]) for i in range(len(texts))]
     n_pos, n_neg = len(positive), len(negative)
     right = [a >= thr for a in acts[:n_pos]] + [a < thr for a in acts[n_pos:n_pos + n_neg]]
@@ -111,7 +110,7 @@ def run_test(inv: Any, action: TestHypothesis, state: dict) -> dict:
             "summary": f"{what}: {finding['headline']}"}
 
 
-def run_compare(inv: Any, action: CompareHypotheses, state: dict) -> dict:
+def run_compare(ctx: RunContext, action: CompareHypotheses, state: dict) -> dict:
     """Two hypotheses on the prompts where their predictions differ: each one's own test prompts
     (fire and stay-quiet), each simulated by both; on the prompts where exactly one predicts
     firing, whose prediction the neuron bears out (sign test). A decisive winner that the held-out
@@ -123,15 +122,15 @@ def run_compare(inv: Any, action: CompareHypotheses, state: dict) -> dict:
     if not (a and b) or a == b:
         return nothing("compare: fewer than two hypotheses to compare")
     cands = (last or {}).get("candidates", [])
-    writer = candidates.writer_for(inv, _with_patterns(last))
+    writer = candidates.writer_for(ctx, _with_patterns(last))
     texts: list[str] = []
     for claim in (a, b):
-        pos, neg = _written(inv, claim, state, writer)
+        pos, neg = _written(ctx, claim, state, writer)
         texts += [t for t in pos + neg if t not in texts]
     if not texts:
         return nothing("compare: no prompts could be written")
-    res = inv.measure(texts)
-    thr = _threshold(inv, last)
+    res = ctx.measure(texts)
+    thr = _threshold(ctx, last)
     fired = res.max_act[:, 0] >= thr
     pa = np.array([_predicts(writer, a, res.tokens[i]) for i in range(len(texts))])
     pb = np.array([_predicts(writer, b, res.tokens[i]) for i in range(len(texts))])
@@ -184,22 +183,22 @@ def _predicts(writer, claim: str, tokens: list[str]) -> bool:
     return bool(sim.size and sim.max() >= FIRES)
 
 
-def _written(inv: Any, claim: str, state: dict, writer=None) -> tuple[list[str], list[str]]:
+def _written(ctx: RunContext, claim: str, state: dict, writer=None) -> tuple[list[str], list[str]]:
     """Test prompts for ``claim`` by the writer that scores candidates (it knows the explainer's
     patterns), from the held-out pool of the run's score."""
     last = (state.get("hypotheses") or [None])[-1]
-    writer = writer or candidates.writer_for(inv, _with_patterns(last))
-    pos, neg = writer.test_prompts(claim, 6, _pool(inv))
+    writer = writer or candidates.writer_for(ctx, _with_patterns(last))
+    pos, neg = writer.test_prompts(claim, 6, _pool(ctx))
     return [p for p in pos if p.strip()], [n for n in neg if n.strip()]
 
 
-def _pool(inv: Any) -> list[list[str]]:
+def _pool(ctx: RunContext) -> list[list[str]]:
     """Held-out windows the score drew (token strings); before any score, the exemplars."""
-    for entry in inv.score_cache.values():
+    for entry in ctx.score_cache.values():
         held = entry.get("held") if isinstance(entry, dict) else None
         if held is not None and held.pool:
             return held.pool
-    return [list(e["tokens"]) for e in inv.files.read_json("exemplars.json", {}).get("top", [])]
+    return [list(e["tokens"]) for e in ctx.exemplars.top]
 
 
 def _with_patterns(last: dict | None) -> list[dict]:
@@ -212,13 +211,13 @@ def _two_leaders(last: dict | None) -> tuple[str, str]:
     return (scored[0]["text"], scored[1]["text"]) if len(scored) > 1 else ("", "")
 
 
-def _threshold(inv: Any, last: dict | None) -> float:
+def _threshold(ctx: RunContext, last: dict | None) -> float:
     """The score's firing threshold (a quantile of the corpus activations); before any score,
     half the dataset maximum."""
     thr = ((last or {}).get("score") or {}).get("threshold")
     if thr is not None:
         return float(thr)
-    return 0.5 * float(inv.dataset_max or 0.0)
+    return 0.5 * float(ctx.exemplars.dataset_max or 0.0)
 
 
 def _row(prompt: str, activation: float, max_token: str, source: str) -> dict:

@@ -5,7 +5,7 @@
                                                       +--> report -> END                  +--> report
 
 ``probe`` gathers causal evidence (ablation vs random neurons, token attribution) for the
-hypothesis; every tool runs through the ``Investigation.registry``, keyed by action type.
+hypothesis; every tool runs through ``agents/handlers.py``'s table, keyed by action type.
 
 ``run`` starts or resumes a run: a resumed run re-enters at the node after its last checkpoint
 (``graph.invoke(None, config)`` with the same thread id); a finished run given a larger budget
@@ -24,7 +24,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from neurosleuth.agents import nodes
-from neurosleuth.agents.investigation import Investigation
+from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.state import InvestigationState
 
 THREAD = {"thread_id": "investigation"}
@@ -39,7 +39,7 @@ def route_after_test(state: InvestigationState) -> Literal["plan", "report"]:
     return nodes.route_after_test(state)  # type: ignore[return-value]
 
 
-def build_graph(inv: Investigation, checkpointer):
+def build_graph(ctx: RunContext, checkpointer):
     g = StateGraph(InvestigationState)
     for name in (
         "seed",
@@ -52,8 +52,8 @@ def build_graph(inv: Investigation, checkpointer):
         "test",
         "report",
     ):
-        fn = functools.partial(getattr(nodes, name), inv)
-        g.add_node(name, nodes.timed(inv, name, fn))
+        fn = functools.partial(getattr(nodes, name), ctx)
+        g.add_node(name, nodes.timed(ctx, name, fn))
     g.add_edge(START, "seed")
     g.add_edge("seed", "plan")
     g.add_edge("plan", "act")
@@ -67,12 +67,13 @@ def build_graph(inv: Investigation, checkpointer):
     return g.compile(checkpointer=checkpointer)
 
 
-def run(inv: Investigation, resume: bool = False) -> dict:
-    """Run (or resume) to the end of the budget; Ctrl-C stops at the next step boundary."""
-    conn = sqlite3.connect(inv.files / "checkpoints.sqlite", check_same_thread=False)
+def run(ctx: RunContext, resume: bool = False) -> dict:
+    """Run (or resume) to the end of the budget; Ctrl-C (or ``ctx.stop``) stops at the next step
+    boundary."""
+    conn = sqlite3.connect(ctx.files / "checkpoints.sqlite", check_same_thread=False)
     try:
-        graph = build_graph(inv, SqliteSaver(conn))
-        limit = (inv.cfg.iterations + 10) * NODES_PER_ITERATION + 50
+        graph = build_graph(ctx, SqliteSaver(conn))
+        limit = (ctx.cfg.iterations + 10) * NODES_PER_ITERATION + 50
         config = {"configurable": THREAD, "recursion_limit": limit}
         start = None
         if resume:
@@ -80,7 +81,7 @@ def run(inv: Investigation, resume: bool = False) -> dict:
             if not snapshot.values:
                 start = {}  # killed before the first checkpoint: start over
             else:
-                inv.ensure_exemplars()
+                ctx.reload_exemplars()
                 if not snapshot.next:  # finished: re-enter at check with the new budget
                     graph.update_state(
                         config, {"done": False, "stop_reason": None}, as_node="record"
@@ -92,7 +93,7 @@ def run(inv: Investigation, resume: bool = False) -> dict:
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum, frame):
-            inv.interrupted = True  # the next check routes to the report
+            ctx.stop.set()  # the next check routes to the report
             signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
 
         signal.signal(signal.SIGINT, on_sigint)

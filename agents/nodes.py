@@ -1,5 +1,5 @@
-"""Graph nodes of an investigation: small functions ``(state) -> update`` bound to one
-``Investigation`` (the model, memory, planner and run files of a run).
+"""Graph nodes of an investigation: small functions ``(context, state) -> update``, bound to the
+run's frozen ``RunContext`` (the model, memory, planner and run files of a run) by the graph.
 
 seed -> plan -> act -> record -> check -> (plan | probe -> hypothesize -> test -> (plan | report))
 
@@ -17,29 +17,39 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from neurosleuth.agents import candidates, policy
+from neurosleuth.agents import candidates, handlers, policy, scoring
 from neurosleuth.agents.actions import Finish, ProposePrompts, action_from_dict
+from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.exemplars import seed_prompts
-from neurosleuth.agents.investigation import Investigation
+from neurosleuth.agents.recovery import recover
 from neurosleuth.agents.rundir import now_iso
-from neurosleuth.agents.state import InvestigationState, add_usage, zero_usage
+from neurosleuth.agents.state import (
+    InvestigationState,
+    add_usage,
+    heaps_of,
+    leader,
+    zero_usage,
+)
+from neurosleuth.agents.summary import finish, save_hypotheses, write_summary
+from neurosleuth.agents.view import planner_view
+from neurosleuth.memory.dedup import DedupResult, RejectedPrompt
 from neurosleuth.memory.stagnation import StagnationMonitor
 from neurosleuth.memory.topk import ActivationHeaps, Record, SearchStats
 
 
-def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict]) -> Callable:
+def timed(ctx: RunContext, name: str, fn: Callable[[InvestigationState], dict]) -> Callable:
     """Run a node, add its wall time to ``elapsed_s`` (and, less the other neurons' turns in a
     layer-parallel group, to ``own_s``) and log one event line."""
 
     def node(state: InvestigationState) -> dict[str, Any]:
-        start, others = time.perf_counter(), inv.others_s()
+        start, others = time.perf_counter(), ctx.peers.others_s()
         update = fn(state)
         event = update.pop("_event", {})
         duration = time.perf_counter() - start
         update["elapsed_s"] = state.get("elapsed_s", 0.0) + duration
-        own = max(0.0, duration - (inv.others_s() - others))
+        own = max(0.0, duration - (ctx.peers.others_s() - others))
         update["own_s"] = state.get("own_s", state.get("elapsed_s", 0.0)) + own
-        inv.files.append_event(
+        ctx.files.append_event(
             {
                 "step": update.get("iteration", state.get("iteration", 0)),
                 "node": name,
@@ -47,22 +57,22 @@ def timed(inv: Investigation, name: str, fn: Callable[[InvestigationState], dict
                 **event,
             }
         )
-        if inv.observer is not None:
-            inv.observer(name, event, state, update, inv)
+        if ctx.observer is not None:
+            ctx.observer(name, event, state, update, ctx)
         return update
 
     return node
 
 
-def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def seed(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Dataset exemplars (corpus scan, cached per layer) become the first prompts."""
     if "iteration" in state:  # already seeded (resume)
         return {}
-    snippets = inv.load_exemplars()
-    seeds = seed_prompts(inv.files.read_json("exemplars.json", {}), inv.cfg.prompts_per_step)
+    snippets = ctx.load_exemplars()
+    seeds = seed_prompts(ctx.exemplars.data, ctx.cfg.prompts_per_step)
     pending = [{"prompt": s, "source": "exemplar"} for s in seeds]
-    steering = [{"message": m, "received_at": now_iso(), "applied_step": 0} for m in inv.cfg.steer]
-    monitor = StagnationMonitor(patience=inv.cfg.patience)
+    steering = [{"message": m, "received_at": now_iso(), "applied_step": 0} for m in ctx.cfg.steer]
+    monitor = StagnationMonitor(patience=ctx.cfg.patience)
     return {
         "iteration": 0,
         "forward_passes": 0,
@@ -70,11 +80,11 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "own_s": 0.0,
         "model_s": 0.0,
         "llm": zero_usage(),
-        "planner_used": inv.planner.name,
-        "temperature": inv.cfg.temperature,
+        "planner_used": ctx.planner.name,
+        "temperature": ctx.cfg.temperature,
         "action": None,
         "outcome": None,
-        "heaps": ActivationHeaps(k=inv.cfg.k).to_dict(),
+        "heaps": ActivationHeaps(k=ctx.cfg.k).to_dict(),
         "stats": SearchStats().to_dict(),
         "stagnation": monitor.to_dict(),
         "pending": pending,
@@ -86,8 +96,9 @@ def seed(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         "stop_reason": None,
         "_event": {
             "action": "seed",
-            "summary": f"{len(snippets)} exemplar snippets, dataset max {inv.dataset_max}",
-            "planner": inv.planner_note,
+            "summary": f"{len(snippets)} exemplar snippets, "
+                       f"dataset max {ctx.exemplars.dataset_max}",
+            "planner": ctx.planner_note,
         },
     }
 
@@ -98,10 +109,10 @@ QUEUED = {  # why queued prompts run, by their source
 }
 
 
-def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def plan(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Queued prompts (seeds, recoveries) first; otherwise ask the planner for prompts."""
     pending = list(state.get("pending", []))
-    n = inv.cfg.prompts_per_step
+    n = ctx.cfg.prompts_per_step
     if pending and pending[0].get("action"):
         action: BaseModel = action_from_dict(pending[0]["action"])
         return {
@@ -126,18 +137,18 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
                 "reason": why,
             },
         }
-    view = inv.view(state)
-    temperature = state.get("temperature", inv.cfg.temperature)
-    if inv.cfg.policy == "fixed":  # the schedule: a prompt search every step
-        action, info = inv.planner.propose(view, n, temperature)
+    view = planner_view(ctx, state)
+    temperature = state.get("temperature", ctx.cfg.temperature)
+    if ctx.cfg.policy == "fixed":  # the schedule: a prompt search every step
+        action, info = ctx.planner.propose(view, n, temperature)
     else:
-        suggestion = policy.choose(policy.situation(state, inv.cfg))
-        action, info = inv.planner.choose(view, suggestion, n, temperature)
+        suggestion = policy.choose(policy.situation(state, ctx.cfg))
+        action, info = ctx.planner.choose(view, suggestion, n, temperature)
         if isinstance(action, Finish) and not state.get("hypotheses"):
             action = suggestion.model_copy(update={"reason": (
                 f"{suggestion.reason} (finish refused: no hypothesis yet)")})
             if isinstance(action, ProposePrompts) and not action.prompts:
-                written, more = inv.planner.propose(view, n, temperature)
+                written, more = ctx.planner.propose(view, n, temperature)
                 action = written.model_copy(update={"reason": action.reason})
                 info = info.and_then(more)
     reason = getattr(action, "reason", "")
@@ -159,12 +170,11 @@ def plan(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
-def act(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def act(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Run the tool the action asks for (dispatch by action type)."""
     action = action_from_dict(state["action"])
-    tool = inv.registry[type(action)]
     start = time.perf_counter()
-    outcome = tool(action, state)
+    outcome = handlers.run(ctx, action, state)
     model_s = time.perf_counter() - start
     fp = state.get("forward_passes", 0) + outcome["forward_passes"]
     step = state.get("iteration", 0) + 1
@@ -181,11 +191,11 @@ def act(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
-def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def record(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Fold the outcome into heaps, stats, memory, files; trigger stagnation recovery."""
     step = state["iteration"] + 1
     rows = state["outcome"]["rows"]
-    heaps = ActivationHeaps.from_dict(state["heaps"])
+    heaps = heaps_of(state)
     stats = SearchStats.from_dict(state["stats"])
     measured = [r for r in rows if r["status"] == "accepted"]
     shared = [r for r in rows if r["status"] == "shared"]  # another neuron's search (batch)
@@ -196,8 +206,8 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     stats.record_check(SimpleNamespace(accepted=measured, rejected=rejected))
     stats.record_measured([r["activation"] for r in measured])
     stats.end_iteration(step)
-    inv.remember(step, measured, state["outcome"].get("dedup"))
-    inv.files.append_prompts(step, rows)
+    remember(ctx, step, measured, state["outcome"].get("dedup"))
+    ctx.files.append_prompts(step, rows)
     update: dict[str, Any] = {
         "iteration": step,
         "heaps": heaps.to_dict(),
@@ -210,12 +220,12 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         update["evidence"] = [{**outcome["evidence"], "step": step}]
     if outcome.get("hypothesis"):  # a comparison overturned the leader
         update["hypotheses"] = [{**outcome["hypothesis"], "step": step}]
-        inv.save_hypotheses(state.get("hypotheses", []) + update["hypotheses"])
+        save_hypotheses(ctx, state.get("hypotheses", []) + update["hypotheses"])
     monitor = StagnationMonitor.from_dict(state["stagnation"])
     strategy = monitor.update(step, heaps.best)
     update["stagnation"] = monitor.to_dict()
     if strategy:
-        update.update(inv.recover(strategy, state))
+        update.update(recover(ctx, strategy, state))
         update["recoveries"] = [{"iteration": step, "strategy": strategy, "best": heaps.best}]
     update["_event"] = {
         "action": "record",
@@ -227,9 +237,9 @@ def record(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     return update
 
 
-def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def check(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Budgets, Ctrl-C, live steering, and whether a hypothesis is due."""
-    new = inv.files.read_steering(state.get("steer_seen", 0))
+    new = ctx.files.read_steering(state.get("steer_seen", 0))
     steering = list(state.get("steering", []))
     users = list(state.get("user_hypotheses", []))
     requests = []
@@ -241,18 +251,19 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
                              "source": "steer"})
         else:
             steering.append({**msg, "applied_step": state["iteration"] + 1})
-    reason = inv.stop_reason(state)
+    reason = stop_reason(ctx, state)
     last = state.get("hypotheses", [])
-    if inv.cfg.policy == "fixed":  # the schedule: every ``hypothesis_every`` steps
-        due = state["iteration"] % inv.cfg.hypothesis_every == 0
+    if ctx.cfg.policy == "fixed":  # the schedule: every ``hypothesis_every`` steps
+        due = state["iteration"] % ctx.cfg.hypothesis_every == 0
     else:  # the planner asked; or it went twice the schedule's interval without one
         since = state["iteration"] - (last[-1]["step"] if last else 0)
         due = ((state.get("action") or {}).get("kind") == "hypothesize"
-               or since >= 2 * inv.cfg.hypothesis_every)
+               or since >= 2 * ctx.cfg.hypothesis_every)
     due = due or reason is not None
     if last and last[-1]["step"] == state["iteration"]:
         due = False
-    inv.write_summary({**state, "steering": steering}, "running" if reason is None else "finishing")
+    write_summary(ctx, {**state, "steering": steering},
+                  "running" if reason is None else "finishing")
     return {
         "steering": steering,
         "user_hypotheses": users,
@@ -269,14 +280,14 @@ def check(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
-def probe(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def probe(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Causal evidence before a hypothesis: ablation vs random neurons, token attribution."""
     start = time.perf_counter()
     skip: frozenset[str] = frozenset()
-    if inv.cfg.policy != "fixed":  # probes the planner ran since the last hypothesis
-        last = (state.get("hypotheses") or [{"step": 0}])[-1]["step"]
+    if ctx.cfg.policy != "fixed":  # probes the planner ran since the last hypothesis
+        last = (leader(state) or {"step": 0})["step"]
         skip = frozenset(e["kind"] for e in state.get("experiments", []) if e["step"] > last)
-    findings, passes = inv.probe(state, skip)
+    findings, passes = handlers.run_probes(ctx, state, skip)
     return {
         "evidence": findings,
         "forward_passes": state["forward_passes"] + passes,
@@ -285,17 +296,17 @@ def probe(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     }
 
 
-def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Candidates from every source (``agents/candidates.py``): the explainer's, the planner's
     (which sees the explainer's findings), the previous best, the researcher's."""
     start = time.perf_counter()
-    explanation = inv.explain(state)
-    experiment = (candidates.concept_experiment(inv.lm, inv.neuron, explanation)
-                  or candidates.kind_experiment(inv.lm, inv.neuron, explanation))
+    explanation = scoring.explain(ctx, state)
+    experiment = (candidates.concept_experiment(ctx.lm, ctx.neuron, explanation)
+                  or candidates.kind_experiment(ctx.lm, ctx.neuron, explanation))
     model_s = time.perf_counter() - start
-    action, info = inv.planner.hypothesize(inv.view(state, explanation))
-    last = (state.get("hypotheses") or [None])[-1]
-    users = [inv.cfg.hypothesis] if inv.cfg.hypothesis else []
+    action, info = ctx.planner.hypothesize(planner_view(ctx, state, explanation))
+    last = leader(state)
+    users = [ctx.cfg.hypothesis] if ctx.cfg.hypothesis else []
     cands = candidates.gather(
         candidates.from_explainer(explanation),
         [{"text": action.text, "source": info.source, "explanation": action.explanation}],
@@ -324,11 +335,11 @@ def hypothesize(inv: Investigation, state: InvestigationState) -> dict[str, Any]
     }
 
 
-def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
+def test(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Score every candidate on the same held-out windows (``score/run.py``); the best margin over
     the floor becomes the hypothesis. A scoring error is recorded, never fatal to the run."""
     draft = state["pending_hypothesis"]
-    scored, written = candidates.score_all(inv, draft["candidates"], state)
+    scored, written = candidates.score_all(ctx, draft["candidates"], state)
     winner = candidates.best(scored)
     decided = None
     if winner is not None:
@@ -344,16 +355,16 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
         hyp = {**draft, **_without_score(first), "score": None, "candidates": table,
                "score_error": first.get("score_error") or "no candidate could be scored"}
         hyp.pop("pattern", None)
-        inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
+        save_hypotheses(ctx, state.get("hypotheses", []) + [hyp])
         return {
             "hypotheses": [hyp],
             "pending_hypothesis": None,
             "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
         }
     record = winner["score"]
-    found, attack_passes = inv.attack_counterexamples(
-        winner["text"], state, record.get("threshold", 0.0),
-        candidates.writer_for(inv, draft["candidates"]),
+    found, attack_passes = scoring.attack_counterexamples(
+        ctx, winner["text"], state, record.get("threshold", 0.0),
+        candidates.writer_for(ctx, draft["candidates"]),
     )
     details = record["details"]
     details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]
@@ -363,7 +374,7 @@ def test(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
     hyp = {**draft, **_without_score(winner), "score": record, "candidates": table,
            "decided_by": decided}
     hyp.pop("pattern", None)
-    inv.save_hypotheses(state.get("hypotheses", []) + [hyp])
+    save_hypotheses(ctx, state.get("hypotheses", []) + [hyp])
     return {
         "hypotheses": [hyp],
         "pending_hypothesis": None,
@@ -390,9 +401,41 @@ def summary_of(record: dict | None) -> str:
             + (f" (95% CI {lo:+.3f}..{hi:+.3f})" if lo is not None else ""))
 
 
-def report(inv: Investigation, state: InvestigationState) -> dict[str, Any]:
-    status = "interrupted" if inv.interrupted else "finished"
-    inv.finish(state, status)
+def stop_reason(ctx: RunContext, state: InvestigationState) -> str | None:
+    """Why the run stops now, or None: a stop request (Ctrl-C, a batch stopping), the planner's
+    finish (once there is a hypothesis), or a budget spent."""
+    cfg = ctx.cfg
+    if ctx.stopping():
+        return "interrupted (Ctrl-C)"
+    if (state.get("action") or {}).get("kind") == "finish" and state.get("hypotheses"):
+        return "planner finished: " + (state["action"].get("reason") or "decided")
+    if state["iteration"] >= cfg.iterations:
+        return f"iteration budget ({cfg.iterations})"
+    if cfg.max_forward_passes and state["forward_passes"] >= cfg.max_forward_passes:
+        return f"forward-pass budget ({cfg.max_forward_passes})"
+    if cfg.time_budget_s and state.get("elapsed_s", 0.0) >= cfg.time_budget_s:
+        return f"time budget ({cfg.time_budget_s:.0f} s)"
+    return None
+
+
+def remember(ctx: RunContext, step: int, measured: list[dict], checked: dict | None) -> None:
+    """Fold one step into the FAISS memory: its filter decisions (adaptive threshold) and its
+    measured prompts. Once per step: a re-run after a kill is skipped."""
+    if step <= ctx.files.read_json("dedup_step.json", {"step": 0})["step"]:
+        return
+    if checked:
+        rejected = [RejectedPrompt(**r) for r in checked["rejected"]]
+        ctx.memory.observe(DedupResult(checked["accepted"], rejected, checked["threshold"],
+                                       checked.get("exploit", 0)))
+    if measured:
+        ctx.memory.add([r["prompt"] for r in measured], [r["activation"] for r in measured])
+    ctx.memory.save(ctx.files / "dedup")
+    ctx.files.write_json("dedup_step.json", {"step": step})
+
+
+def report(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
+    status = "interrupted" if ctx.stopping() else "finished"
+    finish(ctx, state, status)
     return {"_event": {"action": "report", "summary": status}}
 
 

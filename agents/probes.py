@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from neurosleuth.agents.actions import RunAblation, RunAttribution, RunSteering
-from neurosleuth.memory.topk import ActivationHeaps
+from neurosleuth.agents.context import RunContext
+from neurosleuth.agents.state import heaps_of
 from neurosleuth.tools.ablate import ablate
 from neurosleuth.tools.attribute import attribute
 from neurosleuth.tools.steer import steer
@@ -19,12 +20,12 @@ from neurosleuth.tools.steer import steer
 BASELINE_NEURONS = 8  # random neurons of the same layer per probe (z-scores)
 
 
-def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
-    prompts = [r.prompt for r in ActivationHeaps.from_dict(state["heaps"]).top(action.prompts)]
+def run_ablation(ctx: RunContext, action: RunAblation, state: dict) -> dict:
+    prompts = [r.prompt for r in heaps_of(state).top(action.prompts)]
     if not prompts:
         return nothing("ablation: no prompts measured yet")
     result = ablate(
-        inv.lm, prompts, inv.neuron, action.mode, baseline=BASELINE_NEURONS, seed=inv.cfg.seed
+        ctx.lm, prompts, ctx.neuron, action.mode, baseline=BASELINE_NEURONS, seed=ctx.cfg.seed
     )
     s = result.summary()
     finding = {
@@ -47,11 +48,11 @@ def run_ablation(inv: Any, action: RunAblation, state: dict) -> dict:
     }
 
 
-def run_attribution(inv: Any, action: RunAttribution, state: dict) -> dict:
-    top = ActivationHeaps.from_dict(state["heaps"]).top(1)
+def run_attribution(ctx: RunContext, action: RunAttribution, state: dict) -> dict:
+    top = heaps_of(state).top(1)
     if not top:
         return nothing("attribution: no prompts measured yet")
-    att = attribute(inv.lm, inv.neuron, top[0].prompt, method="ig", steps=action.steps)
+    att = attribute(ctx.lm, ctx.neuron, top[0].prompt, method="ig", steps=action.steps)
     order = np.argsort(-np.abs(att.scores))[:5]
     drivers = [[att.tokens[i], round(float(att.scores[i]), 4)] for i in sorted(order)]
     finding = {
@@ -72,21 +73,21 @@ def run_attribution(inv: Any, action: RunAttribution, state: dict) -> dict:
     }
 
 
-def run_steering(inv: Any, action: RunSteering, state: dict) -> dict:
+def run_steering(ctx: RunContext, action: RunSteering, state: dict) -> dict:
     """Steer with the neuron's output direction on its bottom prompts (where it is quiet), so
     the shift shows what the neuron adds when it fires; the promoted tokens are the finding."""
-    heaps = ActivationHeaps.from_dict(state["heaps"])
+    heaps = heaps_of(state)
     prompts = [r.prompt for r in heaps.bottom(2)] or [r.prompt for r in heaps.top(2)]
     if not prompts:
         return nothing("steering: no prompts measured yet")
     result = steer(
-        inv.lm,
+        ctx.lm,
         prompts,
-        inv.neuron,
+        ctx.neuron,
         action.alpha,
         at="last",
         baseline=BASELINE_NEURONS,
-        seed=inv.cfg.seed,
+        seed=ctx.cfg.seed,
     )
     up = [[t, round(float(d), 3)] for t, d in result.promoted[:6]]
     finding = {

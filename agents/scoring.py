@@ -1,15 +1,20 @@
 """The agent's side of the score (``score/``, which knows nothing of the agent): the score settings
 of a run, from its config, so that the score reads the run's cached exemplar scan; the writer a
-planner gives the score; and the planner writing the score's other-neuron control."""
+planner gives the score; the planner writing the score's other-neuron control; and the run's
+explainer, score and counterexample search, on its context."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.planner import LLMPlanner
 from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.agents.state import heaps_of
 from neurosleuth.score.run import Hypothesize, ScoreConfig
 from neurosleuth.score.writer import HeuristicWriter, LLMWriter
 from neurosleuth.tools.neurons import NeuronId
@@ -47,3 +52,53 @@ def planner_control(planner: Any) -> Hypothesize:
         return action.text, info
 
     return hypothesize
+
+
+def explain(ctx: RunContext, state: dict):
+    """The evidence explainer (``tools/explain.py``) on the best prompts and the top dataset
+    windows; saved as ``explanation.json``."""
+    from neurosleuth.tools.explain import explain as explain_neuron
+
+    top = ctx.exemplars.top
+    texts = [r.prompt for r in heaps_of(state).top(8)]
+    texts += ["".join(e["tokens"][: int(e["argmax"]) + 1]) for e in top]
+    windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in top]
+    result = explain_neuron(ctx.lm, ctx.neuron, texts, windows)
+    ctx.files.write_json("explanation.json", {"step": state.get("iteration", 0),
+                                              **result.to_dict()})
+    return result
+
+
+def score(ctx: RunContext, hypothesis: str, writer: Any = None):
+    """Score a hypothesis (``score/run.py``): with ``writer``, else the run's planner writes."""
+    from neurosleuth.score.run import score_hypothesis
+
+    config = score_config(ctx.cfg, sim_windows=2, random_windows=8, n_prompts=6, paraphrases=2,
+                          baseline=10, n_boot=500)
+    return score_hypothesis(
+        ctx.lm,
+        ctx.neuron,
+        hypothesis,
+        writer=writer or planner_writer(ctx.planner, ctx.neuron, ctx.lm.name),
+        hypothesize=planner_control(ctx.planner),
+        config=config,
+        exemplars=ctx.exemplars.data,
+        cache=ctx.score_cache,
+    )
+
+
+def attack_counterexamples(ctx: RunContext, hypothesis: str, state: dict, threshold: float,
+                           writer: Any = None):
+    """Prompts the attack drives above ``threshold`` that the hypothesis does not cover, as
+    judged by ``writer`` (the one that scored it; else the planner's)."""
+    from neurosleuth.score.run import attack_counterexamples as search
+
+    return search(
+        ctx.lm,
+        ctx.neuron,
+        hypothesis,
+        [r.prompt for r in heaps_of(state).top(2)],
+        threshold,
+        seed=ctx.cfg.seed + state.get("iteration", 0),
+        writer=writer or planner_writer(ctx.planner, ctx.neuron, ctx.lm.name),
+    )

@@ -1,17 +1,21 @@
 """Open an investigation: resolve the run directory, load the model, check the neuron, pick the
-planner, open (or restore) the prompt memory, and save the resolved config."""
+planner, open (or restore) the prompt memory, save the resolved config, and run it.
+
+A caller attaches to a run what it needs to watch or share it: an ``observer`` called after
+every node (a live view), ``peers`` (the other neurons of a layer-parallel batch group), a
+``stop`` event (set: the run writes its report at the next step)."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from neurosleuth.agents import graph
 from neurosleuth.agents.config import RunConfig, run_path
-from neurosleuth.agents.investigation import Investigation
+from neurosleuth.agents.context import Alone, Observer, Peers, RunContext
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.rundir import RunFiles
 from neurosleuth.memory.dedup import PromptDeduper
@@ -27,10 +31,10 @@ def new_run_id(neuron: str) -> str:
 
 def open_investigation(
     cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False, planner=None,
-    setup: Callable[[Investigation], None] | None = None,
-) -> Investigation:
-    """Everything a run needs; raises a clear error for a bad neuron, model or planner.
-    ``setup`` (a batch's) is called on the investigation before it is returned."""
+    observer: Observer | None = None, peers: Peers | None = None,
+    stop: threading.Event | None = None,
+) -> RunContext:
+    """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
     if not cfg.run_id:
         cfg = cfg.model_copy(update={"run_id": new_run_id(cfg.neuron)})
     files = RunFiles(cfg.run_dir())
@@ -51,23 +55,23 @@ def open_investigation(
     else:
         dedup = PromptDeduper(embedder, threshold=cfg.dedup_threshold)
     files.write_json("config.json", cfg.public_dict())
-    inv = Investigation(cfg, lm, neuron, planner, note, files, dedup)
-    if setup is not None:
-        setup(inv)
-    return inv
+    return RunContext(cfg, lm, neuron, planner, note, files, dedup, peers=peers or Alone(),
+                      stop=stop or threading.Event(), observer=observer)
 
 
 def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None,
-                setup: Callable[[Investigation], None] | None = None) -> Path:
-    """Run a new investigation to the end of its budget; returns the run directory."""
-    inv = open_investigation(cfg, lm, planner=planner, setup=setup)
-    graph.run(inv)
-    return inv.files.path
+                **attach) -> Path:
+    """Run a new investigation to the end of its budget; returns the run directory.
+    ``attach``: ``observer``, ``peers``, ``stop`` (see the module's docstring)."""
+    ctx = open_investigation(cfg, lm, planner=planner, **attach)
+    graph.run(ctx)
+    return ctx.files.path
 
 
 def resume(
     runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None,
-    setup: Callable[[Investigation], None] | None = None, **changes
+    observer: Observer | None = None, peers: Peers | None = None,
+    stop: threading.Event | None = None, **changes
 ) -> Path:
     """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
     budget given in ``changes``, e.g. ``iterations=60``)."""
@@ -80,6 +84,7 @@ def resume(
     cfg = saved.model_copy(
         update={"runs_dir": str(runs_dir), **{k: v for k, v in changes.items() if v is not None}}
     )
-    inv = open_investigation(cfg, lm, resume=True, planner=planner, setup=setup)
-    graph.run(inv, resume=True)
-    return inv.files.path
+    ctx = open_investigation(cfg, lm, resume=True, planner=planner, observer=observer,
+                             peers=peers, stop=stop)
+    graph.run(ctx, resume=True)
+    return ctx.files.path

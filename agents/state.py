@@ -8,7 +8,9 @@ Lists that only grow use an ``operator.add`` reducer so a node returns just its 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
+
+from neurosleuth.memory.topk import ActivationHeaps
 
 
 class LLMUsage(TypedDict):
@@ -19,6 +21,68 @@ class LLMUsage(TypedDict):
     repairs: int
     seconds: float
     fallbacks: int  # requests the heuristic answered because the LLM failed
+
+
+class PromptRow(TypedDict):
+    """One measured (or rejected) prompt: a line of ``prompts.csv``."""
+
+    prompt: str
+    status: str  # accepted | shared (a peer's) | duplicate | semantic | ...
+    activation: float | None
+    max_token: str | None
+    source: str  # planner, heuristic, exemplar, attack, mutation, steer, neuron L:I, ...
+    similarity: float | None
+
+
+class Finding(TypedDict, total=False):
+    """What an experiment found (``agents/probes.py``, ``agents/experiments.py``); the keys
+    beyond these depend on the kind (ablation z-scores, patched prompts, compared texts)."""
+
+    kind: str  # ablate | attribution | steer | patch | test | compare
+    step: int
+    headline: str
+
+
+class Candidate(TypedDict, total=False):
+    """A candidate hypothesis of a round and, once tested, its score."""
+
+    text: str
+    source: str  # explainer, planner, heuristic, previous best, researcher
+    explanation: str
+    pattern: dict[str, Any]  # how the explainer's pattern simulates it (explainer candidates)
+    rejected: str  # why it was not scored (e.g. it quotes the exemplars)
+    score_error: str
+    score: dict[str, Any] | None  # score/run.py ScoreResult.to_dict()
+
+
+class Hypothesis(Candidate, total=False):
+    """A round's winner: a candidate with the round's table and how it was decided."""
+
+    step: int
+    candidates: list[dict[str, Any]]
+    experiment: dict[str, Any] | None  # the concept or kind experiment of the round
+    decided_by: dict[str, Any] | None  # the experiment that changed the winner, if one did
+
+
+class ExperimentRecord(TypedDict):
+    """One experiment run: who asked for it and why, and what it gave."""
+
+    step: int
+    kind: str
+    source: str  # planner, heuristic, policy, steer, exemplar, recovery ...
+    reason: str
+    summary: str
+
+
+class Outcome(TypedDict):
+    """What a tool returns to the ``act`` node (``agents/handlers.py``)."""
+
+    rows: list[PromptRow]
+    forward_passes: int
+    summary: str
+    dedup: NotRequired[dict[str, Any]]  # the memory's decisions on a proposal
+    evidence: NotRequired[Finding | None]
+    hypothesis: NotRequired[Hypothesis]  # a comparison that overturned the leader
 
 
 class InvestigationState(TypedDict, total=False):
@@ -33,8 +97,8 @@ class InvestigationState(TypedDict, total=False):
     action: dict[str, Any] | None  # the last planned action (``kind`` + fields)
     action_source: str  # who produced it: planner, heuristic, recovery, steer
     # every experiment run: {step, kind, source, reason, summary}
-    experiments: Annotated[list[dict[str, Any]], operator.add]
-    outcome: dict[str, Any] | None  # the last act result: rows measured or rejected
+    experiments: Annotated[list[ExperimentRecord], operator.add]
+    outcome: Outcome | None  # the last act result: rows measured or rejected
     heaps: dict[str, Any]  # memory.topk.ActivationHeaps.to_dict()
     stats: dict[str, Any]  # memory.topk.SearchStats.to_dict()
     stagnation: dict[str, Any]  # memory.stagnation.StagnationMonitor.to_dict()
@@ -42,13 +106,13 @@ class InvestigationState(TypedDict, total=False):
     exemplar_cursor: int  # next dataset exemplar to use for an exemplar restart
     curve: Annotated[list[list[float]], operator.add]  # [forward_passes, iteration, best]
     recoveries: Annotated[list[dict[str, Any]], operator.add]
-    hypotheses: Annotated[list[dict[str, Any]], operator.add]
-    evidence: Annotated[list[dict[str, Any]], operator.add]  # causal probes (agents/probes.py)
+    hypotheses: Annotated[list[Hypothesis], operator.add]
+    evidence: Annotated[list[Finding], operator.add]  # what the experiments found
     steering: list[dict[str, Any]]  # {message, received_at, applied_step}
     steer_seen: int  # lines of steer.jsonl already taken
     user_hypotheses: list[str]  # the researcher's candidates (--hypothesis, steer --hypothesis)
     hypothesis_due: bool
-    pending_hypothesis: dict[str, Any] | None  # drafted by hypothesize, scored by test
+    pending_hypothesis: Hypothesis | None  # drafted by hypothesize, scored by test
     done: bool
     stop_reason: str | None
 
@@ -60,3 +124,13 @@ def zero_usage() -> LLMUsage:
 
 def add_usage(a: LLMUsage, b: dict[str, Any]) -> LLMUsage:
     return LLMUsage(**{k: a[k] + b.get(k, 0) for k in a})  # type: ignore[misc]
+
+
+def heaps_of(state: dict) -> ActivationHeaps:
+    """The top-k / bottom-k prompts of the state (kept there as a plain dict, for checkpoints)."""
+    return ActivationHeaps.from_dict(state["heaps"])
+
+
+def leader(state: dict) -> Hypothesis | None:
+    """The latest hypothesis, or None before the first round."""
+    return (state.get("hypotheses") or [None])[-1]

@@ -239,43 +239,45 @@ def groups(neurons: Sequence[str], size: int) -> list[list[int]]:
     return [idx[i : i + size] for idx in by_layer.values() for i in range(0, len(idx), size)]
 
 
+@dataclass(frozen=True)
+class GroupPeers:
+    """The peers of a neuron in its layer group (``agents.context.Peers``): the group's search
+    board, and the time this thread spent on the others' turns."""
+
+    board: Board
+    gatherer: Interleaver
+
+    def exchange(self, neuron: str, prompts: Sequence[str]) -> list[tuple[str, str]]:
+        return self.board.exchange(neuron, prompts)
+
+    def others_s(self) -> float:
+        return self.gatherer.others_s()
+
+
 def run_group(folder: Path, members: Sequence[str], cfgs: Sequence[dict], lm: LoadedModel,
-              run: Callable[[dict, Callable], dict], on_done: Callable[[int, dict], None]
-              ) -> list[dict]:
+              run: Callable[..., dict], on_done: Callable[[int, dict], None]) -> list[dict]:
     """Investigate ``cfgs`` (neurons of one group whose members are ``members``) interleaved,
-    sharing one cache and one search board. ``run(cfg, setup)`` runs one neuron (``setup(inv)``
-    is called on its ``Investigation`` before it starts); ``on_done(i, outcome)`` is called in
-    turn as each finishes. Ctrl-C stops every run at its next step (each writes its report)."""
+    sharing one cache and one search board. ``run(cfg, peers=..., stop=...)`` runs one neuron
+    attached to the group; ``on_done(i, outcome)`` is called in turn as each finishes. Ctrl-C
+    sets the group's stop event: every run stops at its next step (each writes its report)."""
     cache = ActivationCache(group_cache_path(folder, [NeuronId.parse(m) for m in members]), lm,
                             [NeuronId.parse(m) for m in members])
-    board = Board()
-    investigations: list[Any] = []
     gatherer = Interleaver(cache)
+    peers = GroupPeers(Board(), gatherer)
     stopping = threading.Event()
-
-    def setup(inv) -> None:
-        inv.board = board
-        inv.others_s = gatherer.others_s
-        inv.interrupted = stopping.is_set()
-        investigations.append(inv)
 
     def job(i: int) -> Callable[[], dict]:
         def go() -> dict:
-            outcome = run(cfgs[i], setup)
+            outcome = run(cfgs[i], peers=peers, stop=stopping)
             outcome["cache"] = cache.stats()
             on_done(i, outcome)
             return outcome
 
         return go
 
-    def interrupt() -> None:
-        stopping.set()
-        for inv in investigations:
-            inv.interrupted = True
-
     try:
         with use_source(lm, gatherer):
-            results = gatherer.run([job(i) for i in range(len(cfgs))], interrupt)
+            results = gatherer.run([job(i) for i in range(len(cfgs))], stopping.set)
     finally:
         cache.close()
     out = []
@@ -302,9 +304,9 @@ def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory
     todo = [e for e in members if e.status in UNFINISHED]
     cfgs = [start_entry(queue, e, display, parallel=len(todo)) for e in todo]
 
-    def run(cfg: dict, setup) -> dict:
+    def run(cfg: dict, **attach) -> dict:
         planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
-        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, setup=setup)
+        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, **attach)
 
     outcomes = run_group(queue.folder, [e.neuron for e in members], cfgs, lm, run,
                          lambda i, outcome: finish_entry(queue, todo[i], outcome, display))

@@ -229,12 +229,12 @@ def batch_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None,
-               setup: Callable | None = None) -> dict[str, Any]:
+def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None, **attach
+               ) -> dict[str, Any]:
     """Run (or continue) one neuron's investigation in ``folder/run_id``. Returns
     ``{"status": done|failed|interrupted, "error", "seconds", "prior_s"}``; an exception is
     returned as ``failed`` (traceback in ``error.txt``), never raised; KeyboardInterrupt is.
-    ``setup``: called on the ``Investigation`` before it runs (a layer-parallel group's)."""
+    ``attach``: ``peers`` and ``stop`` of a layer-parallel group (``agents/session.py``)."""
     from neurosleuth.agents import session
 
     run_dir = Path(folder) / cfg["run_id"]
@@ -245,11 +245,11 @@ def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None,
     start = time.monotonic()
     try:
         if (run_dir / "config.json").is_file():
-            session.resume(folder, cfg["run_id"], lm=lm, planner=planner, setup=setup,
+            session.resume(folder, cfg["run_id"], lm=lm, planner=planner, **attach,
                            time_budget_s=cfg.get("time_budget_s"))
         else:
             session.investigate(RunConfig.model_validate(cfg), lm=lm, planner=planner,
-                                setup=setup)
+                                **attach)
     except Exception as err:  # noqa: BLE001 - one neuron's failure must not stop the batch
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc())

@@ -86,7 +86,7 @@ def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driv
     lm = load_model(cfgs[0]["model"], device=cfgs[0].get("device"),
                            dtype=cfgs[0].get("dtype"), device_map=cfgs[0].get("device_map"))
     outcomes = run_group(Path(folder), members, cfgs, lm,
-                         lambda cfg, setup: run_neuron(Path(folder), cfg, lm=lm, setup=setup),
+                         lambda cfg, **attach: run_neuron(Path(folder), cfg, lm=lm, **attach),
                          lambda i, outcome: None)
     node = ray.get_runtime_context().get_node_id()
     for cfg, outcome in zip(cfgs, outcomes, strict=True):

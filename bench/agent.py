@@ -163,21 +163,15 @@ def run_policy(lm: LoadedModel, model: str, neuron: NeuronId, policy: str, args,
     drafts: dict[int, list[dict]] = {}  # step -> the round's candidates (patterns included)
     held: list = []
 
-    def setup(inv) -> None:
-        previous = inv.observer
-        held.append(inv)
-
-        def observe(name, event, state, update, inv_) -> None:
-            draft = update.get("pending_hypothesis") or {}
-            if draft.get("candidates"):
-                drafts[draft["step"]] = draft["candidates"]
-            if previous is not None:
-                previous(name, event, state, update, inv_)
-
-        inv.observer = observe
+    def observe(name, event, state, update, ctx) -> None:
+        if not held:
+            held.append(ctx)
+        draft = update.get("pending_hypothesis") or {}
+        if draft.get("candidates"):
+            drafts[draft["step"]] = draft["candidates"]
 
     start, cpu = time.perf_counter(), time.process_time()
-    run = investigate(cfg, lm=lm, setup=setup)
+    run = investigate(cfg, lm=lm, observer=observe)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     summary = json.loads((run / "summary.json").read_text())
     hyps = json.loads((run / "hypotheses.json").read_text())

@@ -106,7 +106,7 @@ def investigate(
     placement_of(cfg.device, cfg.dtype, cfg.device_map)  # one line, before anything loads
     try:
         with LiveView(err_console, cfg, cfg.neuron) as view:
-            path = run_investigation(cfg, setup=lambda inv: setattr(inv, "observer", view))
+            path = run_investigation(cfg, observer=view)
     except PlannerUnavailable as err:
         fail(str(err))
     _print_outcome(path)
@@ -136,7 +136,7 @@ def resume(
     with LiveView(err_console, cfg, cfg.neuron) as view:
         path = resume_run(runs_dir, run_id, iterations=iterations,
                           time_budget_s=parse_duration(time),
-                          setup=lambda inv: setattr(inv, "observer", view))
+                          observer=view)
     _print_outcome(path)
 
 

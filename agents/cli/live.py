@@ -6,8 +6,8 @@ The panel: the step against the iteration budget, time and forward passes used a
 the node running and what the last one did, the experiment of the step (who chose it and why),
 the best activation against the dataset max, and the leading hypothesis with its margin over the
 floor. Plain lines: each experiment other than the prompt search, with its reason and result.
-The view is an observer of the graph's nodes (``Investigation.observer``); an error in it never
-stops the run.
+The view is an observer of the graph's nodes (the run context's ``observer``:
+``agents/context.py``); an error in it never stops the run.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ class LiveView:
         if self.live is not None:
             self.live.__exit__(*exc)
 
-    def __call__(self, node: str, event: dict, state: dict, update: dict, inv=None) -> None:
+    def __call__(self, node: str, event: dict, state: dict, update: dict, ctx=None) -> None:
         try:
-            self._observe(node, event, state, update, inv)
+            self._observe(node, event, state, update, ctx)
         except Exception:  # noqa: BLE001 - the view never stops the run
             pass
 
-    def _observe(self, node: str, event: dict, state: dict, update: dict, inv) -> None:
+    def _observe(self, node: str, event: dict, state: dict, update: dict, ctx) -> None:
         merged = {**state, **update}
         self.last = {"node": node, **event}
         if node == "plan":
@@ -73,8 +73,8 @@ class LiveView:
         if merged.get("heaps"):
             top = ActivationHeaps.from_dict(merged["heaps"]).top(1)
             self.values["best"] = top[0].activation if top else None
-        if inv is not None and inv.dataset_max is not None:
-            self.dataset_max = inv.dataset_max
+        if ctx is not None and ctx.exemplars.dataset_max is not None:
+            self.dataset_max = ctx.exemplars.dataset_max
         hyps = update.get("hypotheses") or state.get("hypotheses") or []
         if hyps:
             score = hyps[-1].get("score") or {}

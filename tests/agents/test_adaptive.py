@@ -72,17 +72,15 @@ def test_finish_waits_for_a_hypothesis_then_ends_the_run(tmp_path, tiny_lm, corp
     planner = ScriptedPlanner(prompts)
     cfg = config(tmp_path, corpus, run_id="late", iterations=8, hypothesis_every=2)
 
-    def finish_after_first_round(inv):
-        original = planner.choose
+    original = planner.choose
 
-        def choose(view, suggestion, n, temperature):
-            if view.hypothesis:  # a round has happened
-                return Finish(reason="decided"), original(view, suggestion, n, temperature)[1]
-            return original(view, suggestion, n, temperature)
+    def finish_after_first_round(view, suggestion, n, temperature):
+        if view.hypothesis:  # a round has happened
+            return Finish(reason="decided"), original(view, suggestion, n, temperature)[1]
+        return original(view, suggestion, n, temperature)
 
-        planner.choose = choose
-
-    run = investigate(cfg, lm=tiny_lm, planner=planner, setup=finish_after_first_round)
+    planner.choose = finish_after_first_round
+    run = investigate(cfg, lm=tiny_lm, planner=planner)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "planner finished: decided"
     assert summary["iterations"] < 8
@@ -92,14 +90,16 @@ def test_structured_steering_requests_run_as_they_are(tmp_path, tiny_lm, corpus)
     planner = ScriptedPlanner([[words(i * 4 + j) for j in range(4)] for i in range(10)])
     cfg = config(tmp_path, corpus, iterations=4, hypothesis_every=2)
 
-    def requests(inv):
-        post_steering(inv.files.path, "does it fire on these?", "experiment",
+    def requests(node, event, state, update, ctx):  # posted while it runs, after the seeds
+        if node != "seed":
+            return
+        post_steering(ctx.files.path, "does it fire on these?", "experiment",
                       {"kind": "test_hypothesis", "texts": [words(90), words(91)]})
-        post_steering(inv.files.path, "which one?", "experiment",
+        post_steering(ctx.files.path, "which one?", "experiment",
                       {"kind": "compare", "a": "Fires on the token 'cat'.",
                        "b": "Fires on the token 'dog'."})
 
-    run = investigate(cfg, lm=tiny_lm, planner=planner, setup=requests)
+    run = investigate(cfg, lm=tiny_lm, planner=planner, observer=requests)
     acts = chosen(run)
     assert ("test_hypothesis", "steer", "does it fire on these?") in acts
     assert ("compare", "steer", "which one?") in acts

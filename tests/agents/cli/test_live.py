@@ -1,5 +1,5 @@
 """The live view of an investigation (agents/cli/live.py): plain lines off a terminal, a panel on
-one; fed by the graph's nodes through ``Investigation.observer``."""
+one; fed by the graph's nodes through the run's ``observer`` (``agents/context.py``)."""
 
 import io
 
@@ -19,7 +19,7 @@ def test_plain_lines_follow_the_run(tmp_path, tiny_lm):
     with LiveView(Console(file=out, width=200), cfg, cfg.neuron) as view:
         assert view.plain  # a StringIO is no terminal
         investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
-                    setup=lambda inv: setattr(inv, "observer", view))
+                    observer=view)
     lines = out.getvalue().splitlines()
     steps = [x for x in lines if x.startswith("step ")]
     assert [s.split(":")[0] for s in steps] == [f"step {i}/4" for i in range(1, 5)]
@@ -34,7 +34,7 @@ def test_plain_lines_name_each_chosen_experiment_and_why(tmp_path, tiny_lm):
     cfg = config(tmp_path, write_corpus(tmp_path / "c.txt"), iterations=6, hypothesis_every=3)
     with LiveView(Console(file=out, width=300), cfg, cfg.neuron) as view:
         investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
-                    setup=lambda inv: setattr(inv, "observer", view))
+                    observer=view)
     chosen = [x for x in out.getvalue().splitlines() if x.startswith("experiment ")]
     assert chosen and all("(" in x and "): " in x for x in chosen), chosen  # kind (why): result
 
@@ -44,7 +44,7 @@ def test_the_panel_shows_budget_best_and_leading_hypothesis(tmp_path, tiny_lm):
     view = LiveView(Console(file=io.StringIO(), force_terminal=True, width=160), cfg, "1:3")
     assert not view.plain
     investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
-                setup=lambda inv: setattr(inv, "observer", view))
+                observer=view)
     text = io.StringIO()
     Console(file=text, width=160).print(view.render())
     shown = text.getvalue()
@@ -62,5 +62,5 @@ def test_a_broken_view_never_stops_the_run(tmp_path, tiny_lm):
     view = LiveView(Console(file=io.StringIO()), cfg, cfg.neuron)
     view._observe = broken  # the observer swallows its own errors
     run = investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0),
-                      setup=lambda inv: setattr(inv, "observer", view))
+                      observer=view)
     assert (run / "report.md").is_file()

@@ -1,0 +1,56 @@
+"""The shape of a run: a frozen context, one handler per experiment, a strategy per recovery,
+and a group's peers attached, never assigned."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from neurosleuth.agents import handlers, recovery
+from neurosleuth.agents.actions import EXPERIMENTS, RunAttack
+from neurosleuth.agents.context import Alone, Exemplars, RunContext
+from neurosleuth.memory.stagnation import DEFAULT_STRATEGIES
+
+
+def test_every_experiment_has_one_handler():
+    assert set(handlers.HANDLERS) == set(EXPERIMENTS)
+
+
+def test_the_context_cannot_be_reassigned():
+    ctx = RunContext(cfg=None, lm=None, neuron=None, planner=None, planner_note="", files=None,
+                     memory=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.peers = Alone()  # type: ignore[misc]
+    assert ctx.peers.exchange("0:1", ["a"]) == [] and ctx.peers.others_s() == 0.0
+    assert not ctx.stopping()
+    ctx.stop.set()
+    assert ctx.stopping()
+
+
+def test_exemplars_give_the_dataset_max_of_their_top_window():
+    ex = Exemplars()
+    assert ex.dataset_max is None and ex.snippets == []
+    ex.set({"top": [{"max_act": 3.5, "argmax": 1, "tokens": ["a", " b"], "acts": [0.1, 3.5]}]})
+    assert ex.dataset_max == 3.5 and len(ex.snippets) == 1
+
+
+def test_each_recovery_strategy_changes_the_state():
+    class Cfg:
+        prompts_per_step, seed, temperature = 3, 0, 0.7
+
+    ctx = RunContext(cfg=Cfg(), lm=None, neuron=None, planner=None, planner_note="", files=None,
+                     memory=None, stop=threading.Event())
+    ctx.exemplars.snippets = [(1.0, "x", f"snippet {i}") for i in range(5)]
+    state = {"iteration": 4, "exemplar_cursor": 3, "temperature": 0.7}
+    assert set(DEFAULT_STRATEGIES) <= set(recovery.STRATEGIES)
+    restart = recovery.recover(ctx, "exemplar_restart", state)
+    assert [p["prompt"] for p in restart["pending"]] == ["snippet 3", "snippet 4"]
+    assert restart["exemplar_cursor"] == 5
+    assert len(recovery.recover(ctx, "random_prompts", state)["pending"]) == 3
+    assert recovery.recover(ctx, "raise_temperature", state)["temperature"] == pytest.approx(1.0)
+    queued = recovery.recover(ctx, "attack", state)["pending"][0]
+    assert RunAttack.model_validate(queued["action"]).reason == "stagnation recovery"
+    with pytest.raises(ValueError, match="unknown recovery strategy 'pray'"):
+        recovery.recover(ctx, "pray", state)

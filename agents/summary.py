@@ -4,11 +4,10 @@ the curve, the evidence and the report."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.agents.state import heaps_of
+from neurosleuth.report.data import RunSummary
 from neurosleuth.tools import backoff
 
 
@@ -16,12 +15,12 @@ def save_hypotheses(ctx: RunContext, hypotheses: list[dict]) -> None:
     ctx.files.write_json("hypotheses.json", hypotheses)
 
 
-def write_summary(ctx: RunContext, state: dict, status: str) -> dict[str, Any]:
+def write_summary(ctx: RunContext, state: dict, status: str) -> RunSummary:
     top = heaps_of(state).top(1)
     llm = state.get("llm", {})
     previous = ctx.files.read_json("summary.json", {}) or {}
     errors = list(getattr(ctx.planner, "last_errors", None) or previous.get("llm_errors", []))
-    summary = {
+    summary: RunSummary = {
         "run_id": ctx.cfg.run_id,
         "model": ctx.cfg.model,
         "model_desc": ctx.lm.describe(),

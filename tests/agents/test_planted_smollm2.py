@@ -14,7 +14,7 @@ import pytest
 from neurosleuth.tools.exemplars import exemplars
 from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
-from tests.planted_smollm2 import ANIMAL, CODE, WEEKDAY, build
+from tests.planted_smollm2 import ANIMAL, CODE, COLOUR, WEEKDAY, build
 
 pytestmark = pytest.mark.integration
 
@@ -31,23 +31,40 @@ def hypothesis_of(report_md: str) -> str:
     return re.search(r"^> \*\*(.+)\*\*$", body, re.M).group(1)
 
 
+def investigate_cli(folder, neuron, runs, run_id: str, dtype: str = "float32"):
+    """``neurosleuth investigate`` as a researcher runs it (heuristic planner, 3 steps); returns
+    report.md and hypotheses.json."""
+    cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", str(folder),
+           "--neuron", str(neuron), "--planner", "heuristic", "--iterations", "3",
+           "--exemplar-tokens", "16384", "--runs-dir", str(runs), "--run-id", run_id,
+           "--dtype", dtype]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return ((runs / run_id / "report.md").read_text(),
+            json.loads((runs / run_id / "hypotheses.json").read_text()))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_investigation_names_the_animal_neuron(planted, tmp_path, dtype):
     """In bfloat16 too: the same concept from the same planted neuron."""
     folder, _ = planted
-    cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", str(folder),
-           "--neuron", str(ANIMAL), "--planner", "heuristic", "--iterations", "3",
-           "--exemplar-tokens", "16384", "--runs-dir", str(tmp_path), "--run-id", "animal",
-           "--dtype", dtype]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    assert out.returncode == 0, out.stderr[-2000:]
-    hyp = hypothesis_of((tmp_path / "animal" / "report.md").read_text())
+    md, hyps = investigate_cli(folder, ANIMAL, tmp_path, "animal", dtype)
+    hyp = hypothesis_of(md)
     assert re.search(r"animal|mammal", hyp, re.I), hyp
     assert len(hyp.split()) <= 40
-    md = (tmp_path / "animal" / "report.md").read_text()
     assert "## Candidates" in md and "## Explanation pattern" in md
     # the concept-or-list experiment ran: unseen animals fire in the neuron's own contexts
-    hyps = json.loads((tmp_path / "animal" / "hypotheses.json").read_text())
+    assert hyps[-1]["experiment"]["verdict"] == "concept", hyps[-1]["experiment"]["summary"]
+    assert "Experiment (unseen members)" in md and "Verdict: concept" in md
+
+
+def test_investigation_names_the_colour_neuron(planted, tmp_path):
+    """Colours the planting never saw fire in the neuron's own contexts: the concept wins over
+    the list of the colours seen, and the report says which experiment decided."""
+    folder, _ = planted
+    md, hyps = investigate_cli(folder, COLOUR, tmp_path, "colour")
+    hyp = hypothesis_of(md)
+    assert re.search(r"colou?r", hyp, re.I) and "tokens" not in hyp, hyp
     assert hyps[-1]["experiment"]["verdict"] == "concept", hyps[-1]["experiment"]["summary"]
     assert "Experiment (unseen members)" in md and "Verdict: concept" in md
 

@@ -343,6 +343,16 @@ def member(concept: ConceptName) -> Callable[[str], bool]:
     return lambda t: norm(t).lower() in words
 
 
+def _by_frequency(synsets: list, form: str) -> list:
+    """WordNet's senses of ``form`` by how often the form was tagged in each, then by how often
+    the sense was tagged under any of its names: 'colour' has no tagged senses of its own (the
+    counts are under 'color'), and WordNet lists 'colouring material' first."""
+    def own(s) -> int:
+        return sum(lem.count() for lem in s.lemmas() if lem.name().lower() == form)
+
+    return sorted(synsets, key=lambda s: (-own(s), -sum(lem.count() for lem in s.lemmas())))
+
+
 @functools.lru_cache(maxsize=1024)
 def concept_synsets(word: str) -> tuple[str, ...]:
     """WordNet noun synsets a word of a hypothesis may name ("weekdays" -> weekday.n.01), for
@@ -353,7 +363,7 @@ def concept_synsets(word: str) -> tuple[str, ...]:
     forms = dict.fromkeys([word.lower(), *wn._morphy(word.lower(), "n")])  # colors -> color
     out = []
     for form in forms:
-        for s in wn.synsets(form, "n")[:2]:
+        for s in _by_frequency(wn.synsets(form, "n"), form)[:2]:
             if s.name().split(".")[0] in TOO_GENERAL or s.name() in out:
                 continue
             if s.hyponyms() or s.instance_hyponyms():

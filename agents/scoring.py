@@ -34,7 +34,7 @@ def score_config(cfg: RunConfig, **changes: Any) -> ScoreConfig:
     )
 
 
-def planner_writer(planner: Any, neuron: NeuronId, model: str) -> HeuristicWriter:
+def planner_writer(planner: Any, neuron: NeuronId | str, model: str) -> HeuristicWriter:
     """The score's writer for ``planner``: an LLM planner's chat model writes (``LLMWriter`` asks
     it through ``LLMPlanner.ask``); a planner without one leaves the writing to keywords."""
     if isinstance(planner, LLMPlanner):

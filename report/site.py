@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from neurosleuth.batch.queue import BatchQueue
+from neurosleuth.tools.records import NeuronRecords, from_windows
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,22 @@ def rows_frame(rows: list[NeuronRow]) -> pd.DataFrame:
         d.update({f"score_{k}": r.components.get(k) for k in names})
         records.append(d)
     return pd.DataFrame.from_records(records)
+
+
+def batch_records(queue: BatchQueue, rows: list[NeuronRow]) -> list[NeuronRecords]:
+    """Each finished neuron's top dataset windows (its run's ``exemplars.json``) as activation
+    records (``tools/records.py``). No random sample: a run keeps only its top and bottom
+    windows, and the bottom ones are not a random sample."""
+    model = str(queue.batch.run_config.get("model", ""))
+    out = []
+    for r in rows:
+        path = queue.folder / r.run_id / "exemplars.json"
+        if r.status != "done" or not path.is_file():
+            continue
+        top = json.loads(path.read_text()).get("top") or []
+        if top:
+            out.append(from_windows(r.neuron, top, model=model))
+    return out
 
 
 def explainer_records(rows: list[NeuronRow], model: str) -> list[dict[str, Any]]:

@@ -354,24 +354,31 @@ def _quote(words: Sequence[str], n: int = 3) -> str:
     return ", ".join(f"'{w}'" for w in list(dict.fromkeys(words))[:n])
 
 
+def sentence_of(pattern: Pattern, peaks: Sequence[str]) -> str:
+    """The hypothesis sentence of a pattern whose top texts peaked on ``peaks`` (normalised)."""
+    if pattern.kind == "none":
+        return "No text found that makes this neuron fire."
+    if pattern.kind == "context":
+        return (f"Fires on most tokens inside {pattern.context} (e.g. {_quote(peaks)}), "
+                "not on one particular word.")
+    if pattern.concept and pattern.concept.source != "none":
+        sentence = f"Fires on {pattern.concept.phrase()}"
+    else:
+        sentence = f"Fires on the tokens {_quote(peaks)}"
+    need = [w for w, s in pattern.required.items() if s >= 0.3]
+    if need and pattern.context_free < 0.5:
+        sentence += f", mostly after {_quote(need, 2)}"
+    return sentence + "."
+
+
 def describe(pattern: Pattern, pruned: list[Pruned], subs: list[Substitution]
              ) -> tuple[str, str]:
     """The hypothesis sentence and a few sentences of evidence."""
     if pattern.kind == "none":
         return "No text found that makes this neuron fire.", ""
     peaks = [C.norm(p.tokens[-1]) for p in pruned if C.norm(p.tokens[-1])]
-    if pattern.kind == "context":
-        sentence = (f"Fires on most tokens inside {pattern.context} (e.g. {_quote(peaks)}), "
-                    "not on one particular word.")
-    elif pattern.concept and pattern.concept.source != "none":
-        sentence = f"Fires on {pattern.concept.phrase()}"
-    else:
-        sentence = f"Fires on the tokens {_quote(peaks)}"
+    sentence = sentence_of(pattern, peaks)
     need = [w for w, s in pattern.required.items() if s >= 0.3]
-    if pattern.kind == "token":
-        if need and pattern.context_free < 0.5:
-            sentence += f", mostly after {_quote(need, 2)}"
-        sentence += "."
     fire = [s.token.strip() for s in subs if s.where == "peak" and s.fires and s.token.strip()]
     kill = [s.token.strip() for s in subs if s.where == "peak" and not s.fires and s.token.strip()]
     details = (f"{len(pruned)} top texts pruned to {np.median([len(p.tokens) for p in pruned]):.0f}"

@@ -182,6 +182,9 @@ def _register_all() -> None:
     from neurosleuth.agents.cli import score as cli_score
 
     cli_score.register(app)
+    from neurosleuth.agents.cli import records as cli_records
+
+    cli_records.register(app)
 
 
 _register_all()

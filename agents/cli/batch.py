@@ -171,6 +171,11 @@ def summary(
     parquet: Annotated[Path | None, typer.Option(help="write the table as Parquet")] = None,
     neuron_explainer: Annotated[Path | None, typer.Option(
         help="write hypotheses as neuron-explainer style JSON")] = None,
+    records: Annotated[Path | None, typer.Option(
+        help="write each finished neuron's top dataset windows as activation records")] = None,
+    records_format: Annotated[str, typer.Option(
+        help="format of --records: openai (neuron-explainer NeuronRecord), neuronpedia, "
+             "jsonl")] = "openai",
 ) -> None:
     """The table of a batch's neurons: hypothesis, score, best activation vs dataset max."""
     import json
@@ -179,8 +184,18 @@ def summary(
     from rich.text import Text
 
     from neurosleuth.agents.config import run_path
-    from neurosleuth.report.site import batch_rows, component_names, explainer_records, rows_frame
+    from neurosleuth.report.site import (
+        batch_records,
+        batch_rows,
+        component_names,
+        explainer_records,
+        rows_frame,
+    )
+    from neurosleuth.tools.records import FORMATS
+    from neurosleuth.tools.records import write as write_records
 
+    if records_format not in FORMATS:
+        fail(f"--records-format {records_format!r}: choose one of {', '.join(FORMATS)}")
     queue, rows = batch_rows(run_path(runs_dir, batch_id))
     names = component_names(rows)
     shown = names if console.width >= 90 + 10 * len(names) else []  # components when they fit
@@ -204,10 +219,17 @@ def summary(
         frame.to_parquet(parquet, index=False)
         console.print(f"wrote {parquet}", markup=False, highlight=False)
     if neuron_explainer is not None:
-        records = explainer_records(rows, str(queue.batch.run_config.get("model")))
-        neuron_explainer.write_text(json.dumps(records, indent=2))
-        console.print(f"wrote {neuron_explainer} ({len(records)} explanations)", markup=False,
+        explained = explainer_records(rows, str(queue.batch.run_config.get("model")))
+        neuron_explainer.write_text(json.dumps(explained, indent=2))
+        console.print(f"wrote {neuron_explainer} ({len(explained)} explanations)", markup=False,
                       highlight=False)
+    if records is not None:
+        found = batch_records(queue, rows)
+        if not found:
+            fail(f"batch {batch_id} has no finished neuron with dataset windows to export")
+        write_records(records, found, records_format)
+        console.print(f"wrote {records} ({len(found)} neurons, {records_format} records)",
+                      markup=False, highlight=False)
 
 
 @friendly_errors

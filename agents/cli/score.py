@@ -121,6 +121,9 @@ def score(
              "human); unnamed keep their defaults")] = None,
     human: Annotated[Path | None, typer.Option(help="CSV with columns text,rating")] = None,
     pairs: Annotated[Path | None, typer.Option(help="CSV with columns neuron,hypothesis")] = None,
+    records: Annotated[Path | None, typer.Option(
+        help="score on activation records, no model (OpenAI neuron records, Neuronpedia "
+             "export or JSONL): simulation r; --neuron picks one neuron of the file")] = None,
     out: Annotated[Path | None, typer.Option(help="CSV of results (with --pairs)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write full results")] = None,
     control: Annotated[str | None, typer.Option(
@@ -134,7 +137,14 @@ def score(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Score a hypothesis about a neuron: selectivity, simulation, causality, robustness (and
-    human ratings), against the floor of control hypotheses, with 95% bootstrap intervals."""
+    human ratings), against the floor of control hypotheses, with 95% bootstrap intervals. With
+    --records: its simulation r on activation records from elsewhere, with no model."""
+    if records is not None:
+        if hypothesis is None:
+            fail("give --hypothesis to score on --records")
+        from neurosleuth.agents.cli.records import score_records
+
+        return score_records(records, hypothesis, neuron, planner, ollama_model, json_out, seed)
     if pairs is None and (neuron is None or hypothesis is None):
         fail("give --neuron and --hypothesis, or --pairs FILE")
     if out is not None and pairs is None:

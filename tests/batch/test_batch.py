@@ -208,6 +208,22 @@ def test_batch_runs_records_a_failure_and_builds_the_site(tmp_path, tiny_lm, cor
     assert records[0]["explanation"] == winner
     assert records[0]["score"] == pytest.approx(rows[0].components["simulation"])
     assert records[0]["aggregate"] == pytest.approx(rows[0].score)
+    # the finished neurons' top windows as activation records, read back as written
+    from neurosleuth.tools.records import read
+
+    for fmt in ("openai", "neuronpedia", "jsonl"):
+        out = tmp_path / f"records.{fmt}"
+        res = CliRunner().invoke(app, ["summary", "b1", "--runs-dir", str(tmp_path),
+                                       "--records", str(out), "--records-format", fmt])
+        assert res.exit_code == 0, res.output
+        back = read(out)
+        assert [nr.neuron for nr in back] == ["1:3", "0:2"]
+        top = json.loads((queue.folder / "n1-3" / "exemplars.json").read_text())["top"]
+        assert [list(r.tokens) for r in back[0].top] == [w["tokens"] for w in top]
+        assert back[0].top[0].acts == pytest.approx(top[0]["acts"], abs=1e-5)
+    res = CliRunner().invoke(app, ["summary", "b1", "--runs-dir", str(tmp_path), "--records",
+                                   str(tmp_path / "r.x"), "--records-format", "xml"])
+    assert res.exit_code == 2 and "choose one of" in res.output
 
 
 def test_rich_display_renders(tmp_path, corpus):

@@ -1,0 +1,73 @@
+"""Simulation score on activation records, as OpenAI's neuron-explainer scores an explanation
+(Bills et al. 2023): a simulator predicts each token's activation from the hypothesis alone, and
+the score is the Pearson correlation between predicted and real activations over all tokens of
+the records pooled ("all at once": top and random records together, so the scale between them
+counts), also reported on the top and on the random records alone.
+
+Interval: a seeded percentile bootstrap over records, top and random resampled separately
+(``score/stats.py``), so two hypotheses scored on the same records with the same seed are paired.
+The value is the raw r (it can be negative), not clipped as the hypothesis score's component is;
+undefined (nan, ``None`` in JSON) when the simulator predicts the same value for every token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from neurosleuth.score.stats import N_BOOT, bootstrap, pearson
+from neurosleuth.tools.records import Record
+
+Simulator = Callable[[list[str]], np.ndarray]  # tokens -> predicted activation per token
+
+
+@dataclass(frozen=True)
+class RecordsScore:
+    r: float  # all records pooled
+    lo: float
+    hi: float
+    top_r: float
+    random_r: float
+    records: int
+    tokens: int
+
+    def to_dict(self) -> dict:
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else round(float(x), 4)
+
+        return {"r": num(self.r), "lo": num(self.lo), "hi": num(self.hi),
+                "top_r": num(self.top_r), "random_r": num(self.random_r),
+                "records": self.records, "tokens": self.tokens}
+
+
+def simulation_r(simulate: Simulator, top: Sequence[Record], random: Sequence[Record] = (),
+                 *, seed: int = 0, n_boot: int = N_BOOT) -> RecordsScore:
+    """Score a simulator on records (module docstring)."""
+    recs = [*top, *random]
+    pred = [np.asarray(simulate(list(r.tokens)), dtype=float) for r in recs]
+    real = [r.acts for r in recs]
+    nt = len(top)
+
+    def r_of(idx: Sequence[int]) -> float:
+        if len(idx) == 0:
+            return math.nan
+        return pearson(np.concatenate([pred[i] for i in idx]),
+                       np.concatenate([real[i] for i in idx]))
+
+    def stat(it, ir) -> float:
+        return r_of([*it, *(nt + np.asarray(ir, dtype=int))])
+
+    comp = bootstrap("records", stat, [nt, len(random)], seed=seed, n_boot=n_boot)
+    if math.isnan(comp.details["raw"]):  # a constant prediction: no correlation to report
+        comp = replace(comp, value=math.nan, lo=math.nan, hi=math.nan)
+    return RecordsScore(comp.value, comp.lo, comp.hi, r_of(range(nt)),
+                        r_of(range(nt, len(recs))), len(recs), int(sum(len(x) for x in real)))
+
+
+def split(top: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    """Top records to explain from and to score on: alternate ranks (1st, 3rd, ... explain; 2nd,
+    4th, ... held out), so both halves span the range of activations."""
+    return list(top[0::2]), list(top[1::2])

@@ -14,6 +14,10 @@ draws the heatmap with ``textContent`` and inline colours only (never HTML from 
 Requests to ``/api/measure`` must name this server in ``Host`` (and ``Origin``, when sent) and be
 ``application/json`` (so a page on another site cannot post to it without a CORS preflight, which
 is never granted). A report whose run used another model than the one loaded is refused.
+
+An atlas site under the folder (``atlas/site.py``) gets search by meaning: ``.../site/search?q=``
+is answered by ``atlas_search`` (given by the command line, which loads the embedder on the first
+search), as a page built on the server with every string escaped.
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ import html
 import json
 import re
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 HOST = "127.0.0.1"
 MAX_TEXT = 2000
 MAX_BODY = 64 * 1024
+MAX_QUERY = 200  # characters of an atlas search
 LIVE_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'self'; "
             "connect-src 'self'")
 
@@ -118,8 +124,10 @@ class LiveModel:
 class SiteServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root: Path, port: int, live: LiveModel | None, quiet: bool):
+    def __init__(self, root: Path, port: int, live: LiveModel | None, quiet: bool,
+                 atlas_search: Callable[[Path, str], str] | None = None):
         self.root, self.live, self.quiet = Path(root).resolve(), live, quiet
+        self.atlas_search = atlas_search  # (atlas folder, query) -> results page
         handler = functools.partial(SiteHandler, directory=str(self.root))
         super().__init__((HOST, port), handler)
 
@@ -154,6 +162,12 @@ class SiteHandler(SimpleHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         if path == "/_neurosleuth/live.js" and self.server.live:
             return self._send(200, LIVE_JS.encode(), "text/javascript; charset=utf-8")
+        if path.endswith("/site/search") and self.server.atlas_search is not None:
+            folder = Path(self.translate_path(path)).parent.parent
+            if (folder / "atlas.parquet").is_file() and folder.is_relative_to(self.server.root):
+                query = parse_qs(urlsplit(self.path).query).get("q", [""])[0][:MAX_QUERY]
+                page = self.server.atlas_search(folder, query)
+                return self._send(200, page.encode(), "text/html; charset=utf-8")
         if path == "/" and not (self.server.root / "index.html").is_file():
             return self._send(200, listing(self.server.root).encode(), "text/html; charset=utf-8")
         if self.server.live and path.endswith("/report.html"):
@@ -258,14 +272,16 @@ def listing(root: Path) -> str:
 
 
 def make_server(root: str | Path, port: int = 8000, lm=None, model_spec: str | None = None,
-                quiet: bool = True) -> SiteServer:
+                quiet: bool = True, atlas_search: Callable[[Path, str], str] | None = None
+                ) -> SiteServer:
     """A server for ``root`` on 127.0.0.1:``port`` (0: any free port); live measuring when
-    ``lm`` is given (``model_spec``: the model name runs must have used)."""
+    ``lm`` is given (``model_spec``: the model name runs must have used); ``atlas_search``
+    answers ``.../site/search?q=`` of an atlas folder under ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}")
     live = LiveModel(lm, model_spec or lm.name) if lm is not None else None
-    return SiteServer(root, port, live, quiet)
+    return SiteServer(root, port, live, quiet, atlas_search)
 
 
 def first_run_model(root: Path) -> str | None:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("agents", "tools", "memory", "score", "report", "batch")
+STAGES = ("agents", "tools", "memory", "score", "report", "batch", "atlas")
 
 # stage -> stages it may import. ``agents.cli`` is the command line: it may use everything.
 MAY_USE = {
@@ -17,7 +17,9 @@ MAY_USE = {
     # report rendering reads run and batch files (the site reads batch.json through its queue)
     "report": {"report", "tools", "batch"},
     "agents": {"agents", "tools", "memory", "score", "report"},
-    "batch": {"batch", "agents", "tools", "memory", "report"},
+    "batch": {"batch", "agents", "tools", "memory", "report", "atlas"},
+    # the whole-model atlas: one scan, records-based explanations and scores, its site
+    "atlas": {"atlas", "tools", "memory", "score", "report"},
     "agents.cli": set(STAGES) | {"agents.cli"},
 }
 

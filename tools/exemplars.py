@@ -42,6 +42,7 @@ from neurosleuth.tools.reference import model_fingerprint
 from neurosleuth.tools.scan import SCAN_VERSION, LayerScan, Progress, scan_layers
 
 DEFAULT_KEEP = 32
+CHECKPOINT_EVERY_S = 60.0  # a killed scan loses at most this much work (``scan_layers``)
 DEFAULT_WINDOW = 64
 # 65536 tokens: ~1 min on one idle CPU thread for a middle layer of SmolLM2 (~1300 tokens/s)
 DEFAULT_MAX_TOKENS = {"cpu": 1 << 16, "cuda": 1 << 20}
@@ -211,7 +212,11 @@ def layer_scans(lm: LoadedModel, layers: Sequence[int], corpus: Corpus | str | P
     scans = {L: s for L in layers if use_cache and (s := _load_layer(folder, L, keep)) is not None}
     todo = tuple(sorted(set(layers) - set(scans)))
     if todo:
-        fresh = scan_layers(lm, todo, windows, keep, progress)
+        # a killed scan resumes from its last checkpoint (``scan_layers``)
+        tag = hashlib.sha1(json.dumps([todo, keep]).encode()).hexdigest()[:12]
+        fresh = scan_layers(lm, todo, windows, keep, progress,
+                            checkpoint=folder / f"partial-{tag}.npz" if use_cache else None,
+                            every_s=CHECKPOINT_EVERY_S)
         for L, s in fresh.items():
             if use_cache:
                 s.save(folder / f"layer_{L}.npz")

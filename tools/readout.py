@@ -156,3 +156,22 @@ def sequence_cross_entropy(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> lis
             logits = lm.model(tokens).float()  # (1, T, V)
             out.append(float(cross_entropy(logits, tokens)[0]))
     return out
+
+
+def output_tokens(lm: LoadedModel, layer: int, k: int = 8, chunk: int = 256
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vocabulary each neuron of ``layer`` writes toward, from the weights alone (the logit
+    lens of its down-projection row): ``ln_final(W_out[layer, n]) @ W_U``, the direction an
+    activation of +1 adds to the logits (the final norm applied to the row alone: its direction,
+    with the norm's weights and centring). Returns (promoted, suppressed) token ids, each
+    (d_mlp, k), strongest first. With a SwiGLU MLP a negative activation reverses both lists."""
+    W_out = lm.model.W_out[layer].detach()  # (d_mlp, d_model)
+    W_U = lm.model.W_U.detach()
+    up, down = [], []
+    with torch.inference_mode():
+        for lo in range(0, W_out.shape[0], chunk):
+            rows = lm.model.ln_final(W_out[lo: lo + chunk][None])[0]  # (c, d_model)
+            logits = (rows.to(W_U.dtype) @ W_U).float()  # (c, vocab)
+            up.append(logits.topk(k, dim=1).indices.cpu())
+            down.append(logits.topk(k, dim=1, largest=False).indices.cpu())
+    return torch.cat(up), torch.cat(down)

@@ -20,8 +20,18 @@ neuron, drawn with a fixed seed), and quantiles of the per-window maximum from a
 ``WINDOW_SAMPLE`` windows (exact when the scan has fewer). With 16k samples the 0.999 quantile
 rests on ~16 tokens: treat it as approximate.
 
+Random windows: a fixed sample of ``RANDOM_KEEP`` windows (the same for every neuron, drawn with
+a fixed seed) keeps its per-token activations for every neuron: the "random sample" records that
+simulation scoring needs beside the top windows (Bills et al. 2023), with no further pass.
+
 Kept per-token activations are stored as float16 (about 3 significant digits); the ranking values
 (``top_val``, ``bot_val``) are float32 as computed.
+
+Resume: with ``checkpoint=PATH``, ``scan_layers`` saves its running state (every statistic above
+and the next window) at most every ``every_s`` seconds, atomically; a scan started again with the
+same path, windows, layers and ``keep`` continues from the saved window, so a killed scan loses
+at most ``every_s`` of work and its result equals that of an uninterrupted scan. The file is
+removed when the scan finishes.
 """
 
 from __future__ import annotations
@@ -45,8 +55,9 @@ from neurosleuth.tools.neurons import hook_name
 QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
 TOKEN_SAMPLE = 16_384
 WINDOW_SAMPLE = 16_384
+RANDOM_KEEP = 32
 SAMPLE_SEED = 0
-SCAN_VERSION = 1  # bump when what a LayerScan holds or how it is computed changes (cache key)
+SCAN_VERSION = 2  # bump when what a LayerScan holds or how it is computed changes (cache key)
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -68,6 +79,8 @@ class LayerScan:
     levels: np.ndarray  # (Q,) quantile levels
     token_q: np.ndarray  # (Q, d_mlp) per-token activation quantiles
     winmax_q: np.ndarray  # (Q, d_mlp) quantiles of the per-window maximum
+    rand_win: np.ndarray  # (R,) int32 the random sample of windows (the same for every neuron)
+    rand_acts: np.ndarray  # (R, d_mlp, T) float16 their per-token activations
     mean: np.ndarray  # (d_mlp,) float64
     std: np.ndarray  # (d_mlp,) float64
     frac_pos: np.ndarray  # (d_mlp,) fraction of tokens with activation > 0
@@ -117,16 +130,28 @@ class _TopK:
         self.pos = pos.gather(0, sel)
         self.acts = per_tok.gather(0, sel.unsqueeze(-1).expand(k, d, T))  # (k, d, T)
 
+    STATE = ("val", "win", "pos", "acts")
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {} if self.val is None else {k: getattr(self, k).cpu().numpy() for k in self.STATE}
+
+    def restore(self, state: dict[str, np.ndarray], device: torch.device) -> None:
+        for k in self.STATE:
+            if k in state:
+                setattr(self, k, torch.as_tensor(state[k], device=device))
+
 
 class _Running:
     """All running statistics of one layer."""
 
     def __init__(self, d: int, keep: int, tok_sample: np.ndarray, win_sample: np.ndarray,
-                 device: torch.device):
+                 rand_sample: np.ndarray, width: int, device: torch.device):
         self.top, self.bot = _TopK(keep, True), _TopK(keep, False)
-        self.tok_sample, self.win_sample = tok_sample, win_sample
+        self.tok_sample, self.win_sample, self.rand_sample = tok_sample, win_sample, rand_sample
         self.tok_buf = np.empty((len(tok_sample), d), np.float32)
         self.win_buf = np.empty((len(win_sample), d), np.float32)
+        self.rand_buf = np.zeros((len(rand_sample), d, width), np.float16)
+        self.device = device
         self.sum = torch.zeros(d, dtype=torch.float64, device=device)
         self.sumsq = torch.zeros(d, dtype=torch.float64, device=device)
         self.npos = torch.zeros(d, dtype=torch.int64, device=device)
@@ -154,6 +179,30 @@ class _Running:
         if hi > lo:
             rows = torch.as_tensor(self.win_sample[lo:hi] - w0, device=acts.device)
             self.win_buf[lo:hi] = winmax.index_select(0, rows).cpu().numpy()
+        lo, hi = np.searchsorted(self.rand_sample, [w0, w0 + B])
+        if hi > lo:
+            rows = torch.as_tensor(self.rand_sample[lo:hi] - w0, device=acts.device)
+            self.rand_buf[lo:hi] = acts.index_select(0, rows).transpose(1, 2).cpu().numpy()
+
+    SCALARS = ("sum", "sumsq", "npos", "winmax_min")
+    BUFFERS = ("tok_buf", "win_buf", "rand_buf")
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {f"top.{k}": v for k, v in self.top.state().items()}
+        out |= {f"bot.{k}": v for k, v in self.bot.state().items()}
+        out |= {k: getattr(self, k).cpu().numpy() for k in self.SCALARS}
+        out |= {k: getattr(self, k) for k in self.BUFFERS}
+        return out | {"n": np.asarray(self.n)}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for name, topk in (("top", self.top), ("bot", self.bot)):
+            topk.restore({k.split(".", 1)[1]: v for k, v in state.items()
+                          if k.startswith(name + ".")}, self.device)
+        for k in self.SCALARS:
+            setattr(self, k, torch.as_tensor(state[k], device=self.device))
+        for k in self.BUFFERS:
+            getattr(self, k)[...] = state[k]
+        self.n = int(state["n"])
 
     def finish(self, layer: int, seconds: float) -> LayerScan:
         levels = np.asarray(QUANTILES)
@@ -171,7 +220,8 @@ class _Running:
             top_pos=top["pos"].astype(np.int16), top_acts=top["acts"].astype(np.float16),
             bot_val=bot["val"].astype(np.float32), bot_win=bot["win"].astype(np.int32),
             bot_pos=bot["pos"].astype(np.int16), bot_acts=bot["acts"].astype(np.float16),
-            levels=levels, token_q=token_q, winmax_q=winmax_q, mean=mean,
+            levels=levels, token_q=token_q, winmax_q=winmax_q,
+            rand_win=self.rand_sample.astype(np.int32), rand_acts=self.rand_buf, mean=mean,
             std=np.sqrt(np.maximum(var, 0.0)), frac_pos=(self.npos.cpu().numpy() / self.n),
             n_tokens=self.n, seconds=seconds,
         )
@@ -195,10 +245,34 @@ def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
     return got
 
 
+def _save_checkpoint(path: Path, meta: dict, running: dict[int, _Running]) -> None:
+    arrays = {f"{L}/{k}": v for L, run in running.items() for k, v in run.state().items()}
+    tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
+    np.savez(tmp, meta=np.asarray(json.dumps(meta)), **arrays)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, meta: dict, running: dict[int, _Running]) -> dict | None:
+    """The saved progress (``w0``, ``seconds``) when ``path`` holds this very scan, else None."""
+    try:
+        with np.load(path) as z:
+            saved = json.loads(str(z["meta"]))
+            if {k: saved.get(k) for k in meta} != meta:
+                return None
+            for L, run in running.items():
+                prefix = f"{L}/"
+                run.restore({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)})
+    except (OSError, ValueError, KeyError):
+        return None
+    return saved
+
+
 def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: int,
-                progress: Progress | None = None, tokens_per_batch: int | None = None
+                progress: Progress | None = None, tokens_per_batch: int | None = None, *,
+                checkpoint: Path | None = None, every_s: float = 60.0
                 ) -> dict[int, LayerScan]:
-    """Scan ``windows`` once and summarise every neuron of each of ``layers`` (module docstring)."""
+    """Scan ``windows`` once and summarise every neuron of each of ``layers`` (module docstring).
+    ``checkpoint``: where to save progress, and to resume from."""
     layers = sorted(set(layers))
     if not layers:
         raise ValueError("scan_layers needs at least one layer")
@@ -206,14 +280,22 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
     rng = np.random.default_rng(SAMPLE_SEED)
     tok_sample = np.sort(rng.choice(W * T, size=min(W * T, TOKEN_SAMPLE), replace=False))
     win_sample = np.sort(rng.choice(W, size=min(W, WINDOW_SAMPLE), replace=False))
-    running = {L: _Running(lm.d_mlp, keep, tok_sample, win_sample, lm.device) for L in layers}
+    rand_sample = np.sort(rng.choice(W, size=min(W, RANDOM_KEEP), replace=False))
+    running = {L: _Running(lm.d_mlp, keep, tok_sample, win_sample, rand_sample, T, lm.device)
+               for L in layers}
+    meta = {"layers": layers, "windows": W, "width": T, "keep": keep, "d_mlp": lm.d_mlp,
+            "version": SCAN_VERSION}
+    saved = _load_checkpoint(checkpoint, meta, running) if checkpoint and checkpoint.is_file() \
+        else None
+    w0 = int(saved["w0"]) if saved else 0
+    before = float(saved["seconds"]) if saved else 0.0
     ids = torch.from_numpy(windows.ids.astype(np.int64))  # (W, T)
     if lm.n_prefix:
         bos = torch.full((W, 1), int(lm.tokenizer.bos_token_id), dtype=torch.long)
         ids = torch.cat([bos, ids], dim=1)  # (W, 1 + T)
     budget = tokens_per_batch or auto_tokens_per_batch(lm, layers[-1], seq_len=ids.shape[1])
     rows = max(1, budget // ids.shape[1])
-    start, w0 = time.perf_counter(), 0
+    start = saved_at = time.perf_counter()
     while w0 < W:
         batch = ids[w0 : w0 + rows].to(lm.device)
         try:
@@ -226,12 +308,20 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
         for L, run in running.items():
             run.update(acts[L][:, lm.n_prefix :], w0)
         w0 += batch.shape[0]
+        if checkpoint is not None and w0 < W and time.perf_counter() - saved_at >= every_s:
+            elapsed = before + time.perf_counter() - start
+            _save_checkpoint(checkpoint, {**meta, "w0": w0, "seconds": elapsed}, running)
+            saved_at = time.perf_counter()
         if progress is not None:
             progress(w0 * T, W * T)
-    seconds = time.perf_counter() - start
-    if W * T >= RATE_MIN_TOKENS:
+    now = time.perf_counter() - start
+    seconds = before + now
+    if W * T >= RATE_MIN_TOKENS and not saved:
         record_scan_rate(lm.name, lm.device.type, W * T / seconds)
-    return {L: run.finish(L, seconds) for L, run in running.items()}
+    out = {L: run.finish(L, seconds) for L, run in running.items()}
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return out
 
 
 RATE_MIN_TOKENS = 20_000  # a shorter scan is too short to time

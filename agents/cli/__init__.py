@@ -185,6 +185,9 @@ def _register_all() -> None:
     from neurosleuth.agents.cli import records as cli_records
 
     cli_records.register(app)
+    from neurosleuth.agents.cli import atlas as cli_atlas
+
+    cli_atlas.register(app)
 
 
 _register_all()

@@ -253,7 +253,10 @@ def serve(
     if live:
         spec = model or first_run_model(runs_dir) or "smollm2-135m"
         lm = load(spec, device, dtype, device_map)
-    server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False)
+    from neurosleuth.atlas.site import search_response
+
+    server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False,
+                         atlas_search=search_response)
     err_console.print(f"serving {runs_dir} at {server.url}" + (f" (live: {spec})" if live else ""),
                       markup=False)
     try:

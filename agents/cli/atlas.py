@@ -1,0 +1,156 @@
+"""``neurosleuth atlas``: every neuron of some layers explained and scored from one shared scan
+(``atlas/build.py``), a Parquet table and a static site; ``neurosleuth atlas-search``: search it
+by meaning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from neurosleuth.agents.cli import (
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+    load,
+    precheck,
+)
+
+AtlasDir = Annotated[Path, typer.Argument(help="an atlas folder (atlas --out)")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(atlas)
+    app.command("atlas-search")(atlas_search)
+
+
+def default_out(runs_dir: Path, model: str) -> Path:
+    from neurosleuth.agents.config import run_path
+
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name)[-60:]
+    return run_path(runs_dir, f"atlas-{slug}")
+
+
+@friendly_errors
+def atlas(
+    model: ModelOpt = "smollm2-135m",
+    layers: Annotated[str, typer.Option(help="all, L, L-M or a comma list")] = "all",
+    tokens: Annotated[int, typer.Option(help="corpus tokens to scan")] = 1 << 17,
+    time: Annotated[str | None, typer.Option(
+        help="stop after the layer in progress once spent (8h, 90m); run again to go on")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="atlas folder (default: RUNS_DIR/atlas-MODEL)")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="where runs (and deep dives) live")] = Path("runs"),
+    corpus: Annotated[str | None, typer.Option(
+        help="'default' (wiki, chitchat, sotu, code), some of those, or your own file")] = None,
+    window: Annotated[int, typer.Option(help="tokens per corpus window")] = 64,
+    keep: Annotated[int, typer.Option(
+        help="top windows kept per neuron: half explain it, half score it")] = 24,
+    records: Annotated[Path | None, typer.Option(
+        help="also write every neuron's kept windows as activation records")] = None,
+    records_format: Annotated[str, typer.Option(
+        help="format of --records: openai, neuronpedia, jsonl")] = "openai",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    device_map: DeviceMapOpt = None,
+) -> None:
+    """Explain and score every neuron of the chosen layers from one scan, with no per-neuron
+    forward pass: a Parquet table (atlas.parquet) and a static site (site/index.html). A killed
+    or timed-out atlas continues where it stopped when run again with the same options."""
+    from neurosleuth.agents.config import parse_duration
+    from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
+    from neurosleuth.atlas.site import deep_dives_in, write_site
+    from neurosleuth.tools.records import FORMATS
+
+    if records_format not in FORMATS:
+        fail(f"--records-format {records_format!r}: choose one of {', '.join(FORMATS)}")
+    shape = precheck(model)
+    if shape is not None:
+        parse_layers(layers, shape.n_layers)  # a bad spec fails before the model loads
+    if keep < 2:
+        fail("--keep must be at least 2 (half the windows explain, half score)")
+    cfg = AtlasConfig(tokens=tokens, window=window, keep=keep, corpus=corpus,
+                      time_s=parse_duration(time))
+    lm = load(model, device, dtype, device_map)
+    chosen = parse_layers(layers, lm.n_layers)
+    folder = out if out is not None else default_out(runs_dir, model)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        scan = bar.add_task(f"scan ({len(chosen)} layers, tokens)", total=None)
+        neurons = bar.add_task("neurons", total=None, visible=False)
+
+        def on_neurons(layer: int, done: int, total: int) -> None:
+            bar.update(neurons, description=f"layer {layer}: neurons", completed=done,
+                       total=total, visible=True)
+
+        try:
+            path = build_atlas(
+                lm, chosen, folder, cfg,
+                say=lambda m: err_console.print(m, markup=False, highlight=False),
+                scan_progress=lambda d, t: bar.update(scan, completed=d, total=t),
+                neuron_progress=on_neurons)
+        except TimeoutError as err:
+            fail(str(err), code=3)
+    index = write_site(folder, deep_dives_in(runs_dir, model))
+    if records is not None:
+        import pandas as pd
+
+        from neurosleuth.atlas.build import records_of
+        from neurosleuth.tools.records import write
+
+        frame = pd.read_parquet(path)
+        write(records, [records_of(r, lm.name) for _, r in frame.iterrows()], records_format)
+        console.print(f"wrote {records} ({len(frame)} neurons, {records_format} records)",
+                      markup=False, highlight=False)
+    _summary(path)
+    console.print(f"table: {path}\nsite:  {index}", markup=False, highlight=False)
+
+
+def _summary(path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    meta = json.loads((path.parent / "atlas.json").read_text())
+    r = pd.to_numeric(frame["r"], errors="coerce")
+    lr = pd.to_numeric(frame["list_r"], errors="coerce")
+    t = meta.get("timings", {})
+    neuron_s = sum(t.get("neurons_s", {}).values())
+    console.print(
+        f"{len(frame):,} neurons in layers {meta.get('layers')}; mean simulation r "
+        f"{r.mean():+.3f} (token-list reading {lr.mean():+.3f}); concepts "
+        f"{int(frame['concept'].notna().sum())}, kinds of text "
+        f"{int((frame['kind'] == 'context').sum())}, dead {int((frame['kind'] == 'none').sum())};"
+        f" scan {t.get('scan_s', 0):.0f} s, explanations {neuron_s:.0f} s",
+        markup=False, highlight=False)
+
+
+@friendly_errors
+def atlas_search(
+    folder: AtlasDir,
+    query: Annotated[str, typer.Argument(help="what to look for, in words")],
+    k: Annotated[int, typer.Option("-k", help="results")] = 10,
+) -> None:
+    """Search an atlas by meaning ("colour words", "Python code"): explanations embedded with
+    all-MiniLM-L6-v2 in a FAISS index (built once, kept beside the table)."""
+    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+
+    if not (folder / "atlas.parquet").is_file():
+        fail(f"{folder} has no atlas.parquet: build one with `neurosleuth atlas --out {folder}`")
+    hits = AtlasIndex(folder, bulk_embedder()).search(query, k)
+    table = Table(title=f"{query!r} in {folder.name}", show_header=True, header_style="bold")
+    for col in ("neuron", "similarity", "explanation", "r"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        table.add_row(h.neuron, f"{h.similarity:.3f}", h.explanation,
+                      "" if h.r is None else f"{h.r:+.3f}")
+    console.print(table)

@@ -1,0 +1,220 @@
+"""The atlas on tiny models: a planted neuron is named and found by a search for its concept, a
+killed scan resumes without recomputing its finished batches, a timed-out atlas continues by
+layer, its records round-trip, and its site is escaped and works in a real browser."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+from typer.testing import CliRunner
+
+from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers, records_of
+from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+from neurosleuth.atlas.site import search_response, write_site
+from neurosleuth.report.serve import make_server
+from neurosleuth.tools import exemplars as X
+from neurosleuth.tools import scan as S
+from neurosleuth.tools.records import read, write
+from tests.fixtures import WORDS, tiny_config, tiny_random_lm, tiny_tokenizer
+from tests.planted import plant
+from tests.tools.test_explain import (
+    COLORS,
+    _texts,
+    colour_lm,  # noqa: F401  (neuron 0:3 planted on colours)
+)
+
+CFG = dict(tokens=6000, window=16, keep=12)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    vocab = list(WORDS[3:]) + ["<b>zebra</b>"] * 4  # unknown to the tiny tokenizer: '<unk>'
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join(" ".join(rng.choice(vocab, size=40)) for _ in range(200)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def atlas(colour_lm, corpus, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("atlas")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROSLEUTH_CACHE", str(out.parent / "cache"))
+        build_atlas(colour_lm, [0], out, AtlasConfig(corpus=str(corpus), **CFG))
+    return out
+
+
+def test_the_planted_neuron_is_named_and_found_by_meaning(atlas):
+    frame = pd.read_parquet(atlas / "atlas.parquet")
+    assert len(frame) == 32 and list(frame["neuron"])[:2] == ["0:0", "0:1"]
+    row = frame.set_index("neuron").loc["0:3"]
+    assert "color" in row["explanation"].lower(), row["explanation"]
+    assert row["r"] > 0.8 and row["r_lo"] <= row["r"] <= row["r_hi"]
+    assert {"red", "blue", "green"} <= set(json.loads(row["triggers"]))
+    assert 0 < row["density"] < 0.5 and len(json.loads(row["promotes"])) == 8
+    hits = AtlasIndex(atlas, bulk_embedder()).search("colour words", 3)
+    assert "0:3" in [h.neuron for h in hits], hits
+    assert (atlas / "search.faiss").is_file()  # kept: a second index reads it
+    assert AtlasIndex(atlas, bulk_embedder()).search("colour words", 3) == hits
+
+
+def test_records_of_a_row_round_trip(atlas, tmp_path):
+    frame = pd.read_parquet(atlas / "atlas.parquet")
+    nrs = [records_of(r, "tiny") for _, r in frame.iterrows()]
+    for fmt in ("openai", "neuronpedia", "jsonl"):
+        back = read(write(tmp_path / f"a.{fmt}", nrs, fmt))
+        assert [b.neuron for b in back] == list(frame["neuron"])
+        assert back[3].top[0].tokens == nrs[3].top[0].tokens
+        assert np.allclose(back[3].random[0].acts, nrs[3].random[0].acts)
+
+
+def test_a_killed_scan_resumes_without_recomputing_finished_batches(tmp_path, monkeypatch,
+                                                                     corpus):
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(X, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every batch
+    monkeypatch.setattr(S, "auto_tokens_per_batch", lambda *a, **k: 256)  # 16 windows a batch
+    lm = tiny_random_lm(seed=5)
+    passes = []
+    real = S.forward_layers
+    monkeypatch.setattr(S, "forward_layers", lambda *a: passes.append(1) or real(*a))
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_4(done, total):
+        if len(passes) == 4:
+            raise Killed
+
+    cfg = AtlasConfig(corpus=str(corpus), **CFG)
+    with pytest.raises(Killed):
+        build_atlas(lm, [0, 1], tmp_path / "a", cfg, scan_progress=kill_after_4)
+    assert list((tmp_path / "cache").rglob("partial-*.npz"))  # the saved progress
+    passes.clear()
+    build_atlas(lm, [0, 1], tmp_path / "a", cfg)
+    resumed = len(passes)
+    assert not list((tmp_path / "cache").rglob("partial-*.npz"))
+    # the same atlas as an uninterrupted scan (a fresh cache), which needs 4 more passes
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache2"))
+    passes.clear()
+    build_atlas(lm, [0, 1], tmp_path / "b", cfg)
+    assert len(passes) == resumed + 4
+    a, b = (pd.read_parquet(tmp_path / d / "atlas.parquet") for d in ("a", "b"))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_timed_out_atlas_continues_by_layer(tmp_path, monkeypatch, corpus):
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
+    lm = tiny_random_lm(seed=6)
+    cfg = AtlasConfig(corpus=str(corpus), **CFG)
+    with pytest.raises(TimeoutError, match="run again"):
+        build_atlas(lm, [0, 1], tmp_path, AtlasConfig(corpus=str(corpus), time_s=0.0, **CFG))
+    build_atlas(lm, [0], tmp_path, cfg)
+    first = (tmp_path / "layers" / "0.parquet").stat().st_mtime_ns
+    said = []
+    build_atlas(lm, [0, 1], tmp_path, cfg, say=said.append)
+    assert (tmp_path / "layers" / "0.parquet").stat().st_mtime_ns == first  # not redone
+    assert said[0].startswith("scanning 1 layers")
+    assert pd.read_parquet(tmp_path / "atlas.parquet")["layer"].tolist() == [0] * 32 + [1] * 32
+    with pytest.raises(ValueError, match="other settings"):
+        build_atlas(lm, [0], tmp_path, AtlasConfig(corpus=str(corpus), tokens=999, window=16))
+
+
+def test_parse_layers():
+    assert parse_layers("all", 3) == [0, 1, 2]
+    assert parse_layers("1,3-4", 6) == [1, 3, 4]
+    for bad in ("7", "2-1", "x"):
+        with pytest.raises(ValueError, match="--layers"):
+            parse_layers(bad, 6)
+
+
+def test_site_pages_are_escaped_and_search_is_served(atlas):
+    index = write_site(atlas, {"0:3": str(atlas / "deep" / "report.html")})
+    site = index.parent
+    page = (site / "n" / "0-3.html").read_text()
+    assert "color" in page.lower() and "../deep/report.html" in page
+    layer = (site / "layer-0.html").read_text()
+    assert layer.count("<tr data-i=") == 32
+    # corpus text the tiny tokenizer does not know is '<unk>': escaped everywhere
+    assert "&lt;unk&gt;" in page and "<unk>" not in page.replace("&lt;unk&gt;", "")
+    assert "0:3" in search_response(atlas, "colour words")
+    server = make_server(atlas.parent, port=0, atlas_search=search_response)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"{server.url}{atlas.name}/site/search?q=colour+words"
+        body = urllib.request.urlopen(url, timeout=60).read().decode()
+        assert "0-3.html" in body and "<script" not in body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.browser
+def test_layer_page_filters_and_sorts_in_a_browser(atlas):
+    from playwright.sync_api import sync_playwright
+
+    from tests.report.test_site_browser import CHROMIUM, FLAGS, Watch
+
+    write_site(atlas)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page()
+        watch = Watch(page)
+        page.goto((atlas / "site" / "layer-0.html").as_uri())
+        assert page.text_content("#f-shown") == "32 shown"
+        page.fill("#f-words", "color")
+        shown = page.eval_on_selector_all("#neurons tbody tr:not([hidden])",
+                                          "rows => rows.map(r => r.cells[0].textContent)")
+        assert "0:3" in shown and len(shown) < 32
+        page.fill("#f-words", "")
+        page.fill("#f-r", "0.99")
+        assert int(page.text_content("#f-shown").split()[0]) < 32
+        page.click("#neurons thead th:nth-child(3)")  # sort by r
+        assert watch.errors == [] and watch.dialogs == []
+        page.goto((atlas / "site" / "n" / "0-3.html").as_uri())
+        assert page.locator("code.heat").count() >= 3 and watch.errors == []
+        browser.close()
+
+
+def save_colour_model(folder):
+    """The planted colour model of ``colour_lm``, planted the same way on the HF model and saved
+    as a folder ``--model`` loads."""
+    torch.manual_seed(3)
+    hf = LlamaForCausalLM(tiny_config(n_layers=1, d_model=64)).eval()
+    hf.model.layers[0].self_attn.o_proj.weight.data.zero_()
+    rng = np.random.default_rng(0)
+    texts = _texts(rng) + [f"the {c} {w}" for c in ("red", "blue", "green")
+                           for w in ("cat", "park", "dog", "mat", "king", "tower")]
+    plant((hf, tiny_tokenizer()), 0, 3, texts, lambda i, ids: ids[i] in COLORS)
+    hf.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
+    from neurosleuth.agents.cli import app
+
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
+    model = save_colour_model(tmp_path / "model")
+    out = tmp_path / "runs" / "atlas"
+    res = CliRunner().invoke(app, ["atlas", "--model", str(model), "--layers", "0",
+                                   "--tokens", "6000", "--window", "16", "--keep", "12",
+                                   "--corpus", str(corpus), "--out", str(out),
+                                   "--runs-dir", str(tmp_path / "runs"),
+                                   "--records", str(tmp_path / "r.jsonl"),
+                                   "--records-format", "jsonl"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "32 neurons" in res.output and (out / "site" / "index.html").is_file()
+    assert len(read(tmp_path / "r.jsonl")) == 32
+    res = CliRunner().invoke(app, ["atlas-search", str(out), "colour words", "-k", "3"],
+                             terminal_width=200)
+    assert res.exit_code == 0 and "0:3" in res.output, res.output
+    res = CliRunner().invoke(app, ["atlas", "--model", str(model), "--layers", "5"])
+    assert res.exit_code == 2 and "layers 0..0" in res.output

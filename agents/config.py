@@ -70,6 +70,7 @@ class RunConfig(BaseModel):
     exemplar_tokens: int | None = Field(None, ge=1)  # None: chosen from time_budget_s
     window: int = 64
     max_prompt_chars: int = 1000
+    atlas: str | None = None  # the atlas this neuron was picked from (batch --from-atlas)
 
     @field_validator("run_id")
     @classmethod

@@ -161,3 +161,47 @@ def auto_pick(lm, layer: int, n: int, corpus: str | None = None, window: int = 6
     if not ranked:
         raise ValueError(f"every neuron of layer {layer} is dead on this corpus")
     return [NeuronPick(NeuronId(layer, j), f"auto: {why}") for j, why in ranked]
+
+
+ATLAS_SPARSE = 0.05  # density at or below which a neuron counts as sparse
+ATLAS_CONSISTENT = 0.3  # its 5th top window reaches this share of its max
+ATLAS_STRONG_SD = 4.0  # its max is this many sd above its mean
+
+
+def from_atlas(folder: Path, n: int) -> list[NeuronPick]:
+    """The ``n`` neurons of an atlas (``neurosleuth atlas``) where a deep dive helps most:
+    strong (max >= 4 sd above the mean), sparse (density <= 5%) and consistent (the 5th top
+    window reaches 30% of the max) but poorly explained (low simulation r of the atlas's
+    records-based explanation); ranked by 1 - r among those that pass all three, then the rest.
+    Dead neurons are never picked. Each pick's reason quotes the numbers."""
+    import json
+
+    import pandas as pd
+
+    path = Path(folder) / "atlas.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no atlas.parquet: build it with `neurosleuth atlas`")
+    if n < 1:
+        raise ValueError(f"--pick needs a positive count, got {n}")
+    frame = pd.read_parquet(path)
+    picks = []
+    for _, row in frame.iterrows():
+        if row["kind"] == "none" or not row["max_act"] > 0:
+            continue
+        tops = [max(w["acts"]) for w in json.loads(row["top_windows"])]
+        fifth = tops[min(4, len(tops) - 1)] / row["max_act"] if tops else 0.0
+        sd = (row["max_act"] - row["mean"]) / row["std"] if row["std"] > 0 else 0.0
+        r = float(row["r"]) if row["r"] is not None and not pd.isna(row["r"]) else 0.0
+        good = (sd >= ATLAS_STRONG_SD and row["density"] <= ATLAS_SPARSE
+                and fifth >= ATLAS_CONSISTENT)
+        why = (f"atlas: explained with r {r:+.2f} ({row['explanation'][:60]!r}); max "
+               f"{row['max_act']:.3g} = {sd:.1f} sd above the mean; density {row['density']:.1%};"
+               f" window #5 at {fifth:.0%} of max")
+        if not good:
+            why += " (filler: not strong, sparse and consistent)"
+        picks.append((not good, r, NeuronPick(NeuronId(int(row["layer"]), int(row["index"])),
+                                              why)))
+    picks.sort(key=lambda t: (t[0], t[1]))
+    if not picks:
+        raise ValueError(f"every neuron of the atlas in {folder} is dead")
+    return [p for _, _, p in picks[:n]]

@@ -24,6 +24,14 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link to another page of ours (``href`` a relative path we made, never user text)."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
 class Missing:
     """A part of the report that has no data; says why."""
 

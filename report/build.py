@@ -25,6 +25,7 @@ from neurosleuth.report import hypothesis as hyp
 from neurosleuth.report.blocks import (
     Document,
     Image,
+    Link,
     Missing,
     Para,
     Prompt,
@@ -210,6 +211,16 @@ def _backoff_text(found) -> str:
     return ", ".join(f"{what}: {n} halving{'s' * (n != 1)}" for what, n in found.items())
 
 
+def atlas_page(data: RunData) -> str | None:
+    """The relative path from the report to its neuron's atlas page, when the run was picked
+    from an atlas (``batch --from-atlas``) and the page exists."""
+    atlas, neuron = data.config.get("atlas"), str(data.value("neuron", ""))
+    if not atlas or ":" not in neuron:
+        return None
+    page = Path(atlas) / "site" / "n" / (neuron.replace(":", "-") + ".html")
+    return os.path.relpath(page, data.run_dir) if page.is_file() else None
+
+
 def planner_section(data: RunData) -> Section:
     c = data.config
     rows = [
@@ -236,6 +247,9 @@ def planner_section(data: RunData) -> Section:
     if data.value("llm_errors"):  # the planner's last failures: a server that died, a bad reply
         rows.insert(2, ["last LLM errors", "; ".join(map(str, data.value("llm_errors")))])
     blocks: list = [Table(["setting", "value"], _kv(rows))]
+    page = atlas_page(data)
+    if page is not None:
+        blocks.append(Link("This neuron in the atlas it was picked from", page))
     if "config.json" in data.missing:
         blocks.insert(0, Missing("Run config " + data.why_missing("config.json") + "."))
     return Section("Planner and model", blocks)

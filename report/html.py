@@ -19,6 +19,7 @@ from neurosleuth.report.blocks import (
     Document,
     Heatmap,
     Image,
+    Link,
     Missing,
     Para,
     Prompt,
@@ -114,6 +115,8 @@ def block(b) -> str:
         return f'<p class="hypothesis">{esc(b.text)}</p>'
     if isinstance(b, Missing):
         return f'<p class="missing">{esc(b.text)}</p>'
+    if isinstance(b, Link):
+        return f'<p><a href="{esc(b.href)}">{esc(b.text)}</a></p>'
     if isinstance(b, Para):
         return "<p>" + esc(b.text).replace("\n", "<br>\n") + "</p>"
     if isinstance(b, Table):

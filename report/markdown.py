@@ -19,6 +19,7 @@ from neurosleuth.report.blocks import (
     Document,
     Heatmap,
     Image,
+    Link,
     Missing,
     Para,
     Prompt,
@@ -101,6 +102,8 @@ def block(b, assets: str) -> str:
         return "> **" + text(" ".join(b.text.split())) + "**"
     if isinstance(b, Missing):
         return "*" + text(b.text, block=True) + "*"
+    if isinstance(b, Link):
+        return f"[{text(b.text)}](<{b.href}>)"
     if isinstance(b, Para):
         return text(b.text, block=True)
     if isinstance(b, Table):

@@ -50,6 +50,9 @@ def simulation_r(simulate: Simulator, top: Sequence[Record], random: Sequence[Re
     pred = [np.asarray(simulate(list(r.tokens)), dtype=float) for r in recs]
     real = [r.acts for r in recs]
     nt = len(top)
+    # per record: n, sums of x, y, xx, yy, xy (a resample's pooled r from its records' sums)
+    sums = np.array([[len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()]
+                     for x, y in zip(pred, real, strict=True)]).reshape(-1, 6)
 
     def r_of(idx: Sequence[int]) -> float:
         if len(idx) == 0:
@@ -58,13 +61,25 @@ def simulation_r(simulate: Simulator, top: Sequence[Record], random: Sequence[Re
                        np.concatenate([real[i] for i in idx]))
 
     def stat(it, ir) -> float:
-        return r_of([*it, *(nt + np.asarray(ir, dtype=int))])
+        return _pooled_r(sums[np.concatenate([np.asarray(it, int), nt + np.asarray(ir, int)])])
 
     comp = bootstrap("records", stat, [nt, len(random)], seed=seed, n_boot=n_boot)
     if math.isnan(comp.details["raw"]):  # a constant prediction: no correlation to report
         comp = replace(comp, value=math.nan, lo=math.nan, hi=math.nan)
     return RecordsScore(comp.value, comp.lo, comp.hi, r_of(range(nt)),
                         r_of(range(nt, len(recs))), len(recs), int(sum(len(x) for x in real)))
+
+
+def _pooled_r(rows: np.ndarray) -> float:
+    """Pearson r of the tokens of the records whose sums are ``rows`` (as ``stats.pearson``:
+    nan when either side is constant)."""
+    n, sx, sy, sxx, syy, sxy = rows.sum(axis=0) if len(rows) else np.zeros(6)
+    if n < 2:
+        return math.nan
+    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    if vx <= 1e-12 * max(sxx, 1.0) or vy <= 1e-12 * max(syy, 1.0):
+        return math.nan
+    return float(np.clip((sxy - sx * sy / n) / math.sqrt(vx * vy), -1.0, 1.0))
 
 
 def split(top: Sequence[Record]) -> tuple[list[Record], list[Record]]:

@@ -250,6 +250,8 @@ def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -
         key = norm(t).lower()
         merged[key] = (merged[key][0], merged[key][1] + wt) if key in merged else (t, wt)
     tokens, weights = [t for t, _ in merged.values()], [wt for _, wt in merged.values()]
+    if not tokens:
+        return ConceptName("", (), 0.0, "none")
     words = [norm(t) for t in tokens]
     total = float(sum(weights)) or 1.0
     classes: Counter = Counter()

@@ -37,11 +37,11 @@ def is_batch(runs_dir: Path, batch_id: str) -> bool:
         return False
 
 
-NO_NEURONS = ("no neurons: give LAYER:INDEX specs, --layer with --neurons or --auto, --csv or "
-              "--from-locate")
+NO_NEURONS = ("no neurons: give LAYER:INDEX specs, --layer with --neurons or --auto, --csv, "
+              "--from-locate or --from-atlas")
 
 
-def _listed(specs, layer, neurons, csv_file, from_locate, auto) -> list:
+def _listed(specs, layer, neurons, csv_file, from_locate, auto, allow_empty=False) -> list:
     """The neurons the arguments name (all but --auto's picks), parsed without the model."""
     from neurosleuth.batch import select as sel
 
@@ -52,7 +52,7 @@ def _listed(specs, layer, neurons, csv_file, from_locate, auto) -> list:
         picks += sel.from_locate(from_locate)
     if auto is not None and layer is None:
         raise ValueError("--auto needs --layer")
-    if not picks and auto is None:
+    if not picks and auto is None and not allow_empty:
         raise ValueError(NO_NEURONS)
     return picks
 
@@ -80,6 +80,9 @@ def batch(
     csv: Annotated[Path | None, typer.Option(help="CSV with layer,index or neuron columns")] = None,
     from_locate: Annotated[Path | None, typer.Option(help="the CSV of `locate --out`")] = None,
     auto: Annotated[int | None, typer.Option(help="pick N interesting neurons of --layer")] = None,
+    from_atlas: Annotated[Path | None, typer.Option(
+        help="an atlas folder: deep-dive the neurons where it helps most (--pick N)")] = None,
+    pick: Annotated[int, typer.Option(help="neurons to pick with --from-atlas")] = 20,
     limit: Annotated[int | None, typer.Option(help="keep only the first N neurons")] = None,
     model: ModelOpt = "smollm2-135m",
     planner: Annotated[str | None, typer.Option(help="auto, ollama, embedded, heuristic")] = None,
@@ -118,7 +121,14 @@ def batch(
     cfg = resolve_config(config, model=model, planner=planner, policy=policy, iterations=iterations,
                          corpus=corpus, exemplar_tokens=exemplar_tokens, seed=seed, device=device,
                          dtype=dtype, device_map=device_map)
-    listed = _listed(specs, layer, neurons, csv, from_locate, auto)
+    if from_atlas is not None:
+        from neurosleuth.batch.select import from_atlas as atlas_picks
+
+        listed = _listed(specs, layer, neurons, csv, from_locate, auto, allow_empty=True)
+        listed += atlas_picks(from_atlas, pick)
+        cfg = cfg.model_copy(update={"atlas": str(from_atlas.resolve())})
+    else:
+        listed = _listed(specs, layer, neurons, csv, from_locate, auto)
     precheck(cfg.model, [p.neuron for p in listed])  # before the model loads
     from neurosleuth.agents.planner import ollama_status
     from neurosleuth.batch.queue import BatchQueue, new_batch_id
@@ -137,6 +147,12 @@ def batch(
                               group_size)
     err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)
     _run(queue.folder, lm if executor == "local" else None, executor, ray_address, None)
+    if from_atlas is not None:  # the atlas pages link the deep dives
+        from neurosleuth.atlas.site import deep_dives_in, write_site
+
+        write_site(from_atlas, deep_dives_in(runs_dir, cfg.model))
+        console.print(f"atlas site: {from_atlas / 'site' / 'index.html'} (links the deep dives)",
+                      markup=False, highlight=False)
 
 
 def _run(folder: Path, lm, executor: str | None, ray_address: str | None,

@@ -218,3 +218,36 @@ def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "0:3" in res.output, res.output
     res = CliRunner().invoke(app, ["atlas", "--model", str(model), "--layers", "5"])
     assert res.exit_code == 2 and "layers 0..0" in res.output
+
+
+def test_batch_deep_dives_the_atlas_picks_and_the_pages_link_each_other(corpus, tmp_path,
+                                                                        monkeypatch):
+    from neurosleuth.agents.cli import app
+    from neurosleuth.batch.select import from_atlas
+
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
+    model = save_colour_model(tmp_path / "model")
+    runs, out = tmp_path / "runs", tmp_path / "runs" / "atlas"
+    res = CliRunner().invoke(app, ["atlas", "--model", str(model), "--tokens", "6000",
+                                   "--window", "16", "--keep", "12", "--corpus", str(corpus),
+                                   "--out", str(out), "--runs-dir", str(runs)])
+    assert res.exit_code == 0, res.output
+    picks = from_atlas(out, 2)
+    assert len(picks) == 2 and all(p.reason.startswith("atlas: explained with r") for p in picks)
+    frame = pd.read_parquet(out / "atlas.parquet").set_index("neuron")
+    r = [frame.loc[str(p.neuron), "r"] for p in picks]
+    assert r[0] <= frame["r"].max()  # poorly explained first among those that qualify
+    res = CliRunner().invoke(app, ["batch", "--from-atlas", str(out), "--pick", "2", "--model",
+                                   str(model), "--planner", "heuristic", "--iterations", "2",
+                                   "--corpus", str(corpus), "--exemplar-tokens", "2000",
+                                   "--batch-id", "deep", "--runs-dir", str(runs)],
+                             terminal_width=200)
+    assert res.exit_code == 0, res.output
+    first = str(picks[0].neuron)
+    run = runs / "deep" / f"n{first.replace(':', '-')}"
+    assert json.loads((run / "config.json").read_text())["atlas"] == str(out.resolve())
+    report = (run / "report.html").read_text()
+    assert f"site/n/{first.replace(':', '-')}.html" in report  # the report links the atlas
+    page = (out / "site" / "n" / f"{first.replace(':', '-')}.html").read_text()
+    assert "Deep-dive report" in page and "deep/" in page  # and the atlas links the report
+    assert "picked because" in (runs / "deep" / "index.html").read_text()

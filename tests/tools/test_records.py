@@ -169,3 +169,16 @@ def test_cli_explains_and_scores_records_with_no_model(colour_records, tmp_path)
     res = CliRunner().invoke(app, ["score", "--records", str(path), "--hypothesis", "x",
                                    "--neuron", "9:9"])
     assert res.exit_code == 2 and "no records for neuron 9:9" in res.output
+
+
+def test_pooled_r_from_sums_is_pearson_over_all_tokens():
+    rng = np.random.default_rng(3)
+    top = [Record(tuple("abcdefgh"[: n]), rng.normal(size=n)) for n in (5, 8, 3)]
+    rand = [Record(tuple("abcd"), rng.normal(size=4)) for _ in range(4)]
+    sim = lambda toks: np.array([ord(t) % 5 for t in toks], dtype=float)  # noqa: E731
+    s = simulation_r(sim, top, rand, n_boot=50)
+    recs = top + rand
+    expected = np.corrcoef(np.concatenate([sim(list(r.tokens)) for r in recs]),
+                           np.concatenate([r.acts for r in recs]))[0, 1]
+    assert s.r == pytest.approx(expected, abs=1e-9) and s.lo <= s.r <= s.hi
+    assert np.isnan(simulation_r(lambda toks: np.zeros(len(toks)), top, rand).r)

@@ -1,0 +1,192 @@
+"""The atlas: how fast it maps SmolLM2-135M, and how good its records-only explanations are.
+
+(a) **Throughput** (``neurosleuth atlas`` as it runs, ``atlas/build.py``):
+    1. one layer (``--layer``, 1,536 neurons) end to end from a cold cache: the scan of that
+       layer, then every neuron explained and scored from the records; neurons/hour;
+    2. the scan of all 30 layers in the same passes, measured on a subset and stated as an
+       extrapolation: the scan of the deepest layer alone (``t1``: the full forward pass and one
+       layer's statistics) and of ``--subset`` layers ending at the deepest (``tk``); the cost of
+       each further layer's statistics is ``(tk - t1) / (k - 1)``, so 30 layers cost
+       ``t1 + 29 (tk - t1) / (k - 1)``;
+    3. the whole model: that scan plus 30 times the per-layer explanation time of (1) (the
+       per-neuron work does not depend on the layer: the same records, the same code).
+(b) **Quality** on the 20 neurons of ``bench/explain.py`` (its ``NEURONS``): from the same scan
+    (``--scan-tokens``), every method sees the top 12 windows; the atlas explanation also sees
+    half of the scan's random sample (the explanations are then scored on data they never saw):
+    - atlas: ``tools/records_explain.explain_records`` (no forward pass), its pattern simulating;
+    - full explainer: ``tools/explain.explain`` (forward passes: prune, importance, augment);
+    - token list: ``HeuristicPlanner.hypothesize``, simulated by keywords;
+    scored as ``bench/explain.py``: Pearson r between simulated and real per-token activations
+    over 12 held-out top windows (ranks 13-24) and 12 random held-out windows; bootstrap 95% CIs
+    over tokens per neuron (300) and over neurons for the means (10,000).
+
+Last line: ``atlas: N neurons/hour; all 46,080 SmolLM2 neurons in H hours; mean r X vs full
+explainer Y``. Targets: H <= 8 on 2 CPU cores and X >= 0.8 Y.
+
+Run: ``python bench/atlas.py [--threads 2] [--tokens 131072] [--layer 14] [--subset 3]
+[--scan-tokens 32768] [--skip-quality]``; JSON to ``bench/results/atlas.json``. The bench uses
+its own cache folder (``--cache``, default a temporary one) so that the scans are timed cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+console = Console(width=160)
+N_LAYERS, D_MLP = 30, 1536
+
+
+def throughput(lm, args) -> dict:
+    from neurosleuth.atlas.build import AtlasConfig, build_atlas
+    from neurosleuth.tools.exemplars import layer_scans
+
+    cfg = AtlasConfig(tokens=args.tokens)
+    out = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
+    t0 = time.perf_counter()
+    build_atlas(lm, [args.layer], out, cfg)
+    wall = time.perf_counter() - t0
+    meta = json.loads((out / "atlas.json").read_text())
+    scan_s = meta["timings"]["scan_s"]
+    neurons_s = meta["timings"]["neurons_s"][str(args.layer)]
+    deepest = N_LAYERS - 1
+    subset = sorted({int(x) for x in np.linspace(0, deepest, args.subset)})
+    times = {}
+    for layers in ([deepest], subset):
+        t = time.perf_counter()
+        layer_scans(lm, layers, None, 64, args.tokens, keep=cfg.keep, use_cache=False)
+        times[len(layers)] = time.perf_counter() - t
+    t1, tk = times[1], times[len(subset)]
+    per_layer = max(0.0, (tk - t1) / (len(subset) - 1))
+    scan_all = t1 + (N_LAYERS - 1) * per_layer
+    total = scan_all + N_LAYERS * neurons_s
+    return {"layer": args.layer, "tokens": args.tokens, "wall_one_layer_s": round(wall, 1),
+            "scan_one_layer_s": round(scan_s, 1), "explain_one_layer_s": round(neurons_s, 1),
+            "neurons_per_hour_one_layer": round(D_MLP / wall * 3600),
+            "explain_s_per_neuron": round(neurons_s / D_MLP, 4),
+            "scan_deepest_alone_s": round(t1, 1), "scan_subset_layers": subset,
+            "scan_subset_s": round(tk, 1), "scan_per_extra_layer_s": round(per_layer, 2),
+            "scan_all_layers_s_extrapolated": round(scan_all, 1),
+            "whole_model_h_extrapolated": round(total / 3600, 2),
+            "neurons_per_hour_whole_model": round(N_LAYERS * D_MLP / total * 3600)}
+
+
+def quality(lm, args) -> dict:
+    from explain import NEURONS, boot_ci, held_out, pearson, simulate
+
+    from neurosleuth.agents.heuristic import HeuristicPlanner
+    from neurosleuth.agents.prompts import PlannerView
+    from neurosleuth.score.writer import HeuristicWriter
+    from neurosleuth.tools.exemplars import exemplars, layer_scans
+    from neurosleuth.tools.explain import explain
+    from neurosleuth.tools.records import Record
+    from neurosleuth.tools.records_explain import explain_records
+
+    writer, rows = HeuristicWriter(), []
+    for n in NEURONS:
+        top = exemplars(lm, [n], k=24, max_tokens=args.scan_tokens)[n].top
+        windows, scans, _, _ = layer_scans(lm, [n.layer], None, 64, args.scan_tokens, keep=32)
+        scan = scans[n.layer]
+        rand = [Record(tuple(lm.token_strs([int(x) for x in windows.ids[int(w)]])),
+                       scan.rand_acts[j, n.index].astype(float))
+                for j, w in enumerate(scan.rand_win)][0::2]
+        seen = [Record(tuple(e.window.tokens), np.asarray(e.acts, float)) for e in top[:12]]
+        held = held_out(lm, n, top, args.scan_tokens)
+        t0 = time.process_time()
+        atlas_ex = explain_records(seen, rand, str(n))
+        atlas_cpu = time.process_time() - t0
+        texts = ["".join(e.window.tokens[: e.pos + 1]) for e in top[:12]]
+        t0 = time.process_time()
+        full = explain(lm, n, texts, [r.pair() for r in seen])
+        full_cpu = time.process_time() - t0
+        snippets = [(float(e.value), e.token, "".join(e.window.tokens[max(0, e.pos - 16):
+                                                                       e.pos + 1]))
+                    for e in top[:12]]
+        view = PlannerView(neuron=str(n), model=lm.name, exemplars=snippets[:8], top=snippets)
+        token_list = HeuristicPlanner(0).hypothesize(view).text
+        row = {"neuron": str(n), "atlas": atlas_ex.sentence, "full": full.sentence,
+               "token_list": token_list, "atlas_cpu_s": round(atlas_cpu, 3),
+               "full_cpu_s": round(full_cpu, 2)}
+        preds = {"atlas": simulate(atlas_ex.pattern.simulate, held),
+                 "full": simulate(full.pattern.simulate, held),
+                 "token_list": simulate(lambda t, h=token_list: writer.simulate(h, t), held)}
+        for name, (pred, real) in preds.items():
+            pairs = np.stack([pred, real], axis=1)
+            lo, hi = boot_ci(pairs, lambda s: pearson(s[:, 0], s[:, 1]), n=300)
+            row[f"r_{name}"] = round(pearson(pred, real), 4)
+            row[f"ci_{name}"] = [round(lo, 4), round(hi, 4)]
+        rows.append(row)
+        console.print(f"{n}: atlas {row['r_atlas']:+.3f}  full {row['r_full']:+.3f}  list "
+                      f"{row['r_token_list']:+.3f}  {atlas_ex.sentence}", markup=False)
+    summary = {}
+    for name in ("atlas", "full", "token_list"):
+        vals = np.array([r[f"r_{name}"] for r in rows])
+        lo, hi = boot_ci(vals, lambda s: s.mean(axis=-1))
+        summary[name] = {"mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4),
+                                                                       round(hi, 4)]}
+    summary["atlas_vs_full"] = round(summary["atlas"]["mean_r"] / summary["full"]["mean_r"], 3)
+    return {"neurons": rows, "summary": summary, "scan_tokens": args.scan_tokens}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=1 << 17, help="atlas scan tokens")
+    ap.add_argument("--layer", type=int, default=14)
+    ap.add_argument("--subset", type=int, default=3, help="layers scanned for the extrapolation")
+    ap.add_argument("--scan-tokens", type=int, default=32768, help="scan of the quality part")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
+    ap.add_argument("--out", default=str(HERE / "results" / "atlas.json"))
+    args = ap.parse_args()
+    os.environ["NEUROSLEUTH_CACHE"] = args.cache or tempfile.mkdtemp(prefix="atlas-cache-")
+    torch.set_num_threads(args.threads)
+    from neurosleuth.tools.model import load_model
+
+    lm = load_model("smollm2-135m", device="cpu")
+    out = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
+           "torch": torch.__version__, "load_before": os.getloadavg()}
+    if not args.skip_throughput:
+        out["throughput"] = throughput(lm, args)
+        tp = out["throughput"]
+        table = Table(title=f"atlas throughput ({args.threads} threads)")
+        for k in ("wall_one_layer_s", "scan_one_layer_s", "explain_one_layer_s",
+                  "neurons_per_hour_one_layer", "scan_per_extra_layer_s",
+                  "scan_all_layers_s_extrapolated", "whole_model_h_extrapolated"):
+            table.add_row(k, str(tp[k]))
+        console.print(table)
+    if not args.skip_quality:
+        out["quality"] = quality(lm, args)
+    out["load_after"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    parts = []
+    if "throughput" in out:
+        tp = out["throughput"]
+        parts.append(f"atlas: {tp['neurons_per_hour_whole_model']:,} neurons/hour; all 46,080 "
+                     f"SmolLM2 neurons in {tp['whole_model_h_extrapolated']:.1f} hours")
+    if "quality" in out:
+        s = out["quality"]["summary"]
+        parts.append(f"mean r {s['atlas']['mean_r']:.3f} ({s['atlas']['ci'][0]:.3f}.."
+                     f"{s['atlas']['ci'][1]:.3f}) vs full explainer {s['full']['mean_r']:.3f} "
+                     f"({s['full']['ci'][0]:.3f}..{s['full']['ci'][1]:.3f}); token list "
+                     f"{s['token_list']['mean_r']:.3f}")
+    print("; ".join(parts), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -85,10 +85,8 @@ def throughput(lm, args) -> dict:
 
 
 def quality(lm, args) -> dict:
-    from explain import NEURONS, boot_ci, held_out, pearson, simulate
+    from explain import NEURONS, boot_ci, held_out, pearson, simulate, token_list_hypothesis
 
-    from neurosleuth.agents.heuristic import HeuristicPlanner
-    from neurosleuth.agents.prompts import PlannerView
     from neurosleuth.score.writer import HeuristicWriter
     from neurosleuth.tools.exemplars import exemplars, layer_scans
     from neurosleuth.tools.explain import explain
@@ -112,11 +110,7 @@ def quality(lm, args) -> dict:
         t0 = time.process_time()
         full = explain(lm, n, texts, [r.pair() for r in seen])
         full_cpu = time.process_time() - t0
-        snippets = [(float(e.value), e.token, "".join(e.window.tokens[max(0, e.pos - 16):
-                                                                       e.pos + 1]))
-                    for e in top[:12]]
-        view = PlannerView(neuron=str(n), model=lm.name, exemplars=snippets[:8], top=snippets)
-        token_list = HeuristicPlanner(0).hypothesize(view).text
+        _, token_list = token_list_hypothesis(lm, n, top)
         row = {"neuron": str(n), "atlas": atlas_ex.sentence, "full": full.sentence,
                "token_list": token_list, "atlas_cpu_s": round(atlas_cpu, 3),
                "full_cpu_s": round(full_cpu, 2)}

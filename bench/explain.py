@@ -83,6 +83,15 @@ def simulate(fn, rows) -> tuple[np.ndarray, np.ndarray]:
     return pred, real
 
 
+def token_list_hypothesis(lm, n: NeuronId, top) -> tuple[PlannerView, str]:
+    """The planner's view of the 12 windows every method sees, and the token-list heuristic's
+    hypothesis from it (``HeuristicPlanner.hypothesize``: the most common peak tokens)."""
+    snippets = [(float(e.value), e.token, "".join(e.window.tokens[max(0, e.pos - 16): e.pos + 1]))
+                for e in top[:12]]
+    view = PlannerView(neuron=str(n), model=lm.name, exemplars=snippets[:8], top=snippets)
+    return view, HeuristicPlanner(0).hypothesize(view).text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -109,11 +118,7 @@ def main() -> None:
         t0 = time.process_time()
         ex = explain(lm, n, texts, windows)
         cpu = time.process_time() - t0
-        snippets = [(float(e.value), e.token, "".join(e.window.tokens[max(0, e.pos - 16):
-                                                                       e.pos + 1]))
-                    for e in top[:12]]
-        view = PlannerView(neuron=str(n), model=lm.name, exemplars=snippets[:8], top=snippets)
-        token_list = HeuristicPlanner(0).hypothesize(view).text
+        view, token_list = token_list_hypothesis(lm, n, top)
         result = {"neuron": str(n), "explainer": ex.sentence, "token_list": token_list,
                   "explainer_cpu_s": round(cpu, 2), "pattern_kind": ex.pattern.kind}
         preds = {"explainer": simulate(ex.pattern.simulate, held),

@@ -12,7 +12,11 @@ records show instead of from interventions:
    it precedes >= 2x over those it does not (so it needs occurrences without it: a context
    never seen missing is not called required); ``context_free`` is the mean activation of
    trigger occurrences without any required context over that of those with one.
-3. **concept**: WordNet's name for the triggers (``concepts.name_tokens``), as the explainer.
+3. **concept**: WordNet's name for the triggers (``concepts.name_tokens``), as the explainer,
+   tested as the unseen-members experiment tests it (``tools/compare.py``), on records instead
+   of interventions (``concept_holds``): learned from half the records, does the concept or the
+   list of the triggers seen there simulate the other half better? The concept's members the
+   first half never saw decide it; when the list wins, the explanation is the list.
 4. **context-level**: many different tokens firing across windows of one kind of text
    (``contexts.context_level``: a format, a programming or natural language, a script).
 5. ``seen``: tokens that fire in the top records, for the simulator (``explain.seen_tokens``).
@@ -28,7 +32,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +41,8 @@ from neurosleuth.tools.contexts import context_level
 from neurosleuth.tools.explain import Explanation, Pattern, _quote, seen_tokens, sentence_of
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.wordnet import wordnet_status
+
+CONCEPT_MARGIN = 0.01  # the list must simulate held-apart records this much better
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,32 @@ def _occurrences(records: Sequence[Record]) -> dict[str, list[tuple[float, froze
     return occ
 
 
+def _r(pattern: Pattern, records: Sequence[Record]) -> float:
+    pred = np.concatenate([pattern.simulate(list(r.tokens)) for r in records])
+    real = np.concatenate([r.acts for r in records])
+    if pred.std() == 0 or real.std() == 0:
+        return -1.0
+    return float(np.corrcoef(pred, real)[0, 1])
+
+
+def concept_holds(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -> bool:
+    """The records' analogue of the unseen-members experiment (``tools/compare.py``): learn the
+    pattern from half the records (1st, 3rd, ... of each kind) and simulate the other half with
+    the concept and with the bare trigger list. The concept stays unless the list simulates the
+    other half better (by ``CONCEPT_MARGIN``): members the first half never saw either fire in
+    the second half, or do not."""
+    first = records_pattern(top[0::2], others[0::2], cfg, decide=False)
+    rest = [*top[1::2], *others[1::2]]
+    if first.concept is None or first.concept.source == "none" or not rest:
+        return True  # nothing to test it on: the name stands, as the explainer's does
+    listed = replace(first, concept=None)
+    return _r(first, rest) >= _r(listed, rest) - CONCEPT_MARGIN
+
+
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
-                    cfg: RecordsConfig = RecordsConfig()) -> Pattern:
-    """The pattern the records show (module docstring)."""
+                    cfg: RecordsConfig = RecordsConfig(), decide: bool = True) -> Pattern:
+    """The pattern the records show (module docstring); ``decide``: test the concept on half
+    the records (``concept_holds``)."""
     top_max = max((r.max for r in top), default=0.0)
     if top_max <= 0:
         return Pattern("none", {}, None, {}, 0.0)
@@ -97,6 +126,8 @@ def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
     peaks = {C.norm(r.tokens[int(np.argmax(r.acts))]) for r in top}
     ordered = [w for w in trig if trig[w] > 0][:16]
     concept = C.name_tokens(ordered, [trig[w] * (1.0 if w in peaks else 0.5) for w in ordered])
+    if decide and concept.source != "none" and not concept_holds(top, others, cfg):
+        concept = None  # the records show the list of its seen members, not the concept
     pairs = [r.pair() for r in top]
     share, context, distinct = context_level(pairs)
     kind = "context" if share >= cfg.context_frac and distinct >= 8 and context else "token"

@@ -182,3 +182,25 @@ def test_pooled_r_from_sums_is_pearson_over_all_tokens():
                            np.concatenate([r.acts for r in recs]))[0, 1]
     assert s.r == pytest.approx(expected, abs=1e-9) and s.lo <= s.r <= s.hi
     assert np.isnan(simulation_r(lambda toks: np.zeros(len(toks)), top, rand).r)
+
+
+@pytest.mark.parametrize("others_fire, concept", [(True, True), (False, False)])
+def test_the_records_decide_between_a_concept_and_its_list(others_fire, concept):
+    """Half the records name the concept from 'red' and 'blue'; the other half hold colours the
+    first never saw: when they fire the concept stays, when they do not the list is the answer."""
+    def rec(words, fire):
+        return Record(tuple(" " + w for w in words),
+                      np.array([5.0 if w in fire else 0.0 for w in words]))
+
+    seen, unseen = {"red", "blue"}, {"green", "yellow", "purple", "orange"}
+    fire = seen | (unseen if others_fire else set())
+    filler = "the car was near our house and a dog sat by it".split()
+    top = []
+    for i in range(12):  # the 1st, 3rd, ... hold a seen colour; the 2nd, 4th, ... an unseen too
+        words = [*filler[:5], sorted(seen)[i // 2 % 2], *filler[5:]]
+        if i % 2:
+            words[8] = sorted(unseen)[i // 2 % len(unseen)]
+        top.append(rec(words, fire))
+    ex = explain_records(top, [rec(filler, fire) for _ in range(4)])
+    named = ex.pattern.concept is not None and "color" in ex.sentence.lower()
+    assert named == concept, ex.sentence

@@ -21,6 +21,8 @@ import pandas as pd
 
 from neurosleuth.memory.embedder import Embedder, TextEmbedder, load_embedder, normalise_rows
 
+COLUMNS = ["neuron", "kind", "explanation", "concept", "context", "triggers", "r"]
+
 
 def search_text(row: pd.Series) -> str:
     parts = [str(row["explanation"])]
@@ -45,7 +47,7 @@ class Hit:
 class AtlasIndex:
     def __init__(self, folder: Path, embedder: TextEmbedder):
         self.folder, self.embedder = folder, embedder
-        self.frame = pd.read_parquet(folder / "atlas.parquet")
+        self.frame = pd.read_parquet(folder / "atlas.parquet", columns=COLUMNS)
         live = self.frame[self.frame["kind"] != "none"]
         texts = [search_text(r) for _, r in live.iterrows()]
         digest = hashlib.sha1(json.dumps([repr(embedder), texts]).encode()).hexdigest()

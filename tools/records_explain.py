@@ -122,7 +122,10 @@ def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
         need = set(required)
         with_ctx = [a for a, ctx in rows if ctx & need]
         without = [a for a, ctx in rows if not ctx & need]
-        context_free = float(np.clip(np.mean(without) / np.mean(with_ctx), 0.0, 1.0))
+        if not without:  # every occurrence has one of them: the best single one's ratio
+            without = max(([a for a, ctx in rows if c not in ctx] for c in need), key=np.mean)
+            with_ctx = [a for a, _ in rows]
+        context_free = float(np.clip(np.mean(without) / max(np.mean(with_ctx), 1e-9), 0.0, 1.0))
     peaks = {C.norm(r.tokens[int(np.argmax(r.acts))]) for r in top}
     ordered = [w for w in trig if trig[w] > 0][:16]
     concept = C.name_tokens(ordered, [trig[w] * (1.0 if w in peaks else 0.5) for w in ordered])

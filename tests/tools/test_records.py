@@ -204,3 +204,18 @@ def test_the_records_decide_between_a_concept_and_its_list(others_fire, concept)
     ex = explain_records(top, [rec(filler, fire) for _ in range(4)])
     named = ex.pattern.concept is not None and "color" in ex.sentence.lower()
     assert named == concept, ex.sentence
+
+
+def test_two_required_contexts_that_cover_every_occurrence():
+    """'york' fires after 'new' or 'in' and every occurrence has one of them: context_free is
+    still a number (from the context whose absence costs least), never nan."""
+    def rec(words, on):
+        return Record(tuple(" " + w for w in words),
+                      np.array([5.0 if i in on else 0.0 for i in range(len(words))]))
+
+    top = ([rec(["in", "new", "york"], {2})] * 4 + [rec(["x", "new", "york"], {2}),
+                                                     rec(["x", "in", "york"], {2})])
+    others = [rec(["x", "new", "york"], set())] * 3 + [rec(["x", "in", "york"], set())] * 3
+    ex = explain_records(top, others)
+    assert set(ex.pattern.required) == {"new", "in"}  # each lifts it; together they cover all
+    assert not np.isnan(ex.pattern.context_free) and 0.0 <= ex.pattern.context_free <= 0.5

@@ -100,6 +100,10 @@ def atlas(
         except TimeoutError as err:
             fail(str(err), code=3)
     index = write_site(folder, deep_dives_in(runs_dir, model))
+    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+
+    with err_console.status("indexing the explanations for search by meaning ..."):
+        AtlasIndex(folder, bulk_embedder())  # built once here: the first search is instant
     if records is not None:
         import pandas as pd
 

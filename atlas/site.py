@@ -205,7 +205,7 @@ def index_page(frame: pd.DataFrame, meta: dict) -> str:
             "<th data-type='num'>median density</th><th data-type='num'>concepts</th>"
             "<th data-type='num'>kinds of text</th><th data-type='num'>dead</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>"
-            "<h2>Best explained</h2><table>" + HEAD.replace("<th", "<th") +
+            "<h2>Best explained</h2><table>" + HEAD +
             f"<tbody>{''.join(_neuron_row(r) for _, r in best.iterrows())}</tbody></table>")
     return _page(f"atlas of {model}", body, (SORT_JS,))
 

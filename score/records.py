@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from neurosleuth.score.stats import N_BOOT, bootstrap, pearson
+from neurosleuth.score.stats import N_BOOT, bootstrap
 from neurosleuth.tools.records import Record
 
 Simulator = Callable[[list[str]], np.ndarray]  # tokens -> predicted activation per token
@@ -55,19 +55,16 @@ def simulation_r(simulate: Simulator, top: Sequence[Record], random: Sequence[Re
                      for x, y in zip(pred, real, strict=True)]).reshape(-1, 6)
 
     def r_of(idx: Sequence[int]) -> float:
-        if len(idx) == 0:
-            return math.nan
-        return pearson(np.concatenate([pred[i] for i in idx]),
-                       np.concatenate([real[i] for i in idx]))
+        return _pooled_r(sums[np.asarray(idx, int)])
 
     def stat(it, ir) -> float:
-        return _pooled_r(sums[np.concatenate([np.asarray(it, int), nt + np.asarray(ir, int)])])
+        return r_of(np.concatenate([np.asarray(it, int), nt + np.asarray(ir, int)]))
 
     comp = bootstrap("records", stat, [nt, len(random)], seed=seed, n_boot=n_boot)
     if math.isnan(comp.details["raw"]):  # a constant prediction: no correlation to report
         comp = replace(comp, value=math.nan, lo=math.nan, hi=math.nan)
-    return RecordsScore(comp.value, comp.lo, comp.hi, r_of(range(nt)),
-                        r_of(range(nt, len(recs))), len(recs), int(sum(len(x) for x in real)))
+    return RecordsScore(comp.value, comp.lo, comp.hi, r_of(np.arange(nt)),
+                        r_of(np.arange(nt, len(recs))), len(recs), int(sum(len(x) for x in real)))
 
 
 def _pooled_r(rows: np.ndarray) -> float:

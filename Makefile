@@ -9,9 +9,9 @@ NEURON ?= 12:345
 ITERATIONS ?= 10
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: install run test lint bench chromium wordnet
+.PHONY: install run test lint bench chromium wordnet debian-faq
 
-install: wordnet $(VENV)/.installed
+install: wordnet debian-faq $(VENV)/.installed
 
 # WordNet 3.0 (Debian's database and sense counts) names the concepts the explainer finds
 # (tools/concepts.py); without it the explainer still works and the report says so.
@@ -21,6 +21,17 @@ wordnet:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base \
 	  wordnet-sense-index >/dev/null; } || \
 	echo "warning: could not install WordNet (apt-get install wordnet-base wordnet-sense-index): concept names fall back to surface classes"
+
+# The Debian FAQ in English (HTML) and six translations (German, Italian, Portuguese, Russian,
+# Chinese, Japanese): sources of the default corpus (tools/corpus_prose.py); without them those
+# sources are skipped with a warning and the others share their windows.
+FAQ_LANGS := de it pt ru zh-cn ja
+debian-faq:
+	@test -f /usr/share/doc/debian/FAQ/debian-faq.ja.txt.gz || \
+	{ command -v apt-get >/dev/null && $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-faq \
+	  $(addprefix debian-faq-,$(FAQ_LANGS)) >/dev/null; } || \
+	echo "warning: could not install the Debian FAQ (apt-get install debian-faq $(addprefix debian-faq-,$(FAQ_LANGS))): the corpus goes without its faq-* and html sources"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

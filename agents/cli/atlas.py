@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from neurosleuth.agents.cli import (
+    CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -49,8 +50,7 @@ def atlas(
     out: Annotated[Path | None, typer.Option(
         help="atlas folder (default: RUNS_DIR/atlas-MODEL)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="where runs (and deep dives) live")] = Path("runs"),
-    corpus: Annotated[str | None, typer.Option(
-        help="'default' (wiki, chitchat, sotu, code), some of those, or your own file")] = None,
+    corpus: Annotated[str | None, typer.Option(help=CORPUS_HELP)] = None,
     window: Annotated[int, typer.Option(help="tokens per corpus window")] = 64,
     keep: Annotated[int, typer.Option(
         help="top windows kept per neuron: half explain it, half score it")] = 24,

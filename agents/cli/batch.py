@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from neurosleuth.agents.cli import (
+    CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -105,7 +106,7 @@ def batch(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: "
                                                     "start a local Ray)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML/JSON run config file")] = None,
-    corpus: Annotated[str | None, typer.Option(help="text file/folder/jsonl for exemplars")] = None,
+    corpus: Annotated[str | None, typer.Option(help=CORPUS_HELP)] = None,
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOpt = None,

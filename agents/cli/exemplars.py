@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neurosleuth.agents.cli import (
+    CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -39,9 +40,7 @@ def exemplars(
     bottom: Annotated[bool, typer.Option(
         "--bottom", help="also show the windows with the lowest (most negative) activation"
     )] = False,
-    corpus: Annotated[str, typer.Option(
-        help="'default' (wiki, chitchat, sotu, code), some of those ('wiki,code'), or a .txt / "
-             ".jsonl file or folder of your own")] = "default",
+    corpus: Annotated[str, typer.Option(help=CORPUS_HELP)] = "default",
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from neurosleuth.agents.cli import (
+    CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -59,7 +60,7 @@ def investigate(
     run_id: Annotated[str | None, typer.Option(help="name of the run folder")] = None,
     runs_dir: RunsDir = Path("runs"),
     config: Annotated[Path | None, typer.Option(help="TOML/JSON config file")] = None,
-    corpus: Annotated[str | None, typer.Option(help="text file/folder/jsonl for exemplars")] = None,
+    corpus: Annotated[str | None, typer.Option(help=CORPUS_HELP)] = None,
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
     ollama_model: Annotated[
         str | None, typer.Option(help="Ollama model (default llama3.1)")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from neurosleuth.agents.cli import (
+    CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -128,7 +129,7 @@ def score(
     json_out: Annotated[Path | None, typer.Option("--json", help="write full results")] = None,
     control: Annotated[str | None, typer.Option(
         help="control hypothesis (default: written for a random other neuron)")] = None,
-    corpus: Annotated[str | None, typer.Option(help="corpus for exemplars/held-out text")] = None,
+    corpus: Annotated[str | None, typer.Option(help=CORPUS_HELP)] = None,
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
     ollama_model: Annotated[str | None, typer.Option(help="Ollama model")] = None,
     seed: Annotated[int, typer.Option()] = 0,

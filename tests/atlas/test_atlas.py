@@ -141,6 +141,9 @@ def test_site_pages_are_escaped_and_search_is_served(atlas):
     assert "color" in page.lower() and "../deep/report.html" in page
     layer = (site / "layer-0.html").read_text()
     assert layer.count("<tr data-i=") == 32
+    corpus = json.loads((atlas / "atlas.json").read_text())["corpus"]  # what the scan read
+    assert len(corpus) == 1 and corpus[0]["share"] == 1.0 and corpus[0]["documents"] > 0
+    assert "<h2>Corpus</h2>" in (site / "index.html").read_text()
     # corpus text the tiny tokenizer does not know is '<unk>': escaped everywhere
     assert "&lt;unk&gt;" in page and "<unk>" not in page.replace("&lt;unk&gt;", "")
     assert "0:3" in search_response(atlas, "colour words")

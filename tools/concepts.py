@@ -1,43 +1,62 @@
-"""Concept names for a set of tokens: what a neuron's trigger tokens have in common, in words a
-researcher would use ("weekdays (Monday, Friday, Sunday)", "animals (sheep, rat, bull)",
-"digits", "punctuation"), and membership tests that turn such a name back into a predictor.
+"""Concept names for a set of words: what a neuron's trigger words have in common, in words a
+researcher would use ("weekdays (Monday, Friday, Sunday)", "weapons (bow, sword, spear)",
+"past tense verbs (walked, ran)", "closing brackets ()), ], })"), each with a membership test
+that turns the name back into a predictor for words the neuron was never seen on.
 
-Method, in order (the first that covers most of the weighted tokens wins; ``ConceptName.source``
-says which):
+``candidate_names`` returns every class that covers >= 60% of the words' weight, best first;
+the explainers test each on held-out data. ``name_tokens`` is the first of them. Classes:
 
-1. **surface classes** (no resource needed): digits / numbers, punctuation, whitespace and line
-   breaks, code syntax (Python keywords, operators, brackets, identifiers with ``_`` or
-   camelCase), a non-Latin script (Unicode character names: CYRILLIC, GREEK, CJK, ARABIC ...),
-   capitalised words.
-2. **WordNet 3.0** (Miller 1995) through nltk's reader: every word's first noun (then verb)
-   senses and their hypernym closure; an ancestor's *coverage* is the weighted share of words
-   with a sense under it. Among ancestors that cover most words, the name is a *familiar* one,
-   not the lowest: the lowest common hypernym of cat/dog/horse is ``placental``, a word nobody
-   uses for them. Familiarity is the ancestor's tagged-sense count in SemCor (``index.sense``,
-   from Debian's ``wordnet-sense-index``); ancestors too general to say anything (``entity``,
-   ``object``, ``organism`` ...) are never names. When no ancestor is familiar enough, the
-   words' shared lexicographer file (WordNet's supersense: ``noun.animal`` -> "animals") names
-   them.
-3. **closed word classes** (conjunctions, negations, prepositions, determiners, pronouns,
-   auxiliaries): the grammar's names for tokens WordNet does not cover;
-4. **a mixture** of two classes that together cover most tokens (a polysemantic neuron);
-5. otherwise no concept: the caller lists the tokens.
+1. **word classes** (``tools/wordclasses.py``): Unicode categories, number formats, markup,
+   whitespace, capitalisation, code syntax, scripts, word forms by inflection, parts of speech.
+2. **WordNet 3.0** (Miller 1995) through nltk's reader: every ancestor (hypernym closure) of a
+   word's first four noun or verb senses; a word is a member of an ancestor when one of those
+   senses lies under it (the set picks the sense: bow the weapon, not the knot), and the
+   ancestor's *salience* weighs each member by its sense's rank (1, 1/2, 1/3, 1/4). Ancestors
+   too general to say anything (``entity``, ``object`` ...) are never names. WordNet's
+   supersense of the words' first senses (``noun.animal`` -> "animals") is a broader name.
+3. **closed word classes** (conjunctions, negations ...): the grammar's names for function
+   words, one class, two, or any ("function words");
+4. **a mixture** of two classes that together cover >= 60% and 25% more than any one (a
+   polysemantic neuron): "digits and numbers (3, 2, 0) and conjunctions (and, or, but)".
 
-WordNet comes from ``tools/wordnet.py`` (Debian's database, read by nltk). Without it, naming
-uses the surface and word classes only and says so (``wordnet_status``).
+Rules that keep names honest (``name_violations`` checks a whole atlas against them):
+
+- a class needs ``min_distinct`` distinct member words (lower-cased): 3, or 2 when only two
+  words are named (two colours name "colors"); one word names no class (never "tungstens
+  (W)"); each part of a mixture needs as many;
+- WordNet counts no letter or abbreviation sense, in coverage as in ``in_synset``
+  (``wordclasses.wordnet_senses``): no word of <= 2 letters, no sense reached only through an
+  all-caps lemma ("OK" Oklahoma, "USA"), a lemma with a dot, a shortening of a many-word name
+  ("mph") or an untagged one of a word ("gal" for gallon), nor a letter of an alphabet;
+- every example shown under a class is a member of it (examples are the members).
+
+Order: a key of specificity (word classes: ``WordClass.specificity``, 1 for capitalised words
+to 5.5 for years or closing brackets; WordNet ancestors ``3 + depth / 4``, 0.5 less when the
+name was never tagged in SemCor, as "placentals"; a supersense 2.5; grammar 3.5-5.5; a mixture
+its broader part's less 1.5) less 3 per unit of salience lost: each 10% of the weight a class
+misses costs 1.2 WordNet levels. WordNet comes from ``tools/wordnet.py``; without it, naming
+uses the other classes.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import unicodedata
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from neurosleuth.tools import wordclasses as W
+from neurosleuth.tools.wordclasses import (  # noqa: F401  (the names callers import from here)
+    CODE_TOKENS,
+    FUNCTION_WORDS,
+    function_class,
+    norm,
+    surface_class,
+)
 from neurosleuth.tools.wordnet import wordnet
 
+_script = W.script  # tools/contexts.py reads a text's script through this name
 SUPERSENSE_NAMES = {
     "noun.animal": "animals", "noun.body": "body parts", "noun.food": "foods and drinks",
     "noun.plant": "plants", "noun.person": "people and roles", "noun.location": "places",
@@ -66,285 +85,339 @@ time_unit unit_of_time point message signal indication written_communication
 writing language_unit word part_of_speech linguistic_unit substance solid material
 natural_object geographical_area area point_in_time travel change move act_upon
 cause go get make do be have""".split())
+MIN_SHARE = 0.6  # weight a class must cover to be a candidate
+PART_SHARE = 0.2  # weight each part of a mixture must cover
+COVERAGE_COST = 3.0  # specificity lost per unit of (salient) coverage lost
+SUPERSENSE_SPECIFICITY = 2.5
+GRAMMAR_SPECIFICITY = {1: 5.5, 2: 4.5, 0: 3.5}  # one closed class, two, any ("function words")
+MIXTURE_COST = 1.5
+MIXTURE_GAIN = 0.25  # coverage a mixture must add to the best single class
+MIN_PART_SPEC = 2.0  # a mixture's parts: not parts of speech nor capitalisation
+SENSE_WEIGHTS = (1.0, 0.5, 0.33, 0.25)  # a word's first senses, the first counting most
 MIN_FAMILIAR = 1  # SemCor tagged senses that make an ancestor's name familiar
-# Tokens that are code and not English words (Python's "and", "if", "for" are both).
-CODE_TOKENS = set("()[]{}:;=<>+-*/%_#@&|^~\\`") | {
-    "self", "def", "elif", "lambda", "None", "True", "False", "nonlocal", "async", "await",
-    "==", "!=", "+=", "-=", "->", "**", "//", "print", "len", "str", "int", "dict", "cls", "args",
-    "kwargs", "isinstance", "__init__", "__name__", "()", "):", "):\n", "[]", "{}"}
 
 
 @dataclass(frozen=True)
 class ConceptName:
-    """What a set of tokens has in common. ``label``: a plural noun phrase ("weekdays");
-    ``examples``: a few of the tokens; ``coverage``: weighted share of the tokens it fits;
-    ``source``: "surface", "wordnet", "supersense", "grammar", "mixture" or "none"; ``synset``: the
-    WordNet name."""
+    """What a set of words has in common. ``label``: a plural noun phrase ("weekdays");
+    ``examples``: a few of the words, all members; ``coverage``: weighted share of the words it
+    fits; ``source``: "surface", "inflection", "pos" (``tools/wordclasses.py``), "wordnet",
+    "supersense", "grammar", "mixture" or "none"; ``kind``: the class, part of speech, lexicographer
+    file or, for a mixture, its parts ("surface:integers|wordnet:color.n.01"); ``synset``:
+    the WordNet name."""
 
     label: str
     examples: tuple[str, ...]
     coverage: float
     source: str
-    kind: str = ""  # the surface class or WordNet part of speech
+    kind: str = ""
     synset: str | None = None
     also: tuple[str, ...] = field(default_factory=tuple)  # other lemmas of the synset
 
     def phrase(self) -> str:
-        ex = ", ".join(self.examples[:3])
-        return f"{self.label} ({ex})" if ex else self.label
+        ex = ", ".join(W.show(e) for e in self.examples[:3])
+        return f"{self.label} ({ex})" if ex and self.source != "mixture" else self.label
 
 
-def norm(token: str) -> str:
-    """A token as a word: stripped of the tokenizer's space marks and surrounding spaces."""
-    return token.replace("Ġ", " ").replace("▁", " ").strip()
+def min_distinct(n_words: int) -> int:
+    """Distinct member words a class needs among ``n_words`` distinct trigger words: 3, or 2
+    when only two are named (a single word names no class)."""
+    return 3 if n_words >= 3 else 2
 
 
-# ---- surface classes ----------------------------------------------------------------------
-def _script(text: str) -> str | None:
-    scripts = Counter()
-    for ch in text:
-        if ch.isalpha() and ord(ch) > 0x24F:
-            name = unicodedata.name(ch, "")
-            scripts[name.split()[0] if name else "OTHER"] += 1
-    return scripts.most_common(1)[0][0] if scripts else None
-
-
-SURFACE: dict[str, Callable[[str], bool]] = {
-    "digits and numbers": lambda w: bool(re.fullmatch(r"[\d.,]*\d[\d.,]*", w)),
-    "punctuation marks": lambda w: bool(w)
-    and all(unicodedata.category(c)[0] in "PS" for c in w),
-    "line breaks and whitespace": lambda w: w == "",
-    "code syntax": lambda w: w in CODE_TOKENS
-    or bool(re.fullmatch(r"[a-z]+_[a-z_]+|[a-z]+[A-Z]\w*", w)),
-    "capitalised words": lambda w: bool(re.fullmatch(r"[A-Z][a-z]+", w)),
-}
-
-
-# Closed word classes of English (a grammar fact, not a list fitted to neurons): the names for
-# tokens WordNet does not cover.
-FUNCTION_WORDS = {
-    "conjunctions": set("and or but nor yet so either neither whether".split()),
-    "negations": set("not no never none nothing nobody n't cannot without".split()),
-    "prepositions": set("""of in on at to for from by with about into onto over under between
-        through during before after above below since until upon within without against among
-        across behind beyond toward towards""".split()),
-    "determiners": set("the a an this that these those each every some any all both such".split()),
-    "pronouns": set("""i you he she it we they me him her us them my your his its our their mine
-        yours hers ours theirs myself yourself himself herself itself ourselves themselves who
-        whom whose which what""".split()),
-    "auxiliary and modal verbs": set("""is are was were be been being am do does did have has
-        had will would shall should can could may might must""".split()),
-}
-
-
-def function_class(word: str) -> str | None:
-    w = word.lower()
-    return next((name for name, words in FUNCTION_WORDS.items() if w in words), None)
-
-
-def surface_class(token: str) -> str | None:
-    """The first surface class ``token`` belongs to (or a script name: "CYRILLIC text")."""
-    w = norm(token)
-    script = _script(w)
-    if script:
-        return f"{script.title()} script"
-    for name, test in SURFACE.items():
-        if test(w):
-            return name
-    return None
-
-
-SENSE_WEIGHTS = (1.0, 0.5, 0.33)  # a word's first senses, the first counting most
-
-
-def _senses(wn, word: str, pos: str = "n", k: int = 3) -> list:
-    """A word's first ``k`` senses as ``pos``; an adjective's related nouns (happy ->
-    happiness) when asked for nouns and it has none."""
-    out = wn.synsets(word, pos)[:k]
+# ---- WordNet ancestors ----------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
+def _senses(word: str, pos: str) -> tuple:
+    """``word``'s first four senses as ``pos`` without letter and abbreviation senses
+    (``wordclasses.wordnet_senses``); an adjective's related noun (happy -> happiness) when
+    asked for nouns and it has none."""
+    out = list(W.wordnet_senses(word, pos)[: len(SENSE_WEIGHTS)])
     if not out and pos == "n":
-        for adj in wn.synsets(word, "a")[:2]:
+        for adj in W.wordnet_senses(word, "a")[:2]:
             for lemma in adj.lemmas()[:1]:
                 out += [r.synset() for r in lemma.derivationally_related_forms()
                         if r.synset().pos() == "n"][:1]
-    return out[:k]
+    return tuple(out[: len(SENSE_WEIGHTS)])
 
 
-def _familiarity(syn) -> int:
-    return sum(lemma.count() for lemma in syn.lemmas())
+@functools.lru_cache(maxsize=65536)
+def _ancestors(word: str, pos: str) -> dict:
+    """Each ancestor of ``word``'s senses -> the weight of the first sense under it (read only)."""
+    best: dict = {}
+    for rank, s in enumerate(_senses(word, pos)):
+        for path in s.hypernym_paths():
+            for a in path:
+                best.setdefault(a, SENSE_WEIGHTS[rank])
+    return best
+
+
+@functools.lru_cache(maxsize=65536)
+def in_synset(word: str, synset: str) -> bool:
+    """Is one of ``word``'s first four senses (no letter or abbreviation sense) a hyponym or
+    instance of WordNet ``synset``?"""
+    wn = wordnet()
+    if wn is None:
+        return False
+    target = wn.synset(synset)
+    return target in _ancestors(word, target.pos())
+
+
+def in_supersense(word: str, lexname: str) -> bool:
+    """Is ``word``'s first sense in WordNet's lexicographer file ``lexname``?"""
+    senses = _senses(word, lexname[0])
+    return bool(senses) and senses[0].lexname() == lexname
+
+
+@functools.lru_cache(maxsize=16384)
+def _depth(syn) -> int:
+    return syn.min_depth()
 
 
 def _label(syn) -> str:
     """The synset's first lemma, or its most used one when the first is never used ("months"
-    for calendar_month, "transport" for conveyance); plural for nouns."""
+    for calendar_month); plural for nouns."""
     lemmas = syn.lemmas()
     lemma = lemmas[0] if lemmas[0].count() else max(lemmas, key=lambda lem: lem.count())
     name = lemma.name().replace("_", " ")
-    return plural(name) if syn.pos() == "n" else name
+    return W.plural(name) if syn.pos() == "n" else name
 
 
-def plural(noun: str) -> str:
-    if noun.endswith(("s", "x", "ch", "sh")):
-        return noun + "es"
-    if noun.endswith("y") and noun[-2:-1] not in set("aeiou"):
-        return noun[:-1] + "ies"
-    return noun + "s"
+# ---- candidates ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Candidate:
+    spec: float  # specificity
+    salience: float  # coverage, each member weighted by how central it is (WordNet: sense rank)
+    name: ConceptName
+    members: frozenset[str]  # keys of the member words
+
+    @property
+    def key(self) -> float:
+        return self.spec - COVERAGE_COST * (1.0 - self.salience)
 
 
-def _coverage(wn, words, weights, pos: str) -> tuple[dict, Counter, float]:
-    cover: dict = {}
-    lexfiles: Counter = Counter()
-    known = 0.0
-    for w, wt in zip(words, weights, strict=True):
-        senses = _senses(wn, w.lower(), pos)
-        if not senses:
+def _merge(tokens: Sequence[str], weights: Sequence[float] | None) -> dict[str, tuple[str, float]]:
+    """One entry per word whatever its case ("Sheep", "sheep"), its weights summed; keyed by the
+    lower-cased word (a whitespace token by itself: "\\n" and "  " differ)."""
+    weights = list(weights) if weights is not None else [1.0] * len(tokens)
+    merged: dict[str, tuple[str, float]] = {}
+    for t, wt in zip(tokens, weights, strict=True):
+        key = norm(t).lower() or W.raw(t)
+        merged[key] = (merged[key][0], merged[key][1] + wt) if key in merged else (t, wt)
+    return merged
+
+
+def _make(items, total, need, share, spec, member_keys, name_of, salient=None) -> list:
+    """Candidates from ``member_keys`` (class -> keys of its members) that cover ``share``."""
+    out = []
+    for cls, keys in member_keys.items():
+        cov = sum(items[k][1] for k in keys) / total
+        if cov < share or len(keys) < need:
             continue
-        known += wt
-        lexfiles[senses[0].lexname()] += wt
-        best: dict = {}
-        for rank, s in enumerate(senses):
-            for path in s.hypernym_paths():
-                for a in path:
-                    best[a] = max(best.get(a, 0.0), SENSE_WEIGHTS[rank])
-        for a, sw in best.items():
-            cover[a] = cover.get(a, 0.0) + wt * sw
-    return cover, lexfiles, known
+        ex = tuple(norm(items[k][0]) or W.raw(items[k][0]) for k in keys)[:3]
+        sal = salient[cls] / total if salient is not None else cov
+        out.append(_Candidate(spec(cls), sal, name_of(cls, ex, cov), frozenset(keys)))
+    return out
 
 
-def name_with_wordnet(words: Sequence[str], weights: Sequence[float]) -> ConceptName | None:
-    """The most specific familiar WordNet ancestor that covers most of ``words`` (module
-    docstring): each 12.5% of coverage lost costs one level of depth; a name used at least once
-    in SemCor; never a too-general one; else the shared supersense."""
-    wn = wordnet()
-    if wn is None:
-        return None
-    total = float(sum(weights)) or 1.0
-    examples = tuple(dict.fromkeys(words))[:3]
-    found = []
+def _word_class_candidates(items, total, need, share) -> list[_Candidate]:
+    keys: dict = defaultdict(list)
+    for k, (t, _) in items.items():
+        for cls in W.classes_of(t):
+            keys[cls].append(k)
+    return _make(items, total, need, share, W.specificity, keys,
+                 lambda c, ex, cov: ConceptName(c, ex, cov, W.source_of(c), c))
+
+
+def _grammar_candidates(items, total, need, share) -> list[_Candidate]:
+    keys: dict = defaultdict(list)
+    for k, (t, _) in items.items():
+        if cls := function_class(norm(t)):
+            keys[cls].append(k)
+            keys["function words"].append(k)
+    weight = {c: sum(items[k][1] for k in ks) for c, ks in keys.items() if c != "function words"}
+    top = sorted(weight, key=lambda c: -weight[c])[:2]
+    if len(top) == 2 and weight[top[1]] >= PART_SHARE * total:
+        keys[f"{top[0]} and {top[1]}"] = [k for k in items if function_class(norm(items[k][0]))
+                                           in top]
+    return _make(items, total, need, share,
+                 lambda c: GRAMMAR_SPECIFICITY[len(W.closed_classes(c))],
+                 keys, lambda c, ex, cov: ConceptName(c, ex, cov, "grammar", c))
+
+
+def _wordnet_specificity(a) -> float:
+    """3 + depth / 4, a noun 1/8 more, a name never tagged in SemCor ("placentals") 0.5 less."""
+    familiar = sum(lemma.count() for lemma in a.lemmas()) >= MIN_FAMILIAR
+    return 3.0 + _depth(a) / 4 + (0.125 if a.pos() == "n" else 0.0) - (0.0 if familiar else 0.5)
+
+
+def _wordnet_candidates(items, total, need, share) -> list[_Candidate]:
+    if wordnet() is None:
+        return []
+    out = []
     for pos in ("n", "v"):
-        cover, lexfiles, known = _coverage(wn, words, weights, pos)
-        if known / total < 0.5:
-            continue
-        for syn, c in cover.items():
-            if (c / total >= 0.6 and _familiarity(syn) >= MIN_FAMILIAR
-                    and syn.name().split(".")[0] not in TOO_GENERAL):
-                key = syn.min_depth() - 12 * (1 - c / total) + (0.5 if pos == "n" else 0.0)
-                found.append((key, c / total, syn))
-        lex, c = lexfiles.most_common(1)[0]
-        if c / total >= 0.6 and lex in SUPERSENSE_NAMES:
-            found.append((-1.0 + c / total, c / total, lex))
-    if not found:
-        return None
-    _, cov, best = max(found, key=lambda f: (f[0], f[1]))
-    if isinstance(best, str):
-        return ConceptName(SUPERSENSE_NAMES[best], examples, cov, "supersense", best, None)
-    also = tuple(lem.name().replace("_", " ") for lem in best.lemmas()[:3])
-    return ConceptName(_label(best), examples, cov, "wordnet", best.pos(), best.name(), also)
+        keys, salient = defaultdict(list), defaultdict(float)
+        lex_keys = defaultdict(list)
+        for k, (t, wt) in items.items():
+            word = norm(t)
+            for a, sense_weight in _ancestors(word, pos).items():
+                keys[a].append(k)
+                salient[a] += wt * sense_weight
+            if senses := _senses(word, pos):
+                lex_keys[senses[0].lexname()].append(k)
+        keys = {a: ks for a, ks in keys.items() if a.name().split(".")[0] not in TOO_GENERAL}
+        out += _make(items, total, need, share, _wordnet_specificity, keys, lambda a, ex, cov:
+                     ConceptName(_label(a), ex, cov, "wordnet", a.pos(), a.name(), tuple(
+                         lem.name().replace("_", " ") for lem in a.lemmas()[:3])), salient)
+        lex_keys = {x: ks for x, ks in lex_keys.items() if x in SUPERSENSE_NAMES}
+        out += _make(items, total, need, share, lambda x: SUPERSENSE_SPECIFICITY, lex_keys,
+                     lambda x, ex, cov: ConceptName(SUPERSENSE_NAMES[x], ex, cov, "supersense", x))
+    return out
+
+
+def _singles(items, share: float, need: int) -> list[_Candidate]:
+    total = float(sum(wt for _, wt in items.values())) or 1.0
+    return [*_word_class_candidates(items, total, need, share),
+            *_grammar_candidates(items, total, need, share),
+            *_wordnet_candidates(items, total, need, share)]
+
+
+def _part(c: ConceptName) -> str:
+    return f"{c.source}:{c.synset or c.kind}"
+
+
+def _mixtures(items, singles: list[_Candidate], parts: list[_Candidate]) -> list[_Candidate]:
+    """Two of ``parts`` (single classes with enough members and >= 20% of the weight; not a part
+    of speech, capitalisation or two closed classes), each with >= 20% of the weight that the
+    other does not cover, that together cover >= 60% and 25% more than the best single class."""
+    total = float(sum(wt for _, wt in items.values())) or 1.0
+    best = max((c.name.coverage for c in singles), default=0.0)
+    pool = sorted((c for c in parts if c.spec >= MIN_PART_SPEC and not (
+        c.name.source == "grammar" and len(W.closed_classes(c.name.kind)) > 1)),
+        key=lambda c: -c.key)[:10]
+    out = []
+    for i, a in enumerate(pool):
+        for b in pool[i + 1:]:
+            union = a.members | b.members
+            cov = sum(items[k][1] for k in union) / total
+            only_a = sum(items[k][1] for k in a.members - b.members) / total
+            only_b = sum(items[k][1] for k in b.members - a.members) / total
+            if cov < max(MIN_SHARE, best + MIXTURE_GAIN) or min(only_a, only_b) < PART_SHARE:
+                continue
+            a, b = sorted((a, b), key=lambda c: -sum(items[k][1] for k in c.members))
+            label = " and ".join(c.name.phrase() for c in (a, b))
+            name = ConceptName(label, (), cov, "mixture", f"{_part(a.name)}|{_part(b.name)}")
+            out.append(_Candidate(min(a.spec, b.spec) - MIXTURE_COST, cov, name, union))
+    return out
+
+
+def candidate_names(words: Sequence[str], weights: Sequence[float] | None = None,
+                    limit: int = 6) -> list[ConceptName]:
+    """Every class that covers >= 60% of the weight of ``words`` (a neuron's trigger words,
+    strongest first) with enough distinct members, best first (module docstring: specificity
+    less the coverage lost), one per label, at most ``limit``."""
+    items = _merge(words, weights)
+    if len(items) < 2:
+        return []
+    need = min_distinct(len(items))
+    pool = _singles(items, PART_SHARE, need)  # the mixtures' parts too
+    found = [c for c in pool if c.name.coverage >= MIN_SHARE]
+    found += _mixtures(items, found, pool)
+    found.sort(key=lambda c: (-c.key, -c.name.coverage))
+    out: dict[str, ConceptName] = {}
+    for c in found:
+        out.setdefault(c.name.label, c.name)
+    return list(out.values())[:limit]
 
 
 def name_tokens(tokens: Sequence[str], weights: Sequence[float] | None = None) -> ConceptName:
-    """Name what ``tokens`` (a neuron's trigger tokens, strongest first) have in common; a word
-    counts once whatever its case ("Sheep", "sheep"), with the weights it carries summed."""
-    weights = list(weights) if weights is not None else [1.0] * len(tokens)
-    merged: dict[str, tuple[str, float]] = {}  # one entry per word, whatever its case
-    for t, wt in zip(tokens, weights, strict=True):
-        key = norm(t).lower()
-        merged[key] = (merged[key][0], merged[key][1] + wt) if key in merged else (t, wt)
-    tokens, weights = [t for t, _ in merged.values()], [wt for _, wt in merged.values()]
-    if not tokens:
-        return ConceptName("", (), 0.0, "none")
-    words = [norm(t) for t in tokens]
-    total = float(sum(weights)) or 1.0
-    classes: Counter = Counter()
-    for t, wt in zip(tokens, weights, strict=True):
-        classes[surface_class(t) or ""] += wt
-    cls, c = classes.most_common(1)[0]
-    examples = tuple(dict.fromkeys(w for w in words if w))[:3]
-    if cls and cls != "capitalised words" and c / total >= 0.6:
-        return ConceptName(cls, examples, c / total, "surface", cls)
-    alpha = [(w, wt) for w, wt in zip(words, weights, strict=True) if re.fullmatch(r"[A-Za-z]+", w)]
-    if alpha:
-        found = name_with_wordnet([w for w, _ in alpha], [wt for _, wt in alpha])
-        if found is not None:
-            return ConceptName(found.label, tuple(dict.fromkeys(w for w, _ in alpha))[:3],
-                               found.coverage * sum(wt for _, wt in alpha) / total, found.source,
-                               found.kind, found.synset, found.also)
-    grammar: Counter = Counter()
-    for w, wt in zip(words, weights, strict=True):
-        grammar[function_class(w) or ""] += wt
-    named = {k: v for k, v in grammar.items() if k}
-    if named and sum(named.values()) / total >= 0.6:
-        top = sorted(named, key=lambda k: -named[k])[:2]
-        top = top if named[top[0]] / total < 0.6 else top[:1]
-        label = " and ".join(top)
-        ex = tuple(dict.fromkeys(w for w in words if function_class(w) in top))[:3]
-        return ConceptName(label, ex, sum(named[k] for k in top) / total, "grammar", label)
-    if cls == "capitalised words" and c / total >= 0.6:
-        return ConceptName("capitalised words (names)", examples, c / total, "surface", cls)
-    return mixture(tokens, words, weights, total) or ConceptName("", examples, 0.0, "none")
-
-
-def word_class(token: str) -> str | None:
-    """A token's surface class, else "function words" for any closed word class (the classes
-    ``mixture`` combines)."""
-    return surface_class(token) or ("function words" if function_class(norm(token)) else None)
-
-
-def mixture(tokens, words, weights, total: float) -> ConceptName | None:
-    """Two classes that together cover >= 60% of the weight (each >= 20%): a polysemantic
-    neuron described honestly ("digits and numbers (3, 2, 0) and conjunctions (and, or)")."""
-    classes: Counter = Counter()
-    for t, wt in zip(tokens, weights, strict=True):
-        if word_class(t):
-            classes[word_class(t)] += wt
-    top = [(k, v) for k, v in classes.most_common(2) if v / total >= 0.2]
-    if len(top) < 2 or sum(v for _, v in top) / total < 0.6:
-        return None
-    parts = []
-    for name, _ in top:
-        ex = list(dict.fromkeys(w for t, w in zip(tokens, words, strict=True)
-                                if w and word_class(t) == name))[:3]
-        parts.append(f"{name} ({', '.join(ex)})")
-    kind = "|".join(k for k, _ in top)
-    return ConceptName(" and ".join(parts), (), sum(v for _, v in top) / total, "mixture", kind)
+    """The best name for ``tokens`` (``candidate_names``' first), or source "none" with the
+    words as examples; a word counts once whatever its case, with its weights summed."""
+    found = candidate_names(tokens, weights, limit=1)
+    if found:
+        return found[0]
+    words = (norm(t) for t, _ in _merge(tokens, weights).values())
+    return ConceptName("", tuple(w for w in words if w)[:3], 0.0, "none")
 
 
 # ---- membership: a name back into a predictor ---------------------------------------------
-@functools.lru_cache(maxsize=4096)
-def in_synset(word: str, synset: str) -> bool:
-    """Is some sense of ``word`` a hyponym (or instance) of WordNet ``synset``?"""
-    wn = wordnet()
-    if wn is None or not re.fullmatch(r"[A-Za-z]+", word):
-        return False
-    target = wn.synset(synset)
-    for s in _senses(wn, word.lower(), target.pos(), k=4):
-        if s == target or any(target in path for path in s.hypernym_paths()):
-            return True
-    return False
+def _part_test(part: str) -> Callable[[str], bool]:
+    """A mixture's part: "source:kind", or a bare class name (mixtures named before parts
+    carried their source)."""
+    if ":" in part:
+        source, kind = part.split(":", 1)
+        return member(ConceptName("", (), 0.0, source, kind, kind if source == "wordnet" else None))
+    if part == "function words":
+        return W.grammar_test(part)
+    return lambda t: W.is_member(t, part) or surface_class(t) == part
 
 
 def member(concept: ConceptName) -> Callable[[str], bool]:
-    """A test token -> bool: does the token belong to ``concept``?"""
-    if concept.source == "surface":
-        cls = concept.kind
-        return lambda t: surface_class(t) == cls
-    if concept.source == "mixture":
-        classes = set(concept.kind.split("|"))
-        return lambda t: word_class(t) in classes
-    if concept.source == "grammar":
-        classes = set(concept.kind.split(" and "))
-        return lambda t: function_class(norm(t)) in classes
-    if concept.source == "wordnet" and concept.synset:
+    """A test word -> bool: does the word (a whole word, or a raw token " cat", "Ġcat") belong
+    to ``concept``?"""
+    source, kind = concept.source, concept.kind
+    if source in ("surface", "inflection", "pos"):
+        return lambda t: W.is_member(t, kind)
+    if source == "mixture":
+        tests = [_part_test(p) for p in kind.split("|")]
+        return lambda t: any(test(t) for test in tests)
+    if source == "grammar":
+        return W.grammar_test(kind)
+    if source == "wordnet" and concept.synset:
         syn = concept.synset
         return lambda t: in_synset(norm(t), syn)
-    if concept.source == "supersense":
-        lex = concept.kind
-        wn = wordnet()
-        return lambda t: bool(wn) and any(
-            s.lexname() == lex for s in _senses(wn, norm(t).lower(), lex[0]))
+    if source == "supersense":
+        return lambda t: in_supersense(norm(t), kind)
     words = {w.lower() for w in concept.examples}
     return lambda t: norm(t).lower() in words
 
 
+# ---- a whole atlas's names, checked --------------------------------------------------------
+def _shown(c: ConceptName) -> list[tuple[ConceptName, list[str]]]:
+    """Each class a name shows and the examples it lists under it (a mixture: both parts)."""
+    if c.source != "mixture":
+        return [(c, list(c.examples))]
+    out, rest = [], c.label
+    for part in c.kind.split("|"):
+        source, _, kind = part.rpartition(":")
+        sub = ConceptName("", (), 0.0, source or "surface", kind,
+                          kind if source == "wordnet" else None)
+        m = re.match(r"(.+?) \((.*?)\)(?: and |$)", rest)
+        if m is None:
+            break
+        out.append((sub, [W.unshow(e) for e in m.group(2).split(", ")]))
+        rest = rest[m.end():]
+    return out
+
+
+def name_violations(rows: Iterable[tuple[ConceptName | dict | None, Sequence[str]]]
+                    ) -> list[str]:
+    """Names that break the rules (module docstring), one line each: ``rows`` of (the concept,
+    as a ``ConceptName`` or its ``asdict``; the trigger words it was named from). A class named
+    from fewer than ``min_distinct`` distinct words, an example that is not a member of the
+    class it is shown under, a WordNet class shown with a letter or abbreviation."""
+    out = []
+    for concept, words in rows:
+        if isinstance(concept, dict):
+            concept = ConceptName(**{**concept, "examples": tuple(concept.get("examples", ())),
+                                     "also": tuple(concept.get("also", ()))})
+        if concept is None or concept.source == "none":
+            continue
+        items = _merge(words, None)
+        test, need = member(concept), min_distinct(len(items))
+        n = sum(1 for t, _ in items.values() if test(t))
+        if n < need:
+            out.append(f"{concept.phrase()}: named from {n} distinct words (needs {need})")
+        for part, examples in _shown(concept):
+            is_member = member(part)
+            for e in examples:
+                if not is_member(e):
+                    out.append(f"{concept.phrase()}: example {e!r} is not a member")
+                elif part.source in ("wordnet", "supersense") and W.abbreviation_only(e):
+                    out.append(f"{concept.phrase()}: example {e!r} is a letter or abbreviation")
+    return out
+
+
+# ---- concepts a hypothesis names (the keyword simulator) ----------------------------------
 def _by_frequency(synsets: list, form: str) -> list:
     """WordNet's senses of ``form`` by how often the form was tagged in each, then by how often
     the sense was tagged under any of its names: 'colour' has no tagged senses of its own (the

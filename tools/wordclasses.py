@@ -366,9 +366,15 @@ def classes_of(token: str) -> tuple[str, ...]:
     return (*found, *(name for name, c in CLASSES.items() if c.test(t)))
 
 
+@functools.lru_cache(maxsize=262144)
 def is_member(token: str, name: str) -> bool:
-    """Does ``token`` belong to the class called ``name`` (a ``CLASSES`` name or a script)?"""
-    return name in classes_of(token)
+    """Does ``token`` belong to the class called ``name`` (a ``CLASSES`` name or a script)?
+    Only that class's test runs (a simulator asks of every token of a text)."""
+    t = raw(token)
+    if name in CLASSES:
+        return CLASSES[name].test(t)
+    s = script(t)
+    return s is not None and f"{s.title()} script" == name
 
 
 def specificity(name: str) -> float:

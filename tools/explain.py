@@ -1,6 +1,6 @@
 """The evidence explainer: distil a neuron's top texts into a pattern that is both readable and a
 simulator (Foote et al. 2023, "Neuron to Graph: Interpreting Language Model Neurons at Scale"),
-and say in words what the pattern's tokens have in common (``tools/concepts.py``).
+and say in words what the pattern's words have in common (``tools/concepts.py``).
 
 Method, on the top texts (prompts and dataset exemplars), each cut at its peak token:
 
@@ -12,17 +12,16 @@ Method, on the top texts (prompts and dataset exemplars), each cut at its peak t
    position and by its nearest neighbours in the embedding matrix (cosine); required context
    tokens by their neighbours. Substitutes that keep >= ``fire`` (50%) of the activation join the
    **trigger set**; those that kill it are counterexamples.
-4. **pattern**: triggers (token -> relative activation), their concept name, required context
-   and how much of the activation the peak token keeps alone (``context_free``). The pattern
-   predicts a per-token activation for any text (``Pattern.simulate``), so it is scored like any
-   hypothesis.
-5. **context-level features**: when, in the top windows, a large share of tokens fire (>=
-   ``context_frac`` at ``CONTEXT_FIRE`` of the window max) across many different tokens, and
-   >= 75% of the windows are one kind of text (``tools/contexts.py``: a format or programming
-   language, a language, a non-Latin script, quoted text), the
-   neuron reads the kind of text, not a token: the pattern names that context and predicts
-   from it. A token-level neuron on a code token ('def') has top windows of code too, but few
-   of their tokens fire.
+4. **pattern**, on words (``tools/words.py``), not token pieces: the dataset windows, every text
+   measured in step 1 and every substitution of a whole peak word are records, read by the
+   records explainer (``tools/records_explain.py``): trigger words and the piece of a word the
+   neuron fires on, the classes they fall in (WordNet concepts, word forms, surface and Unicode
+   classes), the kind of text, and facets of a polysemantic neuron, each reading chosen by how
+   well it simulates held-apart records. The model then tests the records' required context
+   (``confirm_context``): a context word whose deletion does not cost the activation is
+   dropped, one whose deletion does (and that is not a piece of the peak word) is added.
+   The pattern predicts a per-token activation for any text (``Pattern.simulate``), so it is
+   scored like any hypothesis.
 
 Caveats: deletion is one choice of occlusion (N2G masks with padding); a peak that needs more
 than ``max_context`` tokens of context keeps its best suffix, flagged ``long_context``. The
@@ -35,19 +34,32 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from neurosleuth.tools import concepts as C
-from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level, context_of
+from neurosleuth.tools.contexts import CONTEXT_FIRE
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import last_logits
+from neurosleuth.tools.pattern import (
+    Explanation,
+    Pattern,
+    Pruned,
+    Substitution,
+    quote,
+    seen_words,
+    sentence_of,
+)
 from neurosleuth.tools.readout import embedding_weights, special_token_ids
+from neurosleuth.tools.records import Record
+from neurosleuth.tools.records_explain import RecordsConfig, records_pattern
 from neurosleuth.tools.wordnet import wordnet_status
+from neurosleuth.tools.words import WHOLE, words_of
+
+__all__ = ["Explanation", "Pattern", "Pruned", "Substitution", "explain", "variants"]
 
 
 @dataclass(frozen=True)
@@ -62,102 +74,6 @@ class ExplainConfig:
     context_frac: float = 0.2
 
 
-@dataclass(frozen=True)
-class Pruned:
-    text: str  # the original text, up to its peak
-    tokens: list[str]  # the pruned suffix, ending at the peak
-    act: float  # activation of the pruned suffix at its last token
-    full_act: float  # activation at the peak in the original text
-    importance: list[float]  # per context token: share of the activation its deletion costs
-    long_context: bool = False
-
-
-@dataclass(frozen=True)
-class Substitution:
-    context: str  # pruned text before the replaced position
-    original: str
-    token: str
-    where: str  # "peak" or "context"
-    source: str  # "prediction" or "neighbour"
-    fraction: float  # activation kept, relative to the pruned text
-    fires: bool
-
-
-@dataclass(frozen=True)
-class Pattern:
-    kind: str  # "token", "context" or "none"
-    triggers: dict[str, float]  # normalised token -> activation relative to the peak (0..1)
-    concept: C.ConceptName | None
-    required: dict[str, float]  # context token -> share of pruned texts that need it
-    context_free: float  # median share of the activation the peak token keeps alone
-    context: str | None = None  # context-level: the shared kind of text
-    fire_share: float = 0.0  # share of tokens that fire in the top windows
-    seen: dict[str, float] = field(default_factory=dict)  # tokens that fire in the top windows
-
-    def simulate(self, tokens: Sequence[str]) -> np.ndarray:
-        """Predicted activation of each token of a text, in [0, 1]: a trigger token 0.5-1.0 (by
-        its measured strength), a member of the concept 0.6, a token seen firing in the top
-        windows its mean share of the window max (< 0.5); times ``context_free`` when the
-        required context is missing from the three tokens before. Context-level: 0.6 on every
-        token of a text of the pattern's kind."""
-        if self.kind == "context":
-            on = float(context_of(tokens) == self.context)
-            return np.full(len(tokens), on * 0.6)
-        out = np.zeros(len(tokens))
-        test = C.member(self.concept) if self.concept and self.concept.source != "none" else None
-        need = {w for w, share in self.required.items() if share >= 0.3}
-        top = max(self.triggers.values(), default=0.0) or 1.0
-        for i, tok in enumerate(tokens):
-            w = C.norm(tok)
-            value = 0.5 + 0.5 * self.triggers[w] / top if w in self.triggers else 0.0
-            if not value and test is not None and w and test(tok):
-                value = 0.6
-            if not value and w in self.seen:  # fired in a top window, not confirmed at a peak
-                value = min(0.45, self.seen[w])
-            if not value:
-                continue
-            if need and self.context_free < 0.5:
-                before = {C.norm(t) for t in tokens[max(0, i - 3) : i]}
-                if not before & need:
-                    value *= max(self.context_free, 0.2)
-            out[i] = value
-        return out
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["concept"] = asdict(self.concept) if self.concept else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Pattern:
-        concept = d.get("concept")
-        if concept:
-            concept = C.ConceptName(**{**concept, "examples": tuple(concept["examples"]),
-                                       "also": tuple(concept.get("also", ()))})
-        return cls(**{**d, "concept": concept})
-
-
-@dataclass(frozen=True)
-class Explanation:
-    neuron: str
-    sentence: str  # the hypothesis, one sentence
-    details: str  # the evidence behind it, a few sentences
-    pattern: Pattern
-    pruned: list[Pruned] = field(default_factory=list)
-    substitutions: list[Substitution] = field(default_factory=list)
-    naming: str = ""  # which naming source was used, and WordNet's status
-    forward_passes: int = 0
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return {
-            "neuron": self.neuron, "sentence": self.sentence, "details": self.details,
-            "pattern": self.pattern.to_dict(), "pruned": [asdict(p) for p in self.pruned],
-            "substitutions": [asdict(s) for s in self.substitutions], "naming": self.naming,
-            "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
-        }
-
-
 # ---- the steps -----------------------------------------------------------------------------
 def _last_acts(lm: LoadedModel, seqs: list[list[int]], neuron: NeuronId) -> np.ndarray:
     if not seqs:
@@ -167,19 +83,22 @@ def _last_acts(lm: LoadedModel, seqs: list[list[int]], neuron: NeuronId) -> np.n
     return np.array([float(a[-1, 0]) for a in acts])
 
 
-def _peaks(lm, neuron, texts: Sequence[str]) -> list[tuple[str, list[int], float]]:
-    """(text, ids up to the peak, peak activation) per text that fires."""
+def _peaks(lm, neuron, texts: Sequence[str]
+           ) -> tuple[list[tuple[str, list[int], float]], list[Record]]:
+    """(text, ids up to the peak, peak activation) per text that fires, and every text that
+    fires as a record (its tokens and activations: evidence as the dataset windows are)."""
     ids = [lm.encode(t)[lm.n_prefix :] for t in texts]
     ids = [x for x in ids if x]
     prefix = list(lm.encode("")[: lm.n_prefix])
     acts = measure_ids(lm, [prefix + x for x in ids], [neuron]) if ids else []
-    out = []
+    out, records = [], []
     for x, a in zip(ids, acts, strict=True):
-        a = a[lm.n_prefix :, 0]
+        a = np.asarray(a[lm.n_prefix :, 0], dtype=float)
         p = int(np.argmax(a))
         if a[p] > 0:
             out.append((lm.tokenizer.decode(x[: p + 1]), x[: p + 1], float(a[p])))
-    return out
+            records.append(Record(tuple(lm.token_strs(x)), a))
+    return out, records
 
 
 def prune(lm, neuron, peaks, cfg: ExplainConfig) -> list[tuple[list[int], float, bool]]:
@@ -277,98 +196,91 @@ def explain(
     texts: Sequence[str],
     windows: Sequence[tuple[Sequence[str], np.ndarray]] = (),
     config: ExplainConfig | None = None,
+    others: Sequence[tuple[Sequence[str], np.ndarray]] = (),
 ) -> Explanation:
     """Explain ``neuron`` from its top ``texts`` (strongest first); ``windows``: top dataset
-    windows as (tokens, activations), for context-level detection."""
+    windows as (tokens, activations); ``others``: random windows (where words do not fire)."""
     cfg = config or ExplainConfig()
     start = time.perf_counter()
     neuron.validate(lm.n_layers, lm.d_mlp)
-    peaks = _peaks(lm, neuron, list(dict.fromkeys(texts))[: cfg.texts])
+    peaks, measured = _peaks(lm, neuron, list(dict.fromkeys(texts))[: cfg.texts])
     passes = len(peaks)
-    share, context, distinct = context_level(windows)
     pruned = prune(lm, neuron, peaks, cfg) if peaks else []
     imp = importance(lm, neuron, pruned)
     subs = augment(lm, neuron, pruned, imp, cfg) if pruned else []
     passes += sum(min(len(p[1]), cfg.max_context) for p in peaks) + sum(map(len, imp))
     passes += len(subs) + len(pruned)
-    records = [Pruned(t, lm.token_strs(ids), a, full, v, long)
-               for (t, _, full), (ids, a, long), v in zip(peaks, pruned, imp, strict=True)]
-    pattern = replace(build_pattern(records, subs, share, context, distinct, cfg),
-                      seen=seen_tokens(windows))
-    sentence, details = describe(pattern, records, subs)
+    texts_pruned = [Pruned(t, lm.token_strs(ids), a, full, v, long)
+                    for (t, _, full), (ids, a, long), v in zip(peaks, pruned, imp, strict=True)]
+    top = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in windows]
+    shown = ["".join(t) for t, _ in windows]  # a text cut from a window: the window has it whole
+    top += [r for r in measured if not any("".join(r.tokens) in w for w in shown)]
+    top += substituted(texts_pruned, subs)
+    rand = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in others]
+    rcfg = RecordsConfig(fire=cfg.fire, context_frac=cfg.context_frac)
+    pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
+    pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone
+    sentence, details = describe(pattern, texts_pruned, subs)
     source = pattern.concept.source if pattern.concept else "none"
-    return Explanation(str(neuron), sentence, details, pattern, records, subs,
+    return Explanation(str(neuron), sentence, details, pattern, texts_pruned, subs,
                        f"{source}; {wordnet_status()}", passes, time.perf_counter() - start)
 
 
-def seen_tokens(windows: Sequence[tuple[Sequence[str], np.ndarray]], limit: int = 200
-                ) -> dict[str, float]:
-    """Each token that fires (>= ``CONTEXT_FIRE`` of its window's max) in the top windows: its
-    mean activation there as a share of the window max (the strongest ``limit``)."""
-    seen: dict[str, list[float]] = {}
-    for toks, acts in windows:
-        acts = np.asarray(acts, dtype=float)
-        top = float(acts.max()) if len(acts) else 0.0
-        if top <= 0:
-            continue
-        for t, a in zip(toks, acts, strict=True):
-            if a >= CONTEXT_FIRE * top and C.norm(t):
-                seen.setdefault(C.norm(t), []).append(a / top)
-    best = sorted(seen.items(), key=lambda kv: -np.mean(kv[1]))[:limit]
-    return {w: round(float(np.mean(v)), 3) for w, v in best}
-
-
-def build_pattern(pruned: list[Pruned], subs: list[Substitution], share: float,
-                  context: str | None, distinct: int, cfg: ExplainConfig) -> Pattern:
-    if not pruned:
-        return Pattern("none", {}, None, {}, 0.0)
-    top = max(p.full_act for p in pruned)
-    triggers: dict[str, list[float]] = {}
-    for p in pruned:
-        triggers.setdefault(C.norm(p.tokens[-1]), []).append(p.full_act / top)
+def substituted(pruned: Sequence[Pruned], subs: Sequence[Substitution]) -> list[Record]:
+    """The substitution experiments as records: a pruned text whose peak word was replaced,
+    with the activation measured at its end (the context is not measured there: 0). Only where
+    the peak is a whole word, so that a substitute is a word too."""
+    out = []
     for s in subs:
-        if s.where == "peak" and s.fires:
-            base = next((p.act for p in pruned if "".join(p.tokens[:-1]) == s.context), top)
-            triggers.setdefault(C.norm(s.token), []).append(s.fraction * base / top)
-    trig = {w: round(float(np.mean(v)), 4) for w, v in triggers.items() if w or v}
-    required: Counter = Counter()
-    for p in pruned:
-        for tok, v in zip(p.tokens[:-1], p.importance, strict=True):
-            if v >= cfg.important and C.norm(tok):
-                required[C.norm(tok)] += 1
-    req = {w: round(n / len(pruned), 3) for w, n in required.most_common(5)}
+        p = next((p for p in pruned if "".join(p.tokens[:-1]) == s.context), None)
+        if s.where != "peak" or p is None or words_of(p.tokens).position[-1] != WHOLE:
+            continue
+        tokens = (*p.tokens[:-1], s.token)
+        if words_of(tokens).position[-1] != WHOLE:
+            continue
+        acts = np.zeros(len(tokens))
+        acts[-1] = s.fraction * p.act
+        out.append(Record(tokens, acts))
+    return out
+
+
+def word_importance(p: Pruned) -> dict[str, float]:
+    """Per context word of a pruned text (pieces of the peak's own word excluded): the largest
+    share of the activation that deleting one of its tokens costs."""
+    ws = words_of(p.tokens)
+    own = ws.index[-1]
+    out: dict[str, float] = {}
+    for i, v in enumerate(p.importance):
+        j = ws.index[i]
+        if j >= 0 and j != own:
+            w = ws.words[j].text
+            out[w] = max(out.get(w, 0.0), v)
+    return out
+
+
+def confirm_context(pattern: Pattern, pruned: Sequence[Pruned], cfg: ExplainConfig) -> Pattern:
+    """Required context is a co-occurrence in the records; deletion on the model tests it. A
+    context word present in pruned texts whose deletion costs < ``important`` of the activation
+    in most of them is dropped; a word (not a piece of the peak word) whose deletion costs more
+    in >= 30% of the pruned texts is added."""
+    if pattern.kind != "token" or not pruned:
+        return pattern
+    per_text = [word_importance(p) for p in pruned]
+    required = {}
+    for w, share in pattern.required.items():
+        tried = [d[w] for d in per_text if w in d]
+        if not tried or np.mean([v >= cfg.important for v in tried]) >= 0.5:
+            required[w] = share
+    counts = Counter(w for d in per_text for w, v in d.items() if v >= cfg.important and w.strip())
+    for w, n in counts.most_common(5):
+        if n / len(pruned) >= 0.3 and w not in required:
+            required[w] = round(n / len(pruned), 3)
     alone = [1.0 if len(p.tokens) == 1 else max(0.0, 1 - max(p.importance, default=0.0))
              for p in pruned]
-    peaks = {C.norm(p.tokens[-1]) for p in pruned}
-    ordered = [w for w in sorted(trig, key=lambda w: -trig[w]) if trig[w] > 0][:16]
-    # the strongest count most; a substitute that fires counts half a peak the texts reached
-    concept = C.name_tokens(ordered, [trig[w] * (1.0 if w in peaks else 0.5) for w in ordered])
-    kind = "token"
-    if share >= cfg.context_frac and distinct >= 8 and context is not None:
-        kind = "context"  # many different tokens fire, in windows of one kind of text
-    return Pattern(kind, trig, concept, req, round(float(np.median(alone)), 3), context,
-                   round(share, 3))
-
-
-def _quote(words: Sequence[str], n: int = 3) -> str:
-    return ", ".join(f"'{w}'" for w in list(dict.fromkeys(words))[:n])
-
-
-def sentence_of(pattern: Pattern, peaks: Sequence[str]) -> str:
-    """The hypothesis sentence of a pattern whose top texts peaked on ``peaks`` (normalised)."""
-    if pattern.kind == "none":
-        return "No text found that makes this neuron fire."
-    if pattern.kind == "context":
-        return (f"Fires on most tokens inside {pattern.context} (e.g. {_quote(peaks)}), "
-                "not on one particular word.")
-    if pattern.concept and pattern.concept.source != "none":
-        sentence = f"Fires on {pattern.concept.phrase()}"
-    else:
-        sentence = f"Fires on the tokens {_quote(peaks)}"
-    need = [w for w, s in pattern.required.items() if s >= 0.3]
-    if need and pattern.context_free < 0.5:
-        sentence += f", mostly after {_quote(need, 2)}"
-    return sentence + "."
+    free = pattern.context_free if not required else min(pattern.context_free,
+                                                         float(np.median(alone)))
+    facets = tuple(confirm_context(f, pruned, cfg) for f in pattern.facets)
+    return replace(pattern, required=required, context_free=round(free, 3), facets=facets)
 
 
 def describe(pattern: Pattern, pruned: list[Pruned], subs: list[Substitution]
@@ -376,29 +288,32 @@ def describe(pattern: Pattern, pruned: list[Pruned], subs: list[Substitution]
     """The hypothesis sentence and a few sentences of evidence."""
     if pattern.kind == "none":
         return "No text found that makes this neuron fire.", ""
-    peaks = [C.norm(p.tokens[-1]) for p in pruned if C.norm(p.tokens[-1])]
+    peaks = [w for w in (words_of(p.tokens).word_of(len(p.tokens) - 1) for p in pruned) if w]
     sentence = sentence_of(pattern, peaks)
-    need = [w for w, s in pattern.required.items() if s >= 0.3]
     fire = [s.token.strip() for s in subs if s.where == "peak" and s.fires and s.token.strip()]
     kill = [s.token.strip() for s in subs if s.where == "peak" and not s.fires and s.token.strip()]
-    details = (f"{len(pruned)} top texts pruned to {np.median([len(p.tokens) for p in pruned]):.0f}"
-               f" tokens (median) ending at the peak; the peak token alone keeps "
-               f"{pattern.context_free:.0%} of the activation.")
+    details = ""
+    if pruned:
+        details = (f"{len(pruned)} top texts pruned to "
+                   f"{np.median([len(p.tokens) for p in pruned]):.0f} tokens (median) ending at "
+                   f"the peak; the peak word alone keeps {pattern.context_free:.0%} of the "
+                   "activation.")
     if fire:
-        details += f" Substitutes that still fire: {_quote(fire, 6)}."
+        details += f" Substitutes that still fire: {quote(fire, 6)}."
     if kill:
-        details += f" Substitutes that do not: {_quote(kill, 6)}."
-    if need:
-        details += f" Required context: {_quote(need, 3)}."
+        details += f" Substitutes that do not: {quote(kill, 6)}."
+    if pattern.needs():
+        details += f" Required context: {quote(pattern.needs(), 3)}."
     if pattern.fire_share:
         details += f" {pattern.fire_share:.0%} of tokens fire in the top windows."
-    return sentence, details
+    return sentence.strip(), details.strip()
 
 
 def variants(ex: Explanation) -> list[tuple[str, Pattern]]:
     """The explainer's candidate hypotheses, each with the pattern that simulates it: its
     sentence; the bare trigger list (no concept: the simulator predicts only the listed
-    tokens); for a context-level pattern, also the token-level reading."""
+    words); each facet of a polysemantic pattern alone; for a context-level pattern, also the
+    word-level reading."""
     p = ex.pattern
     if p.kind == "none":
         return [(ex.sentence, p)]
@@ -410,12 +325,15 @@ def variants(ex: Explanation) -> list[tuple[str, Pattern]]:
             listed.append(w)
     listed = listed[:6]
     if listed:
-        bare = replace(p, kind="token", concept=None, triggers={w: p.triggers[w] for w in listed})
-        text = f"Fires on the tokens {_quote(listed, 6)}"
-        need = [w for w, s in p.required.items() if s >= 0.3]
-        if need and p.context_free < 0.5:
-            text += f", mostly after {_quote(need, 2)}"
+        bare = replace(p, kind="token", concept=None, facets=(),
+                       triggers={w: p.triggers[w] for w in listed})
+        text = f"Fires on the words {quote(listed, 6)}"
+        if p.needs():
+            text += f", mostly after {quote(p.needs(), 2)}"
         out.append((text + ".", bare))
-    if p.kind == "context" and p.concept and p.concept.source != "none":
-        out.append((f"Fires on {p.concept.phrase()}.", replace(p, kind="token")))
+    for facet in (replace(p, facets=()), *p.facets) if p.facets else ():  # each facet alone
+        out.append((sentence_of(facet), facet))
+    if p.kind == "context" and p.triggers:
+        token = replace(p, kind="token")
+        out.append((sentence_of(token), token))
     return list({t: (t, q) for t, q in out}.values())

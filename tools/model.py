@@ -94,8 +94,17 @@ class LoadedModel:
         return int(self.prepend_bos and self.tokenizer.bos_token_id is not None)
 
     def token_strs(self, ids: list[int]) -> list[str]:
-        """Each id decoded on its own (the text a reader sees for that token)."""
-        return [self.tokenizer.decode([int(i)]) for i in ids]
+        """Each id decoded on its own (the text a reader sees for that token). A SentencePiece
+        token that starts a word ('▁cat') keeps its space (' cat'), which decoding it alone
+        drops: words are rebuilt from these spaces (``tools/words.py``)."""
+        out = []
+        for i in ids:
+            text = self.tokenizer.decode([int(i)])
+            raw = self.tokenizer.convert_ids_to_tokens(int(i))
+            if isinstance(raw, str) and raw.startswith("▁") and not text[:1].isspace():
+                text = " " + text
+            out.append(text)
+        return out
 
     @property
     def device_label(self) -> str:

@@ -1,30 +1,30 @@
 """Explain a neuron from its activation records alone: no model, no forward pass.
 
-The same ``Pattern`` as the evidence explainer (``tools/explain.py``), learned from what the
-records show instead of from interventions:
+The records are read as words (``tools/words.py``): "fingertips" is one word whatever pieces the
+tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.where``).
 
-1. **triggers**: every token (normalised, ``concepts.norm``) that reaches ``fire`` (50%) of the
-   neuron's record max somewhere, kept when it fires on at least ``precision`` (25%) of its
-   occurrences in all records (top and random: a word that fires once in forty is context, not a
-   trigger); its strength is its mean activation where it fires, relative to the max.
-2. **required context**: for the triggers' occurrences, a token among the three before that is
-   present at >= 30% of the firing occurrences and lifts the mean activation of the occurrences
-   it precedes >= 2x over those it does not (so it needs occurrences without it: a context
-   never seen missing is not called required); ``context_free`` is the mean activation of
-   trigger occurrences without any required context over that of those with one.
-3. **concept**: WordNet's name for the triggers (``concepts.name_tokens``), as the explainer,
-   tested as the unseen-members experiment tests it (``tools/compare.py``), on records instead
-   of interventions (``concept_holds``): learned from half the records, does the concept or the
-   list of the triggers seen there simulate the other half better? The concept's members the
-   first half never saw decide it; when the list wins, the explanation is the list.
-4. **context-level**: many different tokens firing across windows of one kind of text
-   (``contexts.context_level``: a format, a programming or natural language, a script).
-5. ``seen``: tokens that fire in the top records, for the simulator (``explain.seen_tokens``).
+1. **triggers**: every word that reaches ``fire`` (50%) of the records' max on one of its pieces
+   somewhere, kept when it fires on at least ``precision`` (25%) of its occurrences in all
+   records (top and random: a word that fires once in forty is context, not a trigger); its
+   value is its expected activation: the mean over all its occurrences, as a share of the max
+   (so a word that fires on half its occurrences predicts half as much).
+2. **required context**: a word among the three words before a trigger (never a piece of the
+   trigger itself) that is present at >= 30% of the firing occurrences and lifts the mean
+   activation of the occurrences it precedes >= 2x over those it does not; ``context_free``
+   is the ratio of the two.
+3. **readings**, each a ``Pattern`` (``tools/pattern.py``): the trigger list; each class the
+   trigger words fall in (``concepts.candidate_names``: WordNet concepts, word forms, surface and
+   Unicode classes, word classes), with the triggers outside it as a second facet (named, listed
+   or dropped); with and without the required context; the kind of text when the top records
+   share one. **Readings are chosen by experiment**: each is learned from half the records and
+   simulates the other half; the best held-apart r wins, a class counting ``MARGIN`` more than
+   the list (it names the members the first half never saw: the records' analogue of the
+   unseen-members experiment, ``tools/compare.py``) and every facet or context clause costing
+   half of it. The winner is then learned again from all records.
+4. ``seen``: words that fire in the top records, for the simulator.
 
 What it cannot know without the model: whether a required context is causal (it is a
-co-occurrence), and members of the concept no record contains (the concept name covers them, as
-the explainer's does). The result is an ``Explanation`` with no pruned texts, so its sentence
-and ``explain.variants`` (the token-list reading) work as for the explainer's.
+co-occurrence), and members of a class that no record contains (the class name covers them).
 """
 
 from __future__ import annotations
@@ -38,32 +38,190 @@ import numpy as np
 
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.contexts import context_level
-from neurosleuth.tools.explain import Explanation, Pattern, _quote, seen_tokens, sentence_of
+from neurosleuth.tools.pattern import Explanation, Pattern, quote, seen_words, sentence_of
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.wordnet import wordnet_status
+from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
-CONCEPT_MARGIN = 0.01  # the list must simulate held-apart records this much better
+MARGIN = 0.01  # held-apart r a class earns over the list, and a facet or a clause must pay
 
 
 @dataclass(frozen=True)
 class RecordsConfig:
-    fire: float = 0.5  # share of the record max at which a token fires
+    fire: float = 0.5  # share of the record max at which a word fires
     precision: float = 0.25  # share of a trigger's occurrences that must fire
     lift: float = 2.0  # required context: activation with it / without it
     context_share: float = 0.3  # required context: share of firing occurrences it precedes
     context_frac: float = 0.2  # context-level: share of tokens that fire in the top windows
     max_triggers: int = 24
+    classes: int = 3  # class readings tried
 
 
-def _occurrences(records: Sequence[Record]) -> dict[str, list[tuple[float, frozenset[str]]]]:
-    """token -> [(activation, the normalised tokens of the three before it)] over all records."""
-    occ: dict[str, list[tuple[float, frozenset[str]]]] = defaultdict(list)
+@dataclass(frozen=True)
+class Occurrence:
+    act: float  # the word's strongest piece
+    piece: str  # where that piece is: "whole", "first", "middle" or "last"
+    both: bool  # its first and last pieces both reach half of the strongest
+    context: frozenset[str]  # the three words before
+
+
+def occurrences(records: Sequence[Record]) -> dict[str, list[Occurrence]]:
+    """word -> its occurrences over all records (a token of spaces only is the word '')."""
+    occ: dict[str, list[Occurrence]] = defaultdict(list)
     for r in records:
-        words = [C.norm(t) for t in r.tokens]
-        for i, (w, a) in enumerate(zip(words, r.acts, strict=True)):
-            if w:
-                occ[w].append((float(a), frozenset(x for x in words[max(0, i - 3): i] if x)))
+        ws = words_of(r.tokens)
+        for i, j in enumerate(ws.index):  # spaces: one occurrence a token
+            if j < 0:
+                occ[""].append(Occurrence(float(r.acts[i]), "whole", False,
+                                          frozenset(ws.previous(i))))
+        for w in ws.words:
+            acts = r.acts[w.start:w.end]
+            k = int(np.argmax(acts))
+            piece = ("whole" if len(acts) == 1 else FIRST if k == 0
+                     else LAST if k == len(acts) - 1 else MIDDLE)
+            both = len(acts) > 1 and min(acts[0], acts[-1]) >= 0.5 * acts[k] > 0
+            occ[w.text].append(Occurrence(float(acts[k]), piece, both,
+                                          frozenset(ws.previous(w.start))))
     return occ
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the records show, before a reading is chosen."""
+
+    triggers: dict[str, float]
+    occ: dict[str, list[Occurrence]]
+    on: float  # activation at which a word fires
+    where: str
+    peaks: list[str]  # the word each top record peaks on
+    context: str | None
+    share: float
+    seen: dict[str, float]
+
+
+def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -> Learned | None:
+    top_max = max((r.max for r in top), default=0.0)
+    if top_max <= 0:
+        return None
+    occ = occurrences([*top, *others])
+    on = cfg.fire * top_max
+    trig: dict[str, float] = {}
+    for w, rows in occ.items():
+        fired = sum(o.act >= on for o in rows)
+        if fired and fired >= cfg.precision * len(rows):
+            trig[w] = round(float(np.mean([max(o.act, 0.0) for o in rows])) / top_max, 4)
+    trig = dict(sorted(trig.items(), key=lambda kv: -kv[1])[: cfg.max_triggers])
+    pieces: Counter = Counter()
+    for w in trig:
+        for o in occ[w]:
+            if o.act >= on:
+                pieces["all" if o.both else o.piece] += 1
+    n = sum(pieces.values()) - pieces["whole"]  # firings on words of several pieces
+    where = "end"
+    if n >= 0.3 * sum(pieces.values()) and pieces["first"] > 0.5 * n:
+        where = "first"
+    elif n >= 0.3 * sum(pieces.values()) and pieces["all"] > 0.5 * n:
+        where = "all"
+    peaks = []
+    for r in top:
+        ws = words_of(r.tokens)
+        peaks.append(ws.word_of(int(np.argmax(r.acts))))
+    pairs = [r.pair() for r in top]
+    share, context, distinct = context_level(pairs)
+    if not (share >= cfg.context_frac and distinct >= 8):
+        context = None
+    return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, 0.35))
+
+
+def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
+                     ) -> tuple[dict[str, float], float]:
+    """Required context of the trigger ``words`` (module docstring) and ``context_free``."""
+    rows = [o for w in words for o in learned.occ.get(w, ())]
+    firing = [o.context for o in rows if o.act >= learned.on]
+    before: Counter = Counter(c for ctx in firing for c in ctx if c.strip())
+    required: dict[str, float] = {}
+    for c, n in before.most_common(20):
+        if n < cfg.context_share * len(firing):
+            break
+        with_c = [o.act for o in rows if c in o.context]
+        without = [o.act for o in rows if c not in o.context]
+        if without and np.mean(with_c) >= cfg.lift * max(np.mean(without), 1e-9):
+            required[c] = round(n / len(firing), 3)
+        if len(required) == 5:
+            break
+    if not required:
+        return {}, 1.0
+    need = set(required)
+    with_ctx = [o.act for o in rows if o.context & need]
+    without = [o.act for o in rows if not o.context & need]
+    if not without:  # every occurrence has one of them: the best single one's ratio
+        without = max(([o.act for o in rows if c not in o.context] for c in need), key=np.mean)
+        with_ctx = [o.act for o in rows]
+    free = float(np.clip(np.mean(without) / max(np.mean(with_ctx), 1e-9), 0.0, 1.0))
+    return required, round(free, 3)
+
+
+# ---- readings ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """How a reading is built from what the records show, so that a reading chosen on half the
+    records can be learned again from all of them."""
+
+    concept: C.ConceptName | None = None  # the main facet's class (None: the list)
+    rest: str = "list"  # the triggers outside the class: "list", "drop" or "name"
+    context: bool = True  # keep the required context clauses
+    kind: str = "token"  # or "context": the kind of text
+
+
+
+def _facet(learned: Learned, words: Sequence[str], concept, cfg: RecordsConfig,
+           context: bool) -> Pattern:
+    trig = {w: learned.triggers[w] for w in words}
+    req, free = required_context(learned, list(trig), cfg) if context else ({}, 1.0)
+    if concept is not None:
+        test = C.member(concept)
+        shown = tuple(w for w in sorted(trig, key=lambda w: -trig[w]) if test(w))[:3]
+        concept = replace(concept, examples=shown or concept.examples)
+    return Pattern("token", trig, concept, req, free, where=learned.where)
+
+
+def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
+    """The pattern of ``recipe`` over what ``learned`` holds."""
+    base = dict(fire_share=round(learned.share, 3), seen=learned.seen)
+    if recipe.kind == "context":
+        return Pattern("context", dict(learned.triggers), None, {}, 1.0, learned.context,
+                       **base)
+    if recipe.concept is None:
+        main = _facet(learned, list(learned.triggers), None, cfg, recipe.context)
+        return replace(main, **base)
+    test = C.member(recipe.concept)
+    inside = [w for w in learned.triggers if test(w)]
+    rest = [w for w in learned.triggers if not test(w)]
+    main = replace(_facet(learned, inside, recipe.concept, cfg, recipe.context), **base)
+    if not rest or recipe.rest == "drop":
+        return main
+    named = None
+    if recipe.rest == "name":
+        names = C.candidate_names(rest, [learned.triggers[w] for w in rest], limit=1)
+        named = names[0] if names else None
+    return replace(main, facets=(_facet(learned, rest, named, cfg, recipe.context),))
+
+
+def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
+    """The readings worth trying on what ``learned`` shows (module docstring)."""
+    words = list(learned.triggers)
+    out = [Recipe(None, "list", True), Recipe(None, "list", False)]
+    if learned.context:
+        out.append(Recipe(kind="context"))
+    ordered = [w for w in words if learned.triggers[w] > 0][:16]
+    peaks = set(learned.peaks)
+    names = C.candidate_names(ordered, [learned.triggers[w] * (1.0 if w in peaks else 0.5)
+                                        for w in ordered], limit=cfg.classes) if ordered else []
+    for c in names:
+        for rest in ("drop", "list", "name"):
+            out.append(Recipe(c, rest, True))
+        out.append(Recipe(c, "drop", False))
+    return out
 
 
 def _r(pattern: Pattern, records: Sequence[Record]) -> float:
@@ -74,68 +232,47 @@ def _r(pattern: Pattern, records: Sequence[Record]) -> float:
     return float(np.corrcoef(pred, real)[0, 1])
 
 
-def concept_holds(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -> bool:
-    """The records' analogue of the unseen-members experiment (``tools/compare.py``): learn the
-    pattern from half the records (1st, 3rd, ... of each kind) and simulate the other half with
-    the concept and with the bare trigger list. The concept stays unless the list simulates the
-    other half better (by ``CONCEPT_MARGIN``): members the first half never saw either fire in
-    the second half, or do not."""
-    first = records_pattern(top[0::2], others[0::2], cfg, decide=False)
+def _complexity(pattern: Pattern) -> float:
+    """What a reading earns or pays in held-apart r: each class earns ``MARGIN`` (it covers the
+    members half the records never showed), each facet and a context clause pay half of it."""
+    parts = (pattern, *pattern.facets)
+    return MARGIN * (sum(p.has_concept for p in parts) - 0.5 * len(pattern.facets)
+                     - 0.5 * any(p.needs() for p in parts))
+
+
+def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
+           ) -> tuple[Recipe, list[tuple[Recipe, float]]]:
+    """The reading that simulates held-apart records best (module docstring, step 3), and each
+    reading's held-apart r."""
+    first = learn(top[0::2], others[0::2], cfg)
     rest = [*top[1::2], *others[1::2]]
-    if first.concept is None or first.concept.source == "none" or not rest:
-        return True  # nothing to test it on: the name stands, as the explainer's does
-    listed = replace(first, concept=None)
-    return _r(first, rest) >= _r(listed, rest) - CONCEPT_MARGIN
+    if first is None or not rest:
+        return Recipe(None, "list", True), []
+    tried = []
+    for recipe in recipes(first, cfg):
+        pattern = build(first, recipe, cfg)
+        if recipe.concept is not None and recipe.rest == "drop" and not pattern.triggers:
+            continue
+        r = _r(pattern, rest)
+        tried.append((recipe, r, r + _complexity(pattern)))
+    best = max(tried, key=lambda t: t[2])
+    return best[0], [(r, s) for r, s, _ in tried]
 
 
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
                     cfg: RecordsConfig = RecordsConfig(), decide: bool = True) -> Pattern:
-    """The pattern the records show (module docstring); ``decide``: test the concept on half
-    the records (``concept_holds``)."""
-    top_max = max((r.max for r in top), default=0.0)
-    if top_max <= 0:
+    """The pattern the records show (module docstring); ``decide``: choose the reading on half
+    the records, else take the first class (or the list)."""
+    learned = learn(top, others, cfg)
+    if learned is None:
         return Pattern("none", {}, None, {}, 0.0)
-    occ = _occurrences([*top, *others])
-    on = cfg.fire * top_max
-    trig: dict[str, float] = {}
-    for w, rows in occ.items():
-        fired = [a for a, _ in rows if a >= on]
-        if fired and len(fired) >= cfg.precision * len(rows):
-            trig[w] = round(float(np.mean(fired)) / top_max, 4)
-    trig = dict(sorted(trig.items(), key=lambda kv: -kv[1])[: cfg.max_triggers])
-    # required context, from the trigger occurrences
-    rows = [row for w in trig for row in occ[w]]
-    firing = [ctx for a, ctx in rows if a >= on]
-    before: Counter = Counter(c for ctx in firing for c in ctx)
-    required: dict[str, float] = {}
-    for c, n in before.most_common(20):
-        if n < cfg.context_share * len(firing):
-            break
-        with_c = [a for a, ctx in rows if c in ctx]
-        without = [a for a, ctx in rows if c not in ctx]
-        if without and np.mean(with_c) >= cfg.lift * max(np.mean(without), 1e-9):
-            required[c] = round(n / len(firing), 3)
-        if len(required) == 5:
-            break
-    context_free = 1.0
-    if required:
-        need = set(required)
-        with_ctx = [a for a, ctx in rows if ctx & need]
-        without = [a for a, ctx in rows if not ctx & need]
-        if not without:  # every occurrence has one of them: the best single one's ratio
-            without = max(([a for a, ctx in rows if c not in ctx] for c in need), key=np.mean)
-            with_ctx = [a for a, _ in rows]
-        context_free = float(np.clip(np.mean(without) / max(np.mean(with_ctx), 1e-9), 0.0, 1.0))
-    peaks = {C.norm(r.tokens[int(np.argmax(r.acts))]) for r in top}
-    ordered = [w for w in trig if trig[w] > 0][:16]
-    concept = C.name_tokens(ordered, [trig[w] * (1.0 if w in peaks else 0.5) for w in ordered])
-    if decide and concept.source != "none" and not concept_holds(top, others, cfg):
-        concept = None  # the records show the list of its seen members, not the concept
-    pairs = [r.pair() for r in top]
-    share, context, distinct = context_level(pairs)
-    kind = "context" if share >= cfg.context_frac and distinct >= 8 and context else "token"
-    return Pattern(kind, trig, concept, required, round(context_free, 3), context,
-                   round(share, 3), seen_tokens(pairs))
+    if decide and len(top) >= 2:
+        recipe, _ = choose(top, others, cfg)
+    else:
+        words = list(learned.triggers)[:16]
+        names = C.candidate_names(words, [learned.triggers[w] for w in words], limit=1)
+        recipe = Recipe(names[0] if names else None, "list", True)
+    return build(learned, recipe, cfg)
 
 
 def explain_records(top: Sequence[Record], others: Sequence[Record] = (), neuron: str = "",
@@ -144,17 +281,17 @@ def explain_records(top: Sequence[Record], others: Sequence[Record] = (), neuron
     show where the triggers do not fire)."""
     start = time.perf_counter()
     pattern = records_pattern(top, others, cfg)
-    peaks = [w for w in (C.norm(r.tokens[int(np.argmax(r.acts))]) for r in top) if w]
+    peaks = [w for w in (words_of(r.tokens).word_of(int(np.argmax(r.acts))) for r in top) if w]
     sentence = sentence_of(pattern, peaks)
     details = ""
     if pattern.kind != "none":
         details = (f"From {len(top)} top records and {len(others)} others, without the model: "
-                   f"the records peak on {_quote(peaks, 6)}; "
-                   f"{len(pattern.triggers)} tokens fire on >= {cfg.precision:.0%} of their "
+                   f"the records peak on the words {quote(peaks, 6)}; "
+                   f"{len(pattern.triggers)} words fire on >= {cfg.precision:.0%} of their "
                    f"occurrences.")
-        need = [w for w, s in pattern.required.items() if s >= 0.3]
+        need = pattern.needs()
         if need:
-            details += (f" Seen before most firing occurrences: {_quote(need, 3)} (the token "
+            details += (f" Seen before most firing occurrences: {quote(need, 3)} (the word "
                         f"keeps {pattern.context_free:.0%} of its activation without them).")
         if pattern.fire_share:
             details += f" {pattern.fire_share:.0%} of tokens fire in the top records."

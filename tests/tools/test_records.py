@@ -73,7 +73,7 @@ def test_required_context_needs_occurrences_without_it():
     assert set(ex.pattern.required) == {"new"} and ex.pattern.context_free == 0.0
     assert ex.sentence.endswith("mostly after 'new'."), ex.sentence
     sim = ex.pattern.simulate([" new", " york", " old", " big", " the", " york"])
-    assert sim[1] > 0.5 and sim[5] < 0.25
+    assert sim[1] > 0.4 and sim[5] <= 0.2 * sim[1] + 1e-9  # expected value, cut without 'new'
     ex = explain_records(top)  # never seen without 'new': no evidence that it is needed
     assert ex.pattern.required == {} and ex.pattern.context_free == 1.0
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from neurosleuth.tools.corpus import Windows, composition, resolve_corpus
 from neurosleuth.tools.exemplars import layer_scans
 from neurosleuth.tools.explain import variants
 from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.pattern import Pattern, phrase
 from neurosleuth.tools.readout import output_tokens
 from neurosleuth.tools.records import NeuronRecords, Record
 from neurosleuth.tools.records_explain import explain_records
@@ -124,15 +125,29 @@ def neuron_row(scan: LayerScan, n: int, tokens: _Tokens, up: list[str], down: li
                          n_boot=cfg.n_boot)
         scores |= {"r": _num(s.r), "r_lo": _num(s.lo), "r_hi": _num(s.hi),
                    "r_top": _num(s.top_r), "r_random": _num(s.random_r)}
+        row["facets"] = json.dumps(facet_scores(ex.pattern, held, rand[1::2], cfg.seed))
         others = variants(ex)[1:2]
         if others:
             text, pattern = others[0]
             s = simulation_r(pattern.simulate, held, rand[1::2], seed=cfg.seed, n_boot=0)
             scores |= {"list_r": _num(s.r), "list_explanation": text}
     row |= scores
+    row["bare_list"] = ex.pattern.kind != "none" and ex.pattern.bare_list()
+    row.setdefault("facets", "[]")
     row |= {"top_windows": _json(top[:SHOWN]), "bottom_windows": _json(bot[:SHOWN]),
             "random_windows": _json(rand[:RANDOM_SHOWN]), "held_windows": len(held)}
     return row
+
+
+def facet_scores(pattern: Pattern, held: Sequence[Record], rand: Sequence[Record], seed: int
+                 ) -> list[dict]:
+    """Each facet of a polysemantic neuron's pattern, scored alone on the held-out records
+    ([] for a pattern of one facet)."""
+    if not pattern.facets:
+        return []
+    parts = [replace(pattern, facets=()), *pattern.facets]
+    return [{"facet": phrase(p), "r": _num(simulation_r(p.simulate, held, rand, seed=seed,
+                                                         n_boot=0).r)} for p in parts]
 
 
 def layer_rows(lm: LoadedModel, scan: LayerScan, windows: Windows, cfg: AtlasConfig,

@@ -122,6 +122,9 @@ def neuron_page(row: pd.Series, model: str, deep_dive: str | None) -> str:
              else "no score (nothing held out fires)")
     listed = (f"<li>token list {esc(row['list_explanation'])}: r {_f(row['list_r'], '+.3f')}</li>"
               if row.get("list_explanation") else "")
+    facets = json.loads(row.get("facets") or "[]") if isinstance(row.get("facets"), str) else []
+    listed += "".join(f"<li>facet {i + 1}: {esc(f['facet'])}: r alone {_f(f['r'], '+.3f')}</li>"
+                      for i, f in enumerate(facets))
     body = (f'<p><a href="../layer-{layer}.html">layer {layer}</a> · '
             f'<a href="../index.html">atlas</a></p>'
             f"<h1>Neuron {layer}:{index} <span class='muted'>{esc(model)}</span></h1>"

@@ -68,6 +68,14 @@ def experiment_blocks(h: dict[str, Any]) -> list:
     return [Para(intro), Table(["group", "word", "mean activation in the contexts"], rows)]
 
 
+def facet_row(i: int, f: dict[str, Any]) -> list:
+    concept = f.get("concept") or {}
+    words = sorted((f.get("triggers") or {}).items(), key=lambda t: -t[1])[:6]
+    return [str(i + 1), str(concept.get("label") or "-"),
+            ", ".join(f"'{w}'" for w, _ in words) or "-",
+            ", ".join(f"'{w}'" for w in (f.get("required") or {})) or "-"]
+
+
 def pattern_section(data: RunData) -> Section:
     title = "Explanation pattern"
     ex = data.explanation
@@ -83,7 +91,9 @@ def pattern_section(data: RunData) -> Section:
           ["naming sources", str(ex.get("naming", ""))],
           ["required context", ", ".join(f"'{w}' ({s:.0%})" for w, s in
                                          (p.get("required") or {}).items()) or "-"],
-          ["peak token alone keeps", f"{p.get('context_free', 0):.0%} of the activation"],
+          ["fires on", {"first": "the first piece of a word", "all": "every piece of a word"}
+           .get(p.get("where", "end"), "the last piece of a word (or the whole word)")],
+          ["peak word alone keeps", f"{p.get('context_free', 0):.0%} of the activation"],
           ["tokens firing in top windows", f"{p.get('fire_share', 0):.0%}"],
           ["cost", f"{ex.get('forward_passes', 0)} sequences, {ex.get('seconds', 0):.1f} s"]]
     if p.get("context"):
@@ -91,8 +101,15 @@ def pattern_section(data: RunData) -> Section:
     blocks.append(Table(["property", "value"], kv))
     trig = sorted((p.get("triggers") or {}).items(), key=lambda t: -t[1])[:15]
     if trig:
-        blocks.append(Table(["trigger token", "activation (share of the peak)"],
+        blocks.append(Table(["trigger word", "activation (share of the peak)"],
                             [[f"'{w}'", round(v, 3)] for w, v in trig]))
+    facets = [p, *(p.get("facets") or [])]
+    if len(facets) > 1:
+        blocks.append(Para(f"{len(facets)} facets (a polysemantic neuron): the simulation is the "
+                           "maximum over them; the facets were kept because together they "
+                           "simulate held-apart windows better than the first alone."))
+        blocks.append(Table(["facet", "class", "trigger words", "required context"],
+                            [facet_row(i, f) for i, f in enumerate(facets)]))
     pruned = ex.get("pruned") or []
     if pruned:
         blocks.append(Table(["pruned context (ends at the peak)", "activation", "of original"],

@@ -20,8 +20,12 @@
     over 12 held-out top windows (ranks 13-24) and 12 random held-out windows; bootstrap 95% CIs
     over tokens per neuron (300) and over neurons for the means (10,000).
 
+The ceiling: a per-token lookup table learned on the windows the atlas saw (``bench/explain.py``
+``lookup_ceiling``), scored on the same held-out windows.
+
 Last line: ``atlas: N neurons/hour; all 46,080 SmolLM2 neurons in H hours; mean r X vs full
-explainer Y``. Targets: H <= 8 on 2 CPU cores and X >= 0.8 Y.
+explainer Y; token list Z; token-lookup ceiling C; bare token lists K/20``. Targets: H <= 1 on
+2 CPU cores and X >= 0.8 Y.
 
 Run: ``python bench/atlas.py [--threads 2] [--tokens 131072] [--layer 14] [--subset 3]
 [--scan-tokens 32768] [--skip-quality]``; JSON to ``bench/results/atlas.json``. The bench uses
@@ -85,7 +89,15 @@ def throughput(lm, args) -> dict:
 
 
 def quality(lm, args) -> dict:
-    from explain import NEURONS, boot_ci, held_out, pearson, simulate, token_list_hypothesis
+    from explain import (
+        NEURONS,
+        boot_ci,
+        held_out,
+        lookup_ceiling,
+        pearson,
+        simulate,
+        token_list_hypothesis,
+    )
 
     from neurosleuth.score.writer import HeuristicWriter
     from neurosleuth.tools.exemplars import exemplars, layer_scans
@@ -113,7 +125,9 @@ def quality(lm, args) -> dict:
         _, token_list = token_list_hypothesis(lm, n, top)
         row = {"neuron": str(n), "atlas": atlas_ex.sentence, "full": full.sentence,
                "token_list": token_list, "atlas_cpu_s": round(atlas_cpu, 3),
-               "full_cpu_s": round(full_cpu, 2)}
+               "full_cpu_s": round(full_cpu, 2),
+               "ceiling": round(lookup_ceiling([r.pair() for r in [*seen, *rand]], held), 4),
+               "bare_list": atlas_ex.pattern.bare_list()}
         preds = {"atlas": simulate(atlas_ex.pattern.simulate, held),
                  "full": simulate(full.pattern.simulate, held),
                  "token_list": simulate(lambda t, h=token_list: writer.simulate(h, t), held)}
@@ -132,6 +146,8 @@ def quality(lm, args) -> dict:
         summary[name] = {"mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4),
                                                                        round(hi, 4)]}
     summary["atlas_vs_full"] = round(summary["atlas"]["mean_r"] / summary["full"]["mean_r"], 3)
+    summary["ceiling"] = round(float(np.mean([r["ceiling"] for r in rows])), 4)
+    summary["bare_lists"] = int(sum(r["bare_list"] for r in rows))
     return {"neurons": rows, "summary": summary, "scan_tokens": args.scan_tokens}
 
 
@@ -178,7 +194,8 @@ def main() -> None:
         parts.append(f"mean r {s['atlas']['mean_r']:.3f} ({s['atlas']['ci'][0]:.3f}.."
                      f"{s['atlas']['ci'][1]:.3f}) vs full explainer {s['full']['mean_r']:.3f} "
                      f"({s['full']['ci'][0]:.3f}..{s['full']['ci'][1]:.3f}); token list "
-                     f"{s['token_list']['mean_r']:.3f}")
+                     f"{s['token_list']['mean_r']:.3f}; token-lookup ceiling {s['ceiling']:.3f}; "
+                     f"bare token lists {s['bare_lists']}/{len(out['quality']['neurons'])}")
     print("; ".join(parts), flush=True)
 
 

@@ -16,7 +16,13 @@ with numpy seed 11 before any result was seen; listed in ``NEURONS``):
    12 random held-out windows (all 64 tokens of each); bootstrap 95% CI over tokens per neuron
    and over neurons for the means (10,000 resamples, seed 0).
 
-Last line: ``explainer beats token list on N/20 neurons; mean r X (95% CI a..b) vs Y (a..b)``.
+The ceiling: a per-token lookup table (each token's mean activation) learned on the 12 evidence
+windows and 12 random training windows, correlated on the held-out windows: the best a reading of
+tokens alone can do, beside ours so that the gap shows. A bare token list is an explanation
+whose every facet names only tokens (``Pattern.bare_list``).
+
+Last line: ``explainer beats token list on N/20 neurons; mean r X (95% CI a..b) vs Y (a..b);
+token-lookup ceiling C; bare token lists K/20``.
 Timing: CPU seconds of the explainer per neuron (``time.process_time``).
 
 Run: ``python bench/explain.py [--threads 1] [--scan-tokens 32768] [--no-llm]``; JSON to
@@ -66,15 +72,31 @@ def boot_ci(values: np.ndarray, stat, n: int = 10_000, seed: int = 0) -> tuple[f
     return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
 
+def random_windows(lm, n: NeuronId, scan_tokens: int, seed: int):
+    """(tokens, activations) of 12 random windows of the corpus."""
+    rand = heldout_windows(lm, n, 12, max_tokens=scan_tokens, seed=seed)
+    prefix = list(lm.encode("")[: lm.n_prefix])
+    acts = measure_ids(lm, [prefix + list(w.token_ids) for w in rand], [n])
+    return [(list(w.tokens), a[lm.n_prefix :, 0].astype(float))
+            for w, a in zip(rand, acts, strict=True)]
+
+
 def held_out(lm, n: NeuronId, top, scan_tokens: int):
     """(tokens, activations) of the 12 held-out top windows and 12 random windows."""
     rows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[12:24]]
-    rand = heldout_windows(lm, n, 12, max_tokens=scan_tokens, seed=7)
-    prefix = list(lm.encode("")[: lm.n_prefix])
-    acts = measure_ids(lm, [prefix + list(w.token_ids) for w in rand], [n])
-    rows += [(list(w.tokens), a[lm.n_prefix :, 0].astype(float)) for w, a in zip(rand, acts,
-                                                                              strict=True)]
-    return rows
+    return rows + random_windows(lm, n, scan_tokens, seed=7)
+
+
+def lookup_ceiling(train, held) -> float:
+    """The best a token-level reading can do: each token's mean activation on the training
+    windows (a token never seen there: 0), correlated with the held-out activations."""
+    table: dict[str, list[float]] = {}
+    for toks, acts in train:
+        for t, a in zip(toks, acts, strict=True):
+            table.setdefault(t, []).append(float(a))
+    means = {t: float(np.mean(v)) for t, v in table.items()}
+    pred, real = simulate(lambda toks: np.array([means.get(t, 0.0) for t in toks]), held)
+    return pearson(pred, real)
 
 
 def simulate(fn, rows) -> tuple[np.ndarray, np.ndarray]:
@@ -115,12 +137,15 @@ def main() -> None:
         texts = ["".join(e.window.tokens[: e.pos + 1]) for e in top[:12]]
         windows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[:12]]
         held = held_out(lm, n, top, args.scan_tokens)
+        train_random = random_windows(lm, n, args.scan_tokens, seed=3)
         t0 = time.process_time()
-        ex = explain(lm, n, texts, windows)
+        ex = explain(lm, n, texts, windows, others=train_random)
         cpu = time.process_time() - t0
         view, token_list = token_list_hypothesis(lm, n, top)
         result = {"neuron": str(n), "explainer": ex.sentence, "token_list": token_list,
-                  "explainer_cpu_s": round(cpu, 2), "pattern_kind": ex.pattern.kind}
+                  "explainer_cpu_s": round(cpu, 2), "pattern_kind": ex.pattern.kind,
+                  "bare_list": ex.pattern.bare_list(), "facets": len(ex.pattern.facets),
+                  "ceiling": round(lookup_ceiling([*windows, *train_random], held), 4)}
         preds = {"explainer": simulate(ex.pattern.simulate, held),
                  "token_list": simulate(lambda t, h=token_list: writer.simulate(h, t), held)}
         if planner is not None:
@@ -136,12 +161,13 @@ def main() -> None:
         console.print(f"{n}: r explainer {result['r_explainer']:+.3f} token list "
                       f"{result['r_token_list']:+.3f}  ({cpu:.1f} s CPU)  {ex.sentence}")
     table = Table(title="simulation correlation on held-out windows (top + random)")
-    for col in ("neuron", "explainer", "r", "token list", "r", "llm", "r", "CPU s"):
+    for col in ("neuron", "explainer", "r", "token list", "r", "llm", "r", "ceiling", "CPU s"):
         table.add_column(col, overflow="fold")
     for r in rows_out:
         table.add_row(r["neuron"], r["explainer"], f"{r['r_explainer']:+.3f}", r["token_list"],
                       f"{r['r_token_list']:+.3f}", r.get("llm", "-"),
-                      f"{r['r_llm']:+.3f}" if "r_llm" in r else "-", f"{r['explainer_cpu_s']:.1f}")
+                      f"{r['r_llm']:+.3f}" if "r_llm" in r else "-", f"{r['ceiling']:+.3f}",
+                      f"{r['explainer_cpu_s']:.1f}")
     console.print(table)
     summary = {}
     for name in ("explainer", "token_list", "llm"):
@@ -151,7 +177,10 @@ def main() -> None:
             summary[name] = {"mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4),
                                                                            round(hi, 4)]}
     wins = sum(r["r_explainer"] > r["r_token_list"] for r in rows_out)
+    ceiling = float(np.mean([r["ceiling"] for r in rows_out]))
+    bare = sum(r["bare_list"] for r in rows_out)
     out = {"neurons": rows_out, "summary": summary, "wins": wins, "n": len(rows_out),
+           "ceiling": round(ceiling, 4), "bare_lists": bare,
            "threads": args.threads, "scan_tokens": args.scan_tokens,
            "cpu_s_per_neuron": round(float(np.mean([r["explainer_cpu_s"] for r in rows_out])),
                                      2),
@@ -165,7 +194,8 @@ def main() -> None:
     e, t = summary["explainer"], summary["token_list"]
     print(f"explainer beats token list on {wins}/{len(rows_out)} neurons; mean r "
           f"{e['mean_r']:.3f} (95% CI {e['ci'][0]:.3f}..{e['ci'][1]:.3f}) vs {t['mean_r']:.3f} "
-          f"({t['ci'][0]:.3f}..{t['ci'][1]:.3f})")
+          f"({t['ci'][0]:.3f}..{t['ci'][1]:.3f}); token-lookup ceiling {ceiling:.3f}; "
+          f"bare token lists {bare}/{len(rows_out)}")
 
 
 if __name__ == "__main__":

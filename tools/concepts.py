@@ -291,9 +291,9 @@ def _mixtures(items, singles: list[_Candidate], parts: list[_Candidate]) -> list
     other does not cover, that together cover >= 60% and 25% more than the best single class."""
     total = float(sum(wt for _, wt in items.values())) or 1.0
     best = max((c.name.coverage for c in singles), default=0.0)
-    pool = sorted((c for c in parts if c.spec >= MIN_PART_SPEC and not (
-        c.name.source == "grammar" and len(W.closed_classes(c.name.kind)) > 1)),
-        key=lambda c: -c.key)[:10]
+    pool = sorted((c for c in parts if c.spec >= MIN_PART_SPEC and c.name.source != "pos"
+                   and not (c.name.source == "grammar" and len(W.closed_classes(c.name.kind)) > 1)),
+                  key=lambda c: -c.key)[:10]
     out = []
     for i, a in enumerate(pool):
         for b in pool[i + 1:]:

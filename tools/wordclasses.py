@@ -23,10 +23,10 @@ Classes, from resources that ship with their packages:
   tables): past tense verbs (VBD), past participles (VBN), -ing forms (VBG), third-person -s
   verbs (VBZ), plural nouns (NNS), comparatives (JJR, RBR), superlatives (JJS, RBS). A word is
   a form only when it inflects a lemma other than itself (``red``, ``bed``, ``put`` are not
-  past tenses) of a part of speech it is not itself a lemma of (``feed`` is a verb, not the
-  past of "fee"), and when that reading is not much rarer (SemCor counts of WordNet 3.0) than
-  the word's other readings (``number`` is not "more numb", ``evening`` not "evening out",
-  ``cats`` not a verb).
+  past tenses) and when that reading's lemma is not 20x rarer (SemCor counts of WordNet 3.0)
+  than the word's commonest reading, as a form or as a lemma of its own: ``number`` is not
+  "more numb", ``evening`` not "evening out", ``feed`` not the past of "fee", ``cats`` not a
+  verb; ``saw``, ``found``, ``leaves`` and ``provisions`` are forms.
 - **parts of speech** (nouns, verbs, adjectives, adverbs): a word's part of speech in WordNet
   when it is clear: >= 75% of its SemCor-tagged senses, or the only one it has.
 - ``wordnet_senses``: the WordNet senses a word has *as a word* (no sense reached only through
@@ -174,7 +174,7 @@ jewellery luggage baggage footwear headgear weaponry tableware cutlery merchandi
 TAGS_OF = {"v": ("VBD", "VBN", "VBG", "VBZ"), "n": ("NNS",), "a": ("JJR", "JJS"),
            "r": ("RBR", "RBS")}
 WN_POS = {"NOUN": "n", "VERB": "v", "AUX": "v", "ADJ": "a", "ADV": "r"}
-RARER = 4  # a reading counted 4x less often than the word's commonest reading is dropped
+RARER = 20  # a reading counted 20x less often than the word's commonest reading is dropped
 CLEAR_POS = 0.75  # share of a word's tagged senses that makes its part of speech clear
 
 
@@ -203,9 +203,7 @@ def inflection_tags(word: str) -> frozenset[str]:
     readings = []
     for upos, ls in lemmas.items():
         pos = WN_POS.get(upos, upos)
-        if pos in own:
-            continue
-        for lemma in ls:
+        for lemma in (lem for lem in ls if lem != w):
             readings += [(tag, _wn_count(lemma, pos)) for tag in TAGS_OF.get(pos, ())
                          if w in getInflection(lemma, tag)]
     top = max([c for _, c in readings] + [_wn_count(w, p) for p in own if p in "nvar"], default=0)

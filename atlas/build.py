@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from neurosleuth.score.records import simulation_r
+from neurosleuth.tools import concepts as C
 from neurosleuth.tools.corpus import Windows, composition, resolve_corpus
 from neurosleuth.tools.exemplars import layer_scans
 from neurosleuth.tools.explain import variants
@@ -148,6 +149,18 @@ def facet_scores(pattern: Pattern, held: Sequence[Record], rand: Sequence[Record
     parts = [replace(pattern, facets=()), *pattern.facets]
     return [{"facet": phrase(p), "r": _num(simulation_r(p.simulate, held, rand, seed=seed,
                                                          n_boot=0).r)} for p in parts]
+
+
+def name_violations(frame: pd.DataFrame) -> list[str]:
+    """Every class name in an atlas that breaks the naming rules (``concepts.name_violations``:
+    a class from too few distinct words, an example outside its class, a letter or abbreviation
+    sense), one line each, prefixed with the neuron."""
+    out = []
+    for neuron, raw in zip(frame["neuron"], frame["pattern"], strict=True):
+        pattern = Pattern.from_dict(json.loads(raw))
+        rows = [(p.concept, list(p.triggers)) for p in (pattern, *pattern.facets)]
+        out += [f"{neuron}: {line}" for line in C.name_violations(rows)]
+    return out
 
 
 def layer_rows(lm: LoadedModel, scan: LayerScan, windows: Windows, cfg: AtlasConfig,

@@ -15,12 +15,20 @@ import torch
 from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
-from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers, records_of
+from neurosleuth.atlas.build import (
+    AtlasConfig,
+    build_atlas,
+    name_violations,
+    parse_layers,
+    records_of,
+)
 from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
 from neurosleuth.atlas.site import search_response, write_site
 from neurosleuth.report.serve import make_server
+from neurosleuth.tools import concepts as C
 from neurosleuth.tools import exemplars as X
 from neurosleuth.tools import scan as S
+from neurosleuth.tools.pattern import Pattern
 from neurosleuth.tools.records import read, write
 from tests.fixtures import WORDS, tiny_config, tiny_random_lm, tiny_tokenizer
 from tests.planted import plant
@@ -63,6 +71,19 @@ def test_the_planted_neuron_is_named_and_found_by_meaning(atlas):
     assert "0:3" in [h.neuron for h in hits], hits
     assert (atlas / "search.faiss").is_file()  # kept: a second index reads it
     assert AtlasIndex(atlas, bulk_embedder()).search("colour words", 3) == hits
+
+
+def test_no_class_name_in_the_atlas_breaks_the_naming_rules(atlas):
+    """Over the whole atlas: no class from one word, no example outside its class, no letter or
+    abbreviation sense (``concepts.name_violations``); and the checker does see a bad name."""
+    frame = pd.read_parquet(atlas / "atlas.parquet")
+    assert name_violations(frame) == []
+    named = frame[frame["concept"].notna()]
+    assert len(named) >= 1
+    bad = frame.iloc[:1].copy()
+    bad["pattern"] = json.dumps(Pattern("token", {"w": 1.0}, C.ConceptName(
+        "tungstens", ("w",), 1.0, "wordnet", "n", "tungsten.n.01"), {}, 1.0).to_dict())
+    assert name_violations(bad), "a class named from one letter is a violation"
 
 
 def test_records_of_a_row_round_trip(atlas, tmp_path):

@@ -3,16 +3,20 @@ far, where a score on held-out corpus windows cannot (those windows rarely hold 
 lacks).
 
 Method: take the neuron's own contexts (the explainer's pruned texts, each cut at its peak token)
-and put in the peak token's place, in turn, (a) the trigger words seen firing, (b) members of the
-named concept the neuron was never seen on, (c) control words outside the concept, each written
-as the peak token was (with or without a leading space). The activation is read as the max over
-the inserted word's tokens, averaged over contexts, one batched pass for everything. With medians
-s, u, c of the seen, unseen and control words:
+and put in the place of the peak token's whole word (``tools/words.py``: "fingertips", not its
+last piece), in turn, (a) the trigger words seen firing, (b) members of the named concept the
+neuron was never seen on, (c) control words outside the concept, each written as the peak word
+was: with or without a leading space (a closing bracket or a tag after "f(" takes none),
+capitalised where it was and that does not move the word into or out of the class, whitespace as
+it is. A member may have as many tokens as the longest seen word, and at least
+``MAX_MEMBER_TOKENS`` (a year is four digit tokens in SmolLM2). The activation is read as the max
+over the inserted word's tokens, averaged over contexts, one batched pass for everything. With
+medians s, u, c of the seen, unseen and control words:
 
 - ``concept``: the unseen members fire, u - c >= ``CONCEPT_SHARE`` x (s - c);
 - ``list``: they do not, u - c <= ``LIST_SHARE`` x (s - c);
-- ``undecided`` in between, or when too few unseen members could be written (a concept with no
-  member generator: a mixture of classes, a script, capitalised words).
+- ``undecided`` in between, or when too few unseen members could be written (every member
+  seen already, or longer than the seen words).
 
 The same module tests a kind of text the explainer names ("Spanish text", "JSON document"):
 ``compare_kind`` measures the same content as that kind and otherwise (the wiki package's
@@ -20,28 +24,35 @@ summaries of the same articles in Spanish or French and in English; English arti
 as JSON, XML, HTML, Markdown, LaTeX, YAML or Python against plain prose) and asks, pair by pair,
 which fires more (a sign test).
 
-Members come from the concept's own definition: a WordNet synset's hyponym closure or a
-supersense's words (most frequent first, by SemCor counts), the closed word classes' lists, or
-numbers and punctuation for the surface classes. Controls are common English nouns, verbs and
-adjectives that the concept's membership test rejects.
+Members come from the concept's own definition, commonest first, each passing the concept's
+membership test (``concepts.member``): a WordNet synset's hyponym closure or a supersense's
+words (by SemCor counts), the closed word classes' lists (alphabetical, interleaved), a word
+class's generated members (``tools/class_members.py``: word forms by lemminflect, parts of
+speech by SemCor, Unicode characters, numbers, tags, entities, whitespace, capitalised words,
+scripts' letters), and for a mixture both parts' members interleaved. Controls are common
+English nouns, verbs and adjectives that the concept's membership test rejects.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from neurosleuth.tools import concepts as C
+from neurosleuth.tools import wordclasses as W
+from neurosleuth.tools.class_members import class_members, interleave
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.wordnet import wordnet
+from neurosleuth.tools.words import words_of
 
 CONCEPT_SHARE, LIST_SHARE = 0.5, 0.2
 MIN_UNSEEN = 3
@@ -49,8 +60,7 @@ CONTROLS = """table idea river window letter stone music road paper garden chair
 money question system water problem story morning office price plan reason voice
 run write bring open speak carry build watch think begin
 quiet heavy simple bright early strange useful""".split()
-NUMBERS = "7 42 365 1999 12 5 80 2024 3 64".split()
-PUNCTUATION = list(";!?:-()\",.")
+MAX_MEMBER_TOKENS = 3  # tokens an unseen member may have (more where a seen word has more)
 
 
 @dataclass(frozen=True)
@@ -108,28 +118,70 @@ def _wordnet_members(synset: str | None, lexname: str | None, limit: int = 200
 
 
 def members(concept: C.ConceptName) -> list[str]:
-    """Words of ``concept`` from its definition (module docstring); [] where none can be made."""
-    if concept.source == "wordnet" and concept.synset:
-        return list(_wordnet_members(concept.synset, None))
-    if concept.source == "supersense":
-        return list(_wordnet_members(None, concept.kind))
-    if concept.source == "grammar":
-        return sorted(w for cls in concept.kind.split(" and ")
-                      for w in C.FUNCTION_WORDS.get(cls, ()))
-    if concept.source == "surface" and concept.kind == "digits and numbers":
-        return list(NUMBERS)
-    if concept.source == "surface" and concept.kind == "punctuation marks":
-        return list(PUNCTUATION)
-    return []
+    """Members of ``concept`` from its definition (module docstring), commonest first, each
+    passing ``concepts.member(concept)``; [] where none can be made."""
+    return list(_members(concept.source, concept.kind, concept.synset))
 
 
-def _spelled(word: str, like: str) -> str:
-    """``word`` written as the peak token ``like`` was: leading space and capitalisation."""
+@functools.lru_cache(maxsize=256)
+def _members(source: str, kind: str, synset: str | None) -> tuple[str, ...]:
+    test = C.member(C.ConceptName("", (), 0.0, source, kind, synset))
+    return tuple(w for w in _candidates(source, kind, synset) if test(w))
+
+
+def _candidates(source: str, kind: str, synset: str | None) -> Iterable[str]:
+    if source == "wordnet" and synset:
+        return _wordnet_members(synset, None)
+    if source == "supersense":
+        return _wordnet_members(None, kind)
+    if source == "grammar":
+        names = [n for n in W.FUNCTION_WORDS if n in kind] or list(W.FUNCTION_WORDS)
+        return interleave(*(sorted(W.FUNCTION_WORDS[n]) for n in names))
+    if source == "mixture":  # "source:kind|source:kind", or bare class names of old
+        return interleave(*(members(_part(p)) for p in kind.split("|")))
+    if source in ("surface", "inflection", "pos"):
+        return class_members(kind)
+    return ()
+
+
+def _part(part: str) -> C.ConceptName:
+    """A mixture's part as a concept (``concepts._part_test`` reads parts the same way)."""
+    if ":" in part:
+        source, kind = part.split(":", 1)
+    else:
+        source = "grammar" if part == "function words" else W.source_of(part)
+        kind = part
+    return C.ConceptName("", (), 0.0, source, kind, kind if source == "wordnet" else None)
+
+
+def _word(token: str) -> str:
+    """A trigger word or token as text: stripped, or its whitespace where it is only that."""
+    t = W.unshow(token)
+    return C.norm(t) or W.raw(t)
+
+
+def _spelled(word: str, like: str, test: Callable[[str], bool] | None = None) -> str:
+    """``word`` written as the peak word ``like`` was: with its leading space, and capitalised
+    where ``like`` is and that leaves the word in or out of the class (``test``) as it was: a
+    control stays out of "capitalised words". Whitespace is written as it is."""
+    if not word.strip():
+        return word
     space = " " if like[:1].isspace() else ""
     core = C.norm(like)
     if core[:1].isupper() and word[:1].islower():
-        word = word[:1].upper() + word[1:]
+        cap = word[:1].upper() + word[1:]
+        if test is None or test(cap) == test(word):
+            word = cap
     return space + word
+
+
+def _peak_word(tokens: Sequence[str]) -> tuple[str, str]:
+    """A pruned text (tokens ending at the peak) cut before the peak token's word: the text
+    before it, and the word as written up to the peak (its leading space included)."""
+    ws = words_of(tokens)
+    j = ws.index[-1]
+    start = ws.words[j].start if j >= 0 else len(tokens) - 1
+    return "".join(tokens[:start]), "".join(tokens[start:])
 
 
 def _stem(word: str) -> str:
@@ -142,25 +194,32 @@ def compare_concept(lm: LoadedModel, neuron: NeuronId, concept: C.ConceptName,
                     seen: Sequence[str], pruned: Sequence, known: Sequence[str] = (),
                     k: int = 8, max_contexts: int = 4) -> Comparison | None:
     """Run the experiment on up to ``max_contexts`` of the explainer's ``pruned`` records with the
-    ``seen`` trigger words (strongest first); members in ``seen`` or ``known`` (every token the
-    neuron was seen firing on) are not unseen. None when there are no contexts or seen words."""
-    contexts = [p for p in pruned if len(p.tokens) >= 2][:max_contexts]
+    ``seen`` trigger words (strongest first); members in ``seen`` or ``known`` (every word the
+    neuron was seen firing on) are not unseen. Each word takes the place of the peak token's
+    whole word; a member may have as many tokens as the longest seen word, at least
+    ``MAX_MEMBER_TOKENS``. None when there are no contexts or seen words."""
+    contexts = [_peak_word(p.tokens) for p in pruned if len(p.tokens) >= 2][:max_contexts]
     is_member = C.member(concept)
-    seen_words = [w for w in dict.fromkeys(C.norm(s) for s in seen) if w and is_member(w)][:6]
+    seen_words = [w for w in dict.fromkeys(_word(s) for s in seen) if w and is_member(w)][:6]
     if not contexts or not seen_words:
         return None
-    known_stems = {_stem(C.norm(w)) for w in [*seen, *known]}
-    unseen = [w for w in members(concept) if _stem(w) not in known_stems][: 4 * k]
-    unseen = [w for w in unseen if len(lm.tokenizer(" " + w, add_special_tokens=False)
-                                     ["input_ids"]) <= 2][:k]
+    like = contexts[0][1]
+
+    def n_tokens(w: str) -> int:
+        return len(lm.tokenizer(_spelled(w, like, is_member), add_special_tokens=False)
+                   ["input_ids"])
+
+    longest = max(MAX_MEMBER_TOKENS, *(n_tokens(w) for w in seen_words))
+    known_stems = {_stem(_word(w)) for w in [*seen, *known]}
+    fresh = (w for w in members(concept) if _stem(w) not in known_stems)
+    unseen = list(itertools.islice((w for w in fresh if n_tokens(w) <= longest), k))
     controls = [w for w in CONTROLS if _stem(w) not in known_stems and not is_member(w)][:k]
     words = seen_words + unseen + controls
     texts, spans = [], []
-    for ctx in contexts:
-        prefix = "".join(ctx.tokens[:-1])
+    for prefix, peak in contexts:
         n_prefix = len(lm.encode(prefix)) if prefix else lm.n_prefix
         for w in words:
-            ids = lm.encode(prefix + _spelled(w, ctx.tokens[-1]))
+            ids = lm.encode(prefix + _spelled(w, peak, is_member))
             texts.append(ids)
             spans.append(min(n_prefix, len(ids) - 1))
     acts = measure_ids(lm, texts, [neuron])
@@ -172,7 +231,7 @@ def compare_concept(lm: LoadedModel, neuron: NeuronId, concept: C.ConceptName,
     u_d = dict(sorted(((w, mean[w]) for w in unseen), key=lambda x: -x[1]))
     c_d = {w: mean[w] for w in controls}
     verdict, why = _verdict(s_d, u_d, c_d)
-    return Comparison(concept.label, s_d, u_d, c_d, tuple("".join(c.tokens) for c in contexts),
+    return Comparison(concept.label, s_d, u_d, c_d, tuple(a + b for a, b in contexts),
                       verdict, why, len(texts))
 
 

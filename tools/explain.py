@@ -217,7 +217,7 @@ def explain(
     top += [r for r in measured if not any("".join(r.tokens) in w for w in shown)]
     top += substituted(texts_pruned, subs)
     rand = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in others]
-    rcfg = RecordsConfig(fire=cfg.fire, context_frac=cfg.context_frac)
+    rcfg = RecordsConfig(context_frac=cfg.context_frac)
     pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
     pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone
     sentence, details = describe(pattern, texts_pruned, subs)
@@ -288,8 +288,9 @@ def describe(pattern: Pattern, pruned: list[Pruned], subs: list[Substitution]
     """The hypothesis sentence and a few sentences of evidence."""
     if pattern.kind == "none":
         return "No text found that makes this neuron fire.", ""
+    # the pruned texts end at the peak, often inside its word: the words come from the pattern
     peaks = [w for w in (words_of(p.tokens).word_of(len(p.tokens) - 1) for p in pruned) if w]
-    sentence = sentence_of(pattern, peaks)
+    sentence = sentence_of(pattern, peaks if pattern.kind == "context" else ())
     fire = [s.token.strip() for s in subs if s.where == "peak" and s.fires and s.token.strip()]
     kill = [s.token.strip() for s in subs if s.where == "peak" and not s.fires and s.token.strip()]
     details = ""

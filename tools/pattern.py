@@ -11,6 +11,8 @@ A ``Pattern`` holds what fires the neuron, on words (``tools/words.py``), not to
 - ``required``: words seen (or, in the deep dive, shown by deletion) before most firing
   occurrences, and ``context_free``: the share of the activation a trigger keeps without them;
 - ``kind == "context"``: the neuron reads a kind of text (a language, a format), not a word;
+- ``unit == "piece"``: the triggers are tokens wherever they stand (a neuron that reads the
+  letter starting a word, not the words): the reading chosen only when it simulates better;
 - ``facets``: further patterns of a polysemantic neuron ("Fires on X; also on Y after Z"); the
   simulation is the maximum over the main pattern and its facets.
 
@@ -48,6 +50,7 @@ class Pattern:
     seen: dict[str, float] = field(default_factory=dict)  # words that fire in the top windows
     where: str = "end"  # the piece of a word it fires on: "end", "first" or "all"
     facets: tuple[Pattern, ...] = ()  # further readings of a polysemantic neuron
+    unit: str = "word"  # what the triggers are: "word", or "piece" (tokens, in any word)
 
     # ---- simulation ---------------------------------------------------------------------
     def simulate(self, tokens: Sequence[str]) -> np.ndarray:
@@ -70,6 +73,8 @@ class Pattern:
         if self.kind == "none":
             return out
         ws = words_of(tokens)
+        if self.unit == "piece":
+            return np.array([self.triggers.get(t, 0.0) for t in tokens])
         test = C.member(self.concept) if self.has_concept else None
         need = set(self.needs())
         member = float(np.mean(list(self.triggers.values()))) if self.triggers else MEMBER_VALUE
@@ -187,10 +192,12 @@ def phrase(pattern: Pattern, peaks: Sequence[str] = ()) -> str:
         return f"most tokens inside {pattern.context}"
     if pattern.has_concept:
         text = _piece(pattern.where) + pattern.concept.phrase()
+    elif pattern.unit == "piece":
+        text = (f"the tokens {quote([t.strip() for t in pattern.ordered()], 3)}, whatever word "
+                "they are part of")
     else:
         listed = list(dict.fromkeys([*peaks, *pattern.ordered()]))
-        noun = "words" if any(len(words_of([w]).words) == 1 for w in listed) else "tokens"
-        text = f"{_piece(pattern.where)}the {noun} {quote(listed, 3)}"
+        text = f"{_piece(pattern.where)}the words {quote(listed, 3)}"
     need = pattern.needs()
     if need:
         text += f", mostly after {quote(need, 2)}"

@@ -3,7 +3,7 @@
 The records are read as words (``tools/words.py``): "fingertips" is one word whatever pieces the
 tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.where``).
 
-1. **triggers**: every word that reaches ``fire`` (50%) of the records' max on one of its pieces
+1. **triggers**: every word that reaches ``fire`` (30%) of the records' max on one of its pieces
    somewhere, kept when it fires on at least ``precision`` (25%) of its occurrences in all
    records (top and random: a word that fires once in forty is context, not a trigger); its
    value is its expected activation: the mean over all its occurrences, as a share of the max
@@ -16,11 +16,13 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
    trigger words fall in (``concepts.candidate_names``: WordNet concepts, word forms, surface and
    Unicode classes, word classes), with the triggers outside it as a second facet (named, listed
    or dropped); with and without the required context; the kind of text when the top records
-   share one. **Readings are chosen by experiment**: each is learned from half the records and
-   simulates the other half; the best held-apart r wins, a class counting ``MARGIN`` more than
-   the list (it names the members the first half never saw: the records' analogue of the
-   unseen-members experiment, ``tools/compare.py``) and every facet or context clause costing
-   half of it. The winner is then learned again from all records.
+   share one; and the tokens themselves, pieces whatever word they are in (a neuron can read
+   the letter that starts a word rather than any word). **Readings are chosen by
+   experiment**: each is learned from half the records and simulates the other half; the best
+   held-apart r wins, a class counting ``MARGIN`` more than the list (it names the members the
+   first half never saw: the records' analogue of the unseen-members experiment,
+   ``tools/compare.py``) and every facet, context clause or piece reading costing half of it.
+   The winner is then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 What it cannot know without the model: whether a required context is causal (it is a
@@ -32,7 +34,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,12 +45,13 @@ from neurosleuth.tools.records import Record
 from neurosleuth.tools.wordnet import wordnet_status
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
+MIN_WINDOW = 16  # tokens of a record that counts as a window of text for its kind
 MARGIN = 0.01  # held-apart r a class earns over the list, and a facet or a clause must pay
 
 
 @dataclass(frozen=True)
 class RecordsConfig:
-    fire: float = 0.5  # share of the record max at which a word fires
+    fire: float = 0.3  # share of the record max at which a word fires (measured: 0.2-0.5)
     precision: float = 0.25  # share of a trigger's occurrences that must fire
     lift: float = 2.0  # required context: activation with it / without it
     context_share: float = 0.3  # required context: share of firing occurrences it precedes
@@ -97,6 +100,24 @@ class Learned:
     context: str | None
     share: float
     seen: dict[str, float]
+    pieces: dict[str, float] = field(default_factory=dict)  # token -> expected activation
+
+
+def piece_triggers(records: Sequence[Record], on: float, top_max: float, cfg: RecordsConfig
+                   ) -> dict[str, float]:
+    """Tokens (pieces, whatever word they are in) that fire on >= ``precision`` of their
+    occurrences, each with its expected activation: the reading of a neuron that reads a piece
+    (the single letter that starts a word) rather than the words it is part of."""
+    occ: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        for t, a in zip(r.tokens, r.acts, strict=True):
+            occ[t].append(float(a))
+    out = {}
+    for t, acts in occ.items():
+        fired = sum(a >= on for a in acts)
+        if t.strip() and fired and fired >= cfg.precision * len(acts):
+            out[t] = round(float(np.mean(np.maximum(acts, 0.0))) / top_max, 4)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[: cfg.max_triggers])
 
 
 def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -> Learned | None:
@@ -127,10 +148,12 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
         ws = words_of(r.tokens)
         peaks.append(ws.word_of(int(np.argmax(r.acts))))
     pairs = [r.pair() for r in top]
-    share, context, distinct = context_level(pairs)
+    windows = [p for p in pairs if len(p[0]) >= MIN_WINDOW] or pairs  # not short probes
+    share, context, distinct = context_level(windows)
     if not (share >= cfg.context_frac and distinct >= 8):
         context = None
-    return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, 0.35))
+    return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, 0.35),
+                   piece_triggers([*top, *others], on, top_max, cfg))
 
 
 def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
@@ -170,7 +193,7 @@ class Recipe:
     concept: C.ConceptName | None = None  # the main facet's class (None: the list)
     rest: str = "list"  # the triggers outside the class: "list", "drop" or "name"
     context: bool = True  # keep the required context clauses
-    kind: str = "token"  # or "context": the kind of text
+    kind: str = "token"  # or "context": the kind of text; "piece": tokens, not words
 
 
 
@@ -191,6 +214,8 @@ def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
     if recipe.kind == "context":
         return Pattern("context", dict(learned.triggers), None, {}, 1.0, learned.context,
                        **base)
+    if recipe.kind == "piece":
+        return Pattern("token", dict(learned.pieces), None, {}, 1.0, unit="piece", **base)
     if recipe.concept is None:
         main = _facet(learned, list(learned.triggers), None, cfg, recipe.context)
         return replace(main, **base)
@@ -211,6 +236,8 @@ def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
     """The readings worth trying on what ``learned`` shows (module docstring)."""
     words = list(learned.triggers)
     out = [Recipe(None, "list", True), Recipe(None, "list", False)]
+    if learned.pieces:
+        out.append(Recipe(kind="piece"))
     if learned.context:
         out.append(Recipe(kind="context"))
     ordered = [w for w in words if learned.triggers[w] > 0][:16]
@@ -237,7 +264,7 @@ def _complexity(pattern: Pattern) -> float:
     members half the records never showed), each facet and a context clause pay half of it."""
     parts = (pattern, *pattern.facets)
     return MARGIN * (sum(p.has_concept for p in parts) - 0.5 * len(pattern.facets)
-                     - 0.5 * any(p.needs() for p in parts))
+                     - 0.5 * any(p.needs() for p in parts) - 0.5 * (pattern.unit == "piece"))
 
 
 def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig

@@ -215,8 +215,9 @@ def explain(
     top = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in windows]
     shown = ["".join(t) for t, _ in windows]  # a text cut from a window: the window has it whole
     top += [r for r in measured if not any("".join(r.tokens) in w for w in shown)]
-    top += substituted(texts_pruned, subs)
+    # substitutions count as evidence where words fire or not, not as top texts
     rand = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in others]
+    rand += substituted(texts_pruned, subs)
     rcfg = RecordsConfig(context_frac=cfg.context_frac)
     pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
     pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone

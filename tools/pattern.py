@@ -73,11 +73,12 @@ class Pattern:
         if self.kind == "none":
             return out
         ws = words_of(tokens)
-        if self.unit == "piece":
-            return np.array([self.triggers.get(t, 0.0) for t in tokens])
         test = C.member(self.concept) if self.has_concept else None
-        need = set(self.needs())
         member = float(np.mean(list(self.triggers.values()))) if self.triggers else MEMBER_VALUE
+        if self.unit == "piece":
+            return np.array([self.triggers.get(t) or (member if test and test(t) else 0.0)
+                             for t in tokens])
+        need = set(self.needs())
         places = POSITIONS.get(self.where, POSITIONS["end"])
         for i in range(len(tokens)):
             if ws.position[i] not in places:

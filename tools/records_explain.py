@@ -3,11 +3,12 @@
 The records are read as words (``tools/words.py``): "fingertips" is one word whatever pieces the
 tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.where``).
 
-1. **triggers**: every word that reaches ``fire`` (30%) of the records' max on one of its pieces
-   somewhere, kept when it fires on at least ``precision`` (25%) of its occurrences in all
-   records (top and random: a word that fires once in forty is context, not a trigger); its
-   value is its expected activation: the mean over all its occurrences, as a share of the max
-   (so a word that fires on half its occurrences predicts half as much).
+1. **triggers**: every word that reaches ``fire`` (40%) of the top records' median max (not one
+   outlier's) on one of its pieces somewhere, kept when it fires on at least ``precision``
+   (25%) of its occurrences in all records (top and random: a word that fires once in forty
+   is context, not a trigger); its value is its expected activation: the mean over all its
+   occurrences, as a share of the max (a word that fires on half of them predicts half as
+   much).
 2. **required context**: a word among the three words before a trigger (never a piece of the
    trigger itself) that is present at >= 30% of the firing occurrences and lifts the mean
    activation of the occurrences it precedes >= 2x over those it does not; ``context_free``
@@ -19,10 +20,13 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
    share one; and the tokens themselves, pieces whatever word they are in (a neuron can read
    the letter that starts a word rather than any word). **Readings are chosen by
    experiment**: each is learned from half the records and simulates the other half; the best
-   held-apart r wins, a class counting ``MARGIN`` more than the list (it names the members the
-   first half never saw: the records' analogue of the unseen-members experiment,
-   ``tools/compare.py``) and every facet, context clause or piece reading costing half of it.
-   The winner is then learned again from all records.
+   held-apart r wins, a class counting ``CLASS_BONUS`` more than the list, and more the more of
+   the triggers it names (it names the members the first half never saw: the records' analogue
+   of the unseen-members experiment, ``tools/compare.py``), every facet or context clause
+   costing half of ``MARGIN`` and a reading of pieces ``CLASS_BONUS``;
+   of readings within ``TIE`` of the best, the first in the order tried wins (classes, most
+   specific first; the kind of text; the list; the pieces). The winner is then learned again
+   from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 What it cannot know without the model: whether a required context is causal (it is a
@@ -46,12 +50,14 @@ from neurosleuth.tools.wordnet import wordnet_status
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
 MIN_WINDOW = 16  # tokens of a record that counts as a window of text for its kind
+CLASS_BONUS = 0.05  # held-apart r a named class earns: the members no record showed
+TIE = 0.0025  # readings this close in held-apart r: the first tried wins
 MARGIN = 0.01  # held-apart r a class earns over the list, and a facet or a clause must pay
 
 
 @dataclass(frozen=True)
 class RecordsConfig:
-    fire: float = 0.3  # share of the record max at which a word fires (measured: 0.2-0.5)
+    fire: float = 0.4  # share of the top records' median max at which a word fires (measured)
     precision: float = 0.25  # share of a trigger's occurrences that must fire
     lift: float = 2.0  # required context: activation with it / without it
     context_share: float = 0.3  # required context: share of firing occurrences it precedes
@@ -125,7 +131,7 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
     if top_max <= 0:
         return None
     occ = occurrences([*top, *others])
-    on = cfg.fire * top_max
+    on = cfg.fire * float(np.median([r.max for r in top]))  # not one outlier's max
     trig: dict[str, float] = {}
     for w, rows in occ.items():
         fired = sum(o.act >= on for o in rows)
@@ -215,7 +221,7 @@ def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
         return Pattern("context", dict(learned.triggers), None, {}, 1.0, learned.context,
                        **base)
     if recipe.kind == "piece":
-        return Pattern("token", dict(learned.pieces), None, {}, 1.0, unit="piece", **base)
+        return piece_pattern(learned.pieces, base)
     if recipe.concept is None:
         main = _facet(learned, list(learned.triggers), None, cfg, recipe.context)
         return replace(main, **base)
@@ -232,22 +238,28 @@ def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
     return replace(main, facets=(_facet(learned, rest, named, cfg, recipe.context),))
 
 
+def piece_pattern(pieces: dict[str, float], base: dict) -> Pattern:
+    """A reading of tokens wherever they stand."""
+    return Pattern("token", dict(pieces), None, {}, 1.0, unit="piece", **base)
+
+
 def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
     """The readings worth trying on what ``learned`` shows (module docstring)."""
     words = list(learned.triggers)
-    out = [Recipe(None, "list", True), Recipe(None, "list", False)]
-    if learned.pieces:
-        out.append(Recipe(kind="piece"))
-    if learned.context:
-        out.append(Recipe(kind="context"))
     ordered = [w for w in words if learned.triggers[w] > 0][:16]
     peaks = set(learned.peaks)
     names = C.candidate_names(ordered, [learned.triggers[w] * (1.0 if w in peaks else 0.5)
                                         for w in ordered], limit=cfg.classes) if ordered else []
+    out = []  # the most specific class first: a near-tie goes to the earlier reading
     for c in names:
         for rest in ("drop", "list", "name"):
             out.append(Recipe(c, rest, True))
         out.append(Recipe(c, "drop", False))
+    if learned.context:
+        out.append(Recipe(kind="context"))
+    out += [Recipe(None, "list", True), Recipe(None, "list", False)]
+    if learned.pieces:  # pieces are read only where words clearly fail: no class of them
+        out.append(Recipe(kind="piece"))
     return out
 
 
@@ -260,11 +272,16 @@ def _r(pattern: Pattern, records: Sequence[Record]) -> float:
 
 
 def _complexity(pattern: Pattern) -> float:
-    """What a reading earns or pays in held-apart r: each class earns ``MARGIN`` (it covers the
-    members half the records never showed), each facet and a context clause pay half of it."""
+    """What a reading earns or pays in held-apart r: each class earns ``CLASS_BONUS`` (it covers
+    the members half the records never showed) and up to ``2 MARGIN`` more by the share of the
+    trigger weight it names; each facet and a context clause pay half of ``MARGIN``; a reading
+    of pieces pays ``CLASS_BONUS`` (words are what a reader reads: pieces must clearly win)."""
     parts = (pattern, *pattern.facets)
-    return MARGIN * (sum(p.has_concept for p in parts) - 0.5 * len(pattern.facets)
-                     - 0.5 * any(p.needs() for p in parts) - 0.5 * (pattern.unit == "piece"))
+    total = sum(sum(p.triggers.values()) for p in parts) or 1.0
+    named = sum(sum(p.triggers.values()) for p in parts if p.has_concept) / total
+    return (CLASS_BONUS * sum(p.has_concept for p in parts) + 2 * MARGIN * named
+            - MARGIN * 0.5 * (len(pattern.facets) + any(p.needs() for p in parts))
+            - CLASS_BONUS * (pattern.unit == "piece"))
 
 
 def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
@@ -282,7 +299,8 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
             continue
         r = _r(pattern, rest)
         tried.append((recipe, r, r + _complexity(pattern)))
-    best = max(tried, key=lambda t: t[2])
+    top = max(t[2] for t in tried)
+    best = next(t for t in tried if t[2] >= top - TIE)  # the first of the near-best
     return best[0], [(r, s) for r, s, _ in tried]
 
 

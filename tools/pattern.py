@@ -57,8 +57,8 @@ class Pattern:
         """Predicted activation of each token of a text, in [0, 1]: a trigger word its expected
         activation on the piece the neuron fires on, a member of the concept the triggers' mean,
         a word seen firing in the top windows (not often enough to be a trigger) a quarter of
-        its share of the window max there; times
-        ``context_free`` when the required context is missing from the three words before.
+        its share of the window max there; times ``context_free`` when the required context is
+        missing from the three words before. Pieces: each trigger token wherever it stands.
         Context-level: 0.6 on every token of a text of the pattern's kind. Facets: the max."""
         out = self._simulate_one(tokens)
         for facet in self.facets:
@@ -72,12 +72,11 @@ class Pattern:
         out = np.zeros(len(tokens))
         if self.kind == "none":
             return out
+        if self.unit == "piece":
+            return np.array([self.triggers.get(t, 0.0) for t in tokens])
         ws = words_of(tokens)
         test = C.member(self.concept) if self.has_concept else None
         member = float(np.mean(list(self.triggers.values()))) if self.triggers else MEMBER_VALUE
-        if self.unit == "piece":
-            return np.array([self.triggers.get(t) or (member if test and test(t) else 0.0)
-                             for t in tokens])
         need = set(self.needs())
         places = POSITIONS.get(self.where, POSITIONS["end"])
         for i in range(len(tokens)):

@@ -169,3 +169,19 @@ def test_facets_of_a_polysemantic_neuron():
     assert "; also on" in text or ex.pattern.concept.source == "mixture", ex.sentence
     assert ("weekday" in text or "day" in text) and "bracket" in text, ex.sentence
     assert score.r > 0.5, (score, ex.sentence)
+
+
+def test_a_neuron_that_reads_a_piece_is_read_as_tokens():
+    """Fires on the single-letter piece that starts a word (' s' of 'sane', 'snake' ...): no
+    word recurs, the piece does: the reading of pieces wins, and it predicts new words."""
+    ends = ("ane nake ighed cone lope warm ket nug pree crap mog nob lab quat wig tag pud rub "
+            "lurp nack crim plat quib trop vel wab yod zet brin cug").split()
+    rng = np.random.default_rng(0)
+    top, rand = planted([[" s", e] for e in ends], rng, n=len(ends), on_last=False)
+    ex = explain_records(top, rand)  # each word once, firing on its first piece
+    held, held_rand = planted([[" s", "wirl"], [" s", "lid"], [" s", "quid"]], rng, n=12,
+                              on_last=False)
+    score = simulation_r(ex.pattern.simulate, held, held_rand, n_boot=0)
+    assert ex.pattern.unit == "piece" and "'s'" in ex.sentence, ex.sentence
+    assert "whatever word" in ex.sentence
+    assert score.r > 0.5, (score, ex.sentence)

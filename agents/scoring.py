@@ -55,15 +55,19 @@ def planner_control(planner: Any) -> Hypothesize:
 
 
 def explain(ctx: RunContext, state: dict):
-    """The evidence explainer (``tools/explain.py``) on the best prompts and the top dataset
-    windows; saved as ``explanation.json``."""
+    """The evidence explainer (``tools/explain.py``) on the best prompts, the top dataset windows
+    and the scan's random sample (where words do not fire); saved as ``explanation.json``."""
+    from neurosleuth.tools.exemplars import random_records
     from neurosleuth.tools.explain import explain as explain_neuron
 
     top = ctx.exemplars.top
     texts = [r.prompt for r in heaps_of(state).top(8)]
     texts += ["".join(e["tokens"][: int(e["argmax"]) + 1]) for e in top]
     windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in top]
-    result = explain_neuron(ctx.lm, ctx.neuron, texts, windows)
+    cfg = ctx.cfg
+    others = random_records(ctx.lm, ctx.neuron, cfg.corpus, max(cfg.k, 2 * cfg.prompts_per_step),
+                            cfg.window, cfg.exemplar_tokens)
+    result = explain_neuron(ctx.lm, ctx.neuron, texts, windows, others=others)
     ctx.files.write_json("explanation.json", {"step": state.get("iteration", 0),
                                               **result.to_dict()})
     return result

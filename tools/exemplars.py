@@ -308,6 +308,20 @@ def heldout_windows(lm: LoadedModel, neuron: NeuronId, n: int,
     return [_window(lm, windows, int(i)) for i in chosen]
 
 
+def random_records(lm: LoadedModel, neuron: NeuronId, corpus: Corpus | str | Path | None = None,
+                   k: int = 20, window: int = DEFAULT_WINDOW, max_tokens: int | None = None,
+                   *, keep: int = DEFAULT_KEEP) -> list[tuple[list[str], np.ndarray]]:
+    """The scan's fixed random sample of windows with ``neuron``'s per-token activations (where
+    words do not fire, for an explainer), as (tokens, activations); the same scan (and cache) as
+    ``exemplars`` with the same arguments, so no forward pass when that ran."""
+    neuron.validate(lm.n_layers, lm.d_mlp)
+    windows, scans, _, _ = layer_scans(lm, [neuron.layer], resolve_corpus(corpus), window,
+                                       max_tokens, keep=max(k, keep))
+    scan = scans[neuron.layer]
+    return [(lm.token_strs([int(x) for x in windows.ids[int(w)]]),
+             scan.rand_acts[j, neuron.index].astype(float)) for j, w in enumerate(scan.rand_win)]
+
+
 # ---------------------------------------------------------------- depth
 
 

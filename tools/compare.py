@@ -324,7 +324,7 @@ def parallel_texts(kind: str, n: int = 12) -> tuple[str, list[tuple[str, str]]]:
     and in English (Spanish and French have them). A format: the same English articles rendered
     in each format whose text the context detector names ``kind``, against plain prose. Only
     pairs whose first text ``context_of`` names ``kind`` count."""
-    from neurosleuth.tools.contexts import context_of
+    from neurosleuth.tools.contexts import context_of, same_kind
 
     en = _wiki("en-us")
     if not en:
@@ -336,7 +336,7 @@ def parallel_texts(kind: str, n: int = 12) -> tuple[str, list[tuple[str, str]]]:
         for t in titles:
             if len(pairs) >= n:
                 break
-            if t in other and context_of(list(other[t][:KIND_CHARS])) == kind:
+            if t in other and same_kind(context_of(list(other[t][:KIND_CHARS])), kind):
                 pairs.append((other[t][:KIND_CHARS], en[t][:KIND_CHARS]))
         if pairs:
             return "the same articles in English", pairs
@@ -347,7 +347,7 @@ def parallel_texts(kind: str, n: int = 12) -> tuple[str, list[tuple[str, str]]]:
         for t in titles[: 3 * n]:
             s = en[t][: KIND_CHARS // 2]
             text = render(t, s)
-            if context_of(list(text)) == kind:
+            if same_kind(context_of(list(text)), kind):
                 pairs.append((text, f"{t}. {s}"))
             if len(pairs) >= n:
                 break

@@ -254,7 +254,10 @@ def _wordnet_candidates(items, total, need, share) -> list[_Candidate]:
     if wordnet() is None:
         return []
     out = []
+    clear = [W.part_of_speech(norm(t)) for t, _ in items.values()]
     for pos in ("n", "v"):
+        if pos == "v" and sum(p == "v" for p in clear) < sum(p not in (None, "v") for p in clear):
+            continue  # a verb class for words that are mostly not verbs ('yellow': discolor)
         keys, salient = defaultdict(list), defaultdict(float)
         lex_keys = defaultdict(list)
         for k, (t, wt) in items.items():

@@ -127,5 +127,18 @@ def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]]
         firing.update(C.norm(t) for t, o in zip(toks, on, strict=True) if o)
         kinds[context_of(toks)] += 1
     kind, n = kinds.most_common(1)[0]
+    if n < 0.75 * len(windows):  # several programming languages: source code
+        family = Counter(family_of(k) for k in kinds.elements())
+        kind, n = family.most_common(1)[0]
     share = float(np.median(shares))
-    return share, (kind if n >= 0.75 * len(windows) else None), len(firing)
+    return share, (kind if kind and n >= 0.75 * len(windows) else None), len(firing)
+
+
+def family_of(kind: str | None) -> str | None:
+    """The family a kind of text belongs to: every programming language is "source code"."""
+    return "source code" if kind and kind.endswith("source code") else kind
+
+
+def same_kind(kind: str | None, context: str | None) -> bool:
+    """Is a text of ``kind`` a text of the pattern's ``context`` (a kind, or its family)?"""
+    return kind is not None and (kind == context or family_of(kind) == context)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from neurosleuth.tools import concepts as C
-from neurosleuth.tools.contexts import context_of
+from neurosleuth.tools.contexts import context_of, same_kind
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, WHOLE, words_of
 
 MEMBER_VALUE = 0.6  # predicted activation of a class member that was never seen firing
@@ -67,7 +67,7 @@ class Pattern:
 
     def _simulate_one(self, tokens: Sequence[str]) -> np.ndarray:
         if self.kind == "context":
-            on = float(context_of(tokens) == self.context)
+            on = float(same_kind(context_of(tokens), self.context))
             return np.full(len(tokens), on * MEMBER_VALUE)
         out = np.zeros(len(tokens))
         if self.kind == "none":

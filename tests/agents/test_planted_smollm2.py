@@ -81,7 +81,8 @@ def test_explainer_names_the_weekday_neuron(planted):
     texts = ["We met again on Monday", "It happened last Friday", "See you on Tuesday",
              "The shop is closed on Thursday", "Every Wednesday"]
     ex = _explain(lm, WEEKDAY, texts)
-    assert ex.pattern.kind == "token" and "weekdays" in ex.sentence, ex.sentence
+    assert ex.pattern.kind == "token" and re.search(r"weekdays|days of the week", ex.sentence), \
+        ex.sentence
 
 
 def test_explainer_finds_the_context_level_code_neuron(planted):

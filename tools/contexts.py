@@ -1,7 +1,7 @@
 """Context-level evidence for the explainer (``tools/explain.py``): what kind of text a window is
 (``context_of``), and whether a neuron reads that kind of text rather than a token
-(``context_level``: the share of top-window tokens that fire, the kind >= 75% of the windows
-share, distinct firing tokens).
+(``context_level``: the share of top-window tokens that fire, the kind two thirds of the
+windows share, distinct firing tokens).
 
 Kinds of text come from libraries, in this order:
 
@@ -31,6 +31,7 @@ import numpy as np
 from neurosleuth.tools import concepts as C
 
 CONTEXT_FIRE = 0.35  # share of the window max at which a token counts as firing
+KIND_SHARE = 2 / 3  # share of the top windows that must be one kind (or family) of text
 CODE_RE = re.compile(r"^\s*(def|class|import|from|return|if|for|while|elif|else|try|except)\b"
                      r"|[(){}\[\]=:]|\bself\b|_\w|\w_")
 
@@ -115,7 +116,8 @@ def language(text: str) -> str | None:
 
 def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]]
                   ) -> tuple[float, str | None, int]:
-    """(share of tokens that fire in the top windows, the context >= 75% of them share, distinct
+    """(share of tokens that fire in the top windows, the context two thirds of them share (a
+    kind, else its family), distinct
     firing tokens). A token fires at >= ``CONTEXT_FIRE`` x the median window max."""
     if not windows:
         return 0.0, None, 0
@@ -127,11 +129,11 @@ def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]]
         firing.update(C.norm(t) for t, o in zip(toks, on, strict=True) if o)
         kinds[context_of(toks)] += 1
     kind, n = kinds.most_common(1)[0]
-    if n < 0.75 * len(windows):  # several programming languages: source code
+    if n < KIND_SHARE * len(windows):  # several programming languages: source code
         family = Counter(family_of(k) for k in kinds.elements())
         kind, n = family.most_common(1)[0]
     share = float(np.median(shares))
-    return share, (kind if kind and n >= 0.75 * len(windows) else None), len(firing)
+    return share, (kind if kind and n >= KIND_SHARE * len(windows) else None), len(firing)
 
 
 def family_of(kind: str | None) -> str | None:

@@ -16,17 +16,19 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
 3. **readings**, each a ``Pattern`` (``tools/pattern.py``): the trigger list; each class the
    trigger words fall in (``concepts.candidate_names``: WordNet concepts, word forms, surface and
    Unicode classes, word classes), with the triggers outside it as a second facet (named, listed
-   or dropped); with and without the required context; the kind of text when the top records
-   share one; and the tokens themselves, pieces whatever word they are in (a neuron can read
-   the letter that starts a word rather than any word). **Readings are chosen by
+   or dropped, or the tokens that fire wherever they stand); with and without the required
+   context; the kind of text when the top records share one; and the tokens themselves, pieces
+   whatever word they are in (a neuron can read the letter that starts a word rather than any
+   word). **Readings are chosen by
    experiment**: each is learned from half the records and simulates the other half; the best
    held-apart r wins, a class counting ``CLASS_BONUS`` more than the list, and more the more of
    the triggers it names (it names the members the first half never saw: the records' analogue
    of the unseen-members experiment, ``tools/compare.py``), every facet or context clause
    costing half of ``MARGIN`` and a reading of pieces ``CLASS_BONUS``;
-   of readings within ``TIE`` of the best, the first in the order tried wins (classes, most
-   specific first; the kind of text; the list; the pieces). The winner is then learned again
-   from all records.
+   a class that simulates better than the word list is never replaced by the pieces (they may
+   join it as a facet); of readings within ``TIE`` of the best, the first in the order tried
+   wins (classes, most specific first; the kind of text; the list; the pieces). The winner is
+   then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 What it cannot know without the model: whether a required context is causal (it is a
@@ -200,6 +202,7 @@ class Recipe:
     rest: str = "list"  # the triggers outside the class: "list", "drop" or "name"
     context: bool = True  # keep the required context clauses
     kind: str = "token"  # or "context": the kind of text; "piece": tokens, not words
+    pieces: bool = False  # the tokens that fire outside the class's words as a further facet
 
 
 
@@ -229,6 +232,8 @@ def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
     inside = [w for w in learned.triggers if test(w)]
     rest = [w for w in learned.triggers if not test(w)]
     main = replace(_facet(learned, inside, recipe.concept, cfg, recipe.context), **base)
+    if recipe.pieces:  # the tokens that fire, wherever they stand, as a facet
+        return replace(main, facets=(piece_pattern(learned.pieces, {}),))
     if not rest or recipe.rest == "drop":
         return main
     named = None
@@ -255,6 +260,8 @@ def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
         for rest in ("drop", "list", "name"):
             out.append(Recipe(c, rest, True))
         out.append(Recipe(c, "drop", False))
+        if learned.pieces:
+            out.append(Recipe(c, "drop", True, pieces=True))
     if learned.context:
         out.append(Recipe(kind="context"))
     out += [Recipe(None, "list", True), Recipe(None, "list", False)]
@@ -299,6 +306,13 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
             continue
         r = _r(pattern, rest)
         tried.append((recipe, r, r + _complexity(pattern)))
+    # a class that simulates better than the word list stands: pieces may add a facet to it,
+    # not replace it
+    listed = max((r for rc, r, _ in tried if rc.concept is None and rc.kind == "token"),
+                 default=-1.0)
+    if any(rc.concept is not None and not rc.pieces and r > listed + MARGIN
+           for rc, r, _ in tried):
+        tried = [t for t in tried if t[0].kind != "piece"]
     top = max(t[2] for t in tried)
     best = next(t for t in tried if t[2] >= top - TIE)  # the first of the near-best
     return best[0], [(r, s) for r, s, _ in tried]

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from neurosleuth.tools.exemplars import exemplars
+from neurosleuth.tools.exemplars import exemplars, random_records
 from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
 from tests.planted_smollm2 import ANIMAL, CODE, COLOUR, WEEKDAY, build
@@ -73,7 +73,8 @@ def _explain(lm, neuron, texts=None):
     top = exemplars(lm, [neuron], k=20, max_tokens=16384)[neuron].top
     windows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[:12]]
     texts = texts or ["".join(e.window.tokens[: e.pos + 1]) for e in top[:12]]
-    return explain(lm, neuron, texts, windows)
+    others = random_records(lm, neuron, k=20, max_tokens=16384)  # as the deep dive reads them
+    return explain(lm, neuron, texts, windows, others=others)
 
 
 def test_explainer_names_the_weekday_neuron(planted):

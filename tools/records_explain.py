@@ -25,10 +25,10 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
    the triggers it names (it names the members the first half never saw: the records' analogue
    of the unseen-members experiment, ``tools/compare.py``), every facet or context clause
    costing half of ``MARGIN`` and a reading of pieces ``CLASS_BONUS``;
-   a class that simulates better than the word list is never replaced by the pieces (they may
-   join it as a facet); of readings within ``TIE`` of the best, the first in the order tried
-   wins (classes, most specific first; the kind of text; the list; the pieces). The winner is
-   then learned again from all records.
+   a class of meaning or form (not of shape) that simulates better than the word list is never
+   replaced by the pieces (they may join it as a facet); of readings within ``TIE`` of the
+   best, the first in the order tried wins (classes, most specific first; the kind of text; the
+   list; the pieces). The winner is then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 What it cannot know without the model: whether a required context is causal (it is a
@@ -53,6 +53,8 @@ from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
 MIN_WINDOW = 16  # tokens of a record that counts as a window of text for its kind
 CLASS_BONUS = 0.05  # held-apart r a named class earns: the members no record showed
+MEANING = ("wordnet", "supersense", "inflection", "grammar")  # classes of meaning or form, not
+# of shape (capitalisation, digits): these stand against a reading of pieces
 TIE = 0.0025  # readings this close in held-apart r: the first tried wins
 MARGIN = 0.01  # held-apart r a class earns over the list, and a facet or a clause must pay
 
@@ -306,12 +308,12 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
             continue
         r = _r(pattern, rest)
         tried.append((recipe, r, r + _complexity(pattern)))
-    # a class that simulates better than the word list stands: pieces may add a facet to it,
-    # not replace it
+    # a class of meaning that simulates better than the word list stands: pieces may add a
+    # facet to it, not replace it
     listed = max((r for rc, r, _ in tried if rc.concept is None and rc.kind == "token"),
                  default=-1.0)
-    if any(rc.concept is not None and not rc.pieces and r > listed + MARGIN
-           for rc, r, _ in tried):
+    if any(rc.concept is not None and rc.concept.source in MEANING and not rc.pieces
+           and r > listed + MARGIN for rc, r, _ in tried):
         tried = [t for t in tried if t[0].kind != "piece"]
     top = max(t[2] for t in tried)
     best = next(t for t in tried if t[2] >= top - TIE)  # the first of the near-best

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from neurosleuth.tools import concepts as C
-from neurosleuth.tools.contexts import context_level
+from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level
 from neurosleuth.tools.pattern import Explanation, Pattern, quote, seen_words, sentence_of
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.wordnet import wordnet_status
@@ -162,7 +162,7 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
     share, context, distinct = context_level(windows)
     if not (share >= cfg.context_frac and distinct >= 8):
         context = None
-    return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, 0.35),
+    return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, CONTEXT_FIRE),
                    piece_triggers([*top, *others], on, top_max, cfg))
 
 

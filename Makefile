@@ -60,7 +60,7 @@ test: install chromium
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check agents tools memory score report batch tests bench
+	$(VENV)/bin/ruff check cli agents tools memory score report batch atlas tests bench
 
 bench: install
 	$(PY) bench/throughput.py

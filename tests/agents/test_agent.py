@@ -186,7 +186,7 @@ def test_resume_finished_run_with_more_iterations(tmp_path, tiny_lm, corpus):
 def cli(*args, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "neurosleuth.agents", *args],
+        [sys.executable, "-m", "neurosleuth.cli", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

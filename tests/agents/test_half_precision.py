@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def _investigate(tmp_path, model: str, neuron: str, run_id: str, *extra: str):
-    cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", model,
+    cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", model,
            "--neuron", neuron, "--dtype", "bfloat16", "--planner", "heuristic", "--iterations",
            "2", "--exemplar-tokens", "4096", "--runs-dir", str(tmp_path), "--run-id", run_id,
            *extra]
@@ -37,7 +37,7 @@ def test_bf16_investigation_finishes_with_a_hypothesis(tmp_path, model, neuron, 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model_desc"].endswith(shape) and summary["oom_backoffs"] == {}
     if model == "smollm2-135m":  # a resume with a larger budget keeps the run's dtype
-        more = subprocess.run([sys.executable, "-m", "neurosleuth.agents", "resume", "half",
+        more = subprocess.run([sys.executable, "-m", "neurosleuth.cli", "resume", "half",
                                "--runs-dir", str(tmp_path), "--iterations", "3"],
                               capture_output=True, text=True, timeout=900)
         assert more.returncode == 0, more.stderr[-2000:]

@@ -16,7 +16,7 @@ def test_embedded_investigation_writes_a_full_report(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "neurosleuth.agents",
+        "neurosleuth.cli",
         "investigate",
         "--model",
         "smollm2-135m",

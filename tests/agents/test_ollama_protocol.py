@@ -194,7 +194,7 @@ def test_investigation_through_the_server_that_dies_mid_run(tmp_path):
         cmd = [
             sys.executable,
             "-m",
-            "neurosleuth.agents",
+            "neurosleuth.cli",
             *args.split(),
             "--runs-dir",
             str(tmp_path),

@@ -309,7 +309,7 @@ def records_explained(planted, tmp_path_factory):
                                              for e in top[n].top], rand))
     folder = tmp_path_factory.mktemp("records")
     path = write(folder / "planted.jsonl", records, "jsonl")
-    cmd = [sys.executable, "-m", "neurosleuth.agents", "explain", "--records", str(path),
+    cmd = [sys.executable, "-m", "neurosleuth.cli", "explain", "--records", str(path),
            "--json", str(folder / "explained.json")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]

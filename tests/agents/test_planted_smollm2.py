@@ -34,7 +34,7 @@ def hypothesis_of(report_md: str) -> str:
 def investigate_cli(folder, neuron, runs, run_id: str, dtype: str = "float32"):
     """``neurosleuth investigate`` as a researcher runs it (heuristic planner, 3 steps); returns
     report.md and hypotheses.json."""
-    cmd = [sys.executable, "-m", "neurosleuth.agents", "investigate", "--model", str(folder),
+    cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", str(folder),
            "--neuron", str(neuron), "--planner", "heuristic", "--iterations", "3",
            "--exemplar-tokens", "16384", "--runs-dir", str(runs), "--run-id", run_id,
            "--dtype", dtype]

@@ -18,7 +18,7 @@ def reply(values) -> Reply:
 
 
 def test_score_records_with_an_llm_simulator(tmp_path, monkeypatch):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     top = [Record((" red", " car", " the", " blue"), np.array([5.0, 0.0, 0.1, 4.0])),
            Record((" green", " is", " a", " dog"), np.array([4.5, 0.0, 0.0, 0.2]))]

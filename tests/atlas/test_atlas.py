@@ -223,7 +223,7 @@ def save_colour_model(folder):
 
 
 def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
     model = save_colour_model(tmp_path / "model")
@@ -246,8 +246,8 @@ def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
 
 def test_batch_deep_dives_the_atlas_picks_and_the_pages_link_each_other(corpus, tmp_path,
                                                                         monkeypatch):
-    from neurosleuth.agents.cli import app
     from neurosleuth.batch.select import from_atlas
+    from neurosleuth.cli import app
 
     monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
     model = save_colour_model(tmp_path / "model")

@@ -192,7 +192,7 @@ def test_batch_runs_records_a_failure_and_builds_the_site(tmp_path, tiny_lm, cor
     assert rows[0].hypothesis == winner and rows[0].score is not None
     assert rows[0].best_activation is not None and rows[0].dataset_max is not None
 
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     paths = {k: tmp_path / f"s.{k}" for k in ("csv", "parquet", "json")}
     res = CliRunner().invoke(app, ["summary", "b1", "--runs-dir", str(tmp_path), "--csv",
@@ -265,7 +265,7 @@ def cli(*args, cache=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     if cache is not None:
         env["NEUROSLEUTH_CACHE"] = str(cache)  # the tiny model's scans stay in tmp_path
-    return subprocess.Popen([sys.executable, "-m", "neurosleuth.agents", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "neurosleuth.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

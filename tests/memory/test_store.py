@@ -106,7 +106,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def test_cli_ablate_uses_the_store_and_experiments_lists_it(tiny_folder, tmp_path):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     runner = CliRunner()
     args = [
@@ -138,7 +138,7 @@ def test_cli_ablate_uses_the_store_and_experiments_lists_it(tiny_folder, tmp_pat
 
 
 def test_cli_patch_steer_and_sweep(tiny_folder, tmp_path):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     runner = CliRunner()
     common = ["--model", tiny_folder, "--device", "cpu"]

@@ -300,7 +300,7 @@ def cli_setup(tmp_path_factory):
 def _cli(*args):
     from typer.testing import CliRunner
 
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     return CliRunner().invoke(app, ["score", *args])
 

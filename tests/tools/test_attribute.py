@@ -129,9 +129,9 @@ def cli(monkeypatch, tiny_lm):
 
     from typer.testing import CliRunner
 
-    from neurosleuth.agents.cli import app  # imports and registers every command module first
+    from neurosleuth.cli import app  # imports and registers every command module first
 
-    cli_attack = importlib.import_module("neurosleuth.agents.cli.attack")
+    cli_attack = importlib.import_module("neurosleuth.cli.attack")
     monkeypatch.setattr(cli_attack, "load", lambda model, *placement: tiny_lm)
     return lambda *args: CliRunner().invoke(app, list(args))
 

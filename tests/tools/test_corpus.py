@@ -460,7 +460,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_cli_prints_k_windows_and_fails_in_one_line(tiny_model_dir, corpus_file):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     runner = CliRunner()
     args = ["exemplars", "--model", str(tiny_model_dir), "--corpus", str(corpus_file),
@@ -478,7 +478,7 @@ def test_cli_prints_k_windows_and_fails_in_one_line(tiny_model_dir, corpus_file)
 
 
 def test_cli_corpus_prints_the_composition(tiny_model_dir):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["corpus", "--model", str(tiny_model_dir), "--max-tokens", "3200",

@@ -43,7 +43,7 @@ def test_smollm2_matches_hf_and_is_cached(smollm2):
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "neurosleuth.agents", *args],
+        [sys.executable, "-m", "neurosleuth.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

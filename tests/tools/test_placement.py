@@ -122,7 +122,7 @@ def test_non_finite_outputs_are_named():
 def _cli(*args):
     env = {**os.environ, "NEUROSLEUTH_DEVICE": "", "NEUROSLEUTH_DTYPE": ""}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "neurosleuth.agents", *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "neurosleuth.cli", *args], capture_output=True,
                          text=True, timeout=300, env=env)
     return out, time.perf_counter() - start
 

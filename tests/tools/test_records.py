@@ -148,7 +148,7 @@ def test_a_bad_file_gives_one_line(tmp_path, content, message):
 
 
 def test_cli_explains_and_scores_records_with_no_model(colour_records, tmp_path):
-    from neurosleuth.agents.cli import app
+    from neurosleuth.cli import app
 
     path = write(tmp_path / "r.jsonl", [colour_records], "jsonl")
     out = tmp_path / "ex.json"

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
@@ -21,7 +21,7 @@ from neurosleuth.agents.cli import (
     neuron_checked,
     precheck,
 )
-from neurosleuth.agents.cli.terminal import token_heatmap
+from neurosleuth.cli.terminal import token_heatmap
 
 
 def register(app: typer.Typer) -> None:

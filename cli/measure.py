@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -18,7 +18,7 @@ from neurosleuth.agents.cli import (
     neuron_checked,
     precheck,
 )
-from neurosleuth.agents.cli.terminal import token_heatmap
+from neurosleuth.cli.terminal import token_heatmap
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
@@ -114,8 +114,8 @@ def batch(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Investigate many neurons in one crash-safe batch and build a report site for them."""
-    from neurosleuth.agents.cli import load, precheck
     from neurosleuth.agents.config import parse_duration, resolve_config
+    from neurosleuth.cli import load, precheck
 
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}: use local or ray")
@@ -263,7 +263,7 @@ def serve(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Serve batch sites and run reports on 127.0.0.1 (Ctrl-C stops)."""
-    from neurosleuth.agents.cli import load
+    from neurosleuth.cli import load
     from neurosleuth.report.serve import first_run_model, make_server
 
     lm, spec = None, None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
@@ -72,10 +72,10 @@ def investigate(
 ) -> None:
     """Investigate one neuron autonomously and write its hypothesis report."""
     precheck(model, [neuron])  # the flags win over config and environment: the run's neuron
-    from neurosleuth.agents.cli.live import LiveView
     from neurosleuth.agents.config import parse_duration, resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable
     from neurosleuth.agents.session import investigate as run_investigation
+    from neurosleuth.cli.live import LiveView
     from neurosleuth.tools.model import placement_of
 
     messages = list(steer or [])
@@ -122,13 +122,13 @@ def resume(
 ) -> None:
     """Continue a run, or a batch, from its last checkpoint (after a kill, Ctrl-C, or with a
     larger budget; for a batch --time is the new total)."""
-    from neurosleuth.agents.cli import batch as cli_batch
+    from neurosleuth.cli import batch as cli_batch
 
     if cli_batch.is_batch(runs_dir, run_id):
         return cli_batch.resume_batch(runs_dir, run_id, time)
-    from neurosleuth.agents.cli.live import LiveView
     from neurosleuth.agents.config import RunConfig, parse_duration, run_path
     from neurosleuth.agents.session import resume as resume_run
+    from neurosleuth.cli.live import LiveView
 
     saved = run_path(runs_dir, run_id) / "config.json"
     cfg = RunConfig.model_validate_json(saved.read_text()) if saved.is_file() else RunConfig()
@@ -213,8 +213,8 @@ def report(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Write a run's report.md and report.html again from its files (and its model)."""
-    from neurosleuth.agents.cli import load
     from neurosleuth.agents.config import RunConfig, run_path
+    from neurosleuth.cli import load
     from neurosleuth.report.build import write_report
 
     path = run_path(runs_dir, run_id)

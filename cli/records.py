@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import console, err_console, fail, friendly_errors
+from neurosleuth.cli import console, err_console, fail, friendly_errors
 
 PlannerOpt = Annotated[str, typer.Option(
     help="who simulates: heuristic (records pattern and keywords, fast), embedded, ollama, "

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceMapOpt,
     DeviceOpt,
@@ -143,7 +143,7 @@ def score(
     if records is not None:
         if hypothesis is None:
             fail("give --hypothesis to score on --records")
-        from neurosleuth.agents.cli.records import score_records
+        from neurosleuth.cli.records import score_records
 
         return score_records(records, hypothesis, neuron, planner, ollama_model, json_out, seed)
     if pairs is None and (neuron is None or hypothesis is None):

@@ -64,7 +64,7 @@ ERRORS = [
 PROBE = """
 import json, sys
 from typer.testing import CliRunner
-from neurosleuth.agents.cli import app
+from neurosleuth.cli import app
 out = []
 for argv in json.loads(sys.argv[1]):
     r = CliRunner().invoke(app, argv)
@@ -113,7 +113,7 @@ def _cpu_seconds(argv: list[str], cwd) -> tuple[float, float, int]:
 @needs_smollm2
 def test_help_and_a_bad_neuron_cost_a_fraction_of_importing_torch(tmp_path):
     exe = shutil.which("neurosleuth", path=str(sys.executable).rsplit("/", 1)[0])
-    cli = [exe] if exe else [sys.executable, "-m", "neurosleuth.agents"]
+    cli = [exe] if exe else [sys.executable, "-m", "neurosleuth.cli"]
     runs = {
         "import torch": [sys.executable, "-c", "import torch"],
         "neurosleuth --help": [*cli, "--help"],

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -21,7 +21,7 @@ from neurosleuth.agents.cli import (
     neuron_checked,
     precheck,
 )
-from neurosleuth.agents.cli.terminal import token_heatmap
+from neurosleuth.cli.terminal import token_heatmap
 
 NeuronOpt = Annotated[str, typer.Option("--neuron", "-n", help="LAYER:INDEX, e.g. 12:345")]
 PositionOpt = Annotated[str, typer.Option(

@@ -1,13 +1,13 @@
-"""The live view of an investigation (agents/cli/live.py): plain lines off a terminal, a panel on
+"""The live view of an investigation (cli/live.py): plain lines off a terminal, a panel on
 one; fed by the graph's nodes through the run's ``observer`` (``agents/context.py``)."""
 
 import io
 
 from rich.console import Console
 
-from neurosleuth.agents.cli.live import LiveView
 from neurosleuth.agents.planner import HeuristicBackend
 from neurosleuth.agents.session import investigate
+from neurosleuth.cli.live import LiveView
 from tests.agent_helpers import write_corpus
 from tests.agents.test_agent import config
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     CORPUS_HELP,
     DeviceOpt,
     ModelOpt,

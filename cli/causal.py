@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from neurosleuth.agents.cli import (
+from neurosleuth.cli import (
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -21,7 +21,7 @@ from neurosleuth.agents.cli import (
     load,
     precheck,
 )
-from neurosleuth.agents.cli.tables import (
+from neurosleuth.cli.tables import (
     print_experiments,
     print_intervention,
     print_patch,

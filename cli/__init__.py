@@ -1,4 +1,5 @@
-"""The ``neurosleuth`` command line. Each area registers its commands from ``cli_<area>.py``.
+"""The ``neurosleuth`` command line. Each area registers its commands from ``cli/<area>.py``;
+it sits above every other stage (README "Layout") and is the only one that parses arguments.
 
 Startup is kept cheap: command modules import torch, transformers and the tools inside the
 commands, so ``--help`` and argument errors answer in a fraction of a second; a neuron and the
@@ -165,34 +166,34 @@ def neuron_checked(lm, spec: str):
 
 
 def _register_all() -> None:
-    from neurosleuth.agents.cli import measure as cli_measure
+    from neurosleuth.cli import measure as cli_measure
 
     cli_measure.register(app)
-    from neurosleuth.agents.cli import investigate as cli_agent
+    from neurosleuth.cli import investigate as cli_agent
 
     cli_agent.register(app)
-    from neurosleuth.agents.cli import exemplars as cli_corpus
+    from neurosleuth.cli import exemplars as cli_corpus
 
     cli_corpus.register(app)
-    from neurosleuth.agents.cli import corpus as cli_corpus_table
+    from neurosleuth.cli import corpus as cli_corpus_table
 
     cli_corpus_table.register(app)
-    from neurosleuth.agents.cli import causal as cli_causal
+    from neurosleuth.cli import causal as cli_causal
 
     cli_causal.register(app)
-    from neurosleuth.agents.cli import attack as cli_attack
+    from neurosleuth.cli import attack as cli_attack
 
     cli_attack.register(app)
-    from neurosleuth.agents.cli import batch as cli_batch
+    from neurosleuth.cli import batch as cli_batch
 
     cli_batch.register(app)
-    from neurosleuth.agents.cli import score as cli_score
+    from neurosleuth.cli import score as cli_score
 
     cli_score.register(app)
-    from neurosleuth.agents.cli import records as cli_records
+    from neurosleuth.cli import records as cli_records
 
     cli_records.register(app)
-    from neurosleuth.agents.cli import atlas as cli_atlas
+    from neurosleuth.cli import atlas as cli_atlas
 
     cli_atlas.register(app)
 

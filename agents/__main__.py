@@ -1,3 +1,0 @@
-from neurosleuth.agents.cli import main
-
-main()

@@ -167,7 +167,7 @@ class PromptDeduper:
         self.strict_margin = strict_margin
         self.low_q, self.high_q, self.min_for_buckets = low_q, high_q, min_for_buckets
         self.junk = junk or JunkFilter()
-        self.index = faiss.IndexFlatIP(embedder.dim)
+        self.index: faiss.Index = faiss.IndexFlatIP(embedder.dim)
         self.texts: list[str] = []
         self.hashes: list[str] = []
         self.activations: list[float] = []

@@ -24,6 +24,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -99,9 +100,11 @@ def _offline_quiet() -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update({k: "1" for k in keys})
     bar_was_on = None
+    hf_logging: ModuleType | None = None
     try:
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging_module
 
+        hf_logging = hf_logging_module
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - transformers is a dependency

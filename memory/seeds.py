@@ -11,6 +11,7 @@ Nothing here is meant to be meaningful: the point is to land the search somewher
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -61,7 +62,10 @@ CODE_TEMPLATES = (
 )  # fmt: skip
 
 
-def _pick(rng: np.random.Generator, items: tuple[str, ...]) -> str:
+_T = TypeVar("_T")
+
+
+def _pick(rng: np.random.Generator, items: tuple[_T, ...]) -> _T:
     return items[int(rng.integers(len(items)))]
 
 

@@ -75,6 +75,11 @@ class Record:
         return cls(**d)
 
 
+# A heap entry: (ordering key, insertion sequence number, record); the key is (activation, -seq)
+# in the top heap and (-activation, -seq) in the bottom one, so ties go to the earlier record.
+_Entry = tuple[tuple[float, int], int, Record]
+
+
 class ActivationHeaps:
     """Top-k and bottom-k records (heapq, bounded), percentile buckets and running stats."""
 
@@ -97,8 +102,8 @@ class ActivationHeaps:
         self.reservoir_size, self.min_for_buckets, self.seed = reservoir_size, min_for_buckets, seed
         # Heap entries: (key, seq, record). Top: min-heap on (act, -seq) -> root is the one to
         # evict (lowest, latest). Bottom: min-heap on (-act, -seq) -> root is highest, latest.
-        self._top: list[tuple[float, int, Record]] = []
-        self._bottom: list[tuple[float, int, Record]] = []
+        self._top: list[_Entry] = []
+        self._bottom: list[_Entry] = []
         self._held: set[str] = set()  # prompts currently in either heap
         self._reservoir: list[float] = []
         self._seq = 0
@@ -129,7 +134,7 @@ class ActivationHeaps:
         """Push several records; returns how many entered the top-k."""
         return sum(self.push(r) for r in records)
 
-    def _offer(self, heap: list, key: tuple[float, int], seq: int, record: Record) -> bool:
+    def _offer(self, heap: list[_Entry], key: tuple[float, int], seq: int, record: Record) -> bool:
         entry = (key, seq, record)
         if len(heap) < self.k:
             heapq.heappush(heap, entry)

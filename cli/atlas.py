@@ -67,7 +67,7 @@ def atlas(
     or timed-out atlas continues where it stopped when run again with the same options."""
     from neurosleuth.agents.config import parse_duration
     from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
-    from neurosleuth.atlas.site import deep_dives_in, write_site
+    from neurosleuth.report.atlas_site import deep_dives_in, write_site
     from neurosleuth.tools.records import FORMATS
 
     if records_format not in FORMATS:

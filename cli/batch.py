@@ -149,7 +149,7 @@ def batch(
     err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)
     _run(queue.folder, lm if executor == "local" else None, executor, ray_address, None)
     if from_atlas is not None:  # the atlas pages link the deep dives
-        from neurosleuth.atlas.site import deep_dives_in, write_site
+        from neurosleuth.report.atlas_site import deep_dives_in, write_site
 
         write_site(from_atlas, deep_dives_in(runs_dir, cfg.model))
         console.print(f"atlas site: {from_atlas / 'site' / 'index.html'} (links the deep dives)",
@@ -270,7 +270,7 @@ def serve(
     if live:
         spec = model or first_run_model(runs_dir) or "smollm2-135m"
         lm = load(spec, device, dtype, device_map)
-    from neurosleuth.atlas.site import search_response
+    from neurosleuth.report.atlas_site import search_response
 
     server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False,
                          atlas_search=search_response)

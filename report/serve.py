@@ -15,9 +15,9 @@ Requests to ``/api/measure`` must name this server in ``Host`` (and ``Origin``, 
 ``application/json`` (so a page on another site cannot post to it without a CORS preflight, which
 is never granted). A report whose run used another model than the one loaded is refused.
 
-An atlas site under the folder (``atlas/site.py``) gets search by meaning: ``.../site/search?q=``
-is answered by ``atlas_search`` (given by the command line, which loads the embedder on the first
-search), as a page built on the server with every string escaped.
+An atlas site under the folder (``report/atlas_site.py``) gets search by meaning:
+``.../site/search?q=`` is answered by ``atlas_search`` (given by the command line, which loads the
+embedder on the first search), as a page built on the server with every string escaped.
 """
 
 from __future__ import annotations

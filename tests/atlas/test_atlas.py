@@ -23,7 +23,7 @@ from neurosleuth.atlas.build import (
     records_of,
 )
 from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
-from neurosleuth.atlas.site import search_response, write_site
+from neurosleuth.report.atlas_site import search_response, write_site
 from neurosleuth.report.serve import make_server
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools import exemplars as X

@@ -1,5 +1,5 @@
-"""The atlas site: a self-contained static site in ``DIR/site/`` that works from the file system
-and through ``neurosleuth serve``.
+"""The atlas site: the table ``atlas/build.py`` wrote, as a self-contained static site in
+``DIR/site/`` that works from the file system and through ``neurosleuth serve``.
 
 - ``index.html``: what was scanned, one row per layer (neurons, mean simulation r, median
   density, how many neurons read a concept or a kind of text), the best explained neurons, and a

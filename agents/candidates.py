@@ -86,6 +86,17 @@ def from_explainer(explanation) -> list[dict]:
              "pattern": pattern.to_dict()} for text, pattern in variants(explanation)]
 
 
+def from_read_off(entry: dict | None) -> list[dict]:
+    """The records explanation the deep dive starts from (``scoring.read_off``), as a candidate
+    with its pattern (source ``atlas``: the atlas's entry or the same read-off of the run's
+    own scan)."""
+    if not entry:
+        return []
+    return [{"text": entry["text"], "source": "atlas", "pattern": entry["pattern"],
+             "explanation": f"the records explanation ({entry['source']}), before any "
+                            "experiment"}]
+
+
 def concept_experiment(lm, neuron, explanation) -> dict | None:
     """The concept-or-list experiment (``tools/compare.py``) when the explainer named a concept
     for token-level triggers: its result as a dict, or None when there is nothing to compare."""

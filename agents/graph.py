@@ -1,15 +1,18 @@
 """The investigation as a LangGraph ``StateGraph``, checkpointed to SQLite after every node.
 
-    START -> seed -> plan -> act -> record -> check --+--> plan
-                                                      +--> probe -> hypothesize -> test --+--> plan
-                                                      +--> report -> END                  +--> report
+    START -> seed -> plan --+--> act -> record --> plan
+                            +--> probe -> hypothesize -> test -> revise --> plan
+                            +--> report -> END
 
-``probe`` gathers causal evidence (ablation vs random neurons, token attribution) for the
-hypothesis; every tool runs through ``agents/handlers.py``'s table, keyed by action type.
+``plan`` asks the policy (``agents/policy.py``) what runs next and routes there: an experiment
+(``act``, dispatched by action type through ``agents/handlers.py``), a hypothesis round (the
+nodes of ``agents/round.py``: probes, candidates, scores, then test-revise-rescore of the leader)
+or the report. Control is in the edges: no action passes through ``act`` just to be routed.
 
 ``run`` starts or resumes a run: a resumed run re-enters at the node after its last checkpoint
 (``graph.invoke(None, config)`` with the same thread id); a finished run given a larger budget
-re-enters at ``check``.
+re-enters at ``plan``. A run checkpointed by a version whose graph had other nodes cannot resume:
+``run`` says so (its files stay as they are).
 """
 
 from __future__ import annotations
@@ -18,53 +21,40 @@ import functools
 import signal
 import sqlite3
 import threading
-from typing import Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from neurosleuth.agents import nodes
+from neurosleuth.agents import nodes, round
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.state import InvestigationState
 
 THREAD = {"thread_id": "investigation"}
-NODES_PER_ITERATION = 7  # plan, act, record, check (+ probe, hypothesize, test now and then)
-
-
-def route_after_check(state: InvestigationState) -> Literal["plan", "probe", "report"]:
-    return nodes.route_after_check(state)  # type: ignore[return-value]
-
-
-def route_after_test(state: InvestigationState) -> Literal["plan", "report"]:
-    return nodes.route_after_test(state)  # type: ignore[return-value]
+NODES_PER_ITERATION = 7  # plan, act, record (+ probe, hypothesize, test, revise now and then)
+NODES = {"seed": nodes, "plan": nodes, "act": nodes, "record": nodes, "probe": round,
+         "hypothesize": round, "test": round, "revise": round, "report": nodes}
 
 
 def build_graph(ctx: RunContext, checkpointer):
     g = StateGraph(InvestigationState)
-    for name in (
-        "seed",
-        "plan",
-        "act",
-        "record",
-        "check",
-        "probe",
-        "hypothesize",
-        "test",
-        "report",
-    ):
-        fn = functools.partial(getattr(nodes, name), ctx)
+    for name, module in NODES.items():
+        fn = functools.partial(getattr(module, name), ctx)
         g.add_node(name, nodes.timed(ctx, name, fn))
     g.add_edge(START, "seed")
     g.add_edge("seed", "plan")
-    g.add_edge("plan", "act")
+    g.add_conditional_edges("plan", nodes.route_after_plan)
     g.add_edge("act", "record")
-    g.add_edge("record", "check")
-    g.add_conditional_edges("check", route_after_check)
+    g.add_edge("record", "plan")
     g.add_edge("probe", "hypothesize")
     g.add_edge("hypothesize", "test")
-    g.add_conditional_edges("test", route_after_test)
+    g.add_edge("test", "revise")
+    g.add_edge("revise", "plan")
     g.add_edge("report", END)
     return g.compile(checkpointer=checkpointer)
+
+
+class OldRunError(RuntimeError):
+    """A run checkpointed by a version of the graph with other nodes: it cannot resume."""
 
 
 def run(ctx: RunContext, resume: bool = False) -> dict:
@@ -81,6 +71,13 @@ def run(ctx: RunContext, resume: bool = False) -> dict:
             if not snapshot.values:
                 start = {}  # killed before the first checkpoint: start over
             else:
+                gone = [n for n in (snapshot.next or ()) if n not in NODES]
+                if gone or "costs" not in snapshot.values and "hypothesis_due" in snapshot.values:
+                    raise OldRunError(
+                        f"{ctx.files.path.name} was checkpointed by an older neurosleuth (its "
+                        f"graph had a node {', '.join(gone) or 'check'!r} that this version "
+                        "replaced): it cannot resume. Its files are kept; start a new run "
+                        "(the same command without --resume, or a new --run-id).")
                 ctx.reload_exemplars()
                 if not snapshot.next:  # finished: re-enter at check with the new budget
                     graph.update_state(

@@ -11,17 +11,16 @@ test and compare in ``agents/experiments.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from neurosleuth.agents import experiments, probes
 from neurosleuth.agents.actions import (
     CompareHypotheses,
     Experiment,
-    Finish,
     ProposePrompts,
     RunAblation,
     RunAttack,
     RunAttribution,
-    RunHypothesis,
     RunPatch,
     RunSteering,
     TestHypothesis,
@@ -105,18 +104,9 @@ def run_attack(ctx: RunContext, action: RunAttack, state: dict) -> Outcome:
             "summary": f"attack ({action.direction}): {outcome['summary']}"}
 
 
-def run_hypothesis(ctx: RunContext, action: RunHypothesis, state: dict) -> Outcome:
-    """Nothing to measure: the ``check`` node sees the choice and routes to a hypothesis round."""
-    return {"rows": [], "forward_passes": 0, "summary": "a hypothesis round is next"}
+Handler = Callable[[RunContext, Any, dict], Outcome]
 
-
-def run_finish(ctx: RunContext, action: Finish, state: dict) -> Outcome:
-    """Nothing to measure: the ``check`` node ends the run (once there is a hypothesis)."""
-    return {"rows": [], "forward_passes": 0, "summary": f"finish: {action.reason}"}
-
-
-Handler = Callable[[RunContext, Experiment, dict], Outcome]
-
+# control actions (RunHypothesis, Finish) are not here: they are routes of the graph (``plan``)
 HANDLERS: dict[type, Handler] = {
     ProposePrompts: run_prompts,
     RunAttack: run_attack,
@@ -126,8 +116,6 @@ HANDLERS: dict[type, Handler] = {
     RunPatch: experiments.run_patch,
     TestHypothesis: experiments.run_test,
     CompareHypotheses: experiments.run_compare,
-    RunHypothesis: run_hypothesis,
-    Finish: run_finish,
 }
 
 

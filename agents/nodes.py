@@ -1,7 +1,12 @@
 """Graph nodes of an investigation: small functions ``(context, state) -> update``, bound to the
 run's frozen ``RunContext`` (the model, memory, planner and run files of a run) by the graph.
 
-seed -> plan -> act -> record -> check -> (plan | probe -> hypothesize -> test -> (plan | report))
+    seed -> plan --+--> act -> record -> plan
+                   +--> probe -> hypothesize -> test -> revise -> plan   (a hypothesis round)
+                   +--> report
+
+``plan`` asks the policy (``agents/policy.py``, the one owner of "what next") and routes; the
+round's nodes live in ``agents/round.py``.
 
 Every node is safe to run twice (a kill between a node's side effects and its checkpoint makes
 LangGraph run it again on resume): appends to run files are keyed by step and skipped when
@@ -13,23 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
-
-from neurosleuth.agents import candidates, handlers, policy, scoring
-from neurosleuth.agents.actions import Finish, ProposePrompts, action_from_dict
+from neurosleuth.agents import handlers, policy
+from neurosleuth.agents.actions import Experiment, ProposePrompts, action_from_dict
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.exemplars import seed_prompts
+from neurosleuth.agents.findings import validated
 from neurosleuth.agents.recovery import recover
 from neurosleuth.agents.rundir import now_iso
-from neurosleuth.agents.state import (
-    InvestigationState,
-    add_usage,
-    heaps_of,
-    leader,
-    zero_usage,
-)
+from neurosleuth.agents.state import InvestigationState, add_usage, heaps_of, zero_usage
 from neurosleuth.agents.summary import finish, save_hypotheses, write_summary
 from neurosleuth.agents.view import planner_view
 from neurosleuth.memory.dedup import DedupResult, RejectedPrompt
@@ -91,7 +89,6 @@ def seed(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         "exemplar_cursor": len(pending),
         "steering": steering,
         "steer_seen": 0,
-        "hypothesis_due": False,
         "done": False,
         "stop_reason": None,
         "_event": {
@@ -110,64 +107,85 @@ QUEUED = {  # why queued prompts run, by their source
 
 
 def plan(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
-    """Queued prompts (seeds, recoveries) first; otherwise ask the planner for prompts."""
-    pending = list(state.get("pending", []))
-    n = ctx.cfg.prompts_per_step
-    if pending and pending[0].get("action"):
-        action: BaseModel = action_from_dict(pending[0]["action"])
-        return {
-            "action": action.model_dump(),
-            "action_source": pending[0]["source"],
-            "pending": pending[1:],
-            "_event": {"action": action.kind, "summary": f"queued by {pending[0]['source']}",
-                       "reason": getattr(action, "reason", "")},
-        }
-    if pending:
-        batch, rest = pending[:n], pending[n:]
-        why = QUEUED.get(batch[0]["source"], f"queued by {batch[0]['source']}")
-        action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued",
-                                reason=why)
-        return {
-            "action": action.model_dump(),
-            "action_source": batch[0]["source"],
-            "pending": rest,
-            "_event": {
-                "action": "propose_prompts",
-                "summary": f"queued {batch[0]['source']} prompts",
-                "reason": why,
-            },
-        }
+    """Take the researcher's steering, then ask the policy what runs next (``policy.decide``:
+    the one owner of that choice): queued prompts (seeds, recoveries, requests) first, else the
+    policy's experiment, which an LLM planner may change (``policy.review``), a hypothesis
+    round, or the report. The route is an edge of the graph (``route_after_plan``)."""
+    intake = take_steering(ctx, state)
+    costs = measured_costs(state)
+    now = {**state, **intake, "costs": costs}
+    stopping = "interrupted (Ctrl-C)" if ctx.stopping() else None
+    s = policy.situation(now, ctx.cfg, stopping)
+    pending = list(now.get("pending", []))
+    free = s.budget.stop is None and s.budget.closing() is None
+    if pending and free:
+        step, action, source, rest, info = _queued(s, pending, ctx.cfg.prompts_per_step)
+    else:
+        step, rest, info = policy.decide(s), pending, None
+        action, source = step.action, "policy"
+        if step.route == "act":
+            step, action, info = _ask_planner(ctx, now, s, step)
+            source = info.source
+    route = step.route
+    write_summary(ctx, {**now, "stop_reason": step.stop},
+                  "finishing" if route == "report" else "running")
+    what = (f"{len(action.prompts)} prompts" if isinstance(action, ProposePrompts)
+            else action.kind if action is not None else route)
+    update: dict[str, Any] = {
+        **intake,
+        "pending": rest,
+        "costs": costs,
+        "route": route,
+        "action": action.model_dump() if action is not None else None,
+        "action_source": source,
+        "stop_reason": step.stop,
+        "done": route == "report",
+        "mark": {"elapsed_s": state.get("elapsed_s", 0.0),
+                 "forward_passes": state.get("forward_passes", 0), "route": route},
+        "_event": {"action": what if route == "act" else route,
+                   "summary": f"{what} from {source}", "reason": step.reason},
+    }
+    if info is not None:
+        update["llm"] = add_usage(state.get("llm", zero_usage()), info.usage())
+        update["_event"].update({"llm_tokens_in": info.tokens_in,
+                                 "llm_tokens_out": info.tokens_out,
+                                 "llm_failures": info.failures, "llm_errors": info.errors[:3]})
+    return update
+
+
+def _queued(s: policy.Situation, pending: list[dict], n: int):
+    """The step for the head of the queue: a queued experiment (a researcher's request; a round
+    or a finish is routed as the policy routes them), or a batch of queued prompts."""
+    if pending[0].get("action"):
+        action = action_from_dict(pending[0]["action"])
+        step = policy.review(s, action) if isinstance(action, Experiment) else policy.Step(
+            "act", "", None)
+        return step, action, pending[0]["source"], pending[1:], None
+    batch, rest = pending[:n], pending[n:]
+    why = QUEUED.get(batch[0]["source"], f"queued by {batch[0]['source']}")
+    action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued", reason=why)
+    return policy.Step("act", why, action), action, batch[0]["source"], rest, None
+
+
+def _ask_planner(ctx: RunContext, state: dict, s: policy.Situation, step: policy.Step):
+    """The planner writes the prompts of a search; an adaptive run's planner may choose another
+    experiment than the policy's (``policy.review`` routes it)."""
     view = planner_view(ctx, state)
     temperature = state.get("temperature", ctx.cfg.temperature)
-    if ctx.cfg.policy == "fixed":  # the schedule: a prompt search every step
+    n = ctx.cfg.prompts_per_step
+    suggestion = step.action
+    assert suggestion is not None
+    if ctx.cfg.policy == "fixed":
         action, info = ctx.planner.propose(view, n, temperature)
-    else:
-        suggestion = policy.choose(policy.situation(state, ctx.cfg))
-        action, info = ctx.planner.choose(view, suggestion, n, temperature)
-        if isinstance(action, Finish) and not state.get("hypotheses"):
-            action = suggestion.model_copy(update={"reason": (
-                f"{suggestion.reason} (finish refused: no hypothesis yet)")})
-            if isinstance(action, ProposePrompts) and not action.prompts:
-                written, more = ctx.planner.propose(view, n, temperature)
-                action = written.model_copy(update={"reason": action.reason})
-                info = info.and_then(more)
-    reason = getattr(action, "reason", "")
-    what = (f"{len(action.prompts)} prompts" if isinstance(action, ProposePrompts)
-            else action.kind)
-    return {
-        "action": action.model_dump(),
-        "action_source": info.source,
-        "llm": add_usage(state.get("llm", zero_usage()), info.usage()),
-        "_event": {
-            "action": action.kind,
-            "summary": f"{what} from {info.source}",
-            "reason": reason,
-            "llm_tokens_in": info.tokens_in,
-            "llm_tokens_out": info.tokens_out,
-            "llm_failures": info.failures,
-            "llm_errors": info.errors[:3],
-        },
-    }
+        return policy.Step("act", suggestion.reason, action), action, info
+    action, info = ctx.planner.choose(view, suggestion, n, temperature)
+    reviewed = policy.review(s, action)
+    if reviewed.route == "act" and isinstance(action, ProposePrompts) and not action.prompts:
+        written, more = ctx.planner.propose(view, n, temperature)
+        action = written.model_copy(update={"reason": action.reason})
+        info = info.and_then(more)
+        reviewed = policy.Step("act", action.reason, action)
+    return reviewed, reviewed.action, info
 
 
 def act(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
@@ -217,7 +235,7 @@ def record(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     }
     outcome = state["outcome"]
     if outcome.get("evidence"):  # a finding of an experiment the planner chose
-        update["evidence"] = [{**outcome["evidence"], "step": step}]
+        update["evidence"] = [validated({**outcome["evidence"], "step": step})]
     if outcome.get("hypothesis"):  # a comparison overturned the leader
         update["hypotheses"] = [{**outcome["hypothesis"], "step": step}]
         save_hypotheses(ctx, state.get("hypotheses", []) + update["hypotheses"])
@@ -237,8 +255,9 @@ def record(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     return update
 
 
-def check(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
-    """Budgets, Ctrl-C, live steering, and whether a hypothesis is due."""
+def take_steering(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
+    """The researcher's new steering lines (``steer.jsonl``): messages for the planner,
+    hypotheses to score, experiments queued before the planner's next choice."""
     new = ctx.files.read_steering(state.get("steer_seen", 0))
     steering = list(state.get("steering", []))
     users = list(state.get("user_hypotheses", []))
@@ -250,172 +269,24 @@ def check(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
             requests.append({"action": {**msg["request"], "reason": msg["message"]},
                              "source": "steer"})
         else:
-            steering.append({**msg, "applied_step": state["iteration"] + 1})
-    reason = stop_reason(ctx, state)
-    last = state.get("hypotheses", [])
-    if ctx.cfg.policy == "fixed":  # the schedule: every ``hypothesis_every`` steps
-        due = state["iteration"] % ctx.cfg.hypothesis_every == 0
-    else:  # the planner asked; or it went twice the schedule's interval without one
-        since = state["iteration"] - (last[-1]["step"] if last else 0)
-        due = ((state.get("action") or {}).get("kind") == "hypothesize"
-               or since >= 2 * ctx.cfg.hypothesis_every)
-    due = due or reason is not None
-    if last and last[-1]["step"] == state["iteration"]:
-        due = False
-    write_summary(ctx, {**state, "steering": steering},
-                  "running" if reason is None else "finishing")
-    return {
-        "steering": steering,
-        "user_hypotheses": users,
-        **({"pending": requests + list(state.get("pending", []))} if requests else {}),
-        "steer_seen": state.get("steer_seen", 0) + len(new),
-        "done": reason is not None,
-        "stop_reason": reason,
-        "hypothesis_due": due,
-        "_event": {
-            "action": "check",
-            "summary": reason or "continue",
-            "steering_applied": [m["message"] for m in new if m.get("kind") != "hypothesis"],
-        },
-    }
+            steering.append({**msg, "applied_step": state.get("iteration", 0) + 1})
+    return {"steering": steering, "user_hypotheses": users,
+            "pending": requests + list(state.get("pending", [])),
+            "steer_seen": state.get("steer_seen", 0) + len(new)}
 
 
-def probe(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
-    """Causal evidence before a hypothesis: ablation vs random neurons, token attribution."""
-    start = time.perf_counter()
-    skip: frozenset[str] = frozenset()
-    if ctx.cfg.policy != "fixed":  # probes the planner ran since the last hypothesis
-        last = (leader(state) or {"step": 0})["step"]
-        skip = frozenset(e["kind"] for e in state.get("experiments", []) if e["step"] > last)
-    findings, passes = handlers.run_probes(ctx, state, skip)
-    return {
-        "evidence": findings,
-        "forward_passes": state["forward_passes"] + passes,
-        "model_s": state.get("model_s", 0.0) + time.perf_counter() - start,
-        "_event": {"action": "probe", "summary": "; ".join(f["headline"] for f in findings)},
-    }
-
-
-def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
-    """Candidates from every source (``agents/candidates.py``): the explainer's, the planner's
-    (which sees the explainer's findings), the previous best, the researcher's."""
-    start = time.perf_counter()
-    explanation = scoring.explain(ctx, state)
-    experiment = (candidates.concept_experiment(ctx.lm, ctx.neuron, explanation)
-                  or candidates.kind_experiment(ctx.lm, ctx.neuron, explanation))
-    model_s = time.perf_counter() - start
-    action, info = ctx.planner.hypothesize(planner_view(ctx, state, explanation))
-    last = leader(state)
-    users = [ctx.cfg.hypothesis] if ctx.cfg.hypothesis else []
-    cands = candidates.gather(
-        candidates.from_explainer(explanation),
-        [{"text": action.text, "source": info.source, "explanation": action.explanation}],
-        [{"text": last["text"], "source": "previous best",
-          "explanation": last.get("explanation", "")}] if last else [],
-        [{"text": u, "source": "researcher", "explanation": ""}
-         for u in users + list(state.get("user_hypotheses", []))],
-    )
-    draft = {"step": state["iteration"], "candidates": cands, **cands[0],
-             "experiment": experiment}
-    summary = f"{len(cands)} candidates; explainer: {explanation.sentence}"
-    if experiment:
-        summary += f"; experiment: {experiment['summary']}"
-    return {
-        "pending_hypothesis": draft,
-        "llm": add_usage(state["llm"], info.usage()),
-        "forward_passes": state["forward_passes"] + explanation.forward_passes
-        + (experiment or {}).get("forward_passes", 0),
-        "model_s": state.get("model_s", 0.0) + model_s,
-        "_event": {
-            "action": "hypothesis",
-            "summary": summary,
-            "llm_tokens_out": info.tokens_out,
-            "llm_failures": info.failures,
-        },
-    }
-
-
-def test(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
-    """Score every candidate on the same held-out windows (``score/run.py``); the best margin over
-    the floor becomes the hypothesis. A scoring error is recorded, never fatal to the run."""
-    draft = state["pending_hypothesis"]
-    scored, written = candidates.score_all(ctx, draft["candidates"], state)
-    winner = candidates.best(scored)
-    decided = None
-    if winner is not None:
-        winner, decided = candidates.decide(scored, winner, draft.get("experiment"))
-    table = [{k: c.get(k) for k in ("text", "source", "explanation", "rejected", "score_error",
-                                     "score")}
-             | {"summary": summary_of(c.get("score")),
-                "margin": (c.get("score") or {}).get("margin"),
-                "margin_ci": (c.get("score") or {}).get("margin_ci"),
-                **({"pattern": c["pattern"]} if c.get("pattern") else {})} for c in scored]
-    if winner is None:
-        first = next((c for c in scored if not c.get("rejected")), scored[0])
-        hyp = {**draft, **_without_score(first), "score": None, "candidates": table,
-               "score_error": first.get("score_error") or "no candidate could be scored"}
-        hyp.pop("pattern", None)
-        save_hypotheses(ctx, state.get("hypotheses", []) + [hyp])
-        return {
-            "hypotheses": [hyp],
-            "pending_hypothesis": None,
-            "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
-        }
-    record = winner["score"]
-    found, attack_passes = scoring.attack_counterexamples(
-        ctx, winner["text"], state, record.get("threshold", 0.0),
-        candidates.writer_for(ctx, draft["candidates"]),
-    )
-    details = record["details"]
-    details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]
-    details["predicted_low_but_high"] = details["attack_counterexamples"] + details.get(
-        "predicted_low_but_high", []
-    )
-    hyp = {**draft, **_without_score(winner), "score": record, "candidates": table,
-           "decided_by": decided}
-    hyp.pop("pattern", None)
-    save_hypotheses(ctx, state.get("hypotheses", []) + [hyp])
-    return {
-        "hypotheses": [hyp],
-        "pending_hypothesis": None,
-        "forward_passes": state["forward_passes"] + written + attack_passes,
-        "_event": {
-            "action": "score",
-            "summary": f"{winner['source']} wins of {len(scored)}: {winner['text']} "
-            f"({summary_of(record)}); the attack found {len(found)} counterexample(s)"
-            + (f"; decided by the {decided['experiment']} experiment ({decided['verdict']})"
-               if decided and decided["changed"] else ""),
-        },
-    }
-
-
-def _without_score(c: dict) -> dict:
-    return {k: v for k, v in c.items() if k not in ("score", "pattern", "rejected")}
-
-
-def summary_of(record: dict | None) -> str:
-    if not record:
-        return ""
-    lo, hi = record.get("margin_ci", [None, None])
-    return (f"aggregate {record['aggregate']:.3f}, margin {record['margin']:+.3f}"
-            + (f" (95% CI {lo:+.3f}..{hi:+.3f})" if lo is not None else ""))
-
-
-def stop_reason(ctx: RunContext, state: InvestigationState) -> str | None:
-    """Why the run stops now, or None: a stop request (Ctrl-C, a batch stopping), the planner's
-    finish (once there is a hypothesis), or a budget spent."""
-    cfg = ctx.cfg
-    if ctx.stopping():
-        return "interrupted (Ctrl-C)"
-    if (state.get("action") or {}).get("kind") == "finish" and state.get("hypotheses"):
-        return "planner finished: " + (state["action"].get("reason") or "decided")
-    if state["iteration"] >= cfg.iterations:
-        return f"iteration budget ({cfg.iterations})"
-    if cfg.max_forward_passes and state["forward_passes"] >= cfg.max_forward_passes:
-        return f"forward-pass budget ({cfg.max_forward_passes})"
-    if cfg.time_budget_s and state.get("elapsed_s", 0.0) >= cfg.time_budget_s:
-        return f"time budget ({cfg.time_budget_s:.0f} s)"
-    return None
+def measured_costs(state: InvestigationState) -> dict[str, Any]:
+    """The last step's and the last round's cost in seconds and forward passes, measured from
+    the previous ``plan`` (``mark``) to this one; the policy reserves them in the budget."""
+    costs = dict(state.get("costs") or {})
+    mark = state.get("mark")
+    if mark:
+        ds = state.get("elapsed_s", 0.0) - mark["elapsed_s"]
+        dp = state.get("forward_passes", 0) - mark["forward_passes"]
+        key = {"act": "step", "round": "round"}.get(mark["route"])
+        if key:
+            costs[f"{key}_s"], costs[f"{key}_passes"] = round(ds, 3), dp
+    return costs
 
 
 def remember(ctx: RunContext, step: int, measured: list[dict], checked: dict | None) -> None:
@@ -439,11 +310,12 @@ def report(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     return {"_event": {"action": "report", "summary": status}}
 
 
-def route_after_check(state: InvestigationState) -> str:
-    if state.get("hypothesis_due"):
+def route_after_plan(state: InvestigationState) -> Literal["act", "probe", "report"]:
+    """The plan's route: an experiment, a hypothesis round (it starts with the probes), or the
+    report."""
+    route = state.get("route")
+    if route == "round":
         return "probe"
-    return "report" if state.get("done") else "plan"
-
-
-def route_after_test(state: InvestigationState) -> str:
-    return "report" if state.get("done") else "plan"
+    if route == "report":
+        return "report"
+    return "act"

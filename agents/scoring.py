@@ -73,6 +73,57 @@ def explain(ctx: RunContext, state: dict):
     return result
 
 
+def read_off(ctx: RunContext) -> dict | None:
+    """The records explanation a deep dive starts from (the atlas read-off): the neuron's atlas
+    entry when it was picked from one (``cfg.atlas``, ``batch --from-atlas``), else the records
+    explainer (``tools/records_explain.py``) on the run's own scan: its top windows and random
+    sample, no forward pass. ``{"text", "pattern", "source"}``, saved as ``readoff.json``; None
+    when there is nothing to read."""
+    saved = ctx.files.read_json("readoff.json")
+    if saved:
+        return saved
+    entry = _atlas_entry(ctx)
+    if entry is None:
+        from neurosleuth.tools.exemplars import random_records
+        from neurosleuth.tools.records import Record
+        from neurosleuth.tools.records_explain import explain_records
+
+        cfg = ctx.cfg
+        top = [Record(tuple(e["tokens"]), np.asarray(e["acts"], dtype=float))
+               for e in ctx.exemplars.top]
+        others = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in random_records(
+            ctx.lm, ctx.neuron, cfg.corpus, max(cfg.k, 2 * cfg.prompts_per_step), cfg.window,
+            cfg.exemplar_tokens)]
+        if not top:
+            return None
+        ex = explain_records(top, others, str(ctx.neuron))
+        if ex.pattern.kind == "none":
+            return None
+        entry = {"text": ex.sentence, "pattern": ex.pattern.to_dict(), "source": "records"}
+    ctx.files.write_json("readoff.json", entry)
+    return entry
+
+
+def _atlas_entry(ctx: RunContext) -> dict | None:
+    """The neuron's row of ``cfg.atlas`` (``atlas.parquet``), or None (no atlas, no row)."""
+    if not ctx.cfg.atlas:
+        return None
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(ctx.cfg.atlas) / "atlas.parquet"
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path, columns=["neuron", "explanation", "pattern"])
+    rows = frame[frame["neuron"] == str(ctx.neuron)]
+    if rows.empty or not rows.iloc[0]["pattern"]:
+        return None
+    row = rows.iloc[0]
+    return {"text": row["explanation"], "pattern": json.loads(row["pattern"]), "source": "atlas"}
+
+
 def score(ctx: RunContext, hypothesis: str, writer: Any = None):
     """Score a hypothesis (``score/run.py``): with ``writer``, else the run's planner writes."""
     from neurosleuth.score.run import score_hypothesis

@@ -34,13 +34,9 @@ class PromptRow(TypedDict):
     similarity: float | None
 
 
-class Finding(TypedDict, total=False):
-    """What an experiment found (``agents/probes.py``, ``agents/experiments.py``); the keys
-    beyond these depend on the kind (ablation z-scores, patched prompts, compared texts)."""
-
-    kind: str  # ablate | attribution | steer | patch | test | compare
-    step: int
-    headline: str
+# What an experiment found: a dict of one of the typed records of ``agents/findings.py`` (a
+# discriminated union on ``kind``), validated as it enters the state, read back typed.
+Finding = dict[str, Any]
 
 
 class Candidate(TypedDict, total=False):
@@ -111,7 +107,9 @@ class InvestigationState(TypedDict, total=False):
     steering: list[dict[str, Any]]  # {message, received_at, applied_step}
     steer_seen: int  # lines of steer.jsonl already taken
     user_hypotheses: list[str]  # the researcher's candidates (--hypothesis, steer --hypothesis)
-    hypothesis_due: bool
+    route: str  # where ``plan`` sent the graph: act, round or report (``policy.Route``)
+    mark: dict[str, Any]  # elapsed_s, forward_passes and route at the last plan
+    costs: dict[str, Any]  # the last step's and round's seconds and passes (measured_costs)
     pending_hypothesis: Hypothesis | None  # drafted by hypothesize, scored by test
     done: bool
     stop_reason: str | None

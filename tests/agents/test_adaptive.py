@@ -11,8 +11,7 @@ import pytest
 from neurosleuth.agents.actions import Finish, RunAblation
 from neurosleuth.agents.planner import HeuristicBackend
 from neurosleuth.agents.rundir import post_steering
-from neurosleuth.agents.session import investigate
-from tests.agent_helpers import ScriptedPlanner, words, write_corpus
+from tests.agent_helpers import ScriptedPlanner, investigate, words, write_corpus
 from tests.agents.test_agent import config, events
 
 
@@ -53,37 +52,24 @@ def test_chosen_findings_reach_the_state_and_skip_the_rounds_probe(tmp_path, tin
     run = investigate(cfg, lm=tiny_lm, planner=planner)
     evidence = json.loads((run / "evidence.json").read_text())
     ablations = [e for e in evidence if e["kind"] == "ablate"]
-    assert ablations[0]["mode"] == "mean" and ablations[0]["prompts"] == 2
+    # the first round's probe (the run starts from the read-off), then the planner's choice
+    assert ablations[1]["mode"] == "mean" and ablations[1]["prompts"] == 2
     assert chosen(run)[1] == ("ablate", "scripted", "causal?")  # after the exemplar seeds
-    # the final round's probe ran attribution and steering, not a second ablation
-    assert len(ablations) == 1 and {e["kind"] for e in evidence} >= {"attribute", "steer"}
+    # the closing round's probe ran attribution and steering, not a third ablation
+    assert len(ablations) == 2 and {e["kind"] for e in evidence} >= {"attribute", "steer"}
 
 
-def test_finish_waits_for_a_hypothesis_then_ends_the_run(tmp_path, tiny_lm, corpus):
+def test_the_run_starts_with_a_round_and_finish_ends_it(tmp_path, tiny_lm, corpus):
     prompts = [[words(i * 4 + j) for j in range(4)] for i in range(10)]
     planner = ScriptedPlanner(prompts, choices=[Finish(reason="enough")])
-    cfg = config(tmp_path, corpus, run_id="early", iterations=3, hypothesis_every=3)
+    cfg = config(tmp_path, corpus, run_id="early", iterations=8, hypothesis_every=3)
     run = investigate(cfg, lm=tiny_lm, planner=planner)
-    first = [e for e in events(run) if e["node"] == "plan"][1]  # after the exemplar seeds
-    assert "finish refused: no hypothesis yet" in first["reason"]
+    plans = [e for e in events(run) if e["node"] == "plan"]
+    assert plans[1]["action"] == "round" and "no hypothesis yet" in plans[1]["reason"]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["iterations"] == 3  # the refused finish did not stop it
-
-    planner = ScriptedPlanner(prompts)
-    cfg = config(tmp_path, corpus, run_id="late", iterations=8, hypothesis_every=2)
-
-    original = planner.choose
-
-    def finish_after_first_round(view, suggestion, n, temperature):
-        if view.hypothesis:  # a round has happened
-            return Finish(reason="decided"), original(view, suggestion, n, temperature)[1]
-        return original(view, suggestion, n, temperature)
-
-    planner.choose = finish_after_first_round
-    run = investigate(cfg, lm=tiny_lm, planner=planner)
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["stop_reason"] == "planner finished: decided"
+    assert summary["stop_reason"] == "finished: enough"
     assert summary["iterations"] < 8
+    assert json.loads((run / "hypotheses.json").read_text())
 
 
 def test_structured_steering_requests_run_as_they_are(tmp_path, tiny_lm, corpus):
@@ -116,7 +102,7 @@ def test_a_run_from_before_the_policy_resumes_on_its_schedule(tmp_path, tiny_lm,
     under the fixed schedule it was started with: prompts at every new step."""
     import pandas as pd
 
-    from neurosleuth.agents.session import resume
+    from tests.agent_helpers import resume
 
     cfg = config(tmp_path, corpus, run_id="old", iterations=2, policy="fixed")
     run = investigate(cfg, lm=tiny_lm, planner=HeuristicBackend(0))

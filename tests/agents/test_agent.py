@@ -14,8 +14,14 @@ import pytest
 from neurosleuth.agents.config import RunConfig, parse_duration, resolve_config, run_path
 from neurosleuth.agents.planner import HeuristicBackend
 from neurosleuth.agents.rundir import post_steering
-from neurosleuth.agents.session import investigate, resume
-from tests.agent_helpers import ScriptedPlanner, save_tiny_model, words, write_corpus
+from tests.agent_helpers import (
+    ScriptedPlanner,
+    investigate,
+    resume,
+    save_tiny_model,
+    words,
+    write_corpus,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +54,13 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     planner = ScriptedPlanner([[words(i * 4 + j) for j in range(4)] for i in range(10)])
     run = investigate(config(tmp_path, corpus, policy="fixed"), lm=tiny_lm, planner=planner)
     nodes = [e["node"] for e in events(run)]
-    assert nodes[:5] == ["seed", "plan", "act", "record", "check"]
+    assert nodes[:5] == ["seed", "plan", "act", "record", "plan"]
     assert nodes.count("record") == 4 and nodes[-1] == "report"
-    assert nodes.count("probe") == nodes.count("hypothesize") == nodes.count("test") == 2
+    rounds = nodes.count("probe")
+    assert rounds == nodes.count("hypothesize") == nodes.count("test") == nodes.count("revise") == 2
     evidence = json.loads((run / "evidence.json").read_text())
-    assert [e["kind"] for e in evidence] == ["ablate", "attribute", "steer"] * 2
+    assert [e["kind"] for e in evidence if e["kind"] != "revise"] == [
+        "ablate", "attribute", "steer"] * 2
     assert evidence[2]["promoted"] and evidence[2]["kl"] > 0
     assert evidence[0]["kl"] >= 0 and evidence[0]["kl_z"] is not None
     assert "Causal evidence" in (run / "report.md").read_text()
@@ -78,7 +86,8 @@ def test_graph_routes_and_writes_every_file(tmp_path, tiny_lm, corpus):
     hyps = json.loads((run / "hypotheses.json").read_text())
     # best of candidates: the explainer's, the planner's ("Fires on 'cat'.") and the previous best
     cands = hyps[-1]["candidates"]
-    assert {c["source"] for c in cands} >= {"explainer", "scripted", "previous best"}
+    # (the previous best is folded into an equal text of an earlier source)
+    assert {c["source"] for c in cands} >= {"atlas", "explainer", "scripted"}
     scored = [c for c in cands if c["summary"]]
     assert any(c["text"] == "Fires on 'cat'." for c in scored)
     assert hyps[-1]["text"] in {c["text"] for c in scored}

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from types import SimpleNamespace
 
 import pytest
 
 from neurosleuth.agents import handlers, recovery
 from neurosleuth.agents.actions import EXPERIMENTS, RunAttack
 from neurosleuth.agents.context import Alone, Exemplars, RunContext
+from neurosleuth.agents.rundir import RunFiles
+from neurosleuth.agents.summary import finish
 from neurosleuth.memory.stagnation import DEFAULT_STRATEGIES
+from neurosleuth.memory.topk import ActivationHeaps
 
 
-def test_every_experiment_has_one_handler():
-    assert set(handlers.HANDLERS) == set(EXPERIMENTS)
+def test_every_experiment_has_one_handler_and_control_actions_are_routes():
+    from neurosleuth.agents.actions import Finish, RunHypothesis
+
+    assert set(handlers.HANDLERS) == set(EXPERIMENTS) - {RunHypothesis, Finish}
 
 
 def test_the_context_cannot_be_reassigned():
@@ -54,3 +60,17 @@ def test_each_recovery_strategy_changes_the_state():
     assert RunAttack.model_validate(queued["action"]).reason == "stagnation recovery"
     with pytest.raises(ValueError, match="unknown recovery strategy 'pray'"):
         recovery.recover(ctx, "pray", state)
+
+
+@pytest.mark.parametrize("with_reporter", [True, False])
+def test_the_report_comes_from_the_reporter_given_from_above(tmp_path, with_reporter):
+    """The agent imports no report: at the end ``finish`` writes the run's data files, then hands
+    the folder, model and neuron to the run's reporter; a run without one writes data only."""
+    calls = []
+    ctx = RunContext(cfg=SimpleNamespace(run_id="r", model="m", k=3), planner_note="",
+                     lm=SimpleNamespace(describe=lambda: "tiny"), neuron="0:1",
+                     planner=SimpleNamespace(name="scripted"), files=RunFiles(tmp_path / "r"),
+                     memory=None, reporter=(lambda *a: calls.append(a)) if with_reporter else None)
+    finish(ctx, {"heaps": ActivationHeaps(k=3).to_dict()}, "finished")
+    assert (tmp_path / "r" / "summary.json").is_file() and (tmp_path / "r" / "heaps.json").is_file()
+    assert calls == ([(tmp_path / "r", ctx.lm, "0:1")] if with_reporter else [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from neurosleuth.agents import policy
+from neurosleuth.agents.actions import Finish, RunHypothesis, RunPatch
 from neurosleuth.agents.policy import Candidate, Situation
 
 LEAD = Candidate("Fires on colour words.", 0.30, 0.22, 0.38)
@@ -22,17 +23,61 @@ def kind(s: Situation) -> str:
     return policy.choose(s).kind
 
 
-def test_search_while_the_top_list_grows_in_the_first_half():
+def test_a_round_first_then_search_while_the_top_list_grows_in_the_first_half():
     action = policy.choose(START)
+    assert action.kind == "hypothesize" and "records explanation" in action.reason
+    grows = replace(AFTER, leading=None, rivals=(), grew=3, steps_since_hypothesis=1,
+                    budget_used=0.1)
+    action = policy.choose(grows)
     assert action.kind == "propose_prompts" and "grew by 3" in action.reason
-    assert kind(replace(START, budget_used=0.6)) == "ablate"  # past half: stop searching
+    assert "grew by" not in policy.choose(replace(grows, budget_used=0.6)).reason  # past half
 
 
-def test_causal_evidence_then_the_explainer_before_the_first_hypothesis():
-    stalled = replace(START, grew=0, stalled=2)
-    assert kind(stalled) == "ablate"
-    action = policy.choose(replace(stalled, evidence_kinds=frozenset({"ablate"})))
-    assert action.kind == "hypothesize" and "2 step(s) without a new best" in action.reason
+def test_causal_evidence_when_none_yet():
+    idle = replace(AFTER, leading=None, rivals=(), steps_since_hypothesis=1,
+                   evidence_kinds=frozenset())
+    action = policy.choose(idle)
+    assert action.kind == "ablate" and "no causal evidence yet" in action.reason
+
+
+def test_a_stop_or_a_spent_budget_gives_a_closing_round_then_the_report():
+    spent = replace(AFTER, steps_since_hypothesis=2,
+                    budget=policy.Budget(stop="time budget (90 s)"))
+    step = policy.decide(spent)
+    assert step.route == "round" and step.stop == "time budget (90 s)"
+    done = replace(spent, steps_since_hypothesis=0)
+    assert policy.decide(done).route == "report"
+
+
+def test_the_closing_round_is_reserved_in_the_budget():
+    budget = policy.Budget(time_left_s=30.0, time_budget_s=90.0, step_s=5.0, round_s=40.0)
+    s = replace(AFTER, steps_since_hypothesis=2, budget=budget)
+    step = policy.decide(s)
+    assert step.route == "round" and "closing round" in step.reason and step.stop
+    assert policy.decide(replace(s, steps_since_hypothesis=0)).route == "report"
+    roomy = replace(s, budget=replace(budget, time_left_s=60.0))
+    assert policy.decide(roomy).route == "act"
+    # before any round: a prior share of the budget is reserved
+    prior = replace(budget, round_s=None, time_left_s=0.3 * 90)
+    assert policy.decide(replace(s, budget=prior)).route == "round"
+    passes = policy.Budget(passes_left=100, pass_budget=1000, step_passes=20, round_passes=300)
+    assert policy.decide(replace(s, budget=passes)).route == "round"
+
+
+def test_review_routes_control_actions_and_refuses_an_early_finish():
+    assert policy.review(START, Finish(reason="enough")).route == "round"
+    assert "finish refused" in policy.review(START, Finish(reason="enough")).reason
+    step = policy.review(AFTER, Finish(reason="enough"))
+    assert step.route == "report" and step.stop == "finished: enough"
+    assert policy.review(AFTER, RunHypothesis(reason="now")).route == "round"
+    assert policy.review(AFTER, RunPatch()).route == "act"
+
+
+def test_the_fixed_schedule_searches_and_holds_a_round_every_n_steps():
+    fixed = replace(AFTER, fixed=True, step=4, steps_since_hypothesis=4, hypothesis_every=4)
+    assert policy.decide(fixed).route == "round"
+    step = policy.decide(replace(fixed, step=5, steps_since_hypothesis=1))
+    assert step.route == "act" and step.action.kind == "propose_prompts"
 
 
 def test_close_rivals_are_compared_once_then_causal_evidence_then_a_test():
@@ -90,8 +135,11 @@ def test_the_situation_is_read_from_graph_state():
              "stagnation": {"stale": 1},
              "hypotheses": [{"step": 2, "text": LEAD.text, "candidates": table}],
              "experiments": [{"step": 1, "kind": "attack"}, {"step": 3, "kind": "patch"}],
-             "evidence": [{"kind": "ablate", "step": 1, "kl_z": 3.5},
-                          {"kind": "compare", "step": 3, "a": CLOSE.text, "b": LEAD.text}]}
+             "evidence": [{"kind": "ablate", "step": 1, "kl_z": 3.5, "mode": "zero",
+                           "prompts": 4},
+                          {"kind": "compare", "step": 3, "a": CLOSE.text, "b": LEAD.text,
+                           "prompts": 8, "disagree": 3, "a_right": 2, "b_right": 1, "p": 1.0,
+                           "verdict": "undecided", "threshold": 0.5}]}
     cfg = RunConfig(iterations=10, max_forward_passes=100, hypothesis_every=3)
     s = policy.situation(state, cfg)
     assert s.grew == 1 and s.budget_used == 0.5 and s.stalled == 1

@@ -1,0 +1,115 @@
+"""Test, revise, rescore: the leading hypothesis of a round is put to experiments, clause by
+clause, edited where they refute it, and kept only if the edit holds up on held-out text.
+
+One revision round (``revise``):
+
+1. **test**: every clause of the leader's pattern goes to its experiment on the model
+   (``tools/clauses.py``): each member, seen and unseen, one by one; each required context with
+   and without it, in the neuron's own contexts and in new sentences; the kind of text against
+   the same content in another kind; each facet;
+2. **revise**: drop members that stay quiet, add words that fire, name a list whose class fires,
+   drop a class whose unseen members do not, drop a context that does not matter, replace a kind
+   of text that does not fire more by the words, drop a facet whose words do not fire;
+3. **rescore**: the revised hypothesis (its sentence, simulated by its pattern) is scored as every
+   candidate is (``scoring.score``: the same held-out windows, the same controls). It replaces
+   the leader when its margin over the floor rises by ``RISE``, or when the edits only drop
+   clauses the experiments refuted and the margin stays within ``KEEP`` (held-out corpus windows
+   rarely hold the sentences that refuted them).
+
+Rounds repeat while a revision is accepted (at most ``MAX_ROUNDS``) and the deadline allows.
+Every round is logged: clause, experiment, result, edit, the margin before and after, and
+whether it was kept (the report's revision table).
+
+The own contexts are the deep-dive explainer's pruned texts when it ran (``explanation.json``),
+else the top dataset windows cut at their peak; extra words to try are the explainer's
+substitutes that fired at the peak.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from neurosleuth.agents.context import RunContext
+from neurosleuth.tools.clauses import test_clauses
+from neurosleuth.tools.pattern import Pattern, sentence_of
+
+MAX_ROUNDS = 3
+RISE = 0.002  # margin rise that makes a revision the leader
+KEEP = 0.01  # margin a revision that only drops refuted clauses may lose
+CONTEXT_TOKENS = 16  # tokens of a dataset window kept before its peak, as an own context
+
+
+def own_contexts(ctx: RunContext) -> list[list[str]]:
+    """The neuron's own contexts, token lists ending at a peak (module docstring)."""
+    ex = ctx.files.read_json("explanation.json", {}) or {}
+    out = [list(p["tokens"]) for p in ex.get("pruned", []) if len(p["tokens"]) >= 2]
+    for e in ctx.exemplars.top:
+        peak = int(e["argmax"])
+        toks = list(e["tokens"][max(0, peak + 1 - CONTEXT_TOKENS): peak + 1])
+        if len(toks) >= 2:
+            out.append(toks)
+    return out
+
+
+def extra_words(ctx: RunContext) -> list[str]:
+    """Words that substitution found firing at the peak (``explanation.json``)."""
+    ex = ctx.files.read_json("explanation.json", {}) or {}
+    return [s["token"].strip() for s in ex.get("substitutions", [])
+            if s["where"] == "peak" and s["fires"] and s["token"].strip()]
+
+
+def _only_drops(tests: list[dict]) -> bool:
+    edits = [t["edit"] for t in tests if t["edit"] != "keep"]
+    return bool(edits) and all(e.startswith(("drop", "read the trigger")) for e in edits)
+
+
+def revise(ctx: RunContext, hyp: dict[str, Any], pattern: Pattern,
+           deadline: float | None = None) -> tuple[dict[str, Any], list[dict], int]:
+    """Revise ``hyp`` (a scored hypothesis simulated by ``pattern``): returns the hypothesis to
+    lead (``hyp`` itself when no revision held), the revision history and the forward passes
+    spent. ``deadline``: a ``time.monotonic()`` after which no new round starts."""
+    from neurosleuth.agents.candidates import writer_for
+    from neurosleuth.agents.scoring import score
+
+    contexts, extra = own_contexts(ctx), extra_words(ctx)
+    history: list[dict] = []
+    passes = 0
+    for n in range(1, MAX_ROUNDS + 1):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra)
+        passes += tested.forward_passes
+        tests = [t.to_dict() for t in tested.tests]
+        margin = hyp["score"]["margin"]
+        entry: dict[str, Any] = {"round": n, "before": hyp["text"], "margin_before": margin,
+                                 "tests": tests}
+        if not tested.changed:
+            history.append({**entry, "kept": False,
+                            "outcome": "every clause held (or was undecided): no edit"})
+            break
+        text = sentence_of(tested.pattern)
+        try:
+            result = score(ctx, text, writer_for(ctx, [{"text": text,
+                                                        "pattern": tested.pattern.to_dict()}]))
+        except Exception as err:  # noqa: BLE001 - a failed rescore keeps the leader
+            history.append({**entry, "after": text, "kept": False,
+                            "outcome": f"rescore failed: {type(err).__name__}: {err}"})
+            break
+        record = result.to_record()
+        record["threshold"] = result.counterexamples.get("threshold", 0.0)
+        passes += len(result.evidence.get("positive", [])) + len(
+            result.evidence.get("negative", []))
+        after = record["margin"]
+        kept = after >= margin + RISE or (_only_drops(tests) and after >= margin - KEEP)
+        history.append({**entry, "after": text, "margin_after": after, "kept": kept,
+                        "outcome": (f"kept: margin {margin:+.3f} -> {after:+.3f}" if kept else
+                                    f"not kept: margin {margin:+.3f} -> {after:+.3f}")})
+        if not kept:
+            break
+        hyp = {**hyp, "text": text, "source": "revised", "score": record,
+               "pattern": tested.pattern.to_dict(),
+               "explanation": "revised by experiment: " + "; ".join(
+                   f"{t['clause']}: {t['edit']}" for t in tests if t["edit"] != "keep")}
+        pattern = tested.pattern
+    return hyp, history, passes

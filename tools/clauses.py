@@ -1,0 +1,408 @@
+"""Test each clause of a hypothesis on the model, and edit the clauses the tests refute (as MAIA's
+agent does: Shaham et al. 2024, "A Multimodal Automated Interpretability Agent").
+
+A hypothesis here is a ``Pattern`` (``tools/pattern.py``): trigger words, the class they belong
+to, required context, a kind of text, facets. Each clause is an experiment:
+
+- **members**: every trigger word, unseen members of its class (or, for a bare list, of the
+  classes its words fall in: ``concepts.candidate_names``), words that substitution found firing,
+  and control words outside the class, each put in the place of the peak word in the neuron's own
+  contexts and in new sentences (``FRAMES``), one word at a time. With medians s (seen triggers),
+  c (controls), a word *fires* when it reaches ``FIRES`` of s - c above c, and is *quiet* under
+  ``QUIET``. Edits: a quiet trigger is dropped; a firing word joins the triggers; a class whose
+  unseen members stay quiet is dropped (the list stays); a class of a bare list whose unseen
+  members fire names the list.
+- **context**: each required context word, deleted from the own contexts that hold it, and the
+  triggers in the new sentences (which never hold it). Where the trigger keeps ``FIRES`` of its
+  activation without the word, the clause is dropped; else ``context_free`` is set to what it
+  keeps.
+- **kind of text**: the same content in this kind and in another (``compare.compare_kind``); a
+  kind that does not fire more is replaced by the word reading.
+- **facets**: each facet's words, as the members are; a facet whose words stay at the controls'
+  level is dropped.
+
+Texts are measured with ``LEAD`` before them, so that no word is measured at position 0 (a model
+without a BOS token reads its first token as an attention sink, and deleting context would move
+the trigger there). Every experiment is one batched pass.
+
+Caveat: the new sentences are few and generic (an LLM planner can write better ones: the agent
+logs who wrote them); the own contexts are the explainer's pruned texts, so a trigger that needs a
+context they lack is quiet there too (the context test is what catches that).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from neurosleuth.tools import concepts as C
+from neurosleuth.tools.compare import (
+    CONTROLS,
+    _peak_word,
+    _spelled,
+    _stem,
+    _word,
+    compare_kind,
+    members,
+)
+from neurosleuth.tools.measure import measure_ids
+from neurosleuth.tools.model import LoadedModel
+from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.pattern import Pattern, quote
+from neurosleuth.tools.words import words_of
+
+FIRES = 0.5  # share of the seen triggers' level (above controls) a word must reach to fire
+QUIET = 0.2  # under this share a word is quiet
+LEAD = "\n"  # measured before every text: no word stands at position 0
+FRAMES = ("She wrote{w} on the card.", "We talked about{w} for a while.",
+          "Then{w} came up again.")  # new sentences: no context of the neuron's own
+MAX_CONTEXTS = 4
+MAX_WORDS = 8  # seen, unseen and control words each
+SUFFIX_SHARE = 2 / 3  # seen words sharing an ending: unseen members are chosen with it
+MERGE = 0.75  # share of all facets' words one class must cover to name them together
+
+
+@dataclass(frozen=True)
+class ClauseTest:
+    """One clause put to one experiment: what was done, what it gave, and the edit it implies."""
+
+    clause: str  # "class 'conjunctions'", "member 'but'", "context 'king'", ...
+    experiment: str  # what was measured
+    result: str  # what it gave, with numbers
+    verdict: str  # "holds", "fails" or "undecided"
+    edit: str  # "keep", or the edit: "drop ...", "add ...", "name ..."
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Tested:
+    """A pattern after its clauses were tested: the edited pattern (``changed`` when any edit was
+    made), the tests, and the forward passes they cost."""
+
+    pattern: Pattern
+    tests: tuple[ClauseTest, ...]
+    changed: bool
+    forward_passes: int
+
+
+# ---- measurement ---------------------------------------------------------------------------
+class _Bench:
+    """Words measured in place of the peak word of contexts (own contexts and new sentences)."""
+
+    def __init__(self, lm: LoadedModel, neuron: NeuronId, contexts: Sequence[Sequence[str]]):
+        self.lm, self.neuron = lm, neuron
+        own = [_peak_word(list(t)) for t in contexts if len(t) >= 2][:MAX_CONTEXTS]
+        like = own[0][1] if own else " word"
+        space = " " if like[:1].isspace() else ""
+        self.slots = own + [(f.split("{w}")[0], space + "x") for f in FRAMES]
+        self.tails = ["" for _ in own] + [f.split("{w}")[1] for f in FRAMES]
+        self.n_own = len(own)
+        self.like = like
+        self.passes = 0
+
+    def acts(self, words: Sequence[str], test=None) -> dict[str, float]:
+        """Each word's activation (max over its tokens), mean over the slots."""
+        words = list(dict.fromkeys(w for w in words if w))
+        if not words:
+            return {}
+        ids, spans = [], []
+        for (prefix, peak), tail in zip(self.slots, self.tails, strict=True):
+            for w in words:
+                text = LEAD + prefix
+                start = len(self.lm.encode(text))
+                full = self.lm.encode(text + _spelled(w, peak, test))
+                end = len(full)
+                if tail:
+                    full = self.lm.encode(text + _spelled(w, peak, test) + tail)
+                ids.append(full)
+                spans.append((min(start, end - 1), end))
+        acts = measure_ids(self.lm, ids, [self.neuron])
+        self.passes += len(ids)
+        per: dict[str, list[float]] = {w: [] for w in words}
+        for i, (a, (s, e)) in enumerate(zip(acts, spans, strict=True)):
+            per[words[i % len(words)]].append(float(a[s:e, 0].max()))
+        return {w: round(statistics.fmean(v), 4) for w, v in per.items()}
+
+
+def _share(a: float, s: float, c: float) -> float:
+    return (a - c) / (s - c) if s > c else 0.0
+
+
+def _fmt(d: dict[str, float], n: int = 4) -> str:
+    return ", ".join(f"'{w}' {v:.2f}" for w, v in list(d.items())[:n])
+
+
+# ---- clauses -------------------------------------------------------------------------------
+def _suffix(words: Sequence[str]) -> str:
+    """The ending most of ``words`` share (two or three letters: '-ed', '-ing'), or ''."""
+    words = [_word(w).lower() for w in words if len(_word(w)) > 4]
+    for n in (3, 2):
+        ends = Counter(w[-n:] for w in words if w[-n:].isalpha())
+        if ends:
+            end, k = ends.most_common(1)[0]
+            if len(words) >= 3 and k >= SUFFIX_SHARE * len(words):
+                return end
+    return ""
+
+
+def _unseen(concept: C.ConceptName, seen: Sequence[str], known: set[str]) -> list[str]:
+    """Members of ``concept`` never seen, commonest first; like the seen ones where those share
+    an ending (regular past tenses are tested with regular ones: 'scrubbed', not 'made')."""
+    fresh = [w for w in members(concept) if _stem(w) not in known]
+    end = _suffix([w for w in seen if C.member(concept)(_word(w))])
+    alike = [w for w in fresh if w.lower().endswith(end)] if end else []
+    return (alike if len(alike) >= 3 else fresh)[:MAX_WORDS]
+
+
+def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
+             ) -> tuple[Pattern, list[ClauseTest]]:
+    """The member clause (module docstring): triggers, unseen members, extra words, controls."""
+    test = C.member(p.concept) if p.has_concept else None
+    seen = [w for w in p.ordered(MAX_WORDS) if _word(w)]
+    known = {_stem(_word(w)) for w in [*p.triggers, *p.seen]}
+    classes = [p.concept] if test else C.candidate_names(
+        seen, [p.triggers[w] for w in seen], limit=2) if len(seen) >= 2 else []
+    unseen: dict[str, list[str]] = {}
+    for c in classes:
+        unseen[c.label] = _unseen(c, seen, known)
+    extra = [w for w in dict.fromkeys(_word(x) for x in extra)
+             if w and _stem(w) not in known][:MAX_WORDS]
+    controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
+    words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
+    a = bench.acts(words, test)
+    s = statistics.median(a[w] for w in seen) if seen else 0.0
+    c = statistics.median(a[w] for w in controls) if controls else 0.0
+    tests: list[ClauseTest] = []
+    where = f"{bench.n_own} own contexts and {len(FRAMES)} new sentences"
+    if s <= c:
+        tests.append(ClauseTest(
+            f"triggers {quote(seen, 4)}", f"each trigger and {len(controls)} control words in "
+            f"{where}", f"triggers median {s:.2f}, controls {c:.2f}", "undecided", "keep"))
+        return p, tests
+    triggers = dict(p.triggers)
+    quiet = {w: a[w] for w in seen if _share(a[w], s, c) < QUIET}
+    if quiet and len(quiet) < len(seen):
+        for w in quiet:
+            triggers.pop(w, None)
+        tests.append(ClauseTest(
+            f"members {quote(list(quiet), 4)}", f"each trigger in {where}",
+            f"{_fmt(quiet)} against triggers {s:.2f}, controls {c:.2f}", "fails",
+            f"drop {quote(list(quiet), 6)}"))
+    mean = float(np.mean(list(p.triggers.values()))) if p.triggers else 0.5
+    added = {w: round(min(1.0, mean * a[w] / s), 3) for w in extra
+             if _share(a[w], s, c) >= FIRES}
+    if added:
+        triggers.update(added)
+        tests.append(ClauseTest(
+            f"words {quote(list(added), 4)} (not in the hypothesis)",
+            f"each in {where}", f"{_fmt({w: a[w] for w in added})} against triggers {s:.2f}",
+            "fails", f"add {quote(list(added), 6)}"))
+    concept = p.concept
+    for cl in classes:
+        fresh = {w: a[w] for w in unseen[cl.label]}
+        if len(fresh) < 3:
+            continue
+        share = _share(statistics.median(fresh.values()), s, c)
+        firing = {w: v for w, v in fresh.items() if _share(v, s, c) >= FIRES}
+        result = (f"unseen members {_fmt(dict(sorted(fresh.items(), key=lambda x: -x[1])))} "
+                  f"reach {share:.0%} of the triggers ({s:.2f}) above controls ({c:.2f})")
+        experiment = f"{len(fresh)} members never seen, in {where}"
+        if test is not None:  # the hypothesis names this class
+            if share >= FIRES:
+                tests.append(ClauseTest(f"class {cl.label!r}", experiment, result, "holds",
+                                        "keep"))
+            elif share <= QUIET:
+                concept = None
+                triggers.update({w: round(min(1.0, mean * v / s), 3) for w, v in firing.items()})
+                tests.append(ClauseTest(
+                    f"class {cl.label!r}", experiment, result, "fails",
+                    "drop the class, keep the list"
+                    + (f" and add {quote(list(firing), 4)}" if firing else "")))
+            else:
+                tests.append(ClauseTest(f"class {cl.label!r}", experiment, result,
+                                        "undecided", "keep"))
+        elif share >= FIRES and concept is None:  # a bare list: its class fires
+            inside = [w for w in seen if C.member(cl)(w)]
+            if len(inside) >= 2:
+                concept = replace(cl, examples=tuple(inside[:3]))
+                tests.append(ClauseTest(f"list {quote(seen, 4)} as {cl.label!r}", experiment,
+                                        result, "fails", f"name the class {cl.label!r}"))
+    return replace(p, triggers=triggers, concept=concept), tests
+
+
+def _contexts(bench: _Bench, p: Pattern, contexts: Sequence[Sequence[str]]
+              ) -> tuple[Pattern, list[ClauseTest]]:
+    """The context clause: each required word deleted from the own contexts that hold it, and
+    the triggers in new sentences without it."""
+    need = p.needs()
+    if not need:
+        return p, []
+    lm = bench.lm
+    tests, required, kept = [], dict(p.required), {}
+    for word in need:
+        pairs = []
+        for toks in contexts[: 2 * MAX_CONTEXTS]:
+            ws = words_of(list(toks))
+            spans = [w for w in ws.words[: max(0, ws.index[-1])][-3:] if w.text == word]
+            if spans:
+                cut = spans[-1]
+                pairs.append(("".join(toks), "".join(toks[: cut.start] + toks[cut.end:])))
+        ids = [lm.encode(LEAD + t) for pair in pairs for t in pair]
+        frames = [f.replace("{w}", _spelled(_word(t), bench.like)) for f in FRAMES
+                  for t in p.ordered(2)]
+        ids += [lm.encode(LEAD + f) for f in frames]
+        if not ids:
+            continue
+        acts = [float(a[-1 if i < 2 * len(pairs) else len(lm.encode(LEAD)):, 0].max())
+                for i, a in enumerate(measure_ids(lm, ids, [bench.neuron]))]
+        bench.passes += len(ids)
+        with_ = acts[0: 2 * len(pairs): 2]
+        without = acts[1: 2 * len(pairs): 2]
+        new = acts[2 * len(pairs):]
+        base = statistics.median(with_) if with_ else max(p.triggers.values(), default=0.0)
+        ratios = [b / x for x, b in zip(with_, without, strict=True) if x > 0]
+        if new and with_ and base > 0:
+            ratios.append(statistics.median(new) / base)
+        if not ratios:
+            continue
+        ratio = kept[word] = float(np.clip(statistics.median(ratios), 0.0, 1.0))
+        result = (f"with it {base:.2f}; deleted from {len(pairs)} own contexts "
+                  f"{statistics.median(without) if without else float('nan'):.2f}; "
+                  f"{len(frames)} new sentences without it "
+                  f"{statistics.median(new) if new else float('nan'):.2f}: the trigger keeps "
+                  f"{ratio:.0%}")
+        experiment = "deleted from the own contexts, and new sentences without it"
+        if ratio >= FIRES:
+            required.pop(word, None)
+            tests.append(ClauseTest(f"context {word!r}", experiment, result, "fails",
+                                    f"drop the context {word!r}"))
+        else:
+            tests.append(ClauseTest(f"context {word!r}", experiment, result, "holds", "keep"))
+    if not kept:
+        return p, tests
+    still = [kept[w] for w in p.needs() if w in required and w in kept]
+    if not [w for w in p.needs() if w in required]:  # every stated context dropped
+        return replace(p, required={}, context_free=1.0), tests
+    return replace(p, required=required, context_free=round(min(still, default=p.context_free),
+                                                             3)), tests
+
+
+def _kind(lm: LoadedModel, neuron: NeuronId, p: Pattern) -> tuple[Pattern, list[ClauseTest], int]:
+    if p.kind != "context" or not p.context:
+        return p, [], 0
+    result = compare_kind(lm, neuron, p.context)
+    if result is None:
+        return p, [], 0
+    test = ClauseTest(f"kind {p.context!r}", f"the same content in {p.context} and as "
+                      f"{result.other} ({result.n} pairs)", result.summary(),
+                      {"kind": "holds", "not kind": "fails"}.get(result.verdict, "undecided"),
+                      "keep")
+    if result.verdict == "not kind" and p.triggers:
+        return (replace(p, kind="token"),
+                [replace(test, edit="read the trigger words, not the kind of text")],
+                result.forward_passes)
+    return p, [test], result.forward_passes
+
+
+def _covered(p: Pattern, words: Sequence[str]) -> list[str]:
+    test = C.member(p.concept) if p.has_concept else None
+    return [w for w in words if test is not None and _word(w) and test(_word(w))]
+
+
+def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, ClauseTest] | None:
+    """One class for the main pattern and its facets together, when one covers ``MERGE`` of all
+    their words and its unseen members fire."""
+    words = [w for f in (p, *p.facets) if f.unit == "word" for w in f.ordered(8)]
+    weights = [max(f.triggers.get(w, 0.0) for f in (p, *p.facets)) for w in words]
+    if len(words) < 3:
+        return None
+    for name in C.candidate_names(words, weights, limit=3):
+        test = C.member(name)
+        inside = [w for w in words if test(_word(w))]
+        if p.concept is not None and name.label == p.concept.label or \
+                len(inside) < MERGE * len(words):
+            continue
+        known = {_stem(_word(w)) for w in [*words, *p.seen]}
+        fresh = _unseen(name, inside, known)
+        if len(fresh) < 3:
+            continue
+        a = bench.acts(fresh, test)
+        share = _share(statistics.median(a.values()), s, c)
+        result = (f"{len(inside)} of the {len(words)} words of every facet are {name.label}; its "
+                  f"unseen members {_fmt(dict(sorted(a.items(), key=lambda x: -x[1])))} reach "
+                  f"{share:.0%} of the triggers")
+        if share >= FIRES:
+            triggers = {w: v for f in (p, *p.facets) if f.unit == "word"
+                        for w, v in f.triggers.items()}
+            merged = replace(p, triggers=triggers, facets=(),
+                             concept=replace(name, examples=tuple(inside[:3])))
+            return merged, ClauseTest(f"facets as one class {name.label!r}",
+                                      f"{len(fresh)} unseen members of {name.label}", result,
+                                      "fails", f"name every facet {name.label!r}")
+    return None
+
+
+def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
+    """Each facet's words against the main triggers and controls: a facet of pieces that are
+    members of the main class (or quiet alone), or of words that stay quiet, is dropped; facets
+    that one class covers together with the main pattern become that class."""
+    if not p.facets:
+        return p, []
+    controls = CONTROLS[:6]
+    words = [w for f in p.facets for w in f.ordered(4)]
+    a = bench.acts([*p.ordered(4), *words, *controls])
+    s = statistics.median(a[w] for w in p.ordered(4)) if p.triggers else 0.0
+    c = statistics.median(a[w] for w in controls)
+    kept, tests = [], []
+    for f in p.facets:
+        fw = f.ordered(4)
+        covered = _covered(p, fw) if f.unit == "piece" else []
+        rest = [w for w in fw if w not in covered]
+        level = statistics.median(a[w] for w in rest) if rest else c
+        share = _share(level, s, c)
+        clause = f"facet {quote([w.strip() for w in fw], 3)}"
+        experiment = "its words in the own contexts and new sentences"
+        result = (f"facet words {_fmt({w: a[w] for w in fw})}: {share:.0%} of the main triggers "
+                  f"({s:.2f}) above controls ({c:.2f})")
+        if covered:
+            result += f"; {quote([w.strip() for w in covered], 3)} are members of the class"
+        if fw and share <= QUIET:
+            tests.append(ClauseTest(clause, experiment, result, "fails", "drop the facet"))
+        else:
+            kept.append(f)
+            tests.append(ClauseTest(clause, experiment, result,
+                                    "holds" if share >= FIRES else "undecided", "keep"))
+    p = replace(p, facets=tuple(kept))
+    if p.facets and s > c:
+        merged = _merged(bench, p, s, c)
+        if merged is not None:
+            p = merged[0]
+            tests.append(merged[1])
+    return p, tests
+
+
+def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
+                 contexts: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> Tested:
+    """Put each clause of ``pattern`` to its experiment (module docstring) in the neuron's own
+    ``contexts`` (token lists ending at a peak) and in new sentences; ``extra``: further words
+    to try as triggers (substitutes that fired, words seen firing). Returns the edited pattern."""
+    if pattern.kind == "none":
+        return Tested(pattern, (), False, 0)
+    p, tests, passes = _kind(lm, neuron, pattern)
+    bench = _Bench(lm, neuron, contexts)
+    if p.kind == "token" and p.unit == "word":
+        p, t = _members(bench, p, extra)
+        tests += t
+        p, t = _contexts(bench, p, contexts)
+        tests += t
+        p, t = _facets(bench, p)
+        tests += t
+    changed = any(t.edit != "keep" for t in tests)
+    return Tested(p if changed else pattern, tuple(tests), changed, passes + bench.passes)

@@ -1,6 +1,13 @@
 """The frozen context of one running investigation: what every node and tool reads and nothing
 reassigns (the model and neuron, the config, the run files, the prompt memory, the planner), and
-what a caller attaches to it: the peers of a layer-parallel group, a stop event, an observer.
+what a caller attaches to it: the peers of a layer-parallel group, a stop event, an observer, a
+reporter.
+
+The reporter writes ``report.md`` and ``report.html`` at the end of the run. It is given from
+above (the command line, and a batch, pass ``report.build.write_report``), because the report
+stage sits above the agent and reads the run's files: the agent writes its data and never imports
+the report. A run without one writes every file but the report (``neurosleuth report`` writes it
+later from those files).
 
 What changes as the run goes lives in the graph state (``agents/state.py``), checkpointed after
 every node; the context holds only handles, loaded once (the dataset exemplars, a score cache).
@@ -11,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from neurosleuth.agents.config import RunConfig
@@ -49,6 +57,9 @@ class Alone:
 # called after every node with (node, event, state, update, context): a live view
 Observer = Callable[[str, dict, dict, dict, "RunContext"], None]
 
+# called once at the end of a run with (run folder, model, neuron): writes the report
+Reporter = Callable[[Path, LoadedModel, NeuronId], object]
+
 
 @dataclass
 class Exemplars:
@@ -84,6 +95,7 @@ class RunContext:
     peers: Peers = field(default_factory=Alone)
     stop: threading.Event = field(default_factory=threading.Event)  # set: report at next check
     observer: Observer | None = None
+    reporter: Reporter | None = None  # writes report.md and report.html at the end
     exemplars: Exemplars = field(default_factory=Exemplars)
     score_cache: dict = field(default_factory=dict)  # neuron-level score evidence, reused
     backoffs_at_start: int = field(default_factory=lambda: len(backoff.backoffs()))

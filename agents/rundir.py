@@ -9,9 +9,46 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 PROMPT_COLUMNS = ["step", "prompt", "status", "activation", "max_token", "source", "similarity"]
+
+
+class RunSummary(TypedDict, total=False):
+    """``summary.json``: written by the agent after every check (``agents/summary.py``), read by
+    the report (``report/data.py``); a run killed early may lack any key (the report reads each
+    with a default)."""
+
+    run_id: str
+    model: str
+    model_desc: str
+    neuron: str
+    planner_used: str
+    planner_note: str
+    status: str  # running | finishing | finished | interrupted | failed
+    stop_reason: str | None
+    iterations: int
+    forward_passes: int
+    llm_calls: int
+    llm_tokens_in: int
+    llm_tokens_out: int
+    llm_failures: int
+    llm_repairs: int
+    llm_fallbacks: int
+    llm_errors: list[str]
+    wall_s: float
+    own_s: float  # wall_s less the other neurons' turns in a layer-parallel group
+    oom_backoffs: dict[str, Any]
+    planner_s: float
+    model_s: float
+    best_activation: float | None
+    best_prompt: str | None
+    dataset_max: float | None
+    stats: dict[str, Any]  # memory.topk.SearchStats.to_dict()
+    recoveries: list[dict[str, Any]]
+    steering: list[dict[str, Any]]
+    started_at: str
+    finished_at: str | None
 
 
 def now_iso() -> str:

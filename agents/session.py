@@ -1,9 +1,11 @@
 """Open an investigation: resolve the run directory, load the model, check the neuron, pick the
 planner, open (or restore) the prompt memory, save the resolved config, and run it.
 
-A caller attaches to a run what it needs to watch or share it: an ``observer`` called after
-every node (a live view), ``peers`` (the other neurons of a layer-parallel batch group), a
-``stop`` event (set: the run writes its report at the next step)."""
+A caller attaches to a run what it needs to watch, share or report it: an ``observer`` called
+after every node (a live view), ``peers`` (the other neurons of a layer-parallel batch group), a
+``stop`` event (set: the run writes its report at the next step), a ``reporter`` (writes
+``report.md`` and ``report.html`` at the end; the command line passes
+``report.build.write_report``, see ``agents/context.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from neurosleuth.agents import graph
 from neurosleuth.agents.config import RunConfig, run_path
-from neurosleuth.agents.context import Alone, Observer, Peers, RunContext
+from neurosleuth.agents.context import Alone, Observer, Peers, Reporter, RunContext
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.rundir import RunFiles
 from neurosleuth.memory.dedup import PromptDeduper
@@ -32,7 +34,7 @@ def new_run_id(neuron: str) -> str:
 def open_investigation(
     cfg: RunConfig, lm: LoadedModel | None = None, resume: bool = False, planner=None,
     observer: Observer | None = None, peers: Peers | None = None,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, reporter: Reporter | None = None,
 ) -> RunContext:
     """Everything a run needs; raises a clear error for a bad neuron, model or planner."""
     if not cfg.run_id:
@@ -56,13 +58,13 @@ def open_investigation(
         dedup = PromptDeduper(embedder, threshold=cfg.dedup_threshold)
     files.write_json("config.json", cfg.public_dict())
     return RunContext(cfg, lm, neuron, planner, note, files, dedup, peers=peers or Alone(),
-                      stop=stop or threading.Event(), observer=observer)
+                      stop=stop or threading.Event(), observer=observer, reporter=reporter)
 
 
 def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None,
                 **attach) -> Path:
     """Run a new investigation to the end of its budget; returns the run directory.
-    ``attach``: ``observer``, ``peers``, ``stop`` (see the module's docstring)."""
+    ``attach``: ``observer``, ``peers``, ``stop``, ``reporter`` (the module's docstring)."""
     ctx = open_investigation(cfg, lm, planner=planner, **attach)
     graph.run(ctx)
     return ctx.files.path
@@ -71,7 +73,7 @@ def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None,
 def resume(
     runs_dir: str | Path, run_id: str, lm: LoadedModel | None = None, planner=None,
     observer: Observer | None = None, peers: Peers | None = None,
-    stop: threading.Event | None = None, **changes
+    stop: threading.Event | None = None, reporter: Reporter | None = None, **changes
 ) -> Path:
     """Continue a run from its last checkpoint (killed, interrupted, or finished with a new
     budget given in ``changes``, e.g. ``iterations=60``)."""
@@ -85,6 +87,6 @@ def resume(
         update={"runs_dir": str(runs_dir), **{k: v for k, v in changes.items() if v is not None}}
     )
     ctx = open_investigation(cfg, lm, resume=True, planner=planner, observer=observer,
-                             peers=peers, stop=stop)
+                             peers=peers, stop=stop, reporter=reporter)
     graph.run(ctx, resume=True)
     return ctx.files.path

@@ -1,13 +1,13 @@
 """The run's files written from its state: ``summary.json`` after every check (status, budgets,
 LLM usage, best activation), ``hypotheses.json`` after every round, and at the end the heaps,
-the curve, the evidence and the report."""
+the curve, the evidence and the report (through the run's ``reporter``, given from above:
+``agents/context.py``)."""
 
 from __future__ import annotations
 
 from neurosleuth.agents.context import RunContext
-from neurosleuth.agents.rundir import now_iso
+from neurosleuth.agents.rundir import RunSummary, now_iso
 from neurosleuth.agents.state import heaps_of
-from neurosleuth.report.data import RunSummary
 from neurosleuth.tools import backoff
 
 
@@ -59,9 +59,7 @@ def write_summary(ctx: RunContext, state: dict, status: str) -> RunSummary:
 
 
 def finish(ctx: RunContext, state: dict, status: str) -> None:
-    """Final files and the report."""
-    from neurosleuth.report.build import write_report
-
+    """Final files, then the report when the run has a reporter."""
     write_summary(ctx, state, status)
     heaps = heaps_of(state)
     ctx.files.write_json("heaps.json", {"k": ctx.cfg.k,
@@ -70,4 +68,5 @@ def finish(ctx: RunContext, state: dict, status: str) -> None:
     ctx.files.write_curve(state.get("curve", []))
     save_hypotheses(ctx, state.get("hypotheses", []))
     ctx.files.write_json("evidence.json", state.get("evidence", []))
-    write_report(ctx.files.path, ctx.lm, ctx.neuron)
+    if ctx.reporter is not None:
+        ctx.reporter(ctx.files.path, ctx.lm, ctx.neuron)

@@ -39,10 +39,12 @@ import numpy as np
 
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.batch.queue import (
+    NO_WRITERS,
     UNFINISHED,
     Batch,
     BatchQueue,
     Entry,
+    Writers,
     finish_entry,
     run_neuron,
     start_entry,
@@ -298,17 +300,18 @@ def batch_groups(batch: Batch) -> list[list[Entry]]:
     return out
 
 
-def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory, display
-                    ) -> None:
+def run_local_group(queue: BatchQueue, members: list[Entry], lm, planner_factory, display,
+                    writers: Writers = NO_WRITERS) -> None:
     """One layer group's remaining neurons, interleaved, in this process."""
     todo = [e for e in members if e.status in UNFINISHED]
     cfgs = [start_entry(queue, e, display, parallel=len(todo)) for e in todo]
 
     def run(cfg: dict, **attach) -> dict:
         planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
-        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, **attach)
+        return run_neuron(queue.folder, cfg, lm=lm, planner=planner, reporter=writers.reporter,
+                          **attach)
 
     outcomes = run_group(queue.folder, [e.neuron for e in members], cfgs, lm, run,
-                         lambda i, outcome: finish_entry(queue, todo[i], outcome, display))
+                         lambda i, outcome: finish_entry(queue, todo[i], outcome, display, writers))
     if any(o["status"] == "interrupted" for o in outcomes):
         raise KeyboardInterrupt

@@ -5,6 +5,10 @@ Layout of ``DIR/ID/``: ``batch.json`` (the queue), one run folder per neuron nam
 ``n<layer>-<index>`` (an ordinary run directory: ``neurosleuth resume n12-345 --runs-dir DIR/ID``
 works on it too), and ``index.html`` (the report site, ``report/site.py``).
 
+What a batch writes for people comes from above (``Writers``): the report stage sits above the
+batch, so the command line hands it the reporter of each run (``report.md``, ``report.html``) and
+the writer of ``index.html``; a batch given none writes its data only (``batch.json``, the runs).
+
 Crash safety. ``batch.json`` is rewritten atomically (temporary file, fsync, rename) after every
 change, so a kill at any moment leaves either the old or the new queue. On resume a neuron still
 marked ``running`` was interrupted: its run continues from its LangGraph checkpoint
@@ -48,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from neurosleuth.agents.config import RunConfig, run_path, scan_depth
+from neurosleuth.agents.context import Reporter
 from neurosleuth.agents.rundir import now_iso
 from neurosleuth.batch.select import NeuronPick
 
@@ -58,6 +63,19 @@ PER_NEURON_FIELDS = ("neuron", "run_id", "runs_dir", "time_budget_s")
 
 class BatchBusy(ValueError):
     """Another process holds the batch's lock."""
+
+
+@dataclass(frozen=True)
+class Writers:
+    """What the batch writes for people, given by the caller above it (the command line passes
+    ``report.build.write_report`` and ``report.site.write_site``). When ``site`` raises, the error
+    goes to ``site_error.txt`` and the batch goes on."""
+
+    reporter: Reporter | None = None  # each run's report.md and report.html, at its end
+    site: Callable[[Path], object] | None = None  # the batch's index.html, from its folder
+
+
+NO_WRITERS = Writers()  # data only
 
 
 @dataclass
@@ -234,7 +252,8 @@ def run_neuron(folder: Path, cfg: dict[str, Any], lm=None, planner=None, **attac
     """Run (or continue) one neuron's investigation in ``folder/run_id``. Returns
     ``{"status": done|failed|interrupted, "error", "seconds", "prior_s"}``; an exception is
     returned as ``failed`` (traceback in ``error.txt``), never raised; KeyboardInterrupt is.
-    ``attach``: ``peers`` and ``stop`` of a layer-parallel group (``agents/session.py``)."""
+    ``attach``: ``peers`` and ``stop`` of a layer-parallel group, the ``reporter``
+    (``agents/session.py``)."""
     from neurosleuth.agents import session
 
     run_dir = Path(folder) / cfg["run_id"]
@@ -281,7 +300,7 @@ PlannerFactory = Callable[[RunConfig], Any]
 
 
 def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None = None,
-              display=None) -> None:
+              display=None, writers: Writers = NO_WRITERS) -> None:
     """Run the queue's remaining neurons in this process (one model): layer-parallel groups
     sharing one activation cache each (``batch/interleave.py``), or one after another."""
     from neurosleuth.tools.model import load_model
@@ -301,13 +320,14 @@ def run_local(queue: BatchQueue, lm=None, planner_factory: PlannerFactory | None
         from neurosleuth.batch.interleave import batch_groups, run_local_group
 
         for members in batch_groups(queue.batch):
-            run_local_group(queue, members, lm, planner_factory, display)
+            run_local_group(queue, members, lm, planner_factory, display, writers)
         return
     for entry in queue.batch.todo():
         cfg = start_entry(queue, entry, display)
         planner = planner_factory(RunConfig.model_validate(cfg)) if planner_factory else None
-        outcome = run_neuron(queue.folder, cfg, lm=lm, planner=planner)
-        finish_entry(queue, entry, outcome, display)
+        outcome = run_neuron(queue.folder, cfg, lm=lm, planner=planner,
+                             reporter=writers.reporter)
+        finish_entry(queue, entry, outcome, display, writers)
         if outcome["status"] == "interrupted":
             raise KeyboardInterrupt
 
@@ -325,9 +345,10 @@ def start_entry(queue: BatchQueue, entry: Entry, display=None, parallel: int = 1
     return queue.run_config(entry)
 
 
-def finish_entry(queue: BatchQueue, entry: Entry, outcome: dict[str, Any], display=None) -> None:
+def finish_entry(queue: BatchQueue, entry: Entry, outcome: dict[str, Any], display=None,
+                 writers: Writers = NO_WRITERS) -> None:
     record_outcome(queue, entry, outcome)
-    write_site_quietly(queue.folder)
+    write_site_quietly(queue.folder, writers)
     if display:
         display.neuron_finished(entry)
 
@@ -342,21 +363,23 @@ def warm_scans(lm, cfg: dict[str, Any], layers: list[int]) -> None:
                 keep=max(k, DEFAULT_KEEP))
 
 
-def write_site_quietly(folder: Path) -> None:
-    """Rewrite index.html; a site error must never stop a batch (it is rebuilt at the end)."""
-    from neurosleuth.report.site import write_site
-
+def write_site_quietly(folder: Path, writers: Writers) -> None:
+    """Rewrite index.html when the batch has a site writer; a site error must never stop a batch
+    (it is rebuilt at the end)."""
+    if writers.site is None:
+        return
     try:
-        write_site(folder)
+        writers.site(folder)
     except Exception as err:  # noqa: BLE001
         (Path(folder) / "site_error.txt").write_text(f"{type(err).__name__}: {err}\n")
 
 
 def run_batch(folder: Path, lm=None, planner_factory: PlannerFactory | None = None,
               display=None, executor: str | None = None, ray_address: str | None = None,
-              time_budget_s: float | None = None) -> Batch:
+              time_budget_s: float | None = None, writers: Writers = NO_WRITERS) -> Batch:
     """Run (or continue) the batch in ``folder`` to its end; returns its final state.
-    ``executor`` and ``time_budget_s`` (a new total) override the saved ones when given.
+    ``executor`` and ``time_budget_s`` (a new total) override the saved ones when given;
+    ``writers`` write the reports and the site (``Writers``; none: data only).
     KeyboardInterrupt (Ctrl-C) leaves the batch resumable and is re-raised."""
     with batch_lock(folder):
         queue = BatchQueue.load(folder)
@@ -372,16 +395,16 @@ def run_batch(folder: Path, lm=None, planner_factory: PlannerFactory | None = No
             if executor == "ray":
                 from neurosleuth.batch.ray_executor import run_ray
 
-                run_ray(queue, address=ray_address, display=display)
+                run_ray(queue, address=ray_address, display=display, writers=writers)
             else:
-                run_local(queue, lm, planner_factory, display)
+                run_local(queue, lm, planner_factory, display, writers)
         except BaseException:
             queue.set_status("interrupted")
             raise
         finally:
-            write_site_quietly(folder)
+            write_site_quietly(folder, writers)
             if display:
                 display.close()
         queue.set_status("finished")
-        write_site_quietly(folder)
+        write_site_quietly(folder, writers)
         return queue.batch

@@ -32,10 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neurosleuth.agents.context import Reporter
 from neurosleuth.batch.interleave import batch_groups
 from neurosleuth.batch.queue import (
+    NO_WRITERS,
     UNFINISHED,
     BatchQueue,
+    Writers,
     record_outcome,
     run_neuron,
     start_entry,
@@ -60,21 +63,23 @@ def unpack_run(data: bytes, folder: Path, run_id: str) -> None:
         tar.extractall(folder, filter="data")
 
 
-def neuron_task(folder: str, cfg: dict[str, Any], driver_node: str) -> dict[str, Any]:
-    """Body of the Ray task: one neuron, in a worker process."""
+def neuron_task(folder: str, cfg: dict[str, Any], driver_node: str,
+                reporter: Reporter | None = None) -> dict[str, Any]:
+    """Body of the Ray task: one neuron, in a worker process (``reporter``: a module-level
+    function, which Ray pickles by name)."""
     import ray
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    outcome = run_neuron(Path(folder), cfg)
+    outcome = run_neuron(Path(folder), cfg, reporter=reporter)
     outcome["node"] = ray.get_runtime_context().get_node_id()
     if outcome["node"] != driver_node and (Path(folder) / cfg["run_id"]).is_dir():
         outcome["archive"] = pack_run(Path(folder) / cfg["run_id"])
     return outcome
 
 
-def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driver_node: str
-               ) -> list[dict[str, Any]]:
+def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driver_node: str,
+               reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Body of a group's Ray task: its neurons interleaved in one worker; their outcomes."""
     import ray
     import torch
@@ -86,7 +91,8 @@ def group_task(folder: str, members: list[str], cfgs: list[dict[str, Any]], driv
     lm = load_model(cfgs[0]["model"], device=cfgs[0].get("device"),
                            dtype=cfgs[0].get("dtype"), device_map=cfgs[0].get("device_map"))
     outcomes = run_group(Path(folder), members, cfgs, lm,
-                         lambda cfg, **attach: run_neuron(Path(folder), cfg, lm=lm, **attach),
+                         lambda cfg, **attach: run_neuron(Path(folder), cfg, lm=lm,
+                                                          reporter=reporter, **attach),
                          lambda i, outcome: None)
     node = ray.get_runtime_context().get_node_id()
     for cfg, outcome in zip(cfgs, outcomes, strict=True):
@@ -107,9 +113,10 @@ def init_ray(address: str | None = None) -> bool:
     return True
 
 
-def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None:
+def run_ray(queue: BatchQueue, address: str | None = None, display=None,
+            writers: Writers = NO_WRITERS) -> None:
     """Run the queue's remaining neurons (or layer groups) as Ray tasks and record each
-    outcome as its task finishes."""
+    outcome as its task finishes (the tasks write the reports, the driver the site)."""
     import ray
 
     started_here = init_ray(address)
@@ -124,13 +131,14 @@ def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None
             for members in batch_groups(queue.batch):
                 todo = [e for e in members if e.status in UNFINISHED]
                 cfgs = [start_entry(queue, e, display, parallel=slots * len(todo)) for e in todo]
-                ref = task.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver)
+                ref = task.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver,
+                                  writers.reporter)
                 pending[ref] = todo
         else:
             task = ray.remote(num_gpus=gpus, max_retries=0)(neuron_task)
             for entry in queue.batch.todo():
                 cfg = start_entry(queue, entry, display, parallel=slots)
-                pending[task.remote(str(queue.folder), cfg, driver)] = [entry]
+                pending[task.remote(str(queue.folder), cfg, driver, writers.reporter)] = [entry]
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -140,7 +148,7 @@ def run_ray(queue: BatchQueue, address: str | None = None, display=None) -> None
                     record_outcome(queue, entry, outcome)
                     if display:
                         display.neuron_finished(entry)
-                write_site_quietly(queue.folder)
+                write_site_quietly(queue.folder, writers)
     finally:
         if started_here:
             ray.shutdown()

@@ -92,6 +92,7 @@ from explain import NEURONS, boot_ci, pearson, simulate  # noqa: E402
 from neurosleuth.agents import candidates  # noqa: E402
 from neurosleuth.agents.config import resolve_config  # noqa: E402
 from neurosleuth.agents.session import investigate  # noqa: E402
+from neurosleuth.report.build import write_report  # noqa: E402
 from neurosleuth.score.writer import HeuristicWriter  # noqa: E402
 from neurosleuth.tools.exemplars import exemplars, heldout_windows  # noqa: E402
 from neurosleuth.tools.explain import Pattern  # noqa: E402
@@ -171,7 +172,7 @@ def run_policy(lm: LoadedModel, model: str, neuron: NeuronId, policy: str, args,
             drafts[draft["step"]] = draft["candidates"]
 
     start, cpu = time.perf_counter(), time.process_time()
-    run = investigate(cfg, lm=lm, observer=observe)
+    run = investigate(cfg, lm=lm, observer=observe, reporter=write_report)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     summary = json.loads((run / "summary.json").read_text())
     hyps = json.loads((run / "hypotheses.json").read_text())

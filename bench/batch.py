@@ -31,11 +31,15 @@ from rich.console import Console
 from rich.table import Table
 
 from neurosleuth.agents.config import resolve_config
-from neurosleuth.batch.queue import BatchQueue, run_batch, warm_scans
+from neurosleuth.batch.queue import BatchQueue, Writers, run_batch, warm_scans
 from neurosleuth.batch.select import NeuronPick
+from neurosleuth.report.build import write_report
+from neurosleuth.report.site import write_site
 from neurosleuth.tools.measure import active_hooks, direct_measure_ids, use_source
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
+
+WRITERS = Writers(reporter=write_report, site=write_site)  # as `neurosleuth batch` runs it
 
 HERE = Path(__file__).resolve().parent
 console = Console()
@@ -78,10 +82,10 @@ def run_mode(lm, runs: Path, name: str, picks, cfg, shared: bool) -> dict:
     watch = Stopwatch()
     start, cpu = time.perf_counter(), time.process_time()
     if shared:
-        run_batch(queue.folder, lm=lm)
+        run_batch(queue.folder, lm=lm, writers=WRITERS)
     else:
         with use_source(lm, watch):
-            run_batch(queue.folder, lm=lm)
+            run_batch(queue.folder, lm=lm, writers=WRITERS)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     neurons = {}
     for e in BatchQueue.load(queue.folder).batch.entries:

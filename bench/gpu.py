@@ -38,8 +38,10 @@ from rich.table import Table
 
 from neurosleuth.agents.config import resolve_config
 from neurosleuth.agents.session import investigate
-from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.batch.queue import BatchQueue, Writers, run_batch
 from neurosleuth.batch.select import NeuronPick
+from neurosleuth.report.build import write_report
+from neurosleuth.report.site import write_site
 from neurosleuth.tools.corpus import build_windows, default_corpus
 from neurosleuth.tools.model import LoadedModel, load_model
 from neurosleuth.tools.neurons import NeuronId
@@ -125,7 +127,7 @@ def bench_model(name: str, args, runs: Path) -> dict:
                          exemplar_tokens=args.scan_tokens, run_id=f"inv-{Path(name).name}")
     cfg = cfg.model_copy(update={"hypothesis_every": args.iterations})
     t0 = time.perf_counter()
-    run = investigate(cfg, lm=lm)
+    run = investigate(cfg, lm=lm, reporter=write_report)
     inv_s = time.perf_counter() - t0
     by_node: dict[str, float] = {}
     for line in (run / "events.jsonl").read_text().splitlines():
@@ -136,7 +138,7 @@ def bench_model(name: str, args, runs: Path) -> dict:
     bcfg = cfg.model_copy(update={"iterations": 2, "hypothesis_every": 2, "run_id": ""})
     queue = BatchQueue.create(runs, f"batch-{Path(name).name}", picks, bcfg)
     t0 = time.perf_counter()
-    run_batch(queue.folder, lm=lm)
+    run_batch(queue.folder, lm=lm, writers=Writers(reporter=write_report, site=write_site))
     batch_s = time.perf_counter() - t0
     done = sum(e.status == "done" for e in BatchQueue.load(queue.folder).batch.entries)
     return {

@@ -55,6 +55,7 @@ from seed004_loop import HeuristicProposer, LLMProposer, run_baseline  # noqa: E
 from neurosleuth.agents.config import RunConfig  # noqa: E402
 from neurosleuth.agents.planner import LLMPlanner, make_planner  # noqa: E402
 from neurosleuth.agents.session import investigate  # noqa: E402
+from neurosleuth.report.build import write_report  # noqa: E402
 from neurosleuth.tools.exemplars import exemplars  # noqa: E402
 from neurosleuth.tools.model import LoadedModel, load_model  # noqa: E402
 from neurosleuth.tools.neurons import NeuronId  # noqa: E402
@@ -118,7 +119,8 @@ def best_within_budget(run: Path, budget: int) -> tuple[float | None, int]:
 
 def run_agent(lm: LoadedModel, neuron: NeuronId, args, runs_dir: str, planner) -> dict[str, Any]:
     start = time.perf_counter()
-    run = investigate(agent_config(args, neuron, runs_dir), lm=lm, planner=planner)
+    run = investigate(agent_config(args, neuron, runs_dir), lm=lm, planner=planner,
+                      reporter=write_report)
     wall = time.perf_counter() - start
     s = json.loads((run / "summary.json").read_text())
     within, used = best_within_budget(run, args.budget)

@@ -159,11 +159,14 @@ def batch(
 def _run(folder: Path, lm, executor: str | None, ray_address: str | None,
          time_budget_s: float | None) -> None:
     from neurosleuth.batch.progress import make_display
-    from neurosleuth.batch.queue import run_batch
+    from neurosleuth.batch.queue import Writers, run_batch
+    from neurosleuth.report.build import write_report
+    from neurosleuth.report.site import write_site
 
-    try:
+    try:  # each run writes its report, the batch its index.html
         final = run_batch(folder, lm=lm, display=make_display(console), executor=executor,
-                          ray_address=ray_address, time_budget_s=time_budget_s)
+                          ray_address=ray_address, time_budget_s=time_budget_s,
+                          writers=Writers(reporter=write_report, site=write_site))
     except KeyboardInterrupt:
         err_console.print(f"interrupted: continue with `neurosleuth resume {folder.name} "
                           f"--runs-dir {folder.parent}`", markup=False)

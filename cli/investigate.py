@@ -76,6 +76,7 @@ def investigate(
     from neurosleuth.agents.planner import PlannerUnavailable
     from neurosleuth.agents.session import investigate as run_investigation
     from neurosleuth.cli.live import LiveView
+    from neurosleuth.report.build import write_report
     from neurosleuth.tools.model import placement_of
 
     messages = list(steer or [])
@@ -107,7 +108,7 @@ def investigate(
     placement_of(cfg.device, cfg.dtype, cfg.device_map)  # one line, before anything loads
     try:
         with LiveView(err_console, cfg, cfg.neuron) as view:
-            path = run_investigation(cfg, observer=view)
+            path = run_investigation(cfg, observer=view, reporter=write_report)
     except PlannerUnavailable as err:
         fail(str(err))
     _print_outcome(path)
@@ -129,6 +130,7 @@ def resume(
     from neurosleuth.agents.config import RunConfig, parse_duration, run_path
     from neurosleuth.agents.session import resume as resume_run
     from neurosleuth.cli.live import LiveView
+    from neurosleuth.report.build import write_report
 
     saved = run_path(runs_dir, run_id) / "config.json"
     cfg = RunConfig.model_validate_json(saved.read_text()) if saved.is_file() else RunConfig()
@@ -137,7 +139,7 @@ def resume(
     with LiveView(err_console, cfg, cfg.neuron) as view:
         path = resume_run(runs_dir, run_id, iterations=iterations,
                           time_budget_s=parse_duration(time),
-                          observer=view)
+                          observer=view, reporter=write_report)
     _print_outcome(path)
 
 

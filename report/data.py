@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from neurosleuth.agents.rundir import RunSummary
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronError, NeuronId
 
@@ -48,42 +49,6 @@ JSON_FILES = {  # file -> the JSON type it must hold
     "explanation.json": dict,
 }
 CSV_FILES = ("prompts.csv", "curve.csv")
-
-
-class RunSummary(TypedDict, total=False):
-    """``summary.json``: written by the agent after every check (``agents/summary.py``), read
-    here; a run killed early may lack any key (the report reads each with a default)."""
-
-    run_id: str
-    model: str
-    model_desc: str
-    neuron: str
-    planner_used: str
-    planner_note: str
-    status: str  # running | finishing | finished | interrupted | failed
-    stop_reason: str | None
-    iterations: int
-    forward_passes: int
-    llm_calls: int
-    llm_tokens_in: int
-    llm_tokens_out: int
-    llm_failures: int
-    llm_repairs: int
-    llm_fallbacks: int
-    llm_errors: list[str]
-    wall_s: float
-    own_s: float  # wall_s less the other neurons' turns in a layer-parallel group
-    oom_backoffs: dict[str, Any]
-    planner_s: float
-    model_s: float
-    best_activation: float | None
-    best_prompt: str | None
-    dataset_max: float | None
-    stats: dict[str, Any]  # memory.topk.SearchStats.to_dict()
-    recoveries: list[dict[str, Any]]
-    steering: list[dict[str, Any]]
-    started_at: str
-    finished_at: str | None
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,28 @@
 """Shared pieces of the agent tests: a tiny model saved as a local HF folder (so the CLI can load
-it in a subprocess), a small text corpus, and a scripted planner (tests only)."""
+it in a subprocess), a small text corpus, a scripted planner (tests only), and the agent's and the
+batch's entry points with the report writers the command line gives them."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers import LlamaForCausalLM
 
+from neurosleuth.agents import session
 from neurosleuth.agents.actions import ProposePrompts, StateHypothesis, TestPrompts
 from neurosleuth.agents.planner import CallInfo
+from neurosleuth.batch import queue
+from neurosleuth.report.build import write_report
+from neurosleuth.report.site import write_site
 from tests.fixtures import WORDS, tiny_config, tiny_tokenizer
+
+# As the command line runs them (cli/investigate.py, cli/batch.py): every run ends with its
+# report.md and report.html, and a batch keeps its index.html.
+investigate = partial(session.investigate, reporter=write_report)
+resume = partial(session.resume, reporter=write_report)
+run_batch = partial(queue.run_batch, writers=queue.Writers(reporter=write_report, site=write_site))
 
 CORPUS = [
     "the cat sat on the mat and the dog ran to the park .",

@@ -25,7 +25,6 @@ from neurosleuth.batch.queue import (
     batch_lock,
     neuron_budget,
     overrun_estimate,
-    run_batch,
 )
 from neurosleuth.batch.ray_executor import pack_run, unpack_run
 from neurosleuth.batch.select import (
@@ -40,7 +39,13 @@ from neurosleuth.batch.select import (
 )
 from neurosleuth.report.site import batch_rows
 from neurosleuth.tools.neurons import NeuronId
-from tests.agent_helpers import ScriptedPlanner, save_tiny_model, words, write_corpus
+from tests.agent_helpers import (
+    ScriptedPlanner,
+    run_batch,
+    save_tiny_model,
+    words,
+    write_corpus,
+)
 
 XSS = "<script>alert(1)</script>"
 

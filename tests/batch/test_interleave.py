@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from neurosleuth.batch.interleave import Board, Interleaver, group_cache_path, groups
-from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.batch.queue import BatchQueue
 from neurosleuth.tools.actcache import ActivationCache
 from neurosleuth.tools.measure import direct_measure_ids, measure_ids, use_source
 from neurosleuth.tools.neurons import NeuronId
-from tests.agent_helpers import words, write_corpus
+from tests.agent_helpers import run_batch, words, write_corpus
 from tests.batch.test_batch import kill_batch_at, picks, resume_batch, template
 
 

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from neurosleuth.agents.config import RunConfig
-from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.batch.queue import BatchQueue
 from neurosleuth.batch.select import NeuronPick
 from neurosleuth.tools.neurons import NeuronId
-from tests.agent_helpers import save_tiny_model, write_corpus
+from tests.agent_helpers import run_batch, save_tiny_model, write_corpus
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'neurosleuth[ray]'")
 

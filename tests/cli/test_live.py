@@ -6,9 +6,8 @@ import io
 from rich.console import Console
 
 from neurosleuth.agents.planner import HeuristicBackend
-from neurosleuth.agents.session import investigate
 from neurosleuth.cli.live import LiveView
-from tests.agent_helpers import write_corpus
+from tests.agent_helpers import investigate, write_corpus
 from tests.agents.test_agent import config
 
 

@@ -10,11 +10,11 @@ import threading
 import pytest
 
 from neurosleuth.agents.config import RunConfig
-from neurosleuth.batch.queue import BatchQueue, run_batch
+from neurosleuth.batch.queue import BatchQueue
 from neurosleuth.batch.select import NeuronPick
 from neurosleuth.report.serve import make_server
 from neurosleuth.tools.neurons import NeuronId
-from tests.agent_helpers import ScriptedPlanner, words, write_corpus
+from tests.agent_helpers import ScriptedPlanner, run_batch, words, write_corpus
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

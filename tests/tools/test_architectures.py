@@ -13,7 +13,6 @@ import torch
 
 from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.planner import HeuristicBackend
-from neurosleuth.agents.session import investigate
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.tools.ablate import ablate
 from neurosleuth.tools.attack import attack
@@ -23,7 +22,7 @@ from neurosleuth.tools.measure import measure
 from neurosleuth.tools.model import load_model, misplaced
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import patch_neurons
-from tests.agent_helpers import CORPUS, write_corpus
+from tests.agent_helpers import CORPUS, investigate, write_corpus
 from tests.architectures import ARCHITECTURES, save_architecture
 
 NEURON = NeuronId(1, 3)

@@ -27,11 +27,13 @@ acts}`` (``records_of`` reads them back as ``tools/records.NeuronRecords``).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, SupportsInt
 
 import numpy as np
 import pandas as pd
@@ -72,7 +74,8 @@ class _Tokens:
     """Token strings of corpus windows, decoded once each."""
 
     def __init__(self, lm: LoadedModel, windows: Windows):
-        self.lm, self.windows, self.cache = lm, windows, {}
+        self.lm, self.windows = lm, windows
+        self.cache: dict[int, tuple[str, ...]] = {}
 
     def __call__(self, i: int) -> tuple[str, ...]:
         if i not in self.cache:
@@ -91,7 +94,7 @@ def _json(records: Sequence[Record]) -> str:
                        for r in records])
 
 
-def _num(x: float) -> float | None:
+def _num(x: float | None) -> float | None:
     return None if x is None or np.isnan(x) else round(float(x), 4)
 
 
@@ -102,10 +105,11 @@ def neuron_row(scan: LayerScan, n: int, tokens: _Tokens, up: list[str], down: li
     rand = _records(scan, n, tokens, "rand")
     bot = _records(scan, n, tokens, "bot")
     top_max = float(scan.top_val[0, n])
-    row = {"layer": scan.layer, "index": n, "neuron": f"{scan.layer}:{n}", "max_act": top_max,
-           "min_act": float(scan.bot_val[0, n]), "mean": float(scan.mean[n]),
-           "std": float(scan.std[n]), "frac_pos": float(scan.frac_pos[n]),
-           "promotes": json.dumps(up), "suppresses": json.dumps(down)}
+    row: dict[str, Any] = {
+        "layer": scan.layer, "index": n, "neuron": f"{scan.layer}:{n}", "max_act": top_max,
+        "min_act": float(scan.bot_val[0, n]), "mean": float(scan.mean[n]),
+        "std": float(scan.std[n]), "frac_pos": float(scan.frac_pos[n]),
+        "promotes": json.dumps(up), "suppresses": json.dumps(down)}
     rand_acts = np.concatenate([r.acts for r in rand]) if rand else np.zeros(1)
     row["density"] = (float((rand_acts >= DENSITY_AT * top_max).mean()) if top_max > 0
                       else 0.0)
@@ -119,8 +123,9 @@ def neuron_row(scan: LayerScan, n: int, tokens: _Tokens, up: list[str], down: li
             "triggers": json.dumps(sorted(ex.pattern.triggers,
                                           key=lambda w: -ex.pattern.triggers[w])[:12]),
             "pattern": json.dumps(ex.pattern.to_dict())}
-    scores = {"r": None, "r_lo": None, "r_hi": None, "r_top": None, "r_random": None,
-              "list_r": None, "list_explanation": None}
+    scores: dict[str, float | str | None] = {
+        "r": None, "r_lo": None, "r_hi": None, "r_top": None, "r_random": None, "list_r": None,
+        "list_explanation": None}
     if held and ex.pattern.kind != "none":
         s = simulation_r(ex.pattern.simulate, held, rand[1::2], seed=cfg.seed,
                          n_boot=cfg.n_boot)
@@ -168,7 +173,10 @@ def layer_rows(lm: LoadedModel, scan: LayerScan, windows: Windows, cfg: AtlasCon
                ) -> list[dict]:
     tokens = tokens or _Tokens(lm, windows)
     up, down = output_tokens(lm, scan.layer, cfg.output_k)
-    names = lambda ids: [lm.tokenizer.decode([int(i)]) for i in ids]  # noqa: E731
+
+    def names(ids: Iterable[SupportsInt]) -> list[str]:
+        return [lm.decode([int(i)]) for i in ids]
+
     rows = []
     for n in range(scan.top_val.shape[1]):
         rows.append(neuron_row(scan, n, tokens, names(up[n]), names(down[n]), cfg))
@@ -233,7 +241,7 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
             t0 = time.perf_counter()
             rows = layer_rows(lm, scans[L], windows, cfg, tokens,
                               None if neuron_progress is None else
-                              (lambda d, t, L=L: neuron_progress(L, d, t)))
+                              functools.partial(neuron_progress, L))
             frame = pd.DataFrame(rows)
             tmp = out / "layers" / f"{L}.tmp.parquet"
             frame.to_parquet(tmp, index=False)

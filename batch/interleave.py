@@ -111,7 +111,8 @@ class Interleaver:
     def others_s(self) -> float:
         """Seconds the calling worker spent on the other workers' turns (waiting for the baton,
         or running a shared pass beyond its own share of it); 0 outside a worker."""
-        return self.others.get(self.workers.get(threading.get_ident()), 0.0)
+        me = self.workers.get(threading.get_ident())
+        return 0.0 if me is None else self.others.get(me, 0.0)
 
     def measure_ids(self, lm: LoadedModel, ids, neurons, tokens_per_batch=None):
         me = self.workers.get(threading.get_ident())

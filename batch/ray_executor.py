@@ -127,18 +127,18 @@ def run_ray(queue: BatchQueue, address: str | None = None, display=None,
         driver = ray.get_runtime_context().get_node_id()
         pending: dict[Any, list] = {}
         if queue.batch.shared_cache:
-            task = ray.remote(num_gpus=gpus, max_retries=0)(group_task)
+            group = ray.remote(num_gpus=gpus, max_retries=0)(group_task)
             for members in batch_groups(queue.batch):
                 todo = [e for e in members if e.status in UNFINISHED]
                 cfgs = [start_entry(queue, e, display, parallel=slots * len(todo)) for e in todo]
-                ref = task.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver,
-                                  writers.reporter)
+                ref = group.remote(str(queue.folder), [e.neuron for e in members], cfgs, driver,
+                                   writers.reporter)
                 pending[ref] = todo
         else:
-            task = ray.remote(num_gpus=gpus, max_retries=0)(neuron_task)
+            single = ray.remote(num_gpus=gpus, max_retries=0)(neuron_task)
             for entry in queue.batch.todo():
                 cfg = start_entry(queue, entry, display, parallel=slots)
-                pending[task.remote(str(queue.folder), cfg, driver, writers.reporter)] = [entry]
+                pending[single.remote(str(queue.folder), cfg, driver, writers.reporter)] = [entry]
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:

@@ -171,7 +171,7 @@ def make_targets(
     lm: LoadedModel,
     target: str | int | None = None,
     pair: tuple[str | int, str | int] | None = None,
-    at: str = "all",
+    at: Literal["all", "last"] = "all",
     anchor: torch.Tensor | None = None,
 ) -> Targets:
     return Targets(
@@ -179,7 +179,7 @@ def make_targets(
         None if pair is None else (token_id(lm, pair[0]), token_id(lm, pair[1])),
         at,
         anchor,
-    )  # type: ignore[arg-type]
+    )
 
 
 def encode_all(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
@@ -262,7 +262,9 @@ def random_components(
         ]
     if isinstance(component, AttnHead):
         others = [h for h in range(lm.n_heads) if h != component.head]
-        pick = rng.choice(others, size=min(count, len(others)), replace=False) if others else []
+        if not others:
+            return []
+        pick = rng.choice(others, size=min(count, len(others)), replace=False)
         return [AttnHead(component.layer, int(h)) for h in pick]
     return []
 

@@ -152,11 +152,18 @@ class ActivationCache:
             self.passes += 1
             self.tokens += sum(len(s) for s in ids)
 
+    def _present(self, layer: int, ids: Sequence[int]) -> np.ndarray:
+        """``get`` for a row that must be cached."""
+        arr = self.get(layer, ids)
+        if arr is None:
+            raise KeyError(f"no cached activations of layer {layer} on these {len(ids)} tokens")
+        return arr
+
     def read(self, ids: Sequence[Sequence[int]], neurons: Sequence[NeuronId]) -> list[np.ndarray]:
         """(T_i, N) activations of ``neurons`` (in that order) on ``ids``; every row present."""
         out = []
         for seq in ids:
-            parts = {layer: self.get(layer, seq) for layer in {n.layer for n in neurons}}
+            parts = {layer: self._present(layer, seq) for layer in {n.layer for n in neurons}}
             out.append(np.stack([parts[n.layer][:, self.col[n]] for n in neurons], axis=1)
                        if neurons else np.zeros((len(seq), 0), np.float32))
         return out

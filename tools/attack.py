@@ -206,18 +206,22 @@ def _allowed(
 class _Search:
     """State of one attack: population search steps, the archive and the forward-pass count."""
 
-    def __init__(self, lm, neuron, cfg, prefix, suffix, allowed):
+    def __init__(self, lm: LoadedModel, neuron: NeuronId, cfg: AttackConfig, prefix: list[int],
+                 suffix: list[int], allowed: torch.Tensor) -> None:
         self.lm, self.neuron, self.cfg = lm, neuron, cfg
+        if cfg.length is None or cfg.population is None:
+            raise ValueError("the attack config's length and population are unresolved (_checked)")
+        self.length, self.population = cfg.length, cfg.population
         self.sign = 1.0 if cfg.direction == "up" else -1.0
         bos = [int(lm.tokenizer.bos_token_id)] if lm.n_prefix else []
         self.head = torch.tensor(bos + prefix, dtype=torch.long, device=lm.device)  # (Th,)
         self.tail = torch.tensor(suffix, dtype=torch.long, device=lm.device)  # (Ts,)
         n_ctx = int(lm.model.cfg.n_ctx)
-        if len(self.head) + cfg.length + len(self.tail) > n_ctx:
-            raise ValueError(f"prefix + {cfg.length} tokens + suffix exceed the context ({n_ctx})")
+        if len(self.head) + self.length + len(self.tail) > n_ctx:
+            raise ValueError(f"prefix + {self.length} tokens + suffix exceed the context ({n_ctx})")
         self.allowed = allowed
         self.weights = torch.tensor([cfg.fluency_weights[i % len(cfg.fluency_weights)]
-                                     for i in range(cfg.population)], device=lm.device)  # (P,)
+                                     for i in range(self.population)], device=lm.device)  # (P,)
         self.need_ce = bool(self.weights.max() > 0)
         self.reserve = 0 if self.need_ce else cfg.keep + 1  # the final cross-entropies
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -230,7 +234,7 @@ class _Search:
         self.rows = self._rows_per_batch()
 
     def _rows_per_batch(self) -> int:
-        width = len(self.head) + self.cfg.length + len(self.tail)
+        width = len(self.head) + self.length + len(self.tail)
         tokens = auto_tokens_per_batch(self.lm, self.neuron.layer, width)
         if self.need_ce:  # float32 logits and their softmax terms (tokens, V) dominate memory
             vocab = embedding_weights(self.lm)[0].shape[0]
@@ -263,7 +267,8 @@ class _Search:
                 a, logits = trace(self.lm, ids, self.neuron, logits=with_ce)
                 act, pos = read_position(a, self.cfg.position, self.lm.n_prefix, self.sign,
                                          max_from=len(self.head))
-                ce = cross_entropy(logits, ids) if with_ce else torch.zeros_like(act)
+                # trace returns logits exactly when with_ce asks for them
+                ce = cross_entropy(logits, ids) if logits is not None else torch.zeros_like(act)
             return act, ce, pos
 
         parts = self._batched(run, spans)
@@ -291,9 +296,11 @@ class _Search:
                 act, _ = read_position(acts, self.cfg.position, self.lm.n_prefix, self.sign,
                                        max_from=len(self.head))
                 objective = self.sign * act  # (b,)
-                if self.need_ce:
+                if logits is not None:  # asked for exactly when need_ce
                     objective = objective - w * cross_entropy(logits, self.full(chunk))
                 objective.sum().backward()
+            if onehot.grad is None:  # backward() always fills a leaf that requires grad
+                raise RuntimeError("no gradient reached the one-hot token input")
             return onehot.grad.float()
 
         parts = self._batched(run, spans)
@@ -324,7 +331,7 @@ class _Search:
 
     def init_spans(self, init_ids: list[list[int]], restart: int) -> torch.Tensor:
         """(P, n) starting spans: given prompts (cycled) cut/filled to n, else random tokens."""
-        n, p = self.cfg.length, self.cfg.population
+        n, p = self.length, self.population
         choices = self.allowed.nonzero()[:, 0].cpu()
         rows = []
         for i in range(p):
@@ -387,7 +394,7 @@ class _Search:
     def _prompt(self, key: tuple[int, ...]) -> AttackPrompt:
         act, ce, pos = self.archive[key]
         ids = self.full(torch.tensor([key], device=self.lm.device))[0, self.lm.n_prefix:].tolist()
-        return AttackPrompt(self.lm.tokenizer.decode(ids), tuple(ids), key, act, ce,
+        return AttackPrompt(self.lm.decode(ids), tuple(ids), key, act, ce,
                             pos - self.lm.n_prefix)
 
     def initial_best(self) -> AttackPrompt:

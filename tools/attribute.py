@@ -122,7 +122,7 @@ def attribute(
     else:
         raise ValueError(f"unknown attribution method {method!r}: use 'ig' or 'grad_x_input'")
     text_ids = ids[0, k:].tolist()
-    return Attribution(neuron, method, lm.tokenizer.decode(text_ids),
+    return Attribution(neuron, method, lm.decode(text_ids),
                        tuple(lm.token_strs(text_ids)), tuple(text_ids),
                        scores[k:].detach().cpu().numpy().astype(np.float64), pos - k,
                        float(value[0]), base, f_base, n)
@@ -256,6 +256,13 @@ def _target_id(lm: LoadedModel, target: str | int) -> int:
     return int(ids[0])
 
 
+def _grad(t: torch.Tensor) -> torch.Tensor:
+    """The gradient ``backward()`` left on ``t`` (a leaf, or a tensor that retains its grad)."""
+    if t.grad is None:
+        raise RuntimeError("no gradient reached a tensor that keeps one")
+    return t.grad
+
+
 def _attribution_patching(lm: LoadedModel, ids: torch.Tensor, target: int, layers: list[int]):
     """Clean metric, activations at the last position (L, d_mlp), and the estimates
     -sum_t a_t g_t (L, d_mlp), from one forward and one backward pass."""
@@ -274,7 +281,7 @@ def _attribution_patching(lm: LoadedModel, ids: torch.Tensor, target: int, layer
             logits = lm.model(x)  # (1, T, V)
         metric = torch.log_softmax(logits[0, -1].float(), dim=-1)[target]
         metric.backward()
-    attr = torch.stack([-(kept[la][0].float() * kept[la].grad[0].float()).sum(0)
+    attr = torch.stack([-(kept[la][0].float() * _grad(kept[la])[0].float()).sum(0)
                         for la in layers])  # (L, d), summed in float32
     last = torch.stack([kept[la][0, -1] for la in layers])  # (L, d_mlp)
     return float(metric.detach()), last.detach().float().cpu(), attr.detach().float().cpu()

@@ -45,6 +45,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from neurosleuth.tools import wordclasses as W
 from neurosleuth.tools.wordclasses import (  # noqa: F401  (the names callers import from here)
@@ -258,8 +259,10 @@ def _wordnet_candidates(items, total, need, share) -> list[_Candidate]:
     for pos in ("n", "v"):
         if pos == "v" and sum(p == "v" for p in clear) < sum(p not in (None, "v") for p in clear):
             continue  # a verb class for words that are mostly not verbs ('yellow': discolor)
-        keys, salient = defaultdict(list), defaultdict(float)
-        lex_keys = defaultdict(list)
+        # synset -> keys of its members, and their summed weight; lexicographer file -> keys
+        keys: defaultdict[Any, list] = defaultdict(list)
+        salient: defaultdict[Any, float] = defaultdict(float)
+        lex_keys: defaultdict[str, list] = defaultdict(list)
         for k, (t, wt) in items.items():
             word = norm(t)
             for a, sense_weight in _ancestors(word, pos).items():
@@ -267,12 +270,13 @@ def _wordnet_candidates(items, total, need, share) -> list[_Candidate]:
                 salient[a] += wt * sense_weight
             if senses := _senses(word, pos):
                 lex_keys[senses[0].lexname()].append(k)
-        keys = {a: ks for a, ks in keys.items() if a.name().split(".")[0] not in TOO_GENERAL}
-        out += _make(items, total, need, share, _wordnet_specificity, keys, lambda a, ex, cov:
+        specific = {a: ks for a, ks in keys.items()
+                    if a.name().split(".")[0] not in TOO_GENERAL}
+        out += _make(items, total, need, share, _wordnet_specificity, specific, lambda a, ex, cov:
                      ConceptName(_label(a), ex, cov, "wordnet", a.pos(), a.name(), tuple(
                          lem.name().replace("_", " ") for lem in a.lemmas()[:3])), salient)
-        lex_keys = {x: ks for x, ks in lex_keys.items() if x in SUPERSENSE_NAMES}
-        out += _make(items, total, need, share, lambda x: SUPERSENSE_SPECIFICITY, lex_keys,
+        supersenses = {x: ks for x, ks in lex_keys.items() if x in SUPERSENSE_NAMES}
+        out += _make(items, total, need, share, lambda x: SUPERSENSE_SPECIFICITY, supersenses,
                      lambda x, ex, cov: ConceptName(SUPERSENSE_NAMES[x], ex, cov, "supersense", x))
     return out
 

@@ -108,7 +108,8 @@ def language(text: str) -> str | None:
     try:
         import pycountry
 
-        name = pycountry.languages.get(alpha_2=code).name
+        found = pycountry.languages.get(alpha_2=code)
+        name = code if found is None else found.name
     except (ImportError, AttributeError, KeyError, LookupError):
         name = code
     return f"{name} text"
@@ -122,7 +123,9 @@ def context_level(windows: Sequence[tuple[Sequence[str], np.ndarray]]
     if not windows:
         return 0.0, None, 0
     thr = CONTEXT_FIRE * float(np.median([float(np.max(a)) for _, a in windows]))
-    shares, firing, kinds = [], Counter(), Counter()
+    shares: list[float] = []
+    firing: Counter[str] = Counter()
+    kinds: Counter[str | None] = Counter()
     for toks, acts in windows:
         on = np.asarray(acts) >= thr
         shares.append(float(on.mean()))

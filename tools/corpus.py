@@ -61,6 +61,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -86,6 +87,14 @@ __all__ = ["FORMAT_VERSION", "Corpus", "CorpusError", "CorpusWarning", "Document
 DOC_CAP = 2048  # tokens kept per document
 COMPOSITION_TOKENS = 1 << 17  # the budget ``composition`` measures at (the atlas's default)
 
+_T = TypeVar("_T")
+
+
+def _faq(lang: str) -> Callable[[], Source]:
+    """The source of the Debian FAQ's ``lang`` translation, built when called."""
+    return lambda: P.faq_source(lang)
+
+
 SOURCES: dict[str, Callable[[], Source]] = {
     "wiki": P.wiki_source,
     "chitchat": P.chitchat_source,
@@ -96,7 +105,7 @@ SOURCES: dict[str, Callable[[], Source]] = {
     "web": F.web_source,
     "wiki-es": P.wiki_es_source,
     "wiki-fr": P.wiki_fr_source,
-    **{f"faq-{lang}": (lambda lang=lang: P.faq_source(lang)) for lang in P.FAQ_LANGUAGES},
+    **{f"faq-{lang}": _faq(lang) for lang in P.FAQ_LANGUAGES},
     "markdown": F.markdown_source,
     "html": F.html_source,
     "xml": F.xml_source,
@@ -226,8 +235,8 @@ def _source_windows(lm: LoadedModel, source: Source, window: int, doc_cap: int,
             buf, prov = buf[window:], prov[window:]
 
 
-def interleave(weights: Sequence[float], streams: Sequence[Iterator], limit: int | None
-               ) -> Iterator[tuple[int, object]]:
+def interleave(weights: Sequence[float], streams: Sequence[Iterator[_T]], limit: int | None
+               ) -> Iterator[tuple[int, _T]]:
     """(stream index, item) by smooth weighted round-robin (module docstring), at most
     ``limit`` items; a stream that runs out drops out and the others share its turns. Integer
     credits (weights in millionths), so the order is exact and the same everywhere."""

@@ -22,6 +22,7 @@ the Markdown source depends on what else is installed in the environment.
 from __future__ import annotations
 
 import ast
+import email.message
 import hashlib
 import importlib.metadata
 import json
@@ -30,6 +31,7 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from neurosleuth.tools.corpus_prose import FAQ_DIR, FAQ_LICENCE
 from neurosleuth.tools.corpus_records import (
@@ -124,11 +126,17 @@ def web_source() -> Source:
 # ---------------------------------------------------------------- markup
 
 
+def _metadata(dist: importlib.metadata.Distribution) -> email.message.Message:
+    """A distribution's metadata, which is an ``email.message.Message`` at run time (typeshed's
+    ``PackageMetadata`` protocol for Python 3.11 lacks the ``get`` and ``get_payload`` used)."""
+    return cast(email.message.Message, dist.metadata)
+
+
 def markdown_source() -> Source:
     """Markdown READMEs: the long descriptions of the installed distributions."""
     found: dict[str, importlib.metadata.Distribution] = {}
     for dist in importlib.metadata.distributions():
-        meta = dist.metadata
+        meta = _metadata(dist)
         name = str(meta.get("Name") or "")
         if (name and name.lower() != "neurosleuth" and name not in found
                 and "markdown" in str(meta.get("Description-Content-Type") or "")):
@@ -139,7 +147,7 @@ def markdown_source() -> Source:
 
     def documents() -> Iterator[Document]:
         for name in hash_order(list(found)):
-            meta = found[name].metadata
+            meta = _metadata(found[name])
             text = str(meta.get_payload() or meta.get("Description") or "").strip()
             if text:
                 yield Document("markdown", f"{name}-{found[name].version}", text[:MAX_FILE_BYTES])
@@ -180,7 +188,7 @@ def latex_source() -> Source:
                    "pip install mpmath")
 
     def documents() -> Iterator[Document]:
-        found = {}
+        found: dict[str, str] = {}
         for f in files:
             for name, text in _docstrings(f.read_text(encoding="utf-8", errors="replace")):
                 if _LATEX.search(text):

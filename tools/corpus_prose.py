@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from neurosleuth.tools.corpus_records import (
     Document,
@@ -93,7 +94,7 @@ def chitchat_source() -> Source:
                   kind="prose", language="English", package=f"chitchat-dataset {ver}")
 
 
-def _iter_json_object(text: str) -> Iterator[tuple[str, object]]:
+def _iter_json_object(text: str) -> Iterator[tuple[str, Any]]:
     """(key, value) pairs of a top-level JSON object, decoded lazily."""
     dec = json.JSONDecoder()
     i = text.index("{") + 1
@@ -156,7 +157,9 @@ def faq_sections(text: str, script: re.Pattern | None = None) -> dict[str, str]:
     With ``script``, paragraphs of 40 letters or more without a letter of it are left out (a
     translation's paragraphs still in English)."""
     out: dict[str, str] = {}
-    key, heading, body = None, [], []
+    key: str | None = None
+    heading: list[str] = []
+    body: list[str] = []
     in_heading = False
     for line in text.splitlines() + [""]:
         if _SECTION.match(line):

@@ -144,7 +144,7 @@ class _Probe:
     def __init__(self, lm: LoadedModel, neuron: NeuronId, text_ids: list[int], position):
         self.lm, self.neuron, self.ids, self.position = lm, neuron, text_ids, position
         self.bos = [int(lm.tokenizer.bos_token_id)] if lm.n_prefix else []
-        self.text = lm.tokenizer.decode(text_ids)
+        self.text = lm.decode(text_ids)
         self.fixed = None  # an int position is read at that original token, never deleted
         if isinstance(position, int) and not isinstance(position, bool):
             if not -len(text_ids) <= position < len(text_ids):
@@ -155,7 +155,8 @@ class _Probe:
     def apply(self, edits: EditSet) -> tuple[list[int], int | None]:
         """Edited text ids, and where the fixed read position went (None when not fixed)."""
         change = dict(edits)
-        out, where = [], None
+        out: list[int] = []
+        where = None
         for i, t in enumerate(self.ids):
             if i == self.fixed:
                 where = len(out)
@@ -207,6 +208,8 @@ class _Probe:
                 val = acts[:, len(self.bos) + self.fixed]
             val.sum().backward()
         self.n_forward += 1
+        if onehot.grad is None:  # backward() always fills a leaf that requires grad
+            raise RuntimeError("no gradient reached the one-hot token input")
         grad = -onehot.grad[0, len(self.bos):]  # (T_text, V): larger = lowers the activation
         vocab = min(grad.shape[1], len(self.lm.tokenizer))
         grad[:, vocab:] = -float("inf")
@@ -236,7 +239,7 @@ class _Probe:
         strs = self.lm.token_strs(self.ids)
         made = tuple(TokenEdit(p, strs[p], None if n is None else self.lm.token_strs([n])[0], n)
                      for p, n in edits)
-        return EditOutcome(made, self.lm.tokenizer.decode(ids), tuple(ids), act, act / base)
+        return EditOutcome(made, self.lm.decode(ids), tuple(ids), act, act / base)
 
 
 def _edit_key(edit: tuple[int, int | None]) -> tuple[int, int]:

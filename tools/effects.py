@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,7 @@ class EffectResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> EffectResult:
-        kw = {}
+        kw: dict[str, Any] = {}  # field name -> value, of each field's own type
         for f in fields(cls):
             v = d[f.name]
             if f.name in ("promoted", "suppressed"):

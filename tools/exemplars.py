@@ -268,7 +268,7 @@ def _window(lm: LoadedModel, windows: Windows, i: int) -> Window:
     ids = tuple(int(x) for x in windows.ids[i])
     source, doc = windows.where(i)
     return Window(i, source, doc, int(windows.offset[i]), ids, tuple(lm.token_strs(list(ids))),
-                  lm.tokenizer.decode(list(ids)))
+                  lm.decode(list(ids)))
 
 
 def _neuron_exemplars(lm: LoadedModel, windows: Windows, scan: LayerScan, n: NeuronId, k: int
@@ -354,7 +354,7 @@ def corpus_windows(lm: LoadedModel, corpus: Corpus, windows: Windows, doc_cap: i
     ratios = {}
     for si, name in enumerate(windows.source_names):
         idx = np.flatnonzero(windows.source == si)[:sample]
-        text = sum(len(lm.tokenizer.decode([int(t) for t in windows.ids[i]])) for i in idx)
+        text = sum(len(lm.decode([int(t) for t in windows.ids[i]])) for i in idx)
         ratios[name] = text / (len(idx) * windows.width) if len(idx) else None
     known = [r for r in ratios.values() if r]
     default = float(np.mean(known)) if known else 4.0

@@ -311,7 +311,7 @@ def _run_variants(lm, ids, variants, targets: Targets, positions, budget: int):
         k = min(len(variants) + 1, max(1, budget // tokens.numel()))
         slots: list[Variant] = [(), *variants]  # slot 0: the unedited run
         slots += [()] * (-len(slots) % k)
-        clean = None
+        clean: torch.Tensor | None = None
         for g in range(0, len(slots), k):
             with torch.inference_mode(), hooked(lm, _variant_hooks(slots[g : g + k], rows, pos)):
                 new = lm.model(tokens.repeat(k, 1), attention_mask=mask.repeat(k, 1))  # (K*B, T, V)
@@ -321,5 +321,6 @@ def _run_variants(lm, ids, variants, targets: Targets, positions, budget: int):
                 if v == -1:
                     clean = check_finite(new[:b].clone(), lm.dtype, "logits")  # frees `new`
                 elif v < len(variants):
+                    assert clean is not None  # slot 0, the unedited run, comes first
                     acc.add(v, rows, clean, new[j * b : (j + 1) * b], tokens, lengths, lm.n_prefix)
     return acc.results()

@@ -296,9 +296,8 @@ def auto_tokens_per_batch(lm: LoadedModel, layer: int, seq_len: int = 128) -> in
     (gate, up, product) and a row of attention scores per head. On CPU, past a few thousand
     tokens a batch gets no faster, so the budget is capped there.
     """
-    cfg = lm.model.cfg
     elem = torch.finfo(lm.dtype).bits // 8
-    per_token = elem * (8 * cfg.d_model + 4 * cfg.d_mlp + 2 * cfg.n_heads * seq_len)
+    per_token = elem * (8 * lm.d_model + 4 * lm.d_mlp + 2 * lm.n_heads * seq_len)
     budget = available_memory(lm.device) // 4 // per_token
     cap = 1 << 17 if lm.device.type == "cuda" else 4096
     return int(max(256, min(budget, cap)))

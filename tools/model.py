@@ -50,6 +50,8 @@ from neurosleuth.tools.weights import (  # noqa: F401  (re-exported: the public 
 
 if TYPE_CHECKING:
     import torch
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
 
 
 
@@ -58,8 +60,8 @@ class LoadedModel:
     """A hooked model with its tokenizer and the decisions made when loading it."""
 
     name: str
-    model: torch.nn.Module  # transformer_lens.TransformerBridge
-    tokenizer: object  # transformers.PreTrainedTokenizerBase
+    model: TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
     prepend_bos: bool
@@ -71,7 +73,10 @@ class LoadedModel:
 
     @property
     def d_mlp(self) -> int:
-        return int(self.model.cfg.d_mlp)
+        d_mlp = self.model.cfg.d_mlp
+        if d_mlp is None:  # an attention-only model
+            raise TypeError(f"{self.name} has no MLP layers (its config's d_mlp is None)")
+        return int(d_mlp)
 
     @property
     def d_model(self) -> int:
@@ -93,13 +98,21 @@ class LoadedModel:
         """How many leading tokens ``encode`` adds that are not part of the text (0 or 1)."""
         return int(self.prepend_bos and self.tokenizer.bos_token_id is not None)
 
+    def decode(self, ids: list[int]) -> str:
+        """The text of one sequence of token ids (the tokenizer's ``decode``, which is typed to
+        return a list of texts too, for a batch of sequences)."""
+        text = self.tokenizer.decode(ids)
+        if not isinstance(text, str):
+            raise TypeError(f"decoding one sequence gave {type(text).__name__}, not str")
+        return text
+
     def token_strs(self, ids: list[int]) -> list[str]:
         """Each id decoded on its own (the text a reader sees for that token). A SentencePiece
         token that starts a word ('▁cat') keeps its space (' cat'), which decoding it alone
         drops: words are rebuilt from these spaces (``tools/words.py``)."""
         out = []
         for i in ids:
-            text = self.tokenizer.decode([int(i)])
+            text = self.decode([int(i)])
             raw = self.tokenizer.convert_ids_to_tokens(int(i))
             if isinstance(raw, str) and raw.startswith("▁") and not text[:1].isspace():
                 text = " " + text

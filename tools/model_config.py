@@ -172,12 +172,14 @@ def _transformerlens_names() -> dict[str, str] | None:
     ``transformer_lens.supported_models.get_official_model_name`` resolves them."""
     try:
         spec = importlib.util.find_spec("transformer_lens")
-        root = Path(list(spec.submodule_search_locations)[0])  # type: ignore[union-attr]
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        root = Path(list(spec.submodule_search_locations)[0])
         tree = ast.parse((root / "supported_models.py").read_text())
         official = next(
             ast.literal_eval(node.value)
             for node in tree.body
-            if isinstance(node, ast.AnnAssign | ast.Assign)
+            if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None
             and "OFFICIAL_MODEL_NAMES" in [getattr(t, "id", None) for t in _targets(node)]
         )
         data = root / "tools" / "model_registry" / "data" / "model_aliases.json"

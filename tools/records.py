@@ -142,7 +142,8 @@ def _neuronpedia(obj: dict | list, path: Path, count: _Counter) -> NeuronRecords
         layer, index = _layer_number(obj.get("layer", "")), str(obj.get("index", ""))
         neuron = f"{layer}:{index}" if layer and index.isdigit() else ""
         model = str(obj.get("modelId", ""))
-    top, rand = [], []
+    top: list[Record] = []
+    rand: list[Record] = []
     for i, raw in enumerate(acts):
         rec = _record(raw, path, count(), f"activations[{i}]", "values")
         (rand if raw.get("kind") == "random" else top).append(rec)
@@ -169,6 +170,7 @@ def _plain(items: list[tuple[int, str, object]], path: Path) -> list[NeuronRecor
     groups: dict[str, NeuronRecords] = {}
     for n, label, raw in items:
         rec = _record(raw, path, n, label, "activations")
+        assert isinstance(raw, dict)  # _record refuses anything else
         kind = raw.get("kind", "top")
         if kind not in ("top", "random"):
             raise RecordsError(f"{_where(path, n, label)}: field 'kind' is {kind!r}, "

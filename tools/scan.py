@@ -94,7 +94,8 @@ class LayerScan:
     def save(self, path: Path) -> None:
         """Write atomically (to a temporary file, then rename) as an uncompressed ``.npz``."""
         tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
-        np.savez(tmp, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        np.savez(tmp, allow_pickle=True, **arrays)  # numpy's default, named: ** fills the rest
         tmp.replace(path)
 
     @classmethod
@@ -112,7 +113,11 @@ class _TopK:
 
     def __init__(self, keep: int, largest: bool):
         self.keep, self.largest = keep, largest
-        self.val = self.win = self.pos = self.acts = None
+        # (k, d) values, windows and positions, (k, d, T) activations: None until the first merge
+        self.val: torch.Tensor | None = None
+        self.win: torch.Tensor | None = None
+        self.pos: torch.Tensor | None = None
+        self.acts: torch.Tensor | None = None
 
     def merge(self, acts: torch.Tensor, val: torch.Tensor, pos: torch.Tensor, w0: int) -> None:
         # acts: (B, T, d) float32; val, pos: (B, d) the window max (min) and where it is
@@ -120,6 +125,7 @@ class _TopK:
         win = torch.arange(w0, w0 + B, device=acts.device).view(B, 1).expand(B, d)
         per_tok = acts.transpose(1, 2)  # (B, d, T)
         if self.val is not None:
+            assert self.win is not None and self.pos is not None and self.acts is not None
             val = torch.cat([self.val, val])
             win = torch.cat([self.win, win])
             pos = torch.cat([self.pos, pos])
@@ -248,7 +254,7 @@ def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
 def _save_checkpoint(path: Path, meta: dict, running: dict[int, _Running]) -> None:
     arrays = {f"{L}/{k}": v for L, run in running.items() for k, v in run.state().items()}
     tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
-    np.savez(tmp, meta=np.asarray(json.dumps(meta)), **arrays)
+    np.savez(tmp, allow_pickle=True, meta=np.asarray(json.dumps(meta)), **arrays)  # (see save)
     tmp.replace(path)
 
 

@@ -27,7 +27,6 @@ from neurosleuth.tools.ablate import ablation_ops, encode_all, make_targets
 from neurosleuth.tools.effects import LABELS, METRICS
 from neurosleuth.tools.interventions import (
     AttnHead,
-    Component,
     MLPLayer,
     Resid,
     edits,
@@ -82,8 +81,12 @@ def _columns(rows: list[dict]) -> list[str]:
     return [k for k in keys if k not in ("component", "kind", "layer", "head")]
 
 
-def _components(lm: LoadedModel, mlp: bool, heads: bool, resid: bool = False) -> list[Component]:
-    out: list[Component] = []
+# The components a sweep runs over: whole layers and heads, each in one layer.
+_Swept = MLPLayer | AttnHead | Resid
+
+
+def _components(lm: LoadedModel, mlp: bool, heads: bool, resid: bool = False) -> list[_Swept]:
+    out: list[_Swept] = []
     for layer in range(lm.n_layers):
         out += [MLPLayer(layer)] if mlp else []
         out += [Resid(layer)] if resid else []
@@ -93,7 +96,7 @@ def _components(lm: LoadedModel, mlp: bool, heads: bool, resid: bool = False) ->
     return out
 
 
-def _row(c: Component, summary: dict[str, float]) -> dict:
+def _row(c: _Swept, summary: dict[str, float]) -> dict:
     kind = {MLPLayer: "mlp", AttnHead: "head", Resid: "resid"}[type(c)]
     return {
         "component": str(c),

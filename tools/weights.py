@@ -119,7 +119,8 @@ def load_gguf(gguf: Path, architecture: str | None, where: Placement, label: str
         gguf.parent, gguf_file=gguf.name, dtype=where.torch_dtype, **plain_weights(gguf)
     )
     try:  # the cache is an optimisation: a read-only home must not stop the run
-        hf.hf_quantizer = None
+        # set by transformers at load time, undeclared: nn.Module types it Tensor | Module
+        hf.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(hf.config, "quantization_config"):
             del hf.config.quantization_config
         tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")

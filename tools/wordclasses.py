@@ -262,7 +262,8 @@ def part_of_speech(word: str) -> str | None:
     w = _alpha(word)
     if wn is None or w is None or w in ALL_FUNCTION_WORDS:
         return None
-    counts, present = {}, set()
+    counts: dict[str, int] = {}
+    present: set[str] = set()
     for p in "nvar":
         forms = {w, *(f.lower() for f in wn._morphy(w, p))}
         senses = wordnet_senses(w, p)
@@ -272,7 +273,7 @@ def part_of_speech(word: str) -> str | None:
             present.add(p)
     total = sum(counts.values())
     if total:
-        p = max(counts, key=counts.get)
+        p = max(counts, key=lambda q: counts[q])
         return p if counts[p] >= CLEAR_POS * total else None
     return next(iter(present)) if len(present) == 1 else None
 
@@ -293,6 +294,11 @@ class WordClass:
 def _s(f: Callable[[str], bool]) -> Callable[[str], bool]:
     """A test on the stripped word."""
     return lambda t: f(t.strip())
+
+
+def _tagged(tags: frozenset[str]) -> Callable[[str], bool]:
+    """A test that a word can carry one of the Penn tags ``tags`` (``inflection_tags``)."""
+    return lambda w: bool(inflection_tags(w) & tags)
 
 
 YEAR = re.compile(r"1\d{3}|20\d{2}|2100")
@@ -343,7 +349,7 @@ CLASSES: dict[str, WordClass] = {c.name: c for c in [
     WordClass("capitalised words", _s(lambda w: len(w) >= 2 and w.isalpha() and w[0].isupper()
                                       and w[1:].islower()), 1.0),
     # word forms and parts of speech
-    *(WordClass(name, _s(lambda w, tags=frozenset(tags): bool(inflection_tags(w) & tags)),
+    *(WordClass(name, _s(_tagged(frozenset(tags))),
                 3.0 if name == "plural nouns" else 4.0 if name.endswith("tives") else 3.5,
                 "inflection") for name, tags in FORMS.items()),
     WordClass("nouns", _s(lambda w: part_of_speech(w) == "n"), 1.0, "pos"),

@@ -6,6 +6,7 @@ escaping happens in exactly one place per format.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -63,7 +64,7 @@ Cell = str | int | float | None | Prompt | Heatmap
 @dataclass(frozen=True)
 class Table:
     header: list[str]
-    rows: list[list[Cell]]
+    rows: Sequence[Sequence[Cell]]
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,8 @@ def find_mark(text: str, token: object, nth: int = 0) -> tuple[int, int] | None:
     a best guess when per-token data is missing."""
     if not isinstance(token, str) or not token.strip():
         return None
-    core, starts, at = token.strip(), [], text.find(token.strip())
+    core, at = token.strip(), text.find(token.strip())
+    starts: list[int] = []
     while at >= 0 and len(starts) <= nth:
         starts.append(at)
         at = text.find(core, at + len(core))

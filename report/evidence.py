@@ -10,6 +10,8 @@ import pandas as pd
 
 from neurosleuth.report import plots
 from neurosleuth.report.blocks import (
+    Block,
+    Cell,
     Heatmap,
     Image,
     Missing,
@@ -75,7 +77,7 @@ def prompts_section(data: RunData, analysis: ModelAnalysis, side: str, scale: fl
         n = len(top) + len(bottom)
         intro += (f"; only {n} prompts were measured, fewer than both lists hold, so they are "
                   "split between the two lists")
-    blocks = [
+    blocks: list[Block] = [
         Para(intro + "; the max token is marked."),
         Table(["#", "activation", "max token", "source", "step", "prompt"], rows),
     ]
@@ -190,7 +192,8 @@ def _exemplar_table(data: RunData, side: str, scale: float) -> list:
     rows = []
     for i, e in enumerate(items, 1):
         acts = e["acts"]
-        mark = e.get("argmax") if isinstance(e.get("argmax"), int) else int(np.argmax(acts))
+        argmax = e.get("argmax")
+        mark = argmax if isinstance(argmax, int) else int(np.argmax(acts))
         mark = mark if 0 <= mark < len(acts) else int(np.argmax(acts))
         value = e.get("value", e.get("max_act") if side == "top" else e.get("min_act"))
         rows.append([i, as_float(value), Prompt(e["tokens"][mark]),
@@ -235,7 +238,7 @@ def vocab_section(analysis: ModelAnalysis) -> Section:
     v = analysis.vocab
     if v is None:
         return Section(title, [Missing(analysis.note)], level=3)
-    rows = [[i + 1, Prompt(p[0]), p[1], Prompt(s[0]), s[1]]
+    rows: list[list[Cell]] = [[i + 1, Prompt(p[0]), p[1], Prompt(s[0]), s[1]]
             for i, (p, s) in enumerate(zip(v.promoted, v.suppressed, strict=True))]
     return Section(title, [
         Para("The neuron's output weights projected onto the vocabulary, "

@@ -37,10 +37,12 @@ def candidates_section(data: RunData) -> Section:
 def experiment_blocks(h: dict[str, Any]) -> list:
     """The experiment of this hypothesis step (concept or list; kind of text) and what it
     decided."""
-    ex = h.get("experiment") if isinstance(h.get("experiment"), dict) else None
-    if not ex:
+    ex = h.get("experiment")
+    if not isinstance(ex, dict) or not ex:
         return []
-    decided = h.get("decided_by") if isinstance(h.get("decided_by"), dict) else {}
+    decided = h.get("decided_by")
+    if not isinstance(decided, dict):
+        decided = {}
     if decided.get("changed"):
         outcome = (f"It decided the hypothesis: the {ex.get('verdict')} reading won instead of "
                    f"\"{decided.get('instead_of', '')}\", which the held-out score could not "
@@ -85,7 +87,7 @@ def pattern_section(data: RunData) -> Section:
     concept = p.get("concept") or {}
     blocks: list = [Para(str(ex.get("details", "")))]
     kv = [["kind", {"token": "token-level (a set of trigger tokens)",
-                    "context": "context-level (a kind of text)"}.get(p.get("kind"), "none")],
+                    "context": "context-level (a kind of text)"}.get(p.get("kind", ""), "none")],
           ["concept", f"{concept.get('label') or '-'} (named by {concept.get('source', 'none')}"
                       + (f": {concept['synset']}" if concept.get("synset") else "") + ")"],
           ["naming sources", str(ex.get("naming", ""))],

@@ -137,7 +137,8 @@ def section(s: Section) -> str:
 
 def contents(doc: Document) -> str:
     """Links to every section, subsections nested under their section."""
-    items, subs = [], []
+    items: list[str] = []
+    subs: list[str] = []
 
     def close() -> None:
         if subs and items:

@@ -46,6 +46,12 @@ INTERNALS = {  # score detail -> what it measures
 }
 
 
+def _sub(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """``d[key]`` where it is a dict, else {} (a missing or malformed part of a JSON file)."""
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def last_score(data: RunData) -> dict[str, Any] | None:
     """The score record of the latest hypothesis, if it was scored."""
     score = data.hypotheses[-1].get("score") if data.hypotheses else None
@@ -77,7 +83,7 @@ def hypothesis_section(data: RunData, analysis: ModelAnalysis, scale: float) -> 
     if score is None:
         return Section(title, [*blocks, Missing("Not scored yet.")])
     blocks += [score_table(score), Para(_margin_text(score))]
-    details = score.get("details") if isinstance(score.get("details"), dict) else {}
+    details = _sub(score, "details")
     blocks += counterexample_blocks(details, data, analysis, scale)
     if details:
         blocks.append(internals(details, analysis, scale))
@@ -86,8 +92,8 @@ def hypothesis_section(data: RunData, analysis: ModelAnalysis, scale: float) -> 
 
 def score_table(score: dict[str, Any]) -> Table:
     """Aggregate, components, floor and margin, each with its 95% bootstrap interval."""
-    comps = score.get("components") if isinstance(score.get("components"), dict) else {}
-    ints = score.get("intervals") if isinstance(score.get("intervals"), dict) else {}
+    comps = _sub(score, "components")
+    ints = _sub(score, "intervals")
     rows: list[list[Any]] = [["aggregate", as_float(score.get("aggregate")),
                               fmt_interval(score.get("ci"))]]
     rows += [[f"component: {k}", as_float(v), fmt_interval(ints.get(k))]
@@ -170,8 +176,8 @@ def history_section(data: RunData) -> Section:
         return Section(title, [Missing(data.why_missing("hypotheses.json"))])
     rows = []
     for h in data.hypotheses:
-        score = h.get("score") if isinstance(h.get("score"), dict) else {}
-        comps = score.get("components") if isinstance(score.get("components"), dict) else {}
+        score = _sub(h, "score")
+        comps = _sub(score, "components")
         comp_text = ", ".join(f"{k} {fmt(as_float(v))}" for k, v in comps.items())
         rows.append([h.get("step"), str(h.get("source", "")), str(h.get("text", "")),
                      as_float(score.get("aggregate")), comp_text or None])

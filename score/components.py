@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,12 +222,14 @@ def aggregate(components: dict[str, Component], weights: dict[str, float]) -> Co
 
 
 def counterexamples(ev: HypothesisEvidence, threshold: float, limit: int = 5
-                    ) -> dict[str, list[dict]]:
+                    ) -> dict[str, Any]:
     """Where the hypothesis was wrong: predicted to fire but the neuron stayed below
     ``threshold`` (``predicted_high``), and predicted quiet but it fired (``predicted_low``)."""
-    high = [{"text": t, "activation": float(a), "source": "positive prompt"}
-            for t, a in zip(ev.positive, ev.positive_acts, strict=True) if a < threshold]
-    low = [{"text": t, "activation": float(a), "source": "negative prompt"}
+    # each: {"text": str, "activation": float, "source": str}
+    high: list[dict[str, Any]] = [
+        {"text": t, "activation": float(a), "source": "positive prompt"}
+        for t, a in zip(ev.positive, ev.positive_acts, strict=True) if a < threshold]
+    low: list[dict[str, Any]] = [{"text": t, "activation": float(a), "source": "negative prompt"}
            for t, a in zip(ev.negative, ev.negative_acts, strict=True) if a >= threshold]
     for t, s, a in zip(ev.windows, ev.judge_scores, ev.window_max, strict=True):
         fired, said = a >= threshold, s >= JUDGE_CUT

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurosleuth.tools.ablate import ablate
+from neurosleuth.tools.ablate import Mode, ablate
 from neurosleuth.tools.measure import measure, measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -94,7 +94,7 @@ def perturbation_ratios(lm: LoadedModel, neuron: NeuronId, contexts: Sequence[st
         "dropout": [a / base[i] for a, i in zip(drop_acts, owner, strict=True)]}
     variants = {"case": [(i, case_variant(contexts[i])) for i in keep]}
     para = list(paraphrases) + [None] * (len(contexts) - len(paraphrases))
-    variants["paraphrase"] = [(i, para[i]) for i in keep if para[i]]
+    variants["paraphrase"] = [(i, p) for i in keep if (p := para[i])]
     examples: dict[str, list] = {}
     for kind, pairs in variants.items():
         pairs = [(i, t) for i, t in pairs if usable(lm, [t])]
@@ -108,7 +108,7 @@ def perturbation_ratios(lm: LoadedModel, neuron: NeuronId, contexts: Sequence[st
 
 
 def ablation_kl(lm: LoadedModel, neuron: NeuronId, contexts: Sequence[str], *,
-                mode: str = "mean", baseline: int = 20, seed: int = 0
+                mode: Mode = "mean", baseline: int = 20, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-context KL (next token at the last position, where the contexts peak) of ablating
     ``neuron``, and the mean KL of each of ``baseline`` random neurons of its layer."""

@@ -9,7 +9,7 @@ with the same template (``agents/prompts.py``) and validates its prompts as ``Pr
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_origin
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, create_model
 
@@ -61,10 +61,11 @@ class Paraphrases(BaseModel):
 def sized(schema: type[BaseModel], field_name: str, k: int) -> type[BaseModel]:
     """``schema`` with exactly ``k`` items in ``field_name`` (same class name): the grammar then
     makes a constrained model write the right number of items."""
-    info = schema.model_fields[field_name]
-    item = info.annotation.__args__[0]  # list[X] -> X
-    return create_model(schema.__name__, __base__=schema, __doc__=schema.__doc__,
-                        **{field_name: (list[item], Field(min_length=k, max_length=k))})
+    annotation = schema.model_fields[field_name].annotation  # list[X]
+    if get_origin(annotation) is not list:
+        raise TypeError(f"{schema.__name__}.{field_name} is not a list field")
+    fields: dict[str, Any] = {field_name: (annotation, Field(min_length=k, max_length=k))}
+    return create_model(schema.__name__, __base__=schema, __doc__=schema.__doc__, **fields)
 
 
 TEST = (

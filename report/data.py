@@ -27,9 +27,10 @@ Model analyses (only when a ``LoadedModel`` is given):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,8 @@ class RunData:
 
     def value(self, key: str, default: Any = None) -> Any:
         """``key`` from summary.json, else from config.json, else ``default``."""
-        for source in (self.summary, self.config):
+        sources: tuple[Mapping[str, Any], ...] = (self.summary, self.config)
+        for source in sources:
             if source.get(key) is not None:
                 return source[key]
         return default
@@ -95,7 +97,7 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         config=parsed["config.json"] or {},
-        summary=parsed["summary.json"] or {},
+        summary=cast(RunSummary, parsed["summary.json"] or {}),  # read as written, unchecked
         hypotheses=hyps,
         heaps=parsed["heaps.json"] or {},
         exemplars=parsed["exemplars.json"] or {},

@@ -124,8 +124,13 @@ EXPERIMENTS: tuple[type[Experiment], ...] = (
     ProposePrompts, RunAttack, RunAblation, RunAttribution, RunSteering, RunPatch, RunHypothesis,
     TestHypothesis, CompareHypotheses, Finish,
 )
+_ACTION_MODELS: tuple[type[BaseModel], ...] = (*EXPERIMENTS, StateHypothesis, TestPrompts)
 ACTION_TYPES: dict[str, type[BaseModel]] = {
-    m.model_fields["kind"].default: m for m in (*EXPERIMENTS, StateHypothesis, TestPrompts)
+    m.model_fields["kind"].default: m for m in _ACTION_MODELS
+}
+# the experiments alone, by kind (a menu choice names one of these)
+EXPERIMENT_TYPES: dict[str, type[Experiment]] = {
+    m.model_fields["kind"].default: m for m in EXPERIMENTS
 }
 
 

@@ -25,6 +25,8 @@ def exemplar_snippets(
 ) -> tuple[dict[str, Any], list[Snippet]]:
     """``exemplars.json`` data (``tools/snippets.py``, with how deep the scan went) and its
     snippets, by the run's scan settings."""
+    # RunConfig's validator sets the depth when none was given (from the time budget)
+    assert cfg.exemplar_tokens is not None
     data, result = exemplar_data(
         lm,
         neuron,

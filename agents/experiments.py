@@ -36,7 +36,10 @@ def run_patch(ctx: RunContext, action: RunPatch, state: dict) -> dict:
         return nothing("patch: no prompts measured yet")
     peak = top[0].activation
     res = ctx.measure(quiet)
-    kls, zs, promoted, passes = [], [], {}, 0
+    kls: list[float | None] = []
+    zs: list[float] = []
+    promoted: dict[str, float] = {}
+    passes = 0
     for i, prompt in enumerate(quiet):
         alpha = peak - float(res.per_token(i)[-1])
         result = steer(ctx.lm, [prompt], ctx.neuron, alpha, positions=[-1], at="last",

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from neurosleuth.agents import prompts
 from neurosleuth.agents.actions import (
-    ACTION_TYPES,
+    EXPERIMENT_TYPES,
     EXPERIMENTS,
     Experiment,
     ProposePrompts,
@@ -167,7 +167,7 @@ class LLMPlanner:
                     more = CallInfo(**{**info.and_then(more).__dict__, "source": more.source})
                 info = more
                 if choice is not None and choice.experiment != "propose_prompts":
-                    action = ACTION_TYPES[choice.experiment](reason=choice.reason)
+                    action = EXPERIMENT_TYPES[choice.experiment](reason=choice.reason)
                 elif choice is not None:
                     action = search(choice.reason)
         if action is None:
@@ -336,6 +336,6 @@ def make_planner(cfg: RunConfig) -> tuple[Any, str]:
 
     # on the studied model's GPU when it has one (135M parameters in float32: 0.5 GB)
     device = resolve_placement(cfg.device, "float32").device
-    chat = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed, device=device)
+    embedded = EmbeddedChatModel(temperature=cfg.temperature, seed=cfg.seed, device=device)
     # SmolLM2-135M writes prompts and hypotheses; it does not choose experiments (bench/choose.py)
-    return LLMPlanner(chat, "embedded:smollm2-135m", system, cfg.seed, choice="policy"), note
+    return LLMPlanner(embedded, "embedded:smollm2-135m", system, cfg.seed, choice="policy"), note

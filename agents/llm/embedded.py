@@ -41,7 +41,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -59,6 +59,9 @@ from neurosleuth.agents.llm.json_repair import (
     schema_skeleton,
 )
 from neurosleuth.agents.llm.sampling import ban_repeated_ngrams, sample_token
+
+if TYPE_CHECKING:
+    import xgrammar
 
 FORMAT_HINT = "\n\nReply with one JSON object only, of this form:\n{skeleton}"
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
@@ -317,7 +320,8 @@ class EmbeddedChatModel(BaseChatModel):
 
         return llm | RunnableLambda(parse_with_raw, name="EmbeddedJsonParser")
 
-    def _parse_message(self, schema: dict[str, Any] | type, message: AIMessage) -> Any:
+    def _parse_message(self, schema: dict[str, Any] | type[BaseModel], message: AIMessage
+                       ) -> Any:
         text = str(message.content)
         data = repair_json(text, self._stats.parse)
         if data is None:
@@ -339,7 +343,8 @@ class EmbeddedChatModel(BaseChatModel):
 def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], grammar: Any,
                  stop: list[str], rng: torch.Generator) -> tuple[list[int], str, int]:
     """The KV-cached decoding loop (batch of one); the caller holds the lock and thread count."""
-    matcher = bitmask = xgr = None
+    matcher: xgrammar.GrammarMatcher | None = None
+    bitmask: torch.Tensor | None = None
     if grammar is not None:
         import xgrammar as xgr
 
@@ -354,7 +359,7 @@ def _sample_loop(backend: _Backend, prompt_ids: list[int], opt: dict[str, Any], 
         out = backend.hf(input_ids=x, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logits = out.logits[:, -1].float().cpu()  # (1, V)
-        if matcher is not None:
+        if matcher is not None and bitmask is not None:  # set together, from the grammar
             matcher.fill_next_token_bitmask(bitmask)
             xgr.apply_token_bitmask_inplace(logits, bitmask)
         logits = logits[0]  # (V,)

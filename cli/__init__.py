@@ -19,7 +19,7 @@ import functools  # noqa: E402
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -95,7 +95,7 @@ DeviceMapOpt = Annotated[str | None, typer.Option(
     "(env NEUROSLEUTH_DEVICE_MAP)")]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit ``code``."""
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -159,7 +159,7 @@ def precheck(model: str, neurons: Iterable[str | NeuronId] = ()) -> ModelShape |
     return shape
 
 
-def neuron_checked(lm, spec: str):
+def neuron_checked(lm: LoadedModel, spec: str) -> NeuronId:
     from neurosleuth.tools.neurons import NeuronId
 
     return NeuronId.parse(spec).validate(lm.n_layers, lm.d_mlp)

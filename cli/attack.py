@@ -4,7 +4,7 @@ attribution of a neuron's activation, and the neurons that matter for a next-tok
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -23,9 +23,16 @@ from neurosleuth.cli import (
 )
 from neurosleuth.cli.terminal import token_heatmap
 
+if TYPE_CHECKING:
+    from neurosleuth.tools.attribute import Method
+    from neurosleuth.tools.readout import Position
+
 NeuronOpt = Annotated[str, typer.Option("--neuron", "-n", help="LAYER:INDEX, e.g. 12:345")]
 PositionOpt = Annotated[str, typer.Option(
     help="where the activation is read: 'last', 'max' (over positions) or a token index")]
+# --method and --baseline of ``attribute``, as the tool spells them
+_METHODS: dict[str, Method] = {"ig": "ig", "gxi": "grad_x_input", "grad_x_input": "grad_x_input"}
+_BASELINES: dict[str, Literal["zero", "pad"]] = {"zero": "zero", "pad": "pad"}
 
 
 def register(app: typer.Typer) -> None:
@@ -34,9 +41,11 @@ def register(app: typer.Typer) -> None:
     app.command()(locate)
 
 
-def _position(spec: str) -> str | int:
-    if spec in ("last", "max"):
-        return spec
+def _position(spec: str) -> Position:
+    if spec == "last":
+        return "last"
+    if spec == "max":
+        return "max"
     try:
         return int(spec)
     except ValueError:
@@ -150,14 +159,15 @@ def _print_attack(lm, result) -> None:
                   markup=False, highlight=False)
 
 
-def _print_edits(lm, n, ids, position: str) -> None:
+def _print_edits(lm, n, ids, position: Literal["last", "max"]) -> None:
     from neurosleuth.tools.attack import minimal_edits
 
     with err_console.status("searching minimal edits ..."):
         res = minimal_edits(lm, n, list(ids), position=position)
     if not res.killers:
+        closest = "none" if res.closest is None else f"{res.closest.activation:.3f}"
         console.print(f"no edit set of up to 3 edits brings it below {res.threshold:.0%} "
-                      f"(closest: {res.closest.activation:.3f})", markup=False)
+                      f"(closest: {closest})", markup=False)
         return
     console.print(f"smallest edits that bring it below {res.threshold:.0%} of "
                   f"{res.activation:.3f} ({res.n_edits} edit(s)):", markup=False)
@@ -189,8 +199,13 @@ def attribute(
 
     lm = load(model, device, dtype, device_map)
     n = neuron_checked(lm, neuron)
-    kind = {"ig": "ig", "gxi": "grad_x_input", "grad_x_input": "grad_x_input"}.get(method, method)
-    a = run_attribute(lm, n, text, method=kind, position=where, steps=steps, baseline=baseline)
+    kind = _METHODS.get(method)
+    if kind is None:  # the tool's own message
+        raise ValueError(f"unknown attribution method {method!r}: use 'ig' or 'grad_x_input'")
+    if kind == "ig" and baseline not in _BASELINES:  # only IG reads the baseline
+        raise ValueError(f"unknown baseline {baseline!r}: use 'zero' or 'pad'")
+    a = run_attribute(lm, n, text, method=kind, position=where, steps=steps,
+                      baseline=_BASELINES.get(baseline, "pad"))
     console.rule(f"neuron {n}: {a.method} attribution  {lm.describe()}")
     vmax = float(abs(a.scores).max()) or 1.0
     console.print(token_heatmap(list(a.tokens), a.scores, vmax, mark=a.position))
@@ -201,14 +216,16 @@ def attribute(
         line += (f"; baseline ({a.baseline}) {a.baseline_activation:.3f}; {a.steps} steps; "
                  f"completeness gap {a.completeness_gap:+.4f}")
     console.print(line, markup=False, highlight=False)
-    if a.completeness_gap is not None and abs(a.completeness_gap) > 0.05 * max(
-            abs(a.activation - a.baseline_activation), 1e-6):
+    if (a.completeness_gap is not None and a.baseline_activation is not None
+            and abs(a.completeness_gap) > 0.05 * max(
+                abs(a.activation - a.baseline_activation), 1e-6)):
         err_console.print("warning: the scores do not add up to f(x) - f(baseline) within 5%: "
                           "use more --steps, or the pad baseline", markup=False)
     if png is not None:
         from neurosleuth.report.token_png import save_token_heatmap
 
-        save_token_heatmap(png, a.tokens, a.scores, f"neuron {n}: {a.method}", a.position)
+        save_token_heatmap(png, a.tokens, a.scores.tolist(), f"neuron {n}: {a.method}",
+                           a.position)
         console.print(f"wrote {png}", markup=False)
 
 

@@ -4,6 +4,7 @@ experiment asked again is read back at once (``--no-store`` runs it afresh witho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -288,7 +289,7 @@ def patch(
             lm,
             tool.patch,
             spec,
-            lambda: tool.patch(lm, clean, corrupt, comp, **kw),  # type: ignore[arg-type]
+            lambda: tool.patch(lm, clean, corrupt, comp, **kw),
             PatchResult.from_dict,
         )
     print_patch(console, r, f"patch {comp}: clean -> corrupted on {lm.describe()}")
@@ -327,6 +328,8 @@ def sweep(
 
     lm = load(model, device, dtype, device_map)
     common = {"target": target, "pair": pair, "heads": heads}
+    spec: dict[str, object]  # the experiment store's key (with the tool and the model)
+    tool_fn: Callable[..., SweepResult]
     if clean or corrupt:
         spec = {"kind": "patch", "clean": clean, "corrupt": corrupt, **common}
         tool_fn = tool.patch_sweep
@@ -339,7 +342,7 @@ def sweep(
         tool_fn = tool.sweep
 
         def run():
-            return tool.sweep(lm, texts, mode, scale=scale, at=at, seed=seed, **common)  # type: ignore[arg-type]
+            return tool.sweep(lm, texts, mode, scale=scale, at=at, seed=seed, **common)
 
     with err_console.status(f"sweeping {lm.n_layers} layers ..."):
         r, key, hit = _run_cached(_store(no_store), lm, tool_fn, spec, run, SweepResult.from_dict)

@@ -54,7 +54,7 @@ def corpus(
     lm = None if nominal else load(model, device)
     with err_console.status("reading the corpus ..."):
         rows = composition(chosen, lm, window=window, max_tokens=max_tokens)
-    how = ("nominal shares" if nominal else
+    how = ("nominal shares" if lm is None else  # None: --nominal
            f"{sum(r['tokens'] for r in rows):,} tokens of {lm.name} in {window}-token windows")
     console.print(f"corpus {chosen.describe()}: {how}", markup=False, highlight=False)
     print_composition(rows, markdown)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from neurosleuth.cli import (
@@ -60,8 +61,10 @@ def print_result(r) -> None:
     ctl = r.floor_control
     used = r.aggregate.details.get("weights", {})
     table = Table(show_header=True, header_style="bold")
-    for col, just in (("component", "left"), ("score", "right"), ("95% CI", "right"),
-                      ("floor", "right"), ("weight", "right"), ("evidence", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("component", "left"), ("score", "right"), ("95% CI", "right"), ("floor", "right"),
+        ("weight", "right"), ("evidence", "left"))
+    for col, just in columns:
         table.add_column(col, justify=just)
     for name, c in r.components.items():
         fl = ctl.components[name].value if ctl else None
@@ -153,7 +156,11 @@ def score(
     from neurosleuth.score.components import parse_weights
 
     parse_weights(weights)  # a bad spec fails before the model loads
-    todo = _pairs(pairs) if pairs else [(neuron, hypothesis)]
+    if pairs:
+        todo = _pairs(pairs)
+    else:
+        assert neuron is not None and hypothesis is not None  # or it failed above
+        todo = [(neuron, hypothesis)]
     precheck(model, [spec for spec, _ in todo])  # before the writer and the model load
     from neurosleuth.agents.config import resolve_config
     from neurosleuth.agents.planner import PlannerUnavailable, make_planner

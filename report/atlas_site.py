@@ -27,6 +27,7 @@ import math
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from neurosleuth.report.blocks import Heatmap
 from neurosleuth.report.html import esc, heatmap
 from neurosleuth.report.site import CSS as TABLE_CSS
 from neurosleuth.report.site import SORT_JS
+
+if TYPE_CHECKING:
+    from neurosleuth.atlas.search import AtlasIndex
 
 CUT = 12  # tokens shown each side of a window's peak
 FILTER_JS = """(function () {
@@ -282,7 +286,7 @@ def deep_dives_in(runs_dir: Path, model: str) -> dict[str, str]:
     return out
 
 
-_INDEXES: dict[Path, object] = {}
+_INDEXES: dict[Path, AtlasIndex] = {}
 _LOCK = threading.Lock()
 
 

@@ -107,9 +107,11 @@ def scan_depth_note(queue: BatchQueue) -> str:
     run that has an ``exemplars.json``; '' when none has."""
     for e in queue.batch.entries:
         ex = _json(queue.folder / e.run_id / "exemplars.json", None)
-        if not isinstance(ex, dict) or _num(ex.get("tokens_scanned")) is None:
+        if not isinstance(ex, dict):
             continue
         tokens, total = _num(ex.get("tokens_scanned")), _num(ex.get("corpus_tokens"))
+        if tokens is None:
+            continue
         if ex.get("whole_corpus") is True:
             return f"dataset max: over the whole corpus ({tokens:,.0f} tokens)"
         share = f" (about {tokens / total:.1%} of the corpus)" if total else ""

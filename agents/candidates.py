@@ -13,8 +13,8 @@ once); the best margin over the floor wins, ties going to the earlier source.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from neurosleuth.agents.context import RunContext
@@ -177,7 +177,8 @@ def writer_for(ctx, cands: Sequence[dict]):
     return HeuristicWriter(str(ctx.neuron), ctx.lm.name, patterns)
 
 
-def score_all(ctx: RunContext, cands: Sequence[dict], state: dict) -> tuple[list[dict], int]:
+def score_all(ctx: RunContext, cands: Sequence[dict], state: Mapping[str, Any]
+              ) -> tuple[list[dict], int]:
     """Each candidate rejected or scored (``scoring.score``), all by one ``writer_for`` writer;
     returns them and the prompts measured."""
     from neurosleuth.agents import scoring

@@ -65,7 +65,7 @@ def run(ctx: RunContext, resume: bool = False) -> dict:
         graph = build_graph(ctx, SqliteSaver(conn))
         limit = (ctx.cfg.iterations + 10) * NODES_PER_ITERATION + 50
         config = {"configurable": THREAD, "recursion_limit": limit}
-        start = None
+        start: dict | None = None
         if resume:
             snapshot = graph.get_state(config)
             if not snapshot.values:

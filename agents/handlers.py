@@ -10,8 +10,8 @@ test and compare in ``agents/experiments.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from neurosleuth.agents import experiments, probes
 from neurosleuth.agents.actions import (
@@ -27,7 +27,7 @@ from neurosleuth.agents.actions import (
 )
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.heuristic import HeuristicPlanner
-from neurosleuth.agents.state import Outcome, PromptRow, heaps_of
+from neurosleuth.agents.state import Outcome, PromptRow, State, heaps_of
 from neurosleuth.agents.view import planner_view
 from neurosleuth.tools.attack import AttackConfig, attack
 
@@ -35,7 +35,7 @@ from neurosleuth.tools.attack import AttackConfig, attack
 QUEUED_SOURCES = ("exemplar", "random", "attack", "mutation", "heuristic", "steer")
 
 
-def run_prompts(ctx: RunContext, action: ProposePrompts, state: dict) -> Outcome:
+def run_prompts(ctx: RunContext, action: ProposePrompts, state: State) -> Outcome:
     """De-duplicate, then measure the accepted prompts in one batch. When an LLM's proposal
     is mostly rejected (a weak planner repeating itself), the batch is topped up with the
     heuristic's mutations of the best prompts, so every step still explores."""
@@ -46,7 +46,7 @@ def run_prompts(ctx: RunContext, action: ProposePrompts, state: dict) -> Outcome
     checked = ctx.memory.check(prompts, record=False)  # counted once, in record
     missing = cfg.prompts_per_step // 2 - len(checked.accepted)
     if missing > 0 and source not in QUEUED_SOURCES:
-        extra = HeuristicPlanner(cfg.seed).propose(planner_view(ctx, state), missing).prompts
+        extra = HeuristicPlanner(cfg.seed).propose(planner_view(ctx, dict(state)), missing).prompts
         prompts += [p[: cfg.max_prompt_chars] for p in extra]
         sources += ["mutation"] * len(extra)
         checked = ctx.memory.check(prompts, record=False)  # same decisions for the first part
@@ -81,7 +81,7 @@ def shared_rows(ctx: RunContext, mine: list[str]) -> list[PromptRow]:
             for i, (p, n) in enumerate(theirs)]
 
 
-def run_attack(ctx: RunContext, action: RunAttack, state: dict) -> Outcome:
+def run_attack(ctx: RunContext, action: RunAttack, state: State) -> Outcome:
     """Gradient-guided prompt search (``tools/attack.py``) seeded with the best prompts so far;
     its prompts then go through the same memory filter and measurement as any proposal, so they
     are recorded, de-duplicated and counted the same way."""
@@ -104,7 +104,8 @@ def run_attack(ctx: RunContext, action: RunAttack, state: dict) -> Outcome:
             "summary": f"attack ({action.direction}): {outcome['summary']}"}
 
 
-Handler = Callable[[RunContext, Any, dict], Outcome]
+# (context, its action, the state) -> the outcome; the probes and experiments return it as a dict
+Handler = Callable[[RunContext, Any, Any], Mapping[str, Any]]
 
 # control actions (RunHypothesis, Finish) are not here: they are routes of the graph (``plan``)
 HANDLERS: dict[type, Handler] = {
@@ -119,23 +120,25 @@ HANDLERS: dict[type, Handler] = {
 }
 
 
-def run(ctx: RunContext, action: Experiment, state: dict) -> Outcome:
-    return HANDLERS[type(action)](ctx, action, state)
+def run(ctx: RunContext, action: Experiment, state: State) -> Outcome:
+    return cast(Outcome, HANDLERS[type(action)](ctx, action, state))
 
 
-def run_probes(ctx: RunContext, state: dict, skip: frozenset[str] = frozenset()
+def run_probes(ctx: RunContext, state: State, skip: frozenset[str] = frozenset()
                ) -> tuple[list[dict], int]:
     """The causal probes of a hypothesis round (ablation, attribution, steering), but those in
     ``skip`` (run since the last round already); returns their findings and forward passes."""
-    findings, passes = [], 0
+    findings: list[dict] = []
+    passes = 0
     for action in (RunAblation(prompts=min(4, ctx.cfg.k)), RunAttribution(steps=16),
                    RunSteering()):
         if action.kind in skip:
             continue
         outcome = run(ctx, action, state)
         passes += outcome["forward_passes"]
-        if outcome.get("evidence"):
-            findings.append(outcome["evidence"])
+        evidence = outcome.get("evidence")
+        if evidence:
+            findings.append(dict(evidence))
     return findings, passes
 
 

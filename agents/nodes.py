@@ -16,12 +16,12 @@ already written; the FAISS memory records the step it last absorbed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Literal
 
 from neurosleuth.agents import handlers, policy
-from neurosleuth.agents.actions import Experiment, ProposePrompts, action_from_dict
+from neurosleuth.agents.actions import Experiment, ProposePrompts, action_from_dict, kind_of
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.exemplars import seed_prompts
 from neurosleuth.agents.findings import validated
@@ -56,7 +56,7 @@ def timed(ctx: RunContext, name: str, fn: Callable[[InvestigationState], dict]) 
             }
         )
         if ctx.observer is not None:
-            ctx.observer(name, event, state, update, ctx)
+            ctx.observer(name, event, dict(state), update, ctx)
         return update
 
     return node
@@ -190,13 +190,17 @@ def _ask_planner(ctx: RunContext, state: dict, s: policy.Situation, step: policy
 
 def act(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Run the tool the action asks for (dispatch by action type)."""
-    action = action_from_dict(state["action"])
+    data = state.get("action")
+    action = action_from_dict(data) if data else None
+    if not isinstance(action, Experiment):
+        raise RuntimeError(f"act runs an experiment; the plan gave {data!r}")
     start = time.perf_counter()
     outcome = handlers.run(ctx, action, state)
     model_s = time.perf_counter() - start
     fp = state.get("forward_passes", 0) + outcome["forward_passes"]
     step = state.get("iteration", 0) + 1
-    experiment = {"step": step, "kind": action.kind,
+    kind = kind_of(action)
+    experiment = {"step": step, "kind": kind,
                   "source": state.get("action_source", "planner"),
                   "reason": getattr(action, "reason", ""), "summary": outcome["summary"]}
     return {
@@ -204,7 +208,7 @@ def act(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         "forward_passes": fp,
         "model_s": state.get("model_s", 0.0) + model_s,
         "experiments": [experiment],
-        "_event": {"action": action.kind, "summary": outcome["summary"],
+        "_event": {"action": kind, "summary": outcome["summary"],
                    "source": experiment["source"], "reason": experiment["reason"]},
     }
 
@@ -212,20 +216,24 @@ def act(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
 def record(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Fold the outcome into heaps, stats, memory, files; trigger stagnation recovery."""
     step = state["iteration"] + 1
-    rows = state["outcome"]["rows"]
+    outcome = state.get("outcome")
+    if outcome is None:
+        raise RuntimeError("record runs after act: no outcome in the state")
+    rows = outcome["rows"]
     heaps = heaps_of(state)
     stats = SearchStats.from_dict(state["stats"])
-    measured = [r for r in rows if r["status"] == "accepted"]
-    shared = [r for r in rows if r["status"] == "shared"]  # another neuron's search (batch)
-    for r in measured + shared:
-        heaps.push(Record(r["activation"], r["prompt"], r["max_token"], step, r["source"]))
+    measured = [r for r in rows if r["status"] == "accepted" and r["activation"] is not None]
+    shared = [r for r in rows if r["status"] == "shared" and r["activation"] is not None]
+    for r in measured + shared:  # shared: another neuron's search (batch)
+        heaps.push(Record(float(r["activation"] or 0.0), r["prompt"], r["max_token"] or "",
+                          step, r["source"]))
     rejected = [SimpleNamespace(reason=r["status"]) for r in rows
                 if r["status"] not in ("accepted", "shared")]
     stats.record_check(SimpleNamespace(accepted=measured, rejected=rejected))
-    stats.record_measured([r["activation"] for r in measured])
+    stats.record_measured([float(r["activation"] or 0.0) for r in measured])
     stats.end_iteration(step)
-    remember(ctx, step, measured, state["outcome"].get("dedup"))
-    ctx.files.append_prompts(step, rows)
+    remember(ctx, step, measured, outcome.get("dedup"))
+    ctx.files.append_prompts(step, [dict(r) for r in rows])
     update: dict[str, Any] = {
         "iteration": step,
         "heaps": heaps.to_dict(),
@@ -233,17 +241,17 @@ def record(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         "outcome": None,
         "curve": [[state["forward_passes"], step, heaps.best]] if heaps.best is not None else [],
     }
-    outcome = state["outcome"]
-    if outcome.get("evidence"):  # a finding of an experiment the planner chose
-        update["evidence"] = [validated({**outcome["evidence"], "step": step})]
-    if outcome.get("hypothesis"):  # a comparison overturned the leader
-        update["hypotheses"] = [{**outcome["hypothesis"], "step": step}]
+    evidence, overturned = outcome.get("evidence"), outcome.get("hypothesis")
+    if evidence:  # a finding of an experiment the planner chose
+        update["evidence"] = [validated({**evidence, "step": step})]
+    if overturned:  # a comparison overturned the leader
+        update["hypotheses"] = [{**overturned, "step": step}]
         save_hypotheses(ctx, state.get("hypotheses", []) + update["hypotheses"])
     monitor = StagnationMonitor.from_dict(state["stagnation"])
     strategy = monitor.update(step, heaps.best)
     update["stagnation"] = monitor.to_dict()
     if strategy:
-        update.update(recover(ctx, strategy, state))
+        update.update(recover(ctx, strategy, dict(state)))
         update["recoveries"] = [{"iteration": step, "strategy": strategy, "best": heaps.best}]
     update["_event"] = {
         "action": "record",
@@ -289,7 +297,8 @@ def measured_costs(state: InvestigationState) -> dict[str, Any]:
     return costs
 
 
-def remember(ctx: RunContext, step: int, measured: list[dict], checked: dict | None) -> None:
+def remember(ctx: RunContext, step: int, measured: Sequence[Mapping[str, Any]],
+             checked: Mapping[str, Any] | None) -> None:
     """Fold one step into the FAISS memory: its filter decisions (adaptive threshold) and its
     measured prompts. Once per step: a re-run after a kill is skipped."""
     if step <= ctx.files.read_json("dedup_step.json", {"step": 0})["step"]:

@@ -28,7 +28,10 @@ substitutes that fired at the peak.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from neurosleuth.agents.context import RunContext
 from neurosleuth.tools.clauses import test_clauses
@@ -64,8 +67,8 @@ def _only_drops(tests: list[dict]) -> bool:
     return bool(edits) and all(e.startswith(("drop", "read the trigger")) for e in edits)
 
 
-def revise(ctx: RunContext, hyp: dict[str, Any], pattern: Pattern,
-           deadline: float | None = None) -> tuple[dict[str, Any], list[dict], int]:
+def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
+           deadline: float | None = None) -> tuple[Mapping[str, Any], list[dict], int]:
     """Revise ``hyp`` (a scored hypothesis simulated by ``pattern``): returns the hypothesis to
     lead (``hyp`` itself when no revision held), the revision history and the forward passes
     spent. ``deadline``: a ``time.monotonic()`` after which no new round starts."""
@@ -73,12 +76,13 @@ def revise(ctx: RunContext, hyp: dict[str, Any], pattern: Pattern,
     from neurosleuth.agents.scoring import score
 
     contexts, extra = own_contexts(ctx), extra_words(ctx)
+    windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in ctx.exemplars.top]
     history: list[dict] = []
     passes = 0
     for n in range(1, MAX_ROUNDS + 1):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra)
+        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra, windows)
         passes += tested.forward_passes
         tests = [t.to_dict() for t in tested.tests]
         margin = hyp["score"]["margin"]

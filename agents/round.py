@@ -51,7 +51,7 @@ def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     experiment = (candidates.concept_experiment(ctx.lm, ctx.neuron, explanation)
                   or candidates.kind_experiment(ctx.lm, ctx.neuron, explanation))
     model_s = time.perf_counter() - start
-    action, info = ctx.planner.hypothesize(planner_view(ctx, state, explanation))
+    action, info = ctx.planner.hypothesize(planner_view(ctx, dict(state), explanation))
     last = leader(state)
     users = [ctx.cfg.hypothesis] if ctx.cfg.hypothesis else []
     cands = candidates.gather(
@@ -86,7 +86,9 @@ def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
 def test(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Score every candidate on the same held-out windows (``score/run.py``); the best margin over
     the floor becomes the hypothesis. A scoring error is recorded, never fatal to the run."""
-    draft = state["pending_hypothesis"]
+    draft = state.get("pending_hypothesis")
+    if draft is None:
+        raise RuntimeError("test runs after hypothesize: no drafted hypothesis in the state")
     scored, written = candidates.score_all(ctx, draft["candidates"], state)
     winner = candidates.best(scored)
     decided = None
@@ -157,11 +159,11 @@ def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Test the round's leader clause by clause, revise, rescore (``agents/revise.py``). A leader
     without a pattern (an LLM's or the researcher's sentence) is not edited: the best candidate
     with one is revised instead and leads if its revision scores higher."""
-    hyps = list(state.get("hypotheses", []))
+    hyps: list[dict[str, Any]] = [dict(h) for h in state.get("hypotheses", [])]
     last = hyps[-1] if hyps else None
     if not last or last.get("step") != state["iteration"] or not last.get("score"):
         return {"_event": {"action": "revise", "summary": "nothing to revise"}}
-    base = last
+    base: dict[str, Any] = last
     if not last.get("pattern"):
         with_pattern = [c for c in last.get("candidates", []) if c.get("pattern") and c.get(
             "score")]

@@ -8,6 +8,7 @@ Lists that only grow use an ``operator.add`` reducer so a node returns just its 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from neurosleuth.memory.topk import ActivationHeaps
@@ -120,15 +121,26 @@ def zero_usage() -> LLMUsage:
                     fallbacks=0)
 
 
-def add_usage(a: LLMUsage, b: dict[str, Any]) -> LLMUsage:
-    return LLMUsage(**{k: a[k] + b.get(k, 0) for k in a})  # type: ignore[misc]
+def add_usage(a: LLMUsage, b: Mapping[str, Any]) -> LLMUsage:
+    return LLMUsage(calls=a["calls"] + b.get("calls", 0),
+                    tokens_in=a["tokens_in"] + b.get("tokens_in", 0),
+                    tokens_out=a["tokens_out"] + b.get("tokens_out", 0),
+                    failures=a["failures"] + b.get("failures", 0),
+                    repairs=a["repairs"] + b.get("repairs", 0),
+                    seconds=a["seconds"] + b.get("seconds", 0.0),
+                    fallbacks=a["fallbacks"] + b.get("fallbacks", 0))
 
 
-def heaps_of(state: dict) -> ActivationHeaps:
+# What a function that only reads the state takes: the graph's state, or any mapping like it
+State = Mapping[str, Any]
+
+
+def heaps_of(state: State) -> ActivationHeaps:
     """The top-k / bottom-k prompts of the state (kept there as a plain dict, for checkpoints)."""
     return ActivationHeaps.from_dict(state["heaps"])
 
 
-def leader(state: dict) -> Hypothesis | None:
+def leader(state: State) -> Hypothesis | None:
     """The latest hypothesis, or None before the first round."""
-    return (state.get("hypotheses") or [None])[-1]
+    hyps = state.get("hypotheses") or []
+    return hyps[-1] if hyps else None

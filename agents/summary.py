@@ -5,17 +5,20 @@ the curve, the evidence and the report (through the run's ``reporter``, given fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.rundir import RunSummary, now_iso
-from neurosleuth.agents.state import heaps_of
+from neurosleuth.agents.state import State, heaps_of
 from neurosleuth.tools import backoff
 
 
-def save_hypotheses(ctx: RunContext, hypotheses: list[dict]) -> None:
+def save_hypotheses(ctx: RunContext, hypotheses: Sequence[Mapping[str, Any]]) -> None:
     ctx.files.write_json("hypotheses.json", hypotheses)
 
 
-def write_summary(ctx: RunContext, state: dict, status: str) -> RunSummary:
+def write_summary(ctx: RunContext, state: State, status: str) -> RunSummary:
     top = heaps_of(state).top(1)
     llm = state.get("llm", {})
     previous = ctx.files.read_json("summary.json", {}) or {}
@@ -58,7 +61,7 @@ def write_summary(ctx: RunContext, state: dict, status: str) -> RunSummary:
     return summary
 
 
-def finish(ctx: RunContext, state: dict, status: str) -> None:
+def finish(ctx: RunContext, state: State, status: str) -> None:
     """Final files, then the report when the run has a reporter."""
     write_summary(ctx, state, status)
     heaps = heaps_of(state)

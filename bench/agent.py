@@ -1,5 +1,6 @@
-"""Experiment-design policy vs the fixed schedule: at the same forward-pass budget and seed, whose
-final hypothesis simulates a neuron better on held-out windows?
+"""The deep dive against the atlas read-off it starts from: at the same scan, forward-pass budget
+and seed, does testing and revising on the model (``agents/revise.py``) give a hypothesis that
+simulates the neuron better on held-out windows than the records explanation of its scan?
 
 Neurons: the 20 SmolLM2-135M neurons of ``bench/explain.py`` (its ``NEURONS``; ``--neurons K``
 runs the first K) and, with ``--planted`` (default), the three planted neurons of the tests
@@ -7,61 +8,34 @@ runs the first K) and, with ``--planted`` (default), the three planted neurons o
 whose answers are known. The planted model is built once and kept in the cache
 (``<cache>/bench/smollm2-planted-<hash of the planting code>``, ~540 MB).
 
-Per neuron, two investigations (``agents.session.investigate``, in-process, heuristic planner:
-no LLM time), identical but for ``RunConfig.policy``:
+Per neuron, one investigation (``agents.session.investigate``, in-process, heuristic planner:
+no LLM time, adaptive policy) with ``max_forward_passes=--budget``, ``iterations=10,000``, the
+scan of ``--scan-tokens`` and ``--seed``, in a temporary runs dir (``--keep`` to keep them).
+Two hypotheses are read off it:
 
-- ``fixed``: today's schedule: prompts proposed every step, causal probes and a hypothesis round
-  every ``hypothesis_every`` steps (and one when the budget runs out);
-- ``adaptive``: the planner chooses the experiments.
+- ``atlas``: the records explanation of the run's own scan (``readoff.json``: what the atlas
+  writes for the neuron, from its top windows and the scan's random sample, no forward pass),
+  simulated by its pattern;
+- ``deep``: the final hypothesis after the rounds of test, revise, rescore, simulated as the
+  product simulated it when it scored it (its pattern, else the keyword/concept matcher).
 
-Both get the same ``--seed``, ``max_forward_passes=--budget`` and ``iterations=10,000`` (so the
-forward-pass budget is what stops them; the agent checks it between steps, so a hypothesis round
-started under the budget can overshoot it), the same scan (``exemplar_tokens=--scan-tokens``) and
-run in a temporary runs dir (``--keep`` to keep them).
+Score (as ``bench/explain.py``): simulation correlation, Pearson r between the simulated and the
+real per-token activations, pooled over 12 held-out top windows and 12 random held-out windows;
+bootstrap 95% CI over tokens per hypothesis (300 resamples) and over neurons for the means
+(10,000 resamples, seed 0). Held out means unseen by either: the run reads the scan's top
+``max(k, 2 * prompts_per_step)`` = 20 windows, so the held-out top windows are those ranked
+21-32; the random windows (``heldout_windows``, seed 7) exclude the scan's kept top/bottom
+windows and every window the run's scorer judged or drew test prompts from.
 
-Score (as ``bench/explain.py``): simulation correlation, Pearson r between the final hypothesis's
-simulated and the real per-token activations, pooled over 12 held-out top windows and 12 random
-held-out windows (all tokens of each); bootstrap 95% CI over tokens per run (300 resamples) and
-over neurons for the means (10,000 resamples, seed 0). The final hypothesis is the last entry of
-``hypotheses.json``, simulated as the product simulated it when it scored it: by its explainer
-pattern when the explainer wrote it (the round's candidates, captured by an observer, through
-``agents.candidates.writer_for``), else by the keyword/concept matcher (``score/writer.py``).
-
-Held out means unseen by either run: the agent reads the scan's top ``max(k, 2 *
-prompts_per_step)`` = 20 windows, so the held-out top windows are those ranked 21-32 (explain.py's
-methods saw 12, and it holds out 13-24); the random windows (``heldout_windows``, seed 7) exclude
-the scan's kept top/bottom windows and every window the agent's own scorer judged or drew test
-prompts from (read from the runs' score caches).
-
-Reported: per neuron both hypotheses and r; wins/ties/losses of adaptive (a tie: |r_a - r_f| <
-0.001); mean r per policy with its CI and the paired mean difference; per policy, how often a
-concept beat its token list (the final hypothesis's ``decided_by``: the concept-or-list experiment
-said "concept" and the final hypothesis carries the concept, ``agents/candidates.py`` ``decide``),
-with the experiment's verdicts; forward passes, hypothesis rounds and wall seconds per
-investigation. Last line (the SmolLM2 neurons only; planted ones get their own line before it):
-``adaptive beats fixed schedule on N/20 neurons; mean r X (CI a..b) vs Y (CI a..b)``.
-
-Budget: the default (800 forward passes) covers what the fixed schedule spends on its first ten
-search steps (8 prompts each, ~50-80 passes) and its scheduled hypothesis round at step 10 (~800
-passes on SmolLM2: probes, explainer, concept experiment, scoring every candidate); it stops
-after the next step with its end-of-budget round: 2 rounds, ~1,850 passes. Any budget from ~80 to
-~900 gives the fixed schedule those same 2 rounds; under ~50 it makes only the end-of-budget
-round (and an adaptive policy has no room to choose an experiment); 1,000 already gives it 3.
+Reported: per neuron both hypotheses and r, wins/ties/losses of the deep dive (a tie: |Δr| <
+0.001), whether a revision was kept (``revised``) and what the revision rounds edited; mean r
+per arm with its CI and the paired mean difference; forward passes, rounds and wall seconds.
+Last line (the SmolLM2 neurons; the planted ones get their own line before it):
+``deep dive beats atlas on N/20 neurons; mean r X (CI a..b) vs Y (CI a..b); revised on M/20``.
 
 Run: ``python bench/agent.py [--neurons 20] [--budget 800] [--no-planted] [--threads 1]``; JSON
 to ``bench/results/agent.json``, rewritten after every neuron (``"complete": false`` until the
 end).
-
-Timing (2026-12-04, the 2-core development machine; both policies behaved alike in this branch,
-where ``policy`` is not read yet), per investigation at ``--budget 800`` (2 rounds; ~70% of the
-time in ``test``: scoring and the attack's counterexample search): idle, ``--threads 1``: 95-102
-s (layer 14), 148-162 s (layer 29); idle, ``--threads 2``: 60-62 s (layer 14). At ``--budget
-40`` (1 round), idle, ``--threads 2``: 30-32 s (layer 14). Beside other jobs (load 3-7,
-``--threads 1``, budget 1000, 3 rounds): 99-257 s. Once per layer, the scan of
-``--scan-tokens`` (cached) and, once per machine, the planted model's build (~1 min). So the
-default full run (46 investigations, 13 layer scans) takes ~2 h on 1 thread, ~1 h on 2 idle
-threads: over the 40 minutes aimed at. ``--budget 40 --threads 2`` fits ~40 min on an idle
-2-core machine, but compares only what each policy does before the forced end-of-budget round.
 """
 
 from __future__ import annotations
@@ -100,7 +74,7 @@ from neurosleuth.tools.measure import measure_ids  # noqa: E402
 from neurosleuth.tools.model import LoadedModel, cache_dir, load_model  # noqa: E402
 from neurosleuth.tools.neurons import NeuronId  # noqa: E402
 
-POLICIES = ("fixed", "adaptive")
+ARMS = ("atlas", "deep")
 HELD_TOP, HELD_RANDOM, RANDOM_SEED = 12, 12, 7
 TIE = 1e-3
 console = Console(width=200)
@@ -152,15 +126,15 @@ def planted_group(args) -> tuple[LoadedModel, str, list[tuple[str, NeuronId]]]:
 # ---------------------------------------------------------------- one investigation
 
 
-def run_policy(lm: LoadedModel, model: str, neuron: NeuronId, policy: str, args, runs: Path,
-               tag: str) -> tuple[dict, dict]:
-    """Investigate ``neuron`` under ``policy``; returns its record and what the held-out choice
-    needs (the agent's top-window count, the windows its scorer used)."""
-    cfg = resolve_config(None, model=model, planner="heuristic", policy=policy, seed=args.seed,
-                         iterations=10_000, max_forward_passes=args.budget, device=args.device,
-                         runs_dir=str(runs), neuron=str(neuron), exemplar_tokens=args.scan_tokens,
-                         corpus=args.corpus, window=args.window,
-                         run_id=f"{tag}-{neuron.layer}-{neuron.index}-{policy}")
+def run_deep(lm: LoadedModel, model: str, neuron: NeuronId, args, runs: Path, tag: str
+             ) -> tuple[dict, dict]:
+    """Investigate ``neuron``; returns the record of each arm and what the held-out choice needs
+    (the agent's top-window count, the windows its scorer used)."""
+    cfg = resolve_config(None, model=model, planner="heuristic", policy="adaptive",
+                         seed=args.seed, iterations=10_000, max_forward_passes=args.budget,
+                         device=args.device, runs_dir=str(runs), neuron=str(neuron),
+                         exemplar_tokens=args.scan_tokens, corpus=args.corpus,
+                         window=args.window, run_id=f"{tag}-{neuron.layer}-{neuron.index}")
     drafts: dict[int, list[dict]] = {}  # step -> the round's candidates (patterns included)
     held: list = []
 
@@ -177,24 +151,32 @@ def run_policy(lm: LoadedModel, model: str, neuron: NeuronId, policy: str, args,
     summary = json.loads((run / "summary.json").read_text())
     hyps = json.loads((run / "hypotheses.json").read_text())
     final = hyps[-1] if hyps else {"text": "", "source": None, "step": None}
-    cands = drafts.get(final.get("step")) or explainer_candidates(run, final)
+    readoff = json.loads((run / "readoff.json").read_text()) if (
+        run / "readoff.json").is_file() else {"text": "", "pattern": None}
+    cands = list(drafts.get(final.get("step")) or explainer_candidates(run, final))
+    cands += [c for c in ({"text": final["text"], "pattern": final.get("pattern")}, readoff)
+              if c.get("pattern")]
     writer = candidates.writer_for(SimpleNamespace(neuron=neuron, lm=lm), cands)
-    decided = final.get("decided_by")
-    record = {
-        "policy": policy, "run_id": cfg.run_id, "hypothesis": final["text"],
-        "source": final.get("source"),
+    evidence = json.loads((run / "evidence.json").read_text())
+    revisions = [e for e in evidence if e["kind"] == "revise"]
+    kept = [e for e in revisions if e["kept"]]
+    edits = [t["edit"] for e in kept for t in e["tests"] if t["edit"] != "keep"]
+    deep = {
+        "run_id": cfg.run_id, "hypothesis": final["text"], "source": final.get("source"),
         "simulator": "pattern" if final["text"] in writer.patterns else "keywords",
-        "decided_by": decided, "concept_beat_list": concept_beat_list(decided),
-        "verdict": (final.get("experiment") or {}).get("verdict"),
         "aggregate": (final.get("score") or {}).get("aggregate"),
+        "margin": (final.get("score") or {}).get("margin"),
+        "revised": bool(kept), "revision_rounds": len(revisions), "edits": edits,
         "rounds": len(hyps), "forward_passes": summary["forward_passes"],
         "stop_reason": summary["stop_reason"], "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "by_node_s": by_node(run),
     }
+    atlas = {"hypothesis": readoff["text"], "source": "records read-off",
+             "simulator": "pattern" if readoff.get("pattern") else "keywords"}
     used = [tok for entry in held[0].score_cache.values()
             for tok in list(entry["held"].tokens) + list(entry["held"].pool)]
     agent_k = max(cfg.k, 2 * cfg.prompts_per_step)
-    return record, {"writer": writer, "agent_k": agent_k, "used": used}
+    return {"atlas": atlas, "deep": deep}, {"writer": writer, "agent_k": agent_k, "used": used}
 
 
 def explainer_candidates(run: Path, final: dict) -> list[dict]:
@@ -207,12 +189,6 @@ def explainer_candidates(run: Path, final: dict) -> list[dict]:
     ex = SimpleNamespace(sentence=data["sentence"], details=data.get("details", ""),
                          pattern=Pattern.from_dict(data["pattern"]))
     return candidates.from_explainer(ex)
-
-
-def concept_beat_list(decided: dict | None) -> bool:
-    """The concept-or-list experiment said "concept" and the final hypothesis is the concept: it
-    already was, or ``decide`` switched to it (``why_not``: it could not)."""
-    return bool(decided and decided.get("verdict") == "concept" and not decided.get("why_not"))
 
 
 def by_node(run: Path) -> dict[str, float]:
@@ -255,46 +231,35 @@ def correlation(writer: HeuristicWriter, text: str, rows: list) -> tuple[float, 
 # ---------------------------------------------------------------- the comparison
 
 
-def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs,
-                 order: tuple[str, ...] = POLICIES) -> dict:
+def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs) -> dict:
     exemplars(lm, [neuron], corpus=args.corpus, k=32, window=args.window,
-              max_tokens=args.scan_tokens)  # the layer's scan, charged to neither policy
-    runs_, extra = {}, {}
-    for policy in order:
-        runs_[policy], extra[policy] = run_policy(lm, model, neuron, policy, args, runs, group)
-    agent_k = max(e["agent_k"] for e in extra.values())
-    rows = held_out(lm, neuron, args, agent_k, [t for e in extra.values() for t in e["used"]])
-    for policy in POLICIES:
-        r = runs_[policy]
-        r["r"], r["ci"] = correlation(extra[policy]["writer"], r["hypothesis"], rows)
-    diff = runs_["adaptive"]["r"] - runs_["fixed"]["r"]
+              max_tokens=args.scan_tokens)  # the layer's scan, charged to neither arm
+    arms, extra = run_deep(lm, model, neuron, args, runs, group)
+    rows = held_out(lm, neuron, args, extra["agent_k"], extra["used"])
+    for arm in ARMS:
+        a = arms[arm]
+        a["r"], a["ci"] = correlation(extra["writer"], a["hypothesis"], rows)
+    diff = arms["deep"]["r"] - arms["atlas"]["r"]
     outcome = "tie" if abs(diff) < TIE else "win" if diff > 0 else "loss"
     return {"group": group, "neuron": str(neuron), "label": label, "held_windows": len(rows),
             "held_tokens": int(sum(len(t) for t, _ in rows)), "diff_r": round(diff, 4),
-            "outcome": outcome, **runs_}
+            "outcome": outcome, **arms}
 
 
 def summarise(rows: list[dict]) -> dict:
     if not rows:
         return {}
     out: dict = {"n": len(rows)}
-    for policy in POLICIES:
-        vals = np.array([r[policy]["r"] for r in rows])
+    for arm in ARMS:
+        vals = np.array([r[arm]["r"] for r in rows])
         lo, hi = boot_ci(vals, lambda s: s.mean(axis=-1))
-        runs_ = [r[policy] for r in rows]
-        verdicts: dict[str, int] = {}
-        for x in runs_:
-            v = x["verdict"] or "no experiment"
-            verdicts[v] = verdicts.get(v, 0) + 1
-        out[policy] = {
-            "mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4), round(hi, 4)],
-            "concept_beat_list": sum(x["concept_beat_list"] for x in runs_),
-            "experiment_ran": sum(x["decided_by"] is not None for x in runs_),
-            "verdicts": verdicts,
-            "mean_forward_passes": round(float(np.mean([x["forward_passes"] for x in runs_])), 1),
-            "mean_rounds": round(float(np.mean([x["rounds"] for x in runs_])), 2),
-            "mean_wall_s": round(float(np.mean([x["wall_s"] for x in runs_])), 1),
-        }
+        out[arm] = {"mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4), round(hi, 4)]}
+    deep = [r["deep"] for r in rows]
+    out["revised"] = sum(x["revised"] for x in deep)
+    out["deep"].update({
+        "mean_forward_passes": round(float(np.mean([x["forward_passes"] for x in deep])), 1),
+        "mean_rounds": round(float(np.mean([x["rounds"] for x in deep])), 2),
+        "mean_wall_s": round(float(np.mean([x["wall_s"] for x in deep])), 1)})
     diffs = np.array([r["diff_r"] for r in rows])
     lo, hi = boot_ci(diffs, lambda s: s.mean(axis=-1))
     out["diff"] = {"mean": round(float(diffs.mean()), 4), "ci": [round(lo, 4), round(hi, 4)]}
@@ -308,36 +273,32 @@ def short(text: str, n: int = 70) -> str:
 
 
 def print_tables(rows: list[dict], summary: dict, args) -> None:
-    table = Table(title=f"final hypothesis, simulation r on held-out windows (budget "
+    table = Table(title=f"atlas read-off vs deep dive, simulation r on held-out windows (budget "
                   f"{args.budget} forward passes, seed {args.seed})")
-    for col in ("neuron", "fixed schedule", "r", "adaptive", "r", "Δr", "", "passes f/a",
-                "rounds f/a", "s f/a"):
-        table.add_column(col, overflow="fold",
-                         justify="left" if col in ("neuron", "fixed schedule", "adaptive")
-                         else "right")
+    for col in ("neuron", "atlas read-off", "r", "deep dive", "r", "Δr", "", "revised",
+                "passes", "rounds", "s"):
+        table.add_column(col, overflow="fold", justify="left" if col in (
+            "neuron", "atlas read-off", "deep dive") else "right")
     for r in rows:
-        f, a = r["fixed"], r["adaptive"]
+        a, d = r["atlas"], r["deep"]
         name = r["neuron"] + (f" ({r['label']})" if r["label"] else "")
-        mark = lambda x: "*" if x["concept_beat_list"] else ""  # noqa: E731
-        table.add_row(name, short(f["hypothesis"]) + mark(f), f"{f['r']:+.3f}",
-                      short(a["hypothesis"]) + mark(a), f"{a['r']:+.3f}", f"{r['diff_r']:+.3f}",
-                      r["outcome"], f"{f['forward_passes']}/{a['forward_passes']}",
-                      f"{f['rounds']}/{a['rounds']}", f"{f['wall_s']:.0f}/{a['wall_s']:.0f}")
+        table.add_row(name, short(a["hypothesis"]), f"{a['r']:+.3f}", short(d["hypothesis"]),
+                      f"{d['r']:+.3f}", f"{r['diff_r']:+.3f}", r["outcome"],
+                      "yes" if d["revised"] else "", str(d["forward_passes"]), str(d["rounds"]),
+                      f"{d['wall_s']:.0f}")
     console.print(table)
-    console.print("* the concept-or-list experiment chose the concept", style="dim")
-    table = Table(title="per policy")
-    for col in ("neurons", "policy", "mean r", "95% CI", "concept beat list", "experiment ran",
-                "verdicts", "passes", "rounds", "s / investigation"):
+    table = Table(title="per arm")
+    for col in ("neurons", "arm", "mean r", "95% CI", "revised", "passes", "rounds",
+                "s / investigation"):
         table.add_column(col, justify="right")
     for group, s in summary.items():
-        for policy in POLICIES:
-            p = s[policy]
-            table.add_row(group, policy, f"{p['mean_r']:+.3f}",
+        for arm in ARMS:
+            p = s[arm]
+            table.add_row(group, arm, f"{p['mean_r']:+.3f}",
                           f"{p['ci'][0]:+.3f}..{p['ci'][1]:+.3f}",
-                          f"{p['concept_beat_list']}/{s['n']}", f"{p['experiment_ran']}/{s['n']}",
-                          ", ".join(f"{k} {v}" for k, v in p["verdicts"].items()),
-                          f"{p['mean_forward_passes']:.0f}", f"{p['mean_rounds']:.1f}",
-                          f"{p['mean_wall_s']:.0f}")
+                          f"{s['revised']}/{s['n']}" if arm == "deep" else "",
+                          f"{p.get('mean_forward_passes', 0):.0f}",
+                          f"{p.get('mean_rounds', 0):.1f}", f"{p.get('mean_wall_s', 0):.0f}")
     console.print(table)
 
 
@@ -369,14 +330,13 @@ def main(argv: list[str] | None = None) -> dict:
         for group, load_group in groups:
             lm, model, picks = load_group()
             for label, n in picks:
-                order = POLICIES if len(rows) % 2 == 0 else POLICIES[::-1]  # warm caches: fair
-                console.print(f"{group} {n} {label}: {', '.join(order)} ...", style="dim")
-                row = bench_neuron(lm, model, n, label, group, args, runs, order)
+                console.print(f"{group} {n} {label} ...", style="dim")
+                row = bench_neuron(lm, model, n, label, group, args, runs)
                 rows.append(row)
-                console.print(f"  fixed {row['fixed']['r']:+.3f} ({row['fixed']['wall_s']:.0f} s)"
-                              f"  adaptive {row['adaptive']['r']:+.3f} "
-                              f"({row['adaptive']['wall_s']:.0f} s)  {row['outcome']}",
-                              markup=False, highlight=False)
+                console.print(f"  atlas {row['atlas']['r']:+.3f}  deep {row['deep']['r']:+.3f} "
+                              f"({row['deep']['wall_s']:.0f} s, revised: "
+                              f"{row['deep']['revised']})  {row['outcome']}", markup=False,
+                              highlight=False)
                 out = write_json(args, rows, load, started, complete=False)
     finally:
         if args.keep is None:
@@ -385,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
     print_tables(rows, out["summary"], args)
     planted = out["summary"].get("planted")
     if planted:
-        console.print(line(planted, "planted: adaptive beats fixed schedule on"), markup=False,
+        console.print(line(planted, "planted: deep dive beats atlas on"), markup=False,
                       highlight=False, soft_wrap=True)
     main_group = out["summary"].get("smollm2")
     if main_group:
@@ -393,15 +353,15 @@ def main(argv: list[str] | None = None) -> dict:
         console.print(f"wins/ties/losses {main_group['wins']}/{main_group['ties']}/"
                       f"{main_group['losses']}; mean Δr {d['mean']:+.3f} (95% CI "
                       f"{d['ci'][0]:+.3f}..{d['ci'][1]:+.3f})", markup=False, highlight=False)
-        print(line(main_group, "adaptive beats fixed schedule on"), flush=True)
+        print(line(main_group, "deep dive beats atlas on"), flush=True)
     return out
 
 
 def line(s: dict, head: str) -> str:
-    a, f = s["adaptive"], s["fixed"]
-    return (f"{head} {s['wins']}/{s['n']} neurons; mean r {a['mean_r']:.3f} (CI "
-            f"{a['ci'][0]:.3f}..{a['ci'][1]:.3f}) vs {f['mean_r']:.3f} (CI {f['ci'][0]:.3f}.."
-            f"{f['ci'][1]:.3f})")
+    d, a = s["deep"], s["atlas"]
+    return (f"{head} {s['wins']}/{s['n']} neurons; mean r {d['mean_r']:.3f} (CI "
+            f"{d['ci'][0]:.3f}..{d['ci'][1]:.3f}) vs {a['mean_r']:.3f} (CI {a['ci'][0]:.3f}.."
+            f"{a['ci'][1]:.3f}); revised on {s['revised']}/{s['n']}")
 
 
 def write_json(args, rows: list[dict], load, started: float, complete: bool) -> dict:

@@ -23,8 +23,9 @@ from rich.text import Text
 
 from neurosleuth.memory.topk import ActivationHeaps
 
-NEXT = {"seed": "plan", "plan": "act", "act": "record", "record": "check", "probe": "hypothesize",
-        "hypothesize": "test"}
+NEXT = {"seed": "plan", "act": "record", "record": "plan", "probe": "hypothesize",
+        "hypothesize": "test", "test": "revise", "revise": "plan"}
+ROUTED = {"act": "act", "round": "probe", "report": "report"}  # plan's route -> the next node
 
 
 def _cut(text: str, n: int) -> str:
@@ -67,6 +68,7 @@ class LiveView:
         self.last = {"node": node, **event}
         if node == "plan":
             self.experiment = (str(event.get("action", "")), str(event.get("reason") or ""))
+            self.last["next"] = ROUTED.get(str(update.get("route")), "act")
         self.values["step"] = merged.get("iteration", self.values["step"])
         self.values["passes"] = merged.get("forward_passes", self.values["passes"])
         self.values["elapsed"] = merged.get("elapsed_s", self.values["elapsed"])
@@ -86,7 +88,7 @@ class LiveView:
 
     def _line(self, node: str, event: dict) -> None:
         v = self.values
-        if node == "check":
+        if node == "record":
             best = "-" if v["best"] is None else f"{v['best']:.3f}"
             top = "" if self.dataset_max is None else f" (dataset max {self.dataset_max:.3f})"
             self.console.print(f"step {v['step']}/{self.cfg.iterations}: best {best}{top}, "
@@ -96,7 +98,7 @@ class LiveView:
             why = f" ({event['reason']})" if event.get("reason") else ""
             self.console.print(f"experiment {event.get('action')}{why}: {event.get('summary', '')}",
                                markup=False, highlight=False, soft_wrap=True)
-        elif node in ("probe", "hypothesize", "test", "seed"):
+        elif node in ("probe", "hypothesize", "test", "revise", "seed"):
             self.console.print(f"{node}: {event.get('summary', '')}", markup=False,
                                highlight=False, soft_wrap=True)
 
@@ -115,7 +117,7 @@ class LiveView:
         grid.add_row("budget", budget)
         node = self.last.get("node")
         grid.add_row("now", "starting (model, corpus scan)" if node is None
-                     else f"{NEXT.get(node, node)} (after {node}: "
+                     else f"{self.last.get('next') or NEXT.get(node, node)} (after {node}: "
                      f"{_cut(str(self.last.get('summary', '')), 110)})")
         if self.experiment:
             kind, why = self.experiment

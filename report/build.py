@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from neurosleuth.report import evidence as ev
-from neurosleuth.report import experiments
+from neurosleuth.report import experiments, revisions
 from neurosleuth.report import explanation as xp
 from neurosleuth.report import hypothesis as hyp
 from neurosleuth.report.blocks import (
@@ -70,6 +70,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("Candidates", lambda c: xp.candidates_section(c.data)),
     ("Explanation pattern", lambda c: xp.pattern_section(c.data)),
     ("Hypothesis history", lambda c: hyp.history_section(c.data)),
+    ("Revisions", lambda c: revisions.revisions_section(c.data)),
     ("Experiment log", lambda c: experiments.experiment_log_section(c.data)),
     ("Evidence", _evidence_intro),
     ("Top prompts", lambda c: ev.prompts_section(c.data, c.analysis, "top", c.scale)),

@@ -19,12 +19,14 @@ WHO = {
     "probe": "the schedule (before each hypothesis round)",
     "hypothesize": "the schedule (a hypothesis round is due)",
     "test": "the schedule (after each hypothesis round)",
+    "revise": "the schedule (after each hypothesis round)",
 }
 WHAT = {
     "seed": "corpus scan: top dataset windows become the first prompts",
     "probe": "causal probes: ablation vs random neurons, attribution, steering",
     "hypothesize": "evidence explainer (prune, occlude, substitute)",
     "test": "score every candidate on held-out windows; attack for counterexamples",
+    "revise": "test each clause of the leader on the model, revise, rescore",
 }
 
 
@@ -86,10 +88,12 @@ def experiment_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
             continue
         what, changed = WHAT[node], ""
         who, why = WHO[node], ""
-        if node in ("probe", "hypothesize", "test") and chose_round is not None:
+        if node in ("probe", "hypothesize", "test", "revise") and chose_round is not None:
             who, why = chose_round
-        if node == "test":
+        if node == "revise":
             chose_round = None
+            if summary.startswith("revised to"):
+                changed = "leading hypothesis revised"
         if node == "seed":
             best = None
         if node == "hypothesize" and "experiment:" in summary:

@@ -7,17 +7,23 @@ to, required context, a kind of text, facets. Each clause is an experiment:
 - **members**: every trigger word, unseen members of its class (or, for a bare list, of the
   classes its words fall in: ``concepts.candidate_names``), words that substitution found firing,
   and control words outside the class, each put in the place of the peak word in the neuron's own
-  contexts and in new sentences (``FRAMES``), one word at a time. With medians s (seen triggers),
-  c (controls), a word *fires* when it reaches ``FIRES`` of s - c above c, and is *quiet* under
-  ``QUIET``. Edits: a quiet trigger is dropped; a firing word joins the triggers; a class whose
-  unseen members stay quiet is dropped (the list stays); a class of a bare list whose unseen
-  members fire names the list.
-- **context**: each required context word, deleted from the own contexts that hold it, and the
-  triggers in the new sentences (which never hold it). Where the trigger keeps ``FIRES`` of its
-  activation without the word, the clause is dropped; else ``context_free`` is set to what it
+  contexts and in new sentences (``FRAMES``), one word at a time. With medians s (the ``STRONG``
+  strongest seen triggers), c (controls), a word *fires* when it reaches ``FIRES`` of s - c above
+  c, and is *quiet* under ``QUIET``. Edits: a quiet trigger that claims something (predicted at
+  ``CLAIM`` of the strongest) is dropped; a firing word outside the class joins the triggers; a
+  class whose unseen members stay quiet is dropped (the list stays); a class of a bare list whose
+  unseen members fire names the list.
+- **context**: each required context word, deleted from the own contexts that hold it (the
+  trigger's activation with and without it, median ratio); the triggers in the new sentences
+  (which never hold it) are measured and reported beside it. Where the trigger keeps ``FIRES`` of
+  its activation without the word, the clause is dropped; else ``context_free`` is set to what it
   keeps.
 - **kind of text**: the same content in this kind and in another (``compare.compare_kind``); a
-  kind that does not fire more is replaced by the word reading.
+  kind that does not fire more is replaced by the word reading; a word reading of a neuron that
+  fires on much of windows of one kind (a language, a format) is replaced by the kind when the
+  kind fires more.
+- **pieces**: a reading of tokens wherever they stand is named by a class of them (closing
+  brackets, digits) when the class's unseen members fire.
 - **facets**: each facet's words, as the members are; a facet whose words stay at the controls'
   level is dropped.
 
@@ -50,6 +56,7 @@ from neurosleuth.tools.compare import (
     compare_kind,
     members,
 )
+from neurosleuth.tools.contexts import CONTEXT_FIRE, KIND_SHARE, context_of
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -62,9 +69,14 @@ LEAD = "\n"  # measured before every text: no word stands at position 0
 FRAMES = ("She wrote{w} on the card.", "We talked about{w} for a while.",
           "Then{w} came up again.")  # new sentences: no context of the neuron's own
 MAX_CONTEXTS = 4
+KIND_FIRE = 0.1  # share of a window's tokens firing above which a kind of text is worth testing
+KIND_WORDS = 8  # ... on at least this many distinct tokens (not one word again and again)
+MIN_NAMED = 3  # distinct seen members firing alone that name a class of tokens
 MAX_WORDS = 8  # seen, unseen and control words each
+STRONG = 3  # the strongest triggers: the level the other words are measured against
+CLAIM = 0.25  # a trigger predicted at this share of the strongest makes a claim worth testing
 SUFFIX_SHARE = 2 / 3  # seen words sharing an ending: unseen members are chosen with it
-MERGE = 0.75  # share of all facets' words one class must cover to name them together
+MERGE = 0.75  # share of all facets' trigger weight one class must cover to name them together
 
 
 @dataclass(frozen=True)
@@ -152,32 +164,39 @@ def _suffix(words: Sequence[str]) -> str:
     return ""
 
 
-def _unseen(concept: C.ConceptName, seen: Sequence[str], known: set[str]) -> list[str]:
+def _unseen(concept: C.ConceptName, seen: Sequence[str], known: set[str],
+            n: int = MAX_WORDS) -> list[str]:
     """Members of ``concept`` never seen, commonest first; like the seen ones where those share
     an ending (regular past tenses are tested with regular ones: 'scrubbed', not 'made')."""
     fresh = [w for w in members(concept) if _stem(w) not in known]
     end = _suffix([w for w in seen if C.member(concept)(_word(w))])
     alike = [w for w in fresh if w.lower().endswith(end)] if end else []
-    return (alike if len(alike) >= 3 else fresh)[:MAX_WORDS]
+    return (alike if len(alike) >= 3 else fresh)[:n]
 
 
 def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
              ) -> tuple[Pattern, list[ClauseTest]]:
     """The member clause (module docstring): triggers, unseen members, extra words, controls."""
-    test = C.member(p.concept) if p.has_concept else None
+    named = p.concept if p.has_concept else None
+    test = C.member(named) if named is not None else None
     seen = [w for w in p.ordered(MAX_WORDS) if _word(w)]
     known = {_stem(_word(w)) for w in [*p.triggers, *p.seen]}
-    classes = [p.concept] if test else C.candidate_names(
+    classes: list[C.ConceptName] = [named] if named is not None else C.candidate_names(
         seen, [p.triggers[w] for w in seen], limit=2) if len(seen) >= 2 else []
+    longest = max((len(bench.lm.encode(_spelled(_word(w), bench.like))) for w in seen),
+                  default=1)
     unseen: dict[str, list[str]] = {}
-    for c in classes:
-        unseen[c.label] = _unseen(c, seen, known)
+    for cl in classes:  # members no longer than the seen words (a bracket is one token)
+        fresh = _unseen(cl, seen, known, 4 * MAX_WORDS)
+        unseen[cl.label] = [w for w in fresh if len(bench.lm.encode(
+            _spelled(w, bench.like))) <= longest][:MAX_WORDS]
     extra = [w for w in dict.fromkeys(_word(x) for x in extra)
              if w and _stem(w) not in known][:MAX_WORDS]
     controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
     words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
     a = bench.acts(words, test)
-    s = statistics.median(a[w] for w in seen) if seen else 0.0
+    strong = seen[:STRONG]  # the reference: the strongest triggers (rare ones claim little)
+    s = statistics.median(a[w] for w in strong) if strong else 0.0
     c = statistics.median(a[w] for w in controls) if controls else 0.0
     tests: list[ClauseTest] = []
     where = f"{bench.n_own} own contexts and {len(FRAMES)} new sentences"
@@ -187,17 +206,19 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
             f"{where}", f"triggers median {s:.2f}, controls {c:.2f}", "undecided", "keep"))
         return p, tests
     triggers = dict(p.triggers)
-    quiet = {w: a[w] for w in seen if _share(a[w], s, c) < QUIET}
+    top = max(p.triggers.values())
+    quiet = {w: a[w] for w in seen if _share(a[w], s, c) < QUIET
+             and p.triggers[w] >= CLAIM * top}
     if quiet and len(quiet) < len(seen):
         for w in quiet:
             triggers.pop(w, None)
         tests.append(ClauseTest(
             f"members {quote(list(quiet), 4)}", f"each trigger in {where}",
-            f"{_fmt(quiet)} against triggers {s:.2f}, controls {c:.2f}", "fails",
+            f"{_fmt(quiet)} against the strongest triggers {s:.2f}, controls {c:.2f}", "fails",
             f"drop {quote(list(quiet), 6)}"))
     mean = float(np.mean(list(p.triggers.values()))) if p.triggers else 0.5
     added = {w: round(min(1.0, mean * a[w] / s), 3) for w in extra
-             if _share(a[w], s, c) >= FIRES}
+             if _share(a[w], s, c) >= FIRES and not (test and test(w))}
     if added:
         triggers.update(added)
         tests.append(ClauseTest(
@@ -206,14 +227,14 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
             "fails", f"add {quote(list(added), 6)}"))
     concept = p.concept
     for cl in classes:
-        fresh = {w: a[w] for w in unseen[cl.label]}
-        if len(fresh) < 3:
+        got = {w: a[w] for w in unseen[cl.label]}
+        if len(got) < 3:
             continue
-        share = _share(statistics.median(fresh.values()), s, c)
-        firing = {w: v for w, v in fresh.items() if _share(v, s, c) >= FIRES}
-        result = (f"unseen members {_fmt(dict(sorted(fresh.items(), key=lambda x: -x[1])))} "
+        share = _share(statistics.median(got.values()), s, c)
+        firing = {w: v for w, v in got.items() if _share(v, s, c) >= FIRES}
+        result = (f"unseen members {_fmt(dict(sorted(got.items(), key=lambda x: -x[1])))} "
                   f"reach {share:.0%} of the triggers ({s:.2f}) above controls ({c:.2f})")
-        experiment = f"{len(fresh)} members never seen, in {where}"
+        experiment = f"{len(got)} members never seen, in {where}"
         if test is not None:  # the hypothesis names this class
             if share >= FIRES:
                 tests.append(ClauseTest(f"class {cl.label!r}", experiment, result, "holds",
@@ -253,7 +274,7 @@ def _contexts(bench: _Bench, p: Pattern, contexts: Sequence[Sequence[str]]
             spans = [w for w in ws.words[: max(0, ws.index[-1])][-3:] if w.text == word]
             if spans:
                 cut = spans[-1]
-                pairs.append(("".join(toks), "".join(toks[: cut.start] + toks[cut.end:])))
+                pairs.append(("".join(toks), "".join([*toks[: cut.start], *toks[cut.end:]])))
         ids = [lm.encode(LEAD + t) for pair in pairs for t in pair]
         frames = [f.replace("{w}", _spelled(_word(t), bench.like)) for f in FRAMES
                   for t in p.ordered(2)]
@@ -266,11 +287,9 @@ def _contexts(bench: _Bench, p: Pattern, contexts: Sequence[Sequence[str]]
         with_ = acts[0: 2 * len(pairs): 2]
         without = acts[1: 2 * len(pairs): 2]
         new = acts[2 * len(pairs):]
-        base = statistics.median(with_) if with_ else max(p.triggers.values(), default=0.0)
+        base = statistics.median(with_) if with_ else 0.0
         ratios = [b / x for x, b in zip(with_, without, strict=True) if x > 0]
-        if new and with_ and base > 0:
-            ratios.append(statistics.median(new) / base)
-        if not ratios:
+        if not ratios:  # no own context holds it: nothing to delete it from
             continue
         ratio = kept[word] = float(np.clip(statistics.median(ratios), 0.0, 1.0))
         result = (f"with it {base:.2f}; deleted from {len(pairs)} own contexts "
@@ -301,7 +320,7 @@ def _kind(lm: LoadedModel, neuron: NeuronId, p: Pattern) -> tuple[Pattern, list[
     if result is None:
         return p, [], 0
     test = ClauseTest(f"kind {p.context!r}", f"the same content in {p.context} and as "
-                      f"{result.other} ({result.n} pairs)", result.summary(),
+                      f"{result.other} ({result.pairs} pairs)", result.summary(),
                       {"kind": "holds", "not kind": "fails"}.get(result.verdict, "undecided"),
                       "keep")
     if result.verdict == "not kind" and p.triggers:
@@ -312,13 +331,15 @@ def _kind(lm: LoadedModel, neuron: NeuronId, p: Pattern) -> tuple[Pattern, list[
 
 
 def _covered(p: Pattern, words: Sequence[str]) -> list[str]:
-    test = C.member(p.concept) if p.has_concept else None
-    return [w for w in words if test is not None and _word(w) and test(_word(w))]
+    if p.concept is None or not p.has_concept:
+        return []
+    test = C.member(p.concept)
+    return [w for w in words if _word(w) and test(_word(w))]
 
 
 def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, ClauseTest] | None:
     """One class for the main pattern and its facets together, when one covers ``MERGE`` of all
-    their words and its unseen members fire."""
+    their trigger weight and its unseen members fire."""
     words = [w for f in (p, *p.facets) if f.unit == "word" for w in f.ordered(8)]
     weights = [max(f.triggers.get(w, 0.0) for f in (p, *p.facets)) for w in words]
     if len(words) < 3:
@@ -326,8 +347,9 @@ def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, Cla
     for name in C.candidate_names(words, weights, limit=3):
         test = C.member(name)
         inside = [w for w in words if test(_word(w))]
+        covered = sum(x for w, x in zip(words, weights, strict=True) if w in inside)
         if p.concept is not None and name.label == p.concept.label or \
-                len(inside) < MERGE * len(words):
+                covered < MERGE * sum(weights):
             continue
         known = {_stem(_word(w)) for w in [*words, *p.seen]}
         fresh = _unseen(name, inside, known)
@@ -335,7 +357,8 @@ def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, Cla
             continue
         a = bench.acts(fresh, test)
         share = _share(statistics.median(a.values()), s, c)
-        result = (f"{len(inside)} of the {len(words)} words of every facet are {name.label}; its "
+        result = (f"{covered / sum(weights):.0%} of the trigger weight of every facet is "
+                  f"{name.label}; its "
                   f"unseen members {_fmt(dict(sorted(a.items(), key=lambda x: -x[1])))} reach "
                   f"{share:.0%} of the triggers")
         if share >= FIRES:
@@ -347,6 +370,79 @@ def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, Cla
                                       f"{len(fresh)} unseen members of {name.label}", result,
                                       "fails", f"name every facet {name.label!r}")
     return None
+
+
+def _text_kind(lm: LoadedModel, neuron: NeuronId, p: Pattern,
+               windows: Sequence[tuple[Sequence[str], np.ndarray]]
+               ) -> tuple[Pattern, list[ClauseTest], int]:
+    """A word reading of a neuron whose strongest windows (at least half the top max) are two
+    thirds one kind of text (a language, a format) and fire on ``KIND_FIRE`` of their tokens,
+    ``KIND_WORDS`` distinct ones at least: is it the kind? The same content in that kind and in
+    another (``compare.compare_kind``); the kind replaces the words when it fires more."""
+    if p.kind != "token" or not windows:
+        return p, [], 0
+    top = max(float(np.max(a)) for _, a in windows)
+    strong = [(t, np.asarray(a, dtype=float)) for t, a in windows if float(np.max(a)) >= top / 2]
+    kinds = Counter(context_of(list(t)) for t, _ in strong)
+    kind, n = kinds.most_common(1)[0]
+    share = float(np.mean([np.mean(a >= CONTEXT_FIRE * a.max()) for _, a in strong]))
+    distinct = {C.norm(t) for toks, a in strong
+                for t, on in zip(toks, a >= CONTEXT_FIRE * a.max(), strict=True) if on}
+    if kind is None or n < KIND_SHARE * len(strong) or share < KIND_FIRE or \
+            len(distinct) < KIND_WORDS:
+        return p, [], 0
+    result = compare_kind(lm, neuron, kind)
+    if result is None:
+        return p, [], 0
+    clause = f"the words {quote(p.ordered(3), 3)}, not the kind {kind!r}"
+    experiment = f"the same content in {kind} and as {result.other} ({result.pairs} pairs)"
+    if result.verdict == "kind":
+        return (replace(p, kind="context", context=kind),
+                [ClauseTest(clause, experiment, result.summary(), "fails",
+                            f"read the kind of text {kind!r}")], result.forward_passes)
+    return p, [ClauseTest(clause, experiment, result.summary(), "holds", "keep")], \
+        result.forward_passes
+
+
+def _pieces(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
+    """A reading of tokens wherever they stand: is it a class of them (closing brackets,
+    digits)? Its members never seen that are one token each, in the own contexts and new
+    sentences, named (as words) when they reach ``FIRES`` of the seen ones; where fewer than three
+    can be written, when ``MIN_NAMED`` distinct seen members fire each on its own."""
+    seen = [w for w in dict.fromkeys(t.strip() for t in p.ordered(MAX_WORDS)) if w]
+    if len(seen) < 2:
+        return p, []
+    values = {t.strip(): v for t, v in p.triggers.items()}
+    lm = bench.lm
+    for cl in C.candidate_names(seen, [values[w] for w in seen], limit=2):
+        test = C.member(cl)
+        inside = [w for w in seen if test(w)]
+        fresh = [w for w in _unseen(cl, inside, {_stem(w) for w in seen}, 4 * MAX_WORDS)
+                 if len(lm.encode(w)) == 1][:MAX_WORDS]
+        if len(inside) < 2:
+            continue
+        controls = [w for w in CONTROLS if not test(w)][:6]
+        a = bench.acts([*inside, *fresh, *controls], test)
+        s = statistics.median(a[w] for w in inside[:STRONG])
+        c = statistics.median(a[w] for w in controls)
+        if len(fresh) >= 3:
+            share = _share(statistics.median(a[w] for w in fresh), s, c)
+            experiment = f"{len(fresh)} members never seen"
+            result = (f"unseen members {_fmt({w: a[w] for w in fresh})} reach {share:.0%} of "
+                      f"the tokens ({s:.2f}) above controls ({c:.2f})")
+            named = share >= FIRES
+        else:
+            firing = [w for w in inside if _share(a[w], s, c) >= FIRES]
+            experiment = "each seen member alone (no unseen member is one token)"
+            result = (f"{_fmt({w: a[w] for w in inside}, 6)}; controls {c:.2f}: "
+                      f"{len(firing)} distinct members fire")
+            named = len(firing) >= MIN_NAMED
+        if named:
+            renamed = replace(p, unit="word", where="end", concept=replace(
+                cl, examples=tuple(inside[:3])), triggers={w: values[w] for w in inside})
+            return renamed, [ClauseTest(f"tokens {quote(seen, 4)} as {cl.label!r}", experiment,
+                                        result, "fails", f"name the class {cl.label!r}")]
+    return p, []
 
 
 def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
@@ -389,14 +485,21 @@ def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
 
 
 def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
-                 contexts: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> Tested:
+                 contexts: Sequence[Sequence[str]], extra: Sequence[str] = (),
+                 windows: Sequence[tuple[Sequence[str], np.ndarray]] = ()) -> Tested:
     """Put each clause of ``pattern`` to its experiment (module docstring) in the neuron's own
     ``contexts`` (token lists ending at a peak) and in new sentences; ``extra``: further words
-    to try as triggers (substitutes that fired, words seen firing). Returns the edited pattern."""
+    to try as triggers (substitutes that fired, words seen firing); ``windows``: the tokens of
+    its top windows with their activations (their kind of text). Returns the edited pattern."""
     if pattern.kind == "none":
         return Tested(pattern, (), False, 0)
     p, tests, passes = _kind(lm, neuron, pattern)
+    p, more, n = _text_kind(lm, neuron, p, windows)
+    tests, passes = tests + more, passes + n
     bench = _Bench(lm, neuron, contexts)
+    if p.kind == "token" and p.unit == "piece":
+        p, more = _pieces(bench, p)
+        tests += more
     if p.kind == "token" and p.unit == "word":
         p, t = _members(bench, p, extra)
         tests += t

@@ -79,6 +79,8 @@ class XssPlanner(ScriptedPlanner):
         return super().propose(view, n, temperature)
 
     def hypothesize(self, view):
+        if self.fail:  # a deep dive starts with a round: the planner is asked here first
+            raise RuntimeError("planner exploded")
         action, info = super().hypothesize(view)
         return action.model_copy(update={"text": f"Fires on {XSS} tags"}), info
 

@@ -35,15 +35,16 @@ def test_agent_bench_prints_its_line_and_writes_json(tmp_path, monkeypatch, caps
     last = capsys.readouterr().out.strip().splitlines()[-1]
     saved = json.loads(out.read_text())
     s = saved["summary"]["smollm2"]
-    assert last.startswith("adaptive beats fixed schedule on ") and "/1 neurons; mean r " in last
-    assert f" {s['wins']}/1 " in last and f"{s['fixed']['mean_r']:.3f} (CI" in last
+    assert last.startswith("deep dive beats atlas on ") and "/1 neurons; mean r " in last
+    assert f" {s['wins']}/1 " in last and f"{s['atlas']['mean_r']:.3f} (CI" in last
+    assert f"revised on {s['revised']}/1" in last
     assert saved["complete"] and s["wins"] + s["ties"] + s["losses"] == 1
     assert saved["summary"]["planted"]["n"] == 1
     for row in saved["neurons"]:
         assert row["held_windows"] > 12  # the held-out top windows and some random ones
-        for policy in ("fixed", "adaptive"):
-            run = row[policy]
-            assert run["stop_reason"].startswith("forward-pass budget")
-            assert run["hypothesis"] and -1 <= run["r"] <= 1 and run["rounds"] >= 1
-            assert run["simulator"] in ("pattern", "keywords")
-            assert run["by_node_s"]["test"] > 0
+        deep, atlas = row["deep"], row["atlas"]
+        assert "budget" in deep["stop_reason"]
+        assert deep["hypothesis"] and -1 <= deep["r"] <= 1 and deep["rounds"] >= 1
+        assert atlas["hypothesis"] and -1 <= atlas["r"] <= 1
+        assert deep["simulator"] in ("pattern", "keywords") and atlas["simulator"] == "pattern"
+        assert deep["by_node_s"]["test"] > 0 and deep["revision_rounds"] >= 1

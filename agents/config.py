@@ -10,6 +10,11 @@ scan fits in ``SCAN_SHARE`` of the budget at the device's ``SCAN_RATE``. A run w
 (``make run``) keeps the short scan; an explicit value is always honoured. The resolved value is
 what ``config.json`` records, so everything reading the config (the score, a resume) uses the same
 cached scan. A batch chooses once from its whole budget (``batch/queue.py``).
+
+``exemplar_tokens`` stays the name of the depth on the command line and in ``config.json`` (so a
+config saved before still loads); ``RunConfig.scan()`` is the one place it becomes the scan's
+``max_tokens`` (``tools/scan_config.py``: the scan config the score, the atlas and the records
+share).
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from neurosleuth.tools.placement import device_map_name, device_name, dtype_name
+from neurosleuth.tools.scan_config import SHORT_SCAN, ScanConfig
 
 PlannerName = Literal["auto", "ollama", "embedded", "heuristic"]
 
 # Tiers, so that runs with similar budgets share one cached scan. The last one holds 58% of the
 # shipped corpus (8,607,936 tokens in 64-token windows with SmolLM2's tokenizer), each source in
 # its share until it runs out; a bigger corpus of your own is cut there too.
-SCAN_TIERS = (50_000, 250_000, 1_000_000, 5_000_000)
+SCAN_TIERS = (SHORT_SCAN, 250_000, 1_000_000, 5_000_000)
 # Tokens/s of a layer scan, used until a scan of the model on this kind of device has measured
 # its own (``tools/scan.py`` keeps the last measured rate in the cache). CPU measured on 2 cores
 # shared with other jobs (SmolLM2-135M, layer 12: 280 tokens/s beside one other job, 160 beside
@@ -102,6 +108,14 @@ class RunConfig(BaseModel):
 
     def run_dir(self) -> Path:
         return run_path(self.runs_dir, self.run_id)
+
+    def scan(self) -> ScanConfig:
+        """The run's corpus scan: ``exemplar_tokens`` is its depth (``max_tokens``), and a
+        neuron's top ``max(k, 2 * prompts_per_step)`` windows are read (two steps' worth of
+        seeds at least)."""
+        assert self.exemplar_tokens is not None  # set by ``_scan_depth`` when not given
+        return ScanConfig(corpus=self.corpus, window=self.window, max_tokens=self.exemplar_tokens,
+                          k=max(self.k, 2 * self.prompts_per_step))
 
     def public_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

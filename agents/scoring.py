@@ -21,17 +21,8 @@ from neurosleuth.tools.neurons import NeuronId
 
 
 def score_config(cfg: RunConfig, **changes: Any) -> ScoreConfig:
-    """The settings of ``cfg``'s exemplar scan and its seed, then ``changes``."""
-    return replace(
-        ScoreConfig(
-            seed=cfg.seed,
-            corpus=cfg.corpus,
-            window=cfg.window,
-            max_tokens=cfg.exemplar_tokens,
-            k=max(cfg.k, 2 * cfg.prompts_per_step),
-        ),
-        **changes,
-    )
+    """``cfg``'s corpus scan (``RunConfig.scan``) and its seed, then ``changes``."""
+    return replace(ScoreConfig(scan=cfg.scan(), seed=cfg.seed), **changes)
 
 
 def planner_writer(planner: Any, neuron: NeuronId | str, model: str) -> HeuristicWriter:

@@ -8,9 +8,10 @@ no per-neuron forward pass.
    its last saved batch (``tools/scan.py``).
 2. **per neuron**, from those records alone (``tools/records_explain.py``): the tokens that fire,
    required context, the concept they share and the kind of text, learned from the odd-ranked top
-   windows (1st, 3rd, ...) and half the random sample; scored by simulation on the others
-   (``score/records.py``: per-token Pearson r over held-out top and random windows pooled, as
-   OpenAI's scoring, bootstrap 95% interval over windows), with the token-list reading of the
+   windows that fire (1st, 3rd, ...) and half the random sample; scored by simulation on the
+   others (``score/records.explain_held_out``, the split ``explain --records`` makes too:
+   per-token Pearson r over held-out top and random windows pooled, as OpenAI's scoring,
+   bootstrap 95% interval over windows), with the token-list reading of the
    same explanation scored beside it (``list_r``, the token look-up kind of baseline).
 3. **output side** from the weights (``tools/readout.output_tokens``): the tokens the neuron's
    down-projection row promotes and suppresses through the unembedding.
@@ -31,14 +32,14 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, SupportsInt
 
 import numpy as np
 import pandas as pd
 
-from neurosleuth.score.records import simulation_r
+from neurosleuth.score.records import HeldOut, explain_held_out
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.corpus import Windows, composition, resolve_corpus
 from neurosleuth.tools.exemplars import layer_scans
@@ -47,8 +48,9 @@ from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.pattern import Pattern, phrase
 from neurosleuth.tools.readout import output_tokens
 from neurosleuth.tools.records import NeuronRecords, Record
-from neurosleuth.tools.records_explain import explain_records
+from neurosleuth.tools.records_explain import RecordsExplainer
 from neurosleuth.tools.scan import LayerScan
+from neurosleuth.tools.scan_config import ScanConfig
 
 DENSITY_AT = 0.25  # share of the neuron's top activation that counts as firing, for density
 SHOWN = 5  # top and bottom windows kept in the table (the site's heatmaps)
@@ -60,14 +62,20 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class AtlasConfig:
-    tokens: int = 1 << 17  # corpus tokens scanned
-    window: int = 64
-    keep: int = 24  # top (and bottom) windows kept per neuron: half explain, half score
-    corpus: str | None = None
+    # the one scan of every layer; its k: top (and bottom) windows kept per neuron, half explain,
+    # half score
+    scan: ScanConfig = ScanConfig(max_tokens=1 << 17, k=24)
     n_boot: int = 200
     output_k: int = 8
     time_s: float | None = None  # stop after the layer in progress once this is spent
     seed: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        """What makes an atlas, as ``atlas.json`` saves it (the keys it has always had, so that an
+        atlas built before continues): all but ``time_s``."""
+        s = self.scan
+        return {"tokens": s.max_tokens, "window": s.window, "keep": s.k, "corpus": s.corpus,
+                "n_boot": self.n_boot, "output_k": self.output_k, "seed": self.seed}
 
 
 class _Tokens:
@@ -113,9 +121,8 @@ def neuron_row(scan: LayerScan, n: int, tokens: _Tokens, up: list[str], down: li
     rand_acts = np.concatenate([r.acts for r in rand]) if rand else np.zeros(1)
     row["density"] = (float((rand_acts >= DENSITY_AT * top_max).mean()) if top_max > 0
                       else 0.0)
-    live = [r for r in top if r.max > 0]
-    learn, held = live[0::2], live[1::2]
-    ex = explain_records(learn, rand[0::2], row["neuron"])
+    h = explain_held_out(RecordsExplainer(row["neuron"]), top, rand)
+    ex = h.explanation
     row |= {"explanation": ex.sentence, "details": ex.details, "kind": ex.pattern.kind,
             "concept": ex.pattern.concept.label if ex.pattern.concept and
             ex.pattern.concept.source != "none" else None,
@@ -126,34 +133,32 @@ def neuron_row(scan: LayerScan, n: int, tokens: _Tokens, up: list[str], down: li
     scores: dict[str, float | str | None] = {
         "r": None, "r_lo": None, "r_hi": None, "r_top": None, "r_random": None, "list_r": None,
         "list_explanation": None}
-    if held and ex.pattern.kind != "none":
-        s = simulation_r(ex.pattern.simulate, held, rand[1::2], seed=cfg.seed,
-                         n_boot=cfg.n_boot)
+    if h.top and ex.pattern.kind != "none":
+        s = h.score(seed=cfg.seed, n_boot=cfg.n_boot)
         scores |= {"r": _num(s.r), "r_lo": _num(s.lo), "r_hi": _num(s.hi),
                    "r_top": _num(s.top_r), "r_random": _num(s.random_r)}
-        row["facets"] = json.dumps(facet_scores(ex.pattern, held, rand[1::2], cfg.seed))
+        row["facets"] = json.dumps(facet_scores(ex.pattern, h, cfg.seed))
         others = variants(ex)[1:2]
         if others:
             text, pattern = others[0]
-            s = simulation_r(pattern.simulate, held, rand[1::2], seed=cfg.seed, n_boot=0)
+            s = h.score(pattern.simulate, seed=cfg.seed, n_boot=0)
             scores |= {"list_r": _num(s.r), "list_explanation": text}
     row |= scores
     row["bare_list"] = ex.pattern.kind != "none" and ex.pattern.bare_list()
     row.setdefault("facets", "[]")
     row |= {"top_windows": _json(top[:SHOWN]), "bottom_windows": _json(bot[:SHOWN]),
-            "random_windows": _json(rand[:RANDOM_SHOWN]), "held_windows": len(held)}
+            "random_windows": _json(rand[:RANDOM_SHOWN]), "held_windows": len(h.top)}
     return row
 
 
-def facet_scores(pattern: Pattern, held: Sequence[Record], rand: Sequence[Record], seed: int
-                 ) -> list[dict]:
+def facet_scores(pattern: Pattern, held: HeldOut, seed: int) -> list[dict]:
     """Each facet of a polysemantic neuron's pattern, scored alone on the held-out records
     ([] for a pattern of one facet)."""
     if not pattern.facets:
         return []
     parts = [replace(pattern, facets=()), *pattern.facets]
-    return [{"facet": phrase(p), "r": _num(simulation_r(p.simulate, held, rand, seed=seed,
-                                                         n_boot=0).r)} for p in parts]
+    return [{"facet": phrase(p), "r": _num(held.score(p.simulate, seed=seed, n_boot=0).r)}
+            for p in parts]
 
 
 def name_violations(frame: pd.DataFrame) -> list[str]:
@@ -214,8 +219,7 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
     (out / "layers").mkdir(exist_ok=True)
     meta_path = out / "atlas.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    settings = {"model": lm.name, "config": {k: v for k, v in asdict(cfg).items()
-                                             if k not in ("time_s",)}, "version": ATLAS_VERSION}
+    settings = {"model": lm.name, "config": cfg.settings(), "version": ATLAS_VERSION}
     if meta and {k: meta.get(k) for k in settings} != settings:
         raise ValueError(f"{out} holds an atlas of other settings ({meta.get('model')}, "
                          f"{meta.get('config')}): choose another --out")
@@ -223,13 +227,15 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
     todo = [L for L in layers if L not in done]
     timings = meta.get("timings", {})
     if todo:
-        say(f"scanning {len(todo)} layers in the same passes ({cfg.tokens:,} tokens) ...")
+        scan = cfg.scan
+        say(f"scanning {len(todo)} layers in the same passes ({scan.max_tokens:,} tokens) ...")
         t0 = time.perf_counter()
-        windows, scans, _, scanned = layer_scans(lm, todo, cfg.corpus, cfg.window, cfg.tokens,
-                                                 keep=cfg.keep, progress=scan_progress)
+        windows, scans, _, scanned = layer_scans(lm, todo, scan.corpus, scan.window,
+                                                 scan.max_tokens, keep=scan.k,
+                                                 progress=scan_progress)
         timings["scan_s"] = timings.get("scan_s", 0.0) + time.perf_counter() - t0
         timings["scan_tokens"] = int(len(windows) * windows.width)
-        sources = composition(resolve_corpus(cfg.corpus), windows=windows)  # for the index page
+        sources = composition(resolve_corpus(scan.corpus), windows=windows)  # for the index page
         if scanned:
             timings["scan_tokens_per_s"] = round(scans[scanned[0]].tokens_per_s, 1)
         tokens = _Tokens(lm, windows)

@@ -57,8 +57,9 @@ N_LAYERS, D_MLP = 30, 1536
 def throughput(lm, args) -> dict:
     from neurosleuth.atlas.build import AtlasConfig, build_atlas
     from neurosleuth.tools.exemplars import layer_scans
+    from neurosleuth.tools.scan_config import ScanConfig
 
-    cfg = AtlasConfig(tokens=args.tokens)
+    cfg = AtlasConfig(ScanConfig(max_tokens=args.tokens, k=24))
     out = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     t0 = time.perf_counter()
     build_atlas(lm, [args.layer], out, cfg)
@@ -71,7 +72,7 @@ def throughput(lm, args) -> dict:
     times = {}
     for layers in ([deepest], subset):
         t = time.perf_counter()
-        layer_scans(lm, layers, None, 64, args.tokens, keep=cfg.keep, use_cache=False)
+        layer_scans(lm, layers, None, 64, args.tokens, keep=cfg.scan.k, use_cache=False)
         times[len(layers)] = time.perf_counter() - t
     t1, tk = times[1], times[len(subset)]
     per_layer = max(0.0, (tk - t1) / (len(subset) - 1))
@@ -122,7 +123,7 @@ def quality(lm, args) -> dict:
         t0 = time.process_time()
         full = explain(lm, n, texts, [r.pair() for r in seen])
         full_cpu = time.process_time() - t0
-        _, token_list = token_list_hypothesis(lm, n, top)
+        _, token_list = token_list_hypothesis(lm, n, seen)
         row = {"neuron": str(n), "atlas": atlas_ex.sentence, "full": full.sentence,
                "token_list": token_list, "atlas_cpu_s": round(atlas_cpu, 3),
                "full_cpu_s": round(full_cpu, 2),

@@ -3,22 +3,27 @@
 For each of 20 SmolLM2-135M neurons (two per layer on ten layers from 2 to 29, indices drawn once
 with numpy seed 11 before any result was seen; listed in ``NEURONS``):
 
-1. exemplars: the corpus scan's top 24 windows (``--scan-tokens`` per layer, cached); the first
-   12 are the evidence every method sees, the other 12 are held out;
-2. hypotheses, from the same 12 windows cut at their peak:
-   (a) the evidence explainer (``tools/explain.py``), simulated by its own pattern;
-   (b) the token-list heuristic (``HeuristicPlanner.hypothesize``: the most common peak tokens),
-       simulated by keyword matching (``score/writer.py``);
+1. records: the corpus scan's top 24 windows and its random sample of 32 windows
+   (``--scan-tokens`` per layer, cached; ``tools/exemplars.scan_records``), split as the atlas
+   and ``explain --records`` split them (``score/records.explain_held_out``): the odd-ranked top
+   windows that fire (1st, 3rd, ...) and half the random sample are the evidence every method
+   sees, the others are held out;
+2. hypotheses, from the same evidence:
+   (a) the deep dive (``tools/explain.DeepDive``) on the evidence windows and their texts cut at
+       the peak, simulated by its own pattern;
+   (b) the token-list heuristic (``HeuristicPlanner.hypothesize``: the most common peak tokens of
+       the evidence windows), simulated by keyword matching (``score/writer.py``);
    (c) the embedded LLM's hypothesis (SmolLM2-135M-Instruct under the JSON grammar, the agent's
        hypothesis prompt), simulated by the same keyword/concept matcher (``--no-llm`` skips it);
-3. score: simulation correlation as in OpenAI's neuron-explainer (Bills et al. 2023): Pearson r
-   between predicted and real per-token activations, pooled over the 12 held-out top windows and
-   12 random held-out windows (all 64 tokens of each); bootstrap 95% CI over tokens per neuron
-   and over neurons for the means (10,000 resamples, seed 0).
+3. score: simulation correlation as in OpenAI's neuron-explainer (Bills et al. 2023,
+   ``score/records.simulation_r``): Pearson r between predicted and real per-token activations,
+   pooled over the held-out top and random windows (all 64 tokens of each); bootstrap 95% CI over
+   windows per neuron (1,000 resamples) and over neurons for the means (10,000), seed 0. A
+   constant prediction (r undefined) counts as r = 0 in the means.
 
-The ceiling: a per-token lookup table (each token's mean activation) learned on the 12 evidence
-windows and 12 random training windows, correlated on the held-out windows: the best a reading of
-tokens alone can do, beside ours so that the gap shows. A bare token list is an explanation
+The ceiling: a per-token lookup table (each token's mean activation) learned on the evidence
+windows (top and random), correlated on the held-out windows: the best a reading of tokens alone
+can do, beside ours so that the gap shows. A bare token list is an explanation
 whose every facet names only tokens (``Pattern.bare_list``).
 
 Last line: ``explainer beats token list on N/20 neurons; mean r X (95% CI a..b) vs Y (a..b);
@@ -33,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +52,16 @@ from rich.table import Table
 
 from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.prompts import PlannerView
+from neurosleuth.score.records import explain_held_out
+from neurosleuth.score.stats import pearson
 from neurosleuth.score.writer import HeuristicWriter
-from neurosleuth.tools.exemplars import exemplars, heldout_windows
-from neurosleuth.tools.explain import explain
+from neurosleuth.tools.exemplars import heldout_windows, scan_records
+from neurosleuth.tools.explain import DeepDive
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.records import Record
+from neurosleuth.tools.scan_config import ScanConfig
 
 HERE = Path(__file__).resolve().parent
 LAYERS = (2, 5, 8, 11, 14, 17, 20, 23, 26, 29)
@@ -59,10 +70,14 @@ NEURONS = [NeuronId(layer, int(i)) for layer in LAYERS for i in _rng.integers(0,
 console = Console(width=160)
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+def r_or_zero(r: float) -> float:
+    """An r for the means over neurons: a constant prediction (r undefined) correlates with
+    nothing, 0."""
+    return 0.0 if math.isnan(r) else r
+
+
+def num(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 4)
 
 
 def boot_ci(values: np.ndarray, stat, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -72,19 +87,20 @@ def boot_ci(values: np.ndarray, stat, n: int = 10_000, seed: int = 0) -> tuple[f
     return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
 
 
-def random_windows(lm, n: NeuronId, scan_tokens: int, seed: int):
-    """(tokens, activations) of 12 random windows of the corpus."""
-    rand = heldout_windows(lm, n, 12, max_tokens=scan_tokens, seed=seed)
+def random_windows(lm, n: NeuronId, max_tokens: int, seed: int):
+    """(tokens, activations) of 12 random windows of the corpus (``bench/atlas.py``'s)."""
+    rand = heldout_windows(lm, n, 12, max_tokens=max_tokens, seed=seed)
     prefix = list(lm.encode("")[: lm.n_prefix])
     acts = measure_ids(lm, [prefix + list(w.token_ids) for w in rand], [n])
     return [(list(w.tokens), a[lm.n_prefix :, 0].astype(float))
             for w, a in zip(rand, acts, strict=True)]
 
 
-def held_out(lm, n: NeuronId, top, scan_tokens: int):
-    """(tokens, activations) of the 12 held-out top windows and 12 random windows."""
+def held_out(lm, n: NeuronId, top, max_tokens: int):
+    """(tokens, activations) of the top windows ranked 13 to 24 and 12 random windows (the
+    held-out windows of ``bench/atlas.py``)."""
     rows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[12:24]]
-    return rows + random_windows(lm, n, scan_tokens, seed=7)
+    return rows + random_windows(lm, n, max_tokens, seed=7)
 
 
 def lookup_ceiling(train, held) -> float:
@@ -96,7 +112,7 @@ def lookup_ceiling(train, held) -> float:
             table.setdefault(t, []).append(float(a))
     means = {t: float(np.mean(v)) for t, v in table.items()}
     pred, real = simulate(lambda toks: np.array([means.get(t, 0.0) for t in toks]), held)
-    return pearson(pred, real)
+    return r_or_zero(pearson(pred, real))
 
 
 def simulate(fn, rows) -> tuple[np.ndarray, np.ndarray]:
@@ -105,11 +121,14 @@ def simulate(fn, rows) -> tuple[np.ndarray, np.ndarray]:
     return pred, real
 
 
-def token_list_hypothesis(lm, n: NeuronId, top) -> tuple[PlannerView, str]:
-    """The planner's view of the 12 windows every method sees, and the token-list heuristic's
-    hypothesis from it (``HeuristicPlanner.hypothesize``: the most common peak tokens)."""
-    snippets = [(float(e.value), e.token, "".join(e.window.tokens[max(0, e.pos - 16): e.pos + 1]))
-                for e in top[:12]]
+def token_list_hypothesis(lm, n: NeuronId, top: Sequence[Record]) -> tuple[PlannerView, str]:
+    """The planner's view of (up to 12 of) the top windows every method sees, and the token-list
+    heuristic's hypothesis from it (``HeuristicPlanner.hypothesize``: the most common peak
+    tokens)."""
+    snippets = []
+    for r in top[:12]:
+        p = int(np.argmax(r.acts))
+        snippets.append((r.max, r.tokens[p], "".join(r.tokens[max(0, p - 16): p + 1])))
     view = PlannerView(neuron=str(n), model=lm.name, exemplars=snippets[:8], top=snippets)
     return view, HeuristicPlanner(0).hypothesize(view).text
 
@@ -130,33 +149,32 @@ def main() -> None:
 
         planner, _ = make_planner(RunConfig(planner="embedded"))
     writer = HeuristicWriter()
+    scan = ScanConfig(max_tokens=args.scan_tokens, k=24)
     rows_out = []
     for n in NEURONS:
-        ex_result = exemplars(lm, [n], k=24, max_tokens=args.scan_tokens)
-        top = ex_result[n].top
-        texts = ["".join(e.window.tokens[: e.pos + 1]) for e in top[:12]]
-        windows = [(list(e.window.tokens), np.asarray(e.acts, dtype=float)) for e in top[:12]]
-        held = held_out(lm, n, top, args.scan_tokens)
-        train_random = random_windows(lm, n, args.scan_tokens, seed=3)
+        records = scan_records(lm, n, scan)
         t0 = time.process_time()
-        ex = explain(lm, n, texts, windows, others=train_random)
+        held = explain_held_out(DeepDive(lm, n), records.top, records.random)
         cpu = time.process_time() - t0
-        view, token_list = token_list_hypothesis(lm, n, top)
+        ex = held.explanation
+        view, token_list = token_list_hypothesis(lm, n, held.learned_top)
+        seen = [r.pair() for r in [*held.learned_top, *held.learned_random]]
         result = {"neuron": str(n), "explainer": ex.sentence, "token_list": token_list,
                   "explainer_cpu_s": round(cpu, 2), "pattern_kind": ex.pattern.kind,
                   "bare_list": ex.pattern.bare_list(), "facets": len(ex.pattern.facets),
-                  "ceiling": round(lookup_ceiling([*windows, *train_random], held), 4)}
-        preds = {"explainer": simulate(ex.pattern.simulate, held),
-                 "token_list": simulate(lambda t, h=token_list: writer.simulate(h, t), held)}
+                  "held_windows": [len(held.top), len(held.random)],
+                  "ceiling": round(lookup_ceiling(seen, [r.pair() for r in
+                                                         [*held.top, *held.random]]), 4)}
+        sims = {"explainer": ex.pattern.simulate,
+                "token_list": lambda t, h=token_list: writer.simulate(h, t)}
         if planner is not None:
             action, _ = planner.hypothesize(view)
             result["llm"] = action.text
-            preds["llm"] = simulate(lambda t, h=action.text: writer.simulate(h, t), held)
-        for name, (pred, real) in preds.items():
-            r = pearson(pred, real)
-            pairs = np.stack([pred, real], axis=1)
-            lo, hi = boot_ci(pairs, lambda s: pearson(s[:, 0], s[:, 1]), n=300)
-            result[f"r_{name}"], result[f"ci_{name}"] = round(r, 4), [round(lo, 4), round(hi, 4)]
+            sims["llm"] = lambda t, h=action.text: writer.simulate(h, t)
+        for name, sim in sims.items():
+            s = held.score(sim)
+            result[f"r_{name}"], result[f"ci_{name}"] = round(r_or_zero(s.r), 4), [num(s.lo),
+                                                                                num(s.hi)]
         rows_out.append(result)
         console.print(f"{n}: r explainer {result['r_explainer']:+.3f} token list "
                       f"{result['r_token_list']:+.3f}  ({cpu:.1f} s CPU)  {ex.sentence}")

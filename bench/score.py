@@ -48,6 +48,7 @@ from neurosleuth.score.run import ScoreConfig, scanned_exemplars, score_hypothes
 from neurosleuth.tools.explain import explain
 from neurosleuth.tools.model import load_model
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan_config import ScanConfig
 from neurosleuth.tools.snippets import snippets_from_json
 
 HERE = Path(__file__).resolve().parent
@@ -95,7 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lm = load_model("smollm2-135m", device="cpu")
     planner, note = make_planner(RunConfig(planner=args.planner))
-    config = ScoreConfig(max_tokens=args.max_tokens, baseline=args.baseline)
+    config = ScoreConfig(ScanConfig(max_tokens=args.max_tokens), baseline=args.baseline)
     neurons = [NeuronId.parse(s) for s in NEURONS]
     load_before = os.getloadavg()
     write = explainer_hypothesis if args.right == "explainer" else right_hypothesis
@@ -147,7 +148,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "model": "smollm2-135m", "writer": planner.name, "writer_note": note,
-        "threads": args.threads, "config": {**config.__dict__}, "neurons": rows,
+        "threads": args.threads, "config": config.to_dict(), "neurons": rows,
         "right_written_by": args.right,
         "margin": float(diffs.mean()), "margin_ci": [lo, hi],
         "seconds_per_score": {"first_median": first, "rescore_median": again,

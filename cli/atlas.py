@@ -69,6 +69,7 @@ def atlas(
     from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
     from neurosleuth.report.atlas_site import deep_dives_in, write_site
     from neurosleuth.tools.records import FORMATS
+    from neurosleuth.tools.scan_config import ScanConfig
 
     if records_format not in FORMATS:
         fail(f"--records-format {records_format!r}: choose one of {', '.join(FORMATS)}")
@@ -77,7 +78,7 @@ def atlas(
         parse_layers(layers, shape.n_layers)  # a bad spec fails before the model loads
     if keep < 2:
         fail("--keep must be at least 2 (half the windows explain, half score)")
-    cfg = AtlasConfig(tokens=tokens, window=window, keep=keep, corpus=corpus,
+    cfg = AtlasConfig(ScanConfig(corpus=corpus, window=window, max_tokens=tokens, k=keep),
                       time_s=parse_duration(time))
     lm = load(model, device, dtype, device_map)
     chosen = parse_layers(layers, lm.n_layers)

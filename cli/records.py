@@ -8,10 +8,11 @@ other hypothesis; with an LLM planner (``embedded``, ``ollama``, ``auto``) the L
 token's activation (0-10, as OpenAI's simulator), falling back to the heuristic per failed
 request.
 
-Held out: ``explain`` learns from alternate top records (1st, 3rd, ...) and the even-numbered
-random ones, and scores on the others; ``score`` scores on every record (the hypothesis came
-from elsewhere). The token-list reading of the same explanation is scored beside it (OpenAI's
-token look-up baseline is of this kind).
+Held out: ``explain`` learns from alternate top records that fire (1st, 3rd, ...) and the
+even-numbered random ones, and scores on the others (``score/records.explain_held_out``, the split
+the atlas makes too); ``score`` scores on every record (the hypothesis came from elsewhere). The
+token-list reading of the same explanation is scored beside it (OpenAI's token look-up baseline
+is of this kind).
 """
 
 from __future__ import annotations
@@ -103,30 +104,31 @@ def explain(
     """Explain neurons from their activation records alone (no model): the tokens that fire,
     required context, the concept they share, the kind of text; each explanation scored by
     simulation on held-out records."""
-    from neurosleuth.score.records import simulation_r, split
+    from neurosleuth.score.records import explain_held_out
     from neurosleuth.tools.explain import variants
-    from neurosleuth.tools.records_explain import explain_records
+    from neurosleuth.tools.records_explain import RecordsExplainer
 
     neurons = _neurons(records, neuron)
     writer, note = _writer(planner, ollama_model, neurons[0].neuron)
     err_console.print(f"simulator: {note}", markup=False, highlight=False)
     table, out = _table(f"explanations from {records.name}"), []
     for nr in neurons:
-        learn, held = split(nr.top)
-        if not held:
-            fail(f"{records.name}: neuron {nr.neuron or '(unnamed)'} has one top record: "
-                 "nothing left to score on")
-        ex = explain_records(learn, nr.random[0::2], nr.neuron)
+        held = explain_held_out(RecordsExplainer(nr.neuron), nr.top, nr.random)
+        if not held.top:
+            fail(f"{records.name}: neuron {nr.neuron or '(unnamed)'} has fewer than two top "
+                 "records that fire: nothing left to score on")
+        ex = held.explanation
         rows = []
         for text, pattern in variants(ex):
             writer.patterns[text] = pattern
-            s = simulation_r(_simulator(writer, text), held, nr.random[1::2], seed=seed)
+            s = held.score(_simulator(writer, text), seed=seed)
             _row(table, nr.neuron, text, s)
             rows.append({"hypothesis": text, **s.to_dict()})
         table.add_section()
         out.append({"neuron": nr.neuron, "explanation": ex.sentence, "details": ex.details,
                     "pattern": ex.pattern.to_dict(), "scores": rows,
-                    "learned_from": {"top": len(learn), "random": len(nr.random[0::2])}})
+                    "learned_from": {"top": len(held.learned_top),
+                                     "random": len(held.learned_random)}})
     console.print(table)
     for o in out:
         console.print(f"{o['neuron'] or '-'}: {o['details']}", markup=False, highlight=False)

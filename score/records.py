@@ -8,6 +8,13 @@ Interval: a seeded percentile bootstrap over records, top and random resampled s
 (``score/stats.py``), so two hypotheses scored on the same records with the same seed are paired.
 The value is the raw r (it can be negative), not clipped as the hypothesis score's component is;
 undefined (nan, ``None`` in JSON) when the simulator predicts the same value for every token.
+
+Held out (``explain_held_out``, the one "explain, then score on held-out records" of the atlas,
+``explain --records`` and ``bench/explain.py``): any ``Explainer`` (``tools/pattern.py``) learns
+from one half of a neuron's records and is scored on the other. The split is decided here alone:
+the top records that fire (max > 0), strongest first, and the random records, each by alternate
+ranks (``split``: 1st, 3rd, ... explain; 2nd, 4th, ... held out), so both halves span the range
+of activations.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from neurosleuth.score.stats import N_BOOT, bootstrap
+from neurosleuth.tools.pattern import Explainer, Explanation
 from neurosleuth.tools.records import Record
 
 Simulator = Callable[[list[str]], np.ndarray]  # tokens -> predicted activation per token
@@ -54,7 +62,7 @@ def simulation_r(simulate: Simulator, top: Sequence[Record], random: Sequence[Re
     sums = np.array([[len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()]
                      for x, y in zip(pred, real, strict=True)]).reshape(-1, 6)
 
-    def r_of(idx: Sequence[int]) -> float:
+    def r_of(idx: np.ndarray) -> float:
         return _pooled_r(sums[np.asarray(idx, int)])
 
     def stat(it, ir) -> float:
@@ -79,7 +87,37 @@ def _pooled_r(rows: np.ndarray) -> float:
     return float(np.clip((sxy - sx * sy / n) / math.sqrt(vx * vy), -1.0, 1.0))
 
 
-def split(top: Sequence[Record]) -> tuple[list[Record], list[Record]]:
-    """Top records to explain from and to score on: alternate ranks (1st, 3rd, ... explain; 2nd,
-    4th, ... held out), so both halves span the range of activations."""
-    return list(top[0::2]), list(top[1::2])
+def split(records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    """Records to explain from and to score on: alternate ranks (1st, 3rd, ... explain; 2nd,
+    4th, ... held out), so both halves span the range of activations (of top records, strongest
+    first) or the sample (of random ones)."""
+    return list(records[0::2]), list(records[1::2])
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """An explanation learned from one half of a neuron's records, and the other half, held out,
+    that it is scored on."""
+
+    explanation: Explanation
+    learned_top: list[Record]
+    learned_random: list[Record]
+    top: list[Record]  # held out
+    random: list[Record]  # held out
+
+    def score(self, simulate: Simulator | None = None, *, seed: int = 0,
+              n_boot: int = N_BOOT) -> RecordsScore:
+        """``simulate`` (default: the explanation's own pattern) scored on the held-out records
+        (``simulation_r``)."""
+        return simulation_r(simulate or self.explanation.pattern.simulate, self.top, self.random,
+                            seed=seed, n_boot=n_boot)
+
+
+def explain_held_out(explainer: Explainer, top: Sequence[Record],
+                     random: Sequence[Record] = ()) -> HeldOut:
+    """``explainer`` on one half of a neuron's records (``top``, strongest first, and ``random``),
+    the other half held out to score it on (module docstring)."""
+    learn_top, held_top = split([r for r in top if r.max > 0])
+    learn_random, held_random = split(random)
+    return HeldOut(explainer(learn_top, learn_random), learn_top, learn_random, held_top,
+                   held_random)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,11 @@ from neurosleuth.score.evidence import (
 )
 from neurosleuth.score.requests import CallCost
 from neurosleuth.score.writer import HeuristicWriter, peak_token_hypothesis, render
+from neurosleuth.tools.ablate import Mode
 from neurosleuth.tools.exemplars import heldout_windows
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan_config import ScanConfig
 from neurosleuth.tools.snippets import Snippet, exemplar_data, snippets_from_json
 
 # (neuron, model, its top exemplar snippets) -> a hypothesis about that neuron and what writing it
@@ -52,6 +55,10 @@ Hypothesize = Callable[[str, str, list[Snippet]], tuple[str, CallCost]]
 
 @dataclass(frozen=True)
 class ScoreConfig:
+    # the corpus scan the exemplars and held-out windows come from: by default the short scan of a
+    # run without a time budget (``tools/scan_config.SHORT_SCAN``), so a score and such a run share
+    # one cached scan; an investigation's own is ``RunConfig.scan()`` (``agents/scoring.py``)
+    scan: ScanConfig = ScanConfig()
     n_prompts: int = 8  # positive and negative test prompts per hypothesis
     top_windows: int = 8  # held-out top exemplar windows judged
     skip_top: int = 8  # top exemplars the agent was shown (not held out)
@@ -63,16 +70,16 @@ class ScoreConfig:
     contexts: int = 8  # top contexts for causality and robustness
     paraphrases: int = 4
     baseline: int = 20  # random neurons for the causality z-score
-    ablation_mode: str = "mean"
+    ablation_mode: Mode = "mean"
     threshold_q: float = 0.99
     n_boot: int = 1000
     seed: int = 0
-    corpus: str | None = None
-    window: int = 64
-    # corpus tokens scanned: the short scan of a run without a time budget (agents/config.py
-    # SCAN_TIERS[0]), so a score and such a run share one cached scan
-    max_tokens: int = 50_000
-    k: int = 20  # exemplars kept per neuron (the agent's max(k, 2 * prompts_per_step))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as saved with a score: flat, the scan's fields beside the others (the
+        keys a score's ``config`` has always had)."""
+        fields = asdict(self)
+        return {**fields.pop("scan"), **fields}
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,9 @@ class Held:
 
 def scanned_exemplars(lm: LoadedModel, neuron: NeuronId, c: ScoreConfig) -> dict:
     """The neuron's ``exemplars.json``-style data from the (cached) scan of ``c``'s settings."""
-    return exemplar_data(lm, neuron, corpus=c.corpus, k=c.k, window=c.window,
-                         max_tokens=c.max_tokens)[0]
+    s = c.scan
+    return exemplar_data(lm, neuron, corpus=s.corpus, k=s.k, window=s.window,
+                         max_tokens=s.max_tokens)[0]
 
 
 def threshold_of(data: dict, q: float) -> float:
@@ -109,9 +117,9 @@ def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> H
         lm,
         neuron,
         c.random_windows + c.pool_windows,
-        corpus=c.corpus,
-        window=c.window,
-        max_tokens=c.max_tokens,
+        corpus=c.scan.corpus,
+        window=c.scan.window,
+        max_tokens=c.scan.max_tokens,
         seed=c.seed,
     )
     judged, spare = wins[: c.random_windows], wins[c.random_windows :]
@@ -284,7 +292,7 @@ def score_hypothesis(
         evidence=evidence,
         llm=writer.stats.to_dict(),
         seconds=time.perf_counter() - start,
-        config={**asdict(c), "threshold": threshold},
+        config={**c.to_dict(), "threshold": threshold},
     )
 
 
@@ -318,7 +326,7 @@ def attack_counterexamples(
     writer = writer or HeuristicWriter(str(neuron), lm.name)
     tokens = [list(lm.token_strs(list(p.token_ids))) for p in fired]
     said = writer.judge(hypothesis, tokens)
-    found = [
+    found: list[dict[str, Any]] = [
         {"text": p.text, "activation": float(p.activation), "source": "attack"}
         for p, s in zip(fired, said, strict=True)
         if s < S.JUDGE_CUT

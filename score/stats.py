@@ -8,7 +8,8 @@ Metrics (numpy only):
   absent.
 - ``average_precision`` (AUPRC): mean precision at the rank of each positive, ties in the score
   ranked together (precision taken at the end of a tied group); ``nan`` without positives.
-- ``pearson``: ``nan`` when either side is constant; ``spearman``: Pearson of average ranks.
+- ``pearson`` (``tools/correlation.py``, the one Pearson): ``nan`` when either side is constant;
+  ``spearman``: Pearson of average ranks.
 
 Bootstrap: ``n_boot`` resamples (with replacement) of the units a statistic is computed over
 (prompts, windows, perturbations, ratings), drawn from ``numpy.random.default_rng([seed, salt])``
@@ -27,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from neurosleuth.tools.correlation import pearson as pearson  # re-exported: the one Pearson
 
 N_BOOT = 1000
 
@@ -101,13 +104,6 @@ def average_precision(labels: Bools, scores: Floats) -> float:
     tp_at = np.cumsum(y)[group_end]
     precision = tp_at / (group_end + 1)
     return float(precision[y].mean())
-
-
-def pearson(x: Floats, y: Floats) -> float:
-    a, b = np.asarray(x, float), np.asarray(y, float)
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def ranks(x: Floats) -> np.ndarray:

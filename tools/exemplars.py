@@ -19,6 +19,10 @@ lengths in characters and the characters per token of the scanned windows of eac
 In the spirit of the "max activating dataset examples" used to explain neurons, e.g. Bills et al.
 2023, "Language models can explain neurons in language models" (64-token fragments, top
 activations plus random held-out fragments for scoring: see ``heldout_windows``).
+
+A scan is named by a ``ScanConfig`` (``tools/scan_config.py``: corpus, window, depth
+``max_tokens``, windows read ``k``); ``scan_records`` reads a neuron's records off the scan it
+names.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ import pandas as pd
 from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.records import NeuronRecords, Record
 from neurosleuth.tools.reference import model_fingerprint
 from neurosleuth.tools.scan import SCAN_VERSION, LayerScan, Progress, scan_layers
+from neurosleuth.tools.scan_config import ScanConfig
 
 DEFAULT_KEEP = 32
 CHECKPOINT_EVERY_S = 60.0  # a killed scan loses at most this much work (``scan_layers``)
@@ -320,6 +326,17 @@ def random_records(lm: LoadedModel, neuron: NeuronId, corpus: Corpus | str | Pat
     scan = scans[neuron.layer]
     return [(lm.token_strs([int(x) for x in windows.ids[int(w)]]),
              scan.rand_acts[j, neuron.index].astype(float)) for j, w in enumerate(scan.rand_win)]
+
+
+def scan_records(lm: LoadedModel, neuron: NeuronId, scan: ScanConfig) -> NeuronRecords:
+    """The neuron's top ``scan.k`` windows and the scan's random sample as activation records
+    (``tools/records.py``, what an ``Explainer`` reads), from the cached scan that ``scan`` names:
+    no forward pass once it ran."""
+    found = exemplars(lm, [neuron], scan.corpus, scan.k, scan.window, scan.max_tokens)[neuron]
+    top = [Record(e.window.tokens, e.acts.astype(float)) for e in found.top]
+    rand = [Record(tuple(t), a) for t, a in random_records(lm, neuron, scan.corpus, scan.k,
+                                                            scan.window, scan.max_tokens)]
+    return NeuronRecords(str(neuron), top, rand, lm.name)
 
 
 # ---------------------------------------------------------------- depth

@@ -23,6 +23,10 @@ Method, on the top texts (prompts and dataset exemplars), each cut at its peak t
    The pattern predicts a per-token activation for any text (``Pattern.simulate``), so it is
    scored like any hypothesis.
 
+``DeepDive`` is this explainer as an ``Explainer`` (``tools/pattern.py``), the one interface it
+shares with the records explainer; ``explanation`` there writes the sentence, the details and the
+naming of both.
+
 Caveats: deletion is one choice of occlusion (N2G masks with padding); a peak that needs more
 than ``max_context`` tokens of context keeps its best suffix, flagged ``long_context``. The
 pattern is fitted to the texts the agent found, so it is scored on held-out windows.
@@ -49,6 +53,7 @@ from neurosleuth.tools.pattern import (
     Pattern,
     Pruned,
     Substitution,
+    explanation,
     quote,
     seen_words,
     sentence_of,
@@ -56,10 +61,9 @@ from neurosleuth.tools.pattern import (
 from neurosleuth.tools.readout import embedding_weights, special_token_ids
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.records_explain import RecordsConfig, records_pattern
-from neurosleuth.tools.wordnet import wordnet_status
 from neurosleuth.tools.words import WHOLE, words_of
 
-__all__ = ["Explanation", "Pattern", "Pruned", "Substitution", "explain", "variants"]
+__all__ = ["DeepDive", "Explanation", "Pattern", "Pruned", "Substitution", "explain", "variants"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ def augment(lm, neuron, pruned, imp, cfg: ExplainConfig) -> list[Substitution]:
     for i, (ids, _act, _) in enumerate(pruned):
         cands = [(t, "neighbour") for t in neighbours(lm, ids[-1], cfg.neighbours, banned)]
         if len(ids) > 1 or prefix:
+            assert preds is not None  # a context was measured for this text
             top = torch.topk(preds[ci], cfg.predictions * 2).indices.tolist()
             ci += 1
             cands = [(t, "prediction") for t in top if t not in banned and t != ids[-1]][
@@ -221,10 +226,30 @@ def explain(
     rcfg = RecordsConfig(context_frac=cfg.context_frac)
     pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
     pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone
-    sentence, details = describe(pattern, texts_pruned, subs)
-    source = pattern.concept.source if pattern.concept else "none"
-    return Explanation(str(neuron), sentence, details, pattern, texts_pruned, subs,
-                       f"{source}; {wordnet_status()}", passes, time.perf_counter() - start)
+    # the pruned texts end at the peak, often inside its word: the sentence takes the words from
+    # the pattern, and the peak words only to illustrate a kind of text
+    words = ([w for w in (words_of(p.tokens).word_of(len(p.tokens) - 1) for p in texts_pruned)
+              if w] if pattern.kind == "context" else [])
+    return explanation(str(neuron), pattern, words, evidence(pattern, texts_pruned, subs),
+                       "top windows", pruned=texts_pruned, substitutions=subs,
+                       forward_passes=passes, seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class DeepDive:
+    """The deep dive as an ``Explainer`` (``tools/pattern.py``): ``explain`` of ``neuron`` on
+    ``texts`` (say the agent's best prompts) and the top records' texts cut at their peak, with
+    the top records as its dataset windows and ``others`` as its random windows."""
+
+    lm: LoadedModel
+    neuron: NeuronId
+    texts: tuple[str, ...] = ()
+    config: ExplainConfig | None = None
+
+    def __call__(self, top: Sequence[Record], others: Sequence[Record] = ()) -> Explanation:
+        cut = ["".join(r.tokens[: int(np.argmax(r.acts)) + 1]) for r in top]
+        return explain(self.lm, self.neuron, [*self.texts, *cut], [r.pair() for r in top],
+                       self.config, [r.pair() for r in others])
 
 
 def substituted(pruned: Sequence[Pruned], subs: Sequence[Substitution]) -> list[Record]:
@@ -284,31 +309,26 @@ def confirm_context(pattern: Pattern, pruned: Sequence[Pruned], cfg: ExplainConf
     return replace(pattern, required=required, context_free=round(free, 3), facets=facets)
 
 
-def describe(pattern: Pattern, pruned: list[Pruned], subs: list[Substitution]
-             ) -> tuple[str, str]:
-    """The hypothesis sentence and a few sentences of evidence."""
-    if pattern.kind == "none":
-        return "No text found that makes this neuron fire.", ""
-    # the pruned texts end at the peak, often inside its word: the words come from the pattern
-    peaks = [w for w in (words_of(p.tokens).word_of(len(p.tokens) - 1) for p in pruned) if w]
-    sentence = sentence_of(pattern, peaks if pattern.kind == "context" else ())
+def evidence(pattern: Pattern, pruned: Sequence[Pruned], subs: Sequence[Substitution]
+             ) -> list[str]:
+    """The deep dive's own sentences of evidence (``tools/pattern.explanation`` adds the rest): the
+    pruned texts, the substitutes at the peak that fire and those that do not, the required
+    context the model confirmed."""
     fire = [s.token.strip() for s in subs if s.where == "peak" and s.fires and s.token.strip()]
     kill = [s.token.strip() for s in subs if s.where == "peak" and not s.fires and s.token.strip()]
-    details = ""
+    said = []
     if pruned:
-        details = (f"{len(pruned)} top texts pruned to "
-                   f"{np.median([len(p.tokens) for p in pruned]):.0f} tokens (median) ending at "
-                   f"the peak; the peak word alone keeps {pattern.context_free:.0%} of the "
-                   "activation.")
+        said.append(f"{len(pruned)} top texts pruned to "
+                    f"{np.median([len(p.tokens) for p in pruned]):.0f} tokens (median) ending at "
+                    f"the peak; the peak word alone keeps {pattern.context_free:.0%} of the "
+                    "activation.")
     if fire:
-        details += f" Substitutes that still fire: {quote(fire, 6)}."
+        said.append(f"Substitutes that still fire: {quote(fire, 6)}.")
     if kill:
-        details += f" Substitutes that do not: {quote(kill, 6)}."
+        said.append(f"Substitutes that do not: {quote(kill, 6)}.")
     if pattern.needs():
-        details += f" Required context: {quote(pattern.needs(), 3)}."
-    if pattern.fire_share:
-        details += f" {pattern.fire_share:.0%} of tokens fire in the top windows."
-    return sentence.strip(), details.strip()
+        said.append(f"Required context: {quote(pattern.needs(), 3)}.")
+    return said
 
 
 def variants(ex: Explanation) -> list[tuple[str, Pattern]]:

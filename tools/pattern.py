@@ -18,17 +18,24 @@ A ``Pattern`` holds what fires the neuron, on words (``tools/words.py``), not to
 
 ``simulate`` predicts a per-token activation in [0, 1] for any text, so every reading is scored
 as any hypothesis is: by correlation with real activations on held-out text.
+
+An ``Explainer`` turns a neuron's records into an ``Explanation``: the records explainer
+(``tools/records_explain.py``) and the deep dive (``tools/explain.py``) are two, and both end in
+``explanation``, which writes the sentence, the details and the naming of a pattern.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.contexts import context_of, same_kind
+from neurosleuth.tools.records import Record
+from neurosleuth.tools.wordnet import wordnet_status
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, WHOLE, words_of
 
 MEMBER_VALUE = 0.6  # predicted activation of a class member that was never seen firing
@@ -75,7 +82,8 @@ class Pattern:
         if self.unit == "piece":
             return np.array([self.triggers.get(t, 0.0) for t in tokens])
         ws = words_of(tokens)
-        test = C.member(self.concept) if self.has_concept else None
+        concept = self.concept if self.has_concept else None
+        test = C.member(concept) if concept is not None else None
         member = float(np.mean(list(self.triggers.values()))) if self.triggers else MEMBER_VALUE
         need = set(self.needs())
         places = POSITIONS.get(self.where, POSITIONS["end"])
@@ -177,6 +185,34 @@ class Explanation:
         }
 
 
+class Explainer(Protocol):
+    """Explains one neuron from its records: ``top``, strongest first, and ``others`` (random
+    windows: where its words do not fire). Implemented by the records explainer
+    (``records_explain.RecordsExplainer``: the records alone) and the deep dive
+    (``explain.DeepDive``: the model tests the top texts, then reads everything as records);
+    ``score/records.explain_held_out`` gives one half of a neuron's records to any of them and
+    scores the explanation on the other half."""
+
+    def __call__(self, top: Sequence[Record], others: Sequence[Record]) -> Explanation: ...
+
+
+def explanation(neuron: str, pattern: Pattern, peaks: Sequence[str], evidence: Sequence[str],
+                top: str, **found: Any) -> Explanation:
+    """The ``Explanation`` of ``pattern``, the tail every explainer shares: its sentence
+    (``sentence_of``, with ``peaks``: the words the top texts peak on), its details (the
+    explainer's own ``evidence`` sentences, then the share of tokens that fire in its ``top``
+    texts; none for a pattern of nothing) and its naming source with WordNet's status.
+    ``found``: the explainer's own fields (pruned texts, substitutions, forward passes, seconds)."""
+    details = ""
+    if pattern.kind != "none":
+        said = [*evidence]
+        if pattern.fire_share:
+            said.append(f"{pattern.fire_share:.0%} of tokens fire in the {top}.")
+        details = " ".join(t for t in said if t)
+    naming = f"{pattern.concept.source if pattern.concept else 'none'}; {wordnet_status()}"
+    return Explanation(neuron, sentence_of(pattern, peaks), details, pattern, naming=naming,
+                       **found)
+
 
 def quote(words: Sequence[str], n: int = 3) -> str:
     return ", ".join(f"'{w}'" for w in list(dict.fromkeys(words))[:n])
@@ -190,7 +226,7 @@ def phrase(pattern: Pattern, peaks: Sequence[str] = ()) -> str:
     """What one facet fires on, as a noun phrase: its class, or its words."""
     if pattern.kind == "context":
         return f"most tokens inside {pattern.context}"
-    if pattern.has_concept:
+    if pattern.concept is not None and pattern.has_concept:
         text = _piece(pattern.where) + pattern.concept.phrase()
     elif pattern.unit == "piece":
         text = (f"the tokens {quote([t.strip() for t in pattern.ordered()], 3)}, whatever word "

@@ -19,17 +19,20 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
    or dropped, or the tokens that fire wherever they stand); with and without the required
    context; the kind of text when the top records share one; and the tokens themselves, pieces
    whatever word they are in (a neuron can read the letter that starts a word rather than any
-   word). **Readings are chosen by
-   experiment**: each is learned from half the records and simulates the other half; the best
-   held-apart r wins, a class counting ``CLASS_BONUS`` more than the list, and more the more of
-   the triggers it names (it names the members the first half never saw: the records' analogue
-   of the unseen-members experiment, ``tools/compare.py``), every facet or context clause
-   costing half of ``MARGIN`` and a reading of pieces ``CLASS_BONUS``;
-   a class of meaning or form (not of shape) that simulates better than the word list is never
-   replaced by the pieces (they may join it as a facet); of readings within ``TIE`` of the
-   best, the first in the order tried wins (classes, most specific first; the kind of text; the
-   list; the pieces). The winner is then learned again from all records.
+   word). **Readings are chosen by experiment**: each is learned from half the records and
+   simulates the other half; the best held-apart r wins (Pearson, ``tools/correlation.py``; an
+   undefined one, from a constant simulation, counts as -1), a class counting ``CLASS_BONUS``
+   more than the list, and more the more of the triggers it names (it names the members the
+   first half never saw: the records' analogue of the unseen-members experiment,
+   ``tools/compare.py``), every facet or context clause costing half of ``MARGIN`` and a reading
+   of pieces ``CLASS_BONUS``; a class of meaning or form (not of shape) that simulates better
+   than the word list is never replaced by the pieces (they may join it as a facet); of readings
+   within ``TIE`` of the best, the first in the order tried wins (classes, most specific first;
+   the kind of text; the list; the pieces). The winner is then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
+
+``RecordsExplainer`` is this explainer as an ``Explainer`` (``tools/pattern.py``), the one
+interface it shares with the deep dive (``tools/explain.py``).
 
 What it cannot know without the model: whether a required context is causal (it is a
 co-occurrence), and members of a class that no record contains (the class name covers them).
@@ -37,6 +40,7 @@ co-occurrence), and members of a class that no record contains (the class name c
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -46,9 +50,9 @@ import numpy as np
 
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level
-from neurosleuth.tools.pattern import Explanation, Pattern, quote, seen_words, sentence_of
+from neurosleuth.tools.correlation import pearson
+from neurosleuth.tools.pattern import Explanation, Pattern, explanation, quote, seen_words
 from neurosleuth.tools.records import Record
-from neurosleuth.tools.wordnet import wordnet_status
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
 MIN_WINDOW = 16  # tokens of a record that counts as a window of text for its kind
@@ -178,7 +182,7 @@ def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
             break
         with_c = [o.act for o in rows if c in o.context]
         without = [o.act for o in rows if c not in o.context]
-        if without and np.mean(with_c) >= cfg.lift * max(np.mean(without), 1e-9):
+        if without and np.mean(with_c) >= cfg.lift * max(float(np.mean(without)), 1e-9):
             required[c] = round(n / len(firing), 3)
         if len(required) == 5:
             break
@@ -188,9 +192,10 @@ def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
     with_ctx = [o.act for o in rows if o.context & need]
     without = [o.act for o in rows if not o.context & need]
     if not without:  # every occurrence has one of them: the best single one's ratio
-        without = max(([o.act for o in rows if c not in o.context] for c in need), key=np.mean)
+        without = max(([o.act for o in rows if c not in o.context] for c in need),
+                      key=lambda acts: float(np.mean(acts)))
         with_ctx = [o.act for o in rows]
-    free = float(np.clip(np.mean(without) / max(np.mean(with_ctx), 1e-9), 0.0, 1.0))
+    free = float(np.clip(np.mean(without) / max(float(np.mean(with_ctx)), 1e-9), 0.0, 1.0))
     return required, round(free, 3)
 
 
@@ -221,21 +226,21 @@ def _facet(learned: Learned, words: Sequence[str], concept, cfg: RecordsConfig,
 
 def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
     """The pattern of ``recipe`` over what ``learned`` holds."""
-    base = dict(fire_share=round(learned.share, 3), seen=learned.seen)
+    def seen_in(p: Pattern) -> Pattern:  # the main facet carries what the top records show
+        return replace(p, fire_share=round(learned.share, 3), seen=learned.seen)
+
     if recipe.kind == "context":
-        return Pattern("context", dict(learned.triggers), None, {}, 1.0, learned.context,
-                       **base)
+        return seen_in(Pattern("context", dict(learned.triggers), None, {}, 1.0, learned.context))
     if recipe.kind == "piece":
-        return piece_pattern(learned.pieces, base)
+        return seen_in(piece_pattern(learned.pieces))
     if recipe.concept is None:
-        main = _facet(learned, list(learned.triggers), None, cfg, recipe.context)
-        return replace(main, **base)
+        return seen_in(_facet(learned, list(learned.triggers), None, cfg, recipe.context))
     test = C.member(recipe.concept)
     inside = [w for w in learned.triggers if test(w)]
     rest = [w for w in learned.triggers if not test(w)]
-    main = replace(_facet(learned, inside, recipe.concept, cfg, recipe.context), **base)
+    main = seen_in(_facet(learned, inside, recipe.concept, cfg, recipe.context))
     if recipe.pieces:  # the tokens that fire, wherever they stand, as a facet
-        return replace(main, facets=(piece_pattern(learned.pieces, {}),))
+        return replace(main, facets=(piece_pattern(learned.pieces),))
     if not rest or recipe.rest == "drop":
         return main
     named = None
@@ -245,9 +250,9 @@ def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
     return replace(main, facets=(_facet(learned, rest, named, cfg, recipe.context),))
 
 
-def piece_pattern(pieces: dict[str, float], base: dict) -> Pattern:
+def piece_pattern(pieces: dict[str, float]) -> Pattern:
     """A reading of tokens wherever they stand."""
-    return Pattern("token", dict(pieces), None, {}, 1.0, unit="piece", **base)
+    return Pattern("token", dict(pieces), None, {}, 1.0, unit="piece")
 
 
 def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
@@ -272,12 +277,17 @@ def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
     return out
 
 
-def _r(pattern: Pattern, records: Sequence[Record]) -> float:
+def held_apart_r(pattern: Pattern, records: Sequence[Record]) -> float:
+    """Pearson r of the pattern's simulation and the real activations over all tokens of
+    ``records`` pooled (``nan`` when either is constant: ``tools/correlation.py``)."""
     pred = np.concatenate([pattern.simulate(list(r.tokens)) for r in records])
-    real = np.concatenate([r.acts for r in records])
-    if pred.std() == 0 or real.std() == 0:
-        return -1.0
-    return float(np.corrcoef(pred, real)[0, 1])
+    return pearson(pred, np.concatenate([r.acts for r in records]))
+
+
+def _rank(r: float) -> float:
+    """What a held-apart r counts as when readings are ranked: an undefined one (a constant
+    simulation) the worst correlation, -1."""
+    return -1.0 if math.isnan(r) else r
 
 
 def _complexity(pattern: Pattern) -> float:
@@ -306,18 +316,18 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
         pattern = build(first, recipe, cfg)
         if recipe.concept is not None and recipe.rest == "drop" and not pattern.triggers:
             continue
-        r = _r(pattern, rest)
-        tried.append((recipe, r, r + _complexity(pattern)))
+        r = held_apart_r(pattern, rest)
+        tried.append((recipe, r, _rank(r) + _complexity(pattern)))
     # a class of meaning that simulates better than the word list stands: pieces may add a
     # facet to it, not replace it
-    listed = max((r for rc, r, _ in tried if rc.concept is None and rc.kind == "token"),
+    listed = max((_rank(r) for rc, r, _ in tried if rc.concept is None and rc.kind == "token"),
                  default=-1.0)
     if any(rc.concept is not None and rc.concept.source in MEANING and not rc.pieces
-           and r > listed + MARGIN for rc, r, _ in tried):
+           and _rank(r) > listed + MARGIN for rc, r, _ in tried):
         tried = [t for t in tried if t[0].kind != "piece"]
-    top = max(t[2] for t in tried)
-    best = next(t for t in tried if t[2] >= top - TIE)  # the first of the near-best
-    return best[0], [(r, s) for r, s, _ in tried]
+    most = max(t[2] for t in tried)
+    best = next(t for t in tried if t[2] >= most - TIE)  # the first of the near-best
+    return best[0], [(rc, r) for rc, r, _ in tried]
 
 
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
@@ -343,19 +353,24 @@ def explain_records(top: Sequence[Record], others: Sequence[Record] = (), neuron
     start = time.perf_counter()
     pattern = records_pattern(top, others, cfg)
     peaks = [w for w in (words_of(r.tokens).word_of(int(np.argmax(r.acts))) for r in top) if w]
-    sentence = sentence_of(pattern, peaks)
-    details = ""
-    if pattern.kind != "none":
-        details = (f"From {len(top)} top records and {len(others)} others, without the model: "
-                   f"the records peak on the words {quote(peaks, 6)}; "
-                   f"{len(pattern.triggers)} words fire on >= {cfg.precision:.0%} of their "
-                   f"occurrences.")
-        need = pattern.needs()
-        if need:
-            details += (f" Seen before most firing occurrences: {quote(need, 3)} (the word "
-                        f"keeps {pattern.context_free:.0%} of its activation without them).")
-        if pattern.fire_share:
-            details += f" {pattern.fire_share:.0%} of tokens fire in the top records."
-    naming = f"{pattern.concept.source if pattern.concept else 'none'}; {wordnet_status()}"
-    return Explanation(neuron, sentence, details, pattern, naming=naming,
+    evidence = [f"From {len(top)} top records and {len(others)} others, without the model: "
+                f"the records peak on the words {quote(peaks, 6)}; {len(pattern.triggers)} words "
+                f"fire on >= {cfg.precision:.0%} of their occurrences."]
+    need = pattern.needs()
+    if need:
+        evidence.append(f"Seen before most firing occurrences: {quote(need, 3)} (the word keeps "
+                        f"{pattern.context_free:.0%} of its activation without them).")
+    return explanation(neuron, pattern, peaks, evidence, "top records",
                        seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class RecordsExplainer:
+    """The records explainer as an ``Explainer`` (``tools/pattern.py``): ``explain_records``
+    for ``neuron``, with no model and no forward pass."""
+
+    neuron: str = ""
+    config: RecordsConfig = RecordsConfig()
+
+    def __call__(self, top: Sequence[Record], others: Sequence[Record] = ()) -> Explanation:
+        return explain_records(top, others, self.neuron, self.config)

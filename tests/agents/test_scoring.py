@@ -8,14 +8,17 @@ from neurosleuth.agents.scoring import planner_control, planner_writer, score_co
 from neurosleuth.score.run import ScoreConfig
 from neurosleuth.score.writer import HeuristicWriter, LLMWriter
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan_config import ScanConfig
 
 
 def test_score_config_reads_the_runs_scan():
     # a plain score and a run without a time budget share one cached scan
-    assert ScoreConfig().max_tokens == RunConfig().exemplar_tokens
+    assert ScoreConfig().scan.max_tokens == RunConfig().exemplar_tokens
     cfg = RunConfig(corpus="wiki", window=32, exemplar_tokens=4000, k=5, prompts_per_step=4, seed=3)
     c = score_config(cfg, baseline=8)
-    assert (c.corpus, c.window, c.max_tokens, c.k, c.seed) == ("wiki", 32, 4000, 8, 3)
+    assert c.scan == cfg.scan() == ScanConfig("wiki", 32, 4000, 8) and c.seed == 3
+    # a saved config.json names the depth exemplar_tokens: it loads, and gives the same scan
+    assert RunConfig.model_validate_json(cfg.model_dump_json()).scan() == cfg.scan()
     assert c.baseline == 8 and c.n_boot == ScoreConfig().n_boot
 
 

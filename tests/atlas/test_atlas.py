@@ -30,6 +30,7 @@ from neurosleuth.tools import exemplars as X
 from neurosleuth.tools import scan as S
 from neurosleuth.tools.pattern import Pattern
 from neurosleuth.tools.records import read, write
+from neurosleuth.tools.scan_config import ScanConfig
 from tests.fixtures import WORDS, tiny_config, tiny_random_lm, tiny_tokenizer
 from tests.planted import plant
 from tests.tools.test_explain import (
@@ -38,7 +39,9 @@ from tests.tools.test_explain import (
     colour_lm,  # noqa: F401  (neuron 0:3 planted on colours)
 )
 
-CFG = dict(tokens=6000, window=16, keep=12)
+
+def _scan(corpus) -> ScanConfig:
+    return ScanConfig(corpus=str(corpus), window=16, max_tokens=6000, k=12)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def atlas(colour_lm, corpus, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("atlas")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEUROSLEUTH_CACHE", str(out.parent / "cache"))
-        build_atlas(colour_lm, [0], out, AtlasConfig(corpus=str(corpus), **CFG))
+        build_atlas(colour_lm, [0], out, AtlasConfig(_scan(corpus)))
     return out
 
 
@@ -113,7 +116,7 @@ def test_a_killed_scan_resumes_without_recomputing_finished_batches(tmp_path, mo
         if len(passes) == 4:
             raise Killed
 
-    cfg = AtlasConfig(corpus=str(corpus), **CFG)
+    cfg = AtlasConfig(_scan(corpus))
     with pytest.raises(Killed):
         build_atlas(lm, [0, 1], tmp_path / "a", cfg, scan_progress=kill_after_4)
     assert list((tmp_path / "cache").rglob("partial-*.npz"))  # the saved progress
@@ -133,9 +136,9 @@ def test_a_killed_scan_resumes_without_recomputing_finished_batches(tmp_path, mo
 def test_a_timed_out_atlas_continues_by_layer(tmp_path, monkeypatch, corpus):
     monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
     lm = tiny_random_lm(seed=6)
-    cfg = AtlasConfig(corpus=str(corpus), **CFG)
+    cfg = AtlasConfig(_scan(corpus))
     with pytest.raises(TimeoutError, match="run again"):
-        build_atlas(lm, [0, 1], tmp_path, AtlasConfig(corpus=str(corpus), time_s=0.0, **CFG))
+        build_atlas(lm, [0, 1], tmp_path, AtlasConfig(_scan(corpus), time_s=0.0))
     build_atlas(lm, [0], tmp_path, cfg)
     first = (tmp_path / "layers" / "0.parquet").stat().st_mtime_ns
     said = []
@@ -144,7 +147,7 @@ def test_a_timed_out_atlas_continues_by_layer(tmp_path, monkeypatch, corpus):
     assert said[0].startswith("scanning 1 layers")
     assert pd.read_parquet(tmp_path / "atlas.parquet")["layer"].tolist() == [0] * 32 + [1] * 32
     with pytest.raises(ValueError, match="other settings"):
-        build_atlas(lm, [0], tmp_path, AtlasConfig(corpus=str(corpus), tokens=999, window=16))
+        build_atlas(lm, [0], tmp_path, AtlasConfig(ScanConfig(str(corpus), 16, 999)))
 
 
 def test_parse_layers():

@@ -20,6 +20,7 @@ from neurosleuth.score.stats import average_precision, balanced_accuracy, spearm
 from neurosleuth.score.writer import HeuristicWriter, keywords, peak_token_hypothesis
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.scan_config import ScanConfig
 from tests.attack_models import NEURON, trigger_lm
 from tests.fixtures import WORDS
 
@@ -134,7 +135,8 @@ def test_peak_token_hypothesis_names_the_commonest_peaks():
 def known(tmp_path_factory):
     """The hand-set neuron that fires on 'paris', a corpus, settings and a shared cache."""
     corpus = make_corpus(tmp_path_factory.mktemp("score") / "corpus.txt")
-    config = ScoreConfig(corpus=str(corpus), window=16, max_tokens=4000, baseline=8, n_boot=300)
+    config = ScoreConfig(ScanConfig(corpus=str(corpus), window=16, max_tokens=4000), baseline=8,
+                         n_boot=300)
     return trigger_lm(), NeuronId(0, NEURON), config, {}
 
 
@@ -196,7 +198,7 @@ def test_agent_interface_with_run_config_and_exemplars(known):
     from neurosleuth.agents.scoring import score_config
 
     lm, n, config, _ = known
-    cfg = RunConfig(neuron=str(n), corpus=config.corpus, window=16, exemplar_tokens=4000)
+    cfg = RunConfig(neuron=str(n), corpus=config.scan.corpus, window=16, exemplar_tokens=4000)
     data, _ = exemplar_snippets(lm, n, cfg)
     data = json.loads(json.dumps(data))  # as read back from exemplars.json
     planner = HeuristicBackend(0)
@@ -341,7 +343,7 @@ def test_smollm2_heuristic_score(smollm2):
     """A neuron of SmolLM2 whose top exemplars mostly peak on ' and' (15 of 16 in a scan of 8192
     corpus tokens): the keyword hypothesis beats its floor; one about another token does not."""
     n = NeuronId(4, 1171)
-    config = ScoreConfig(max_tokens=8192, baseline=10, n_boot=300)
+    config = ScoreConfig(ScanConfig(max_tokens=8192), baseline=10, n_boot=300)
     cache: dict = {}
     right = score_hypothesis(smollm2, n, "Fires on the token 'and'.", config=config, cache=cache)
     wrong = score_hypothesis(smollm2, n, "Fires on the token 'dog'.", config=config, cache=cache)

@@ -22,6 +22,7 @@ from neurosleuth.tools.measure import measure
 from neurosleuth.tools.model import load_model, misplaced
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import patch_neurons
+from neurosleuth.tools.scan_config import ScanConfig
 from tests.agent_helpers import CORPUS, investigate, write_corpus
 from tests.architectures import ARCHITECTURES, save_architecture
 
@@ -90,7 +91,8 @@ def test_every_tool_on_every_architecture(arch, dtype, folders, corpus, tmp_path
     assert abs(ig.completeness_gap) < 0.2 * delta + rounding, (ig.completeness_gap, delta)
     ex = explain(lm, NEURON, TEXTS)
     assert ex.sentence and ex.forward_passes > 0
-    cfg = ScoreConfig(corpus=str(corpus), window=16, max_tokens=2000, baseline=4, n_boot=100)
+    cfg = ScoreConfig(ScanConfig(corpus=str(corpus), window=16, max_tokens=2000), baseline=4,
+                      n_boot=100)
     s = score_hypothesis(lm, NEURON, ex.sentence, config=cfg)
     assert np.isfinite(s.aggregate.value)
 

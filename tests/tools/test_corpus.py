@@ -23,10 +23,17 @@ from neurosleuth.tools.corpus import (
     resolve_corpus,
     user_corpus,
 )
-from neurosleuth.tools.exemplars import exemplars, heldout_windows, layer_scans
+from neurosleuth.tools.exemplars import (
+    exemplars,
+    heldout_windows,
+    layer_scans,
+    random_records,
+    scan_records,
+)
 from neurosleuth.tools.measure import measure, measure_ids
 from neurosleuth.tools.neurons import NeuronError, NeuronId
 from neurosleuth.tools.scan import TOKEN_SAMPLE
+from neurosleuth.tools.scan_config import ScanConfig
 from tests.fixtures import WORDS, tiny_random_lm
 
 TEXT_WORDS = [w for w in WORDS if not w.startswith("<")]
@@ -144,6 +151,18 @@ def test_heldout_windows_avoid_the_kept_windows(tiny_lm, corpus_file):
     assert not used & {w.index for w in held}
     same = heldout_windows(tiny_lm, n, 10, corpus=corpus_file, window=8, max_tokens=600, seed=1)
     assert [w.index for w in same] == [w.index for w in held]
+
+
+def test_scan_records_read_a_neurons_records_off_the_scan(tiny_lm, corpus_file):
+    """The scan a ``ScanConfig`` names, as records: the top k windows (as ``exemplars`` keeps
+    them) and the scan's fixed random sample (as ``random_records``)."""
+    n, scan = NeuronId(1, 3), ScanConfig(corpus=str(corpus_file), window=8, max_tokens=600, k=5)
+    nr = scan_records(tiny_lm, n, scan)
+    kept = exemplars(tiny_lm, n, corpus=str(corpus_file), k=5, window=8, max_tokens=600)[n].top
+    assert nr.neuron == "1:3" and [r.tokens for r in nr.top] == [e.window.tokens for e in kept]
+    assert all(np.allclose(r.acts, e.acts) for r, e in zip(nr.top, kept, strict=True))
+    rand = random_records(tiny_lm, n, str(corpus_file), 5, 8, 600)
+    assert [r.tokens for r in nr.random] == [tuple(t) for t, _ in rand] and len(rand) > 5
 
 
 def test_bad_requests_raise_clear_errors(tiny_lm, corpus_file):

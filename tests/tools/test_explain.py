@@ -7,12 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neurosleuth.score.records import explain_held_out
 from neurosleuth.score.run import ScoreConfig, score_hypothesis
 from neurosleuth.score.writer import HeuristicWriter
 from neurosleuth.tools import explain as E
 from neurosleuth.tools.concepts import member
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.records import Record
+from neurosleuth.tools.scan_config import ScanConfig
 from neurosleuth.tools.wordnet import wordnet_status
 from tests.fixtures import WORDS, tiny_random_lm, token_id
 from tests.planted import plant
@@ -62,6 +65,25 @@ def test_explainer_names_the_planted_colour_concept(colour_lm):
     assert ex.to_dict()["pattern"]["kind"] == "token"
 
 
+def test_the_deep_dive_is_an_explainer(colour_lm):
+    """``DeepDive`` reads records as ``explain`` reads windows and the texts cut at their peak;
+    through ``explain_held_out`` it is scored on the records it did not see."""
+    n = NeuronId(0, 3)
+    texts = ["the cat is red", "a big blue dog", "the dog sat in green", "he ran to the red",
+             "my blue car", "a green park", "the red king", "one blue mat"]
+    res = measure(colour_lm, texts, n)
+    top = sorted((Record(tuple(res.tokens[i]), res.per_token(i, n).astype(float))
+                  for i in range(len(texts))), key=lambda r: -r.max)
+    cut = ["".join(r.tokens[: int(np.argmax(r.acts)) + 1]) for r in top]
+    ex = E.DeepDive(colour_lm, n)(top)
+    by_hand = E.explain(colour_lm, n, cut, [r.pair() for r in top])
+    assert (ex.sentence, ex.details, ex.pattern) == (by_hand.sentence, by_hand.details,
+                                                      by_hand.pattern)
+    held = explain_held_out(E.DeepDive(colour_lm, n), top)
+    assert "color" in held.explanation.sentence.lower() and held.top == top[1::2]
+    assert held.score(n_boot=0).r > 0.5
+
+
 def test_prune_importance_augment_known_answers(monkeypatch, colour_lm):
     """A hand-set activation: 4.0 at a last token 'red' when 'on' is among the two before it,
     0.4 for 'red' without it, 3.0 for 'blue' after 'on'; everything else 0."""
@@ -92,7 +114,8 @@ def test_right_hypothesis_beats_wrong_ones_on_the_planted_neuron(colour_lm, tmp_
     rng = np.random.default_rng(1)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(_texts(rng, 300)))
-    config = ScoreConfig(corpus=str(corpus), window=16, max_tokens=4000, baseline=8, n_boot=300)
+    config = ScoreConfig(ScanConfig(corpus=str(corpus), window=16, max_tokens=4000), baseline=8,
+                         n_boot=300)
     n, cache = NeuronId(0, 3), {}
 
     def margin(text):

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from neurosleuth.score.records import simulation_r, split
+from neurosleuth.score import stats
+from neurosleuth.score.records import explain_held_out, simulation_r, split
+from neurosleuth.tools.correlation import pearson
 from neurosleuth.tools.explain import variants
 from neurosleuth.tools.measure import measure
 from neurosleuth.tools.neurons import NeuronId
+from neurosleuth.tools.pattern import Pattern
 from neurosleuth.tools.records import (
     FORMATS,
     NeuronRecords,
@@ -22,7 +25,7 @@ from neurosleuth.tools.records import (
     to_openai,
     write,
 )
-from neurosleuth.tools.records_explain import explain_records
+from neurosleuth.tools.records_explain import RecordsExplainer, explain_records, held_apart_r
 from tests.fixtures import WORDS
 from tests.tools.test_explain import colour_lm  # noqa: F401  (the planted tiny model)
 
@@ -47,17 +50,47 @@ def colour_records(colour_lm):  # noqa: F811
 
 
 def test_records_explainer_names_the_planted_concept(colour_records):
-    learn, held = split(colour_records.top)
-    ex = explain_records(learn, colour_records.random[0::2], str(NEURON))
+    held = explain_held_out(RecordsExplainer(str(NEURON)), colour_records.top,
+                            colour_records.random)
+    ex = held.explanation
     assert {"red", "blue", "green"} <= set(ex.pattern.triggers), ex.pattern.triggers
     assert "color" in ex.sentence.lower(), ex.sentence
     assert ex.forward_passes == 0 and ex.pattern.kind == "token"
     # scored on held-out records: the explanation simulates the neuron, a wrong one does not
-    right = simulation_r(ex.pattern.simulate, held, colour_records.random[1::2])
-    wrong = simulation_r(lambda toks: np.array([float(t.strip() == "cat") for t in toks]),
-                         held, colour_records.random[1::2])
+    right = held.score()
+    wrong = held.score(lambda toks: np.array([float(t.strip() == "cat") for t in toks]))
     assert right.r > 0.8 and right.lo > wrong.hi, (right, wrong)
     assert len(variants(ex)) == 2  # the concept and its token list
+
+
+def test_explain_held_out_is_the_one_split(colour_records):
+    """Alternate ranks of the top records that fire and of the random ones: the explainer sees
+    one half, the score the other; a top record that never fires is in neither."""
+    dead = Record((" the", " cat"), np.array([0.0, -0.5]))
+    top, rand = colour_records.top, colour_records.random
+    seen = []
+
+    def explainer(t, o):
+        seen.append((list(t), list(o)))
+        return explain_records(t, o, str(NEURON))
+
+    held = explain_held_out(explainer, [*top, dead], rand)
+    assert seen == [(top[0::2], rand[0::2])]
+    assert (held.learned_top, held.learned_random) == (top[0::2], rand[0::2])
+    assert (held.top, held.random) == (top[1::2], rand[1::2]) == (split(top)[1], split(rand)[1])
+    # the same numbers as explaining and scoring by hand
+    by_hand = simulation_r(explain_records(top[0::2], rand[0::2], str(NEURON)).pattern.simulate,
+                           top[1::2], rand[1::2], seed=4, n_boot=100)
+    assert held.score(seed=4, n_boot=100) == by_hand
+
+
+def test_a_constant_reading_ranks_as_the_worst_r():
+    """Pearson is undefined (nan) for a constant simulation; choosing a reading counts it as -1,
+    so a reading that correlates at all is preferred and the choice is never left to nan."""
+    flat = Pattern("token", {}, None, {}, 1.0)
+    recs = [Record((" a", " b"), np.array([0.0, 1.0]))]
+    assert np.isnan(held_apart_r(flat, recs)) and np.isnan(pearson([1.0, 1.0], [0.0, 1.0]))
+    assert stats.pearson is pearson
 
 
 def test_required_context_needs_occurrences_without_it():

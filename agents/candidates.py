@@ -177,10 +177,13 @@ def writer_for(ctx, cands: Sequence[dict]):
     return HeuristicWriter(str(ctx.neuron), ctx.lm.name, patterns)
 
 
-def score_all(ctx: RunContext, cands: Sequence[dict], state: Mapping[str, Any]
-              ) -> tuple[list[dict], int]:
-    """Each candidate rejected or scored (``scoring.score``), all by one ``writer_for`` writer;
-    returns them and the prompts measured."""
+def score_all(ctx: RunContext, cands: Sequence[dict], state: Mapping[str, Any],
+              deadline: float | None = None) -> tuple[list[dict], int]:
+    """Each candidate rejected or scored (``scoring.score``), all by one ``writer_for`` writer,
+    in order, until ``deadline`` (a ``time.monotonic()``; at least one is scored); returns them
+    and the prompts measured."""
+    import time
+
     from neurosleuth.agents import scoring
     from neurosleuth.agents.state import heaps_of
 
@@ -188,9 +191,13 @@ def score_all(ctx: RunContext, cands: Sequence[dict], state: Mapping[str, Any]
     heaps = heaps_of(state)
     sources = [r.prompt for r in heaps.top()] + [
         e.get("text", "") for e in ctx.exemplars.top]
-    out, written = [], 0
+    out: list[dict] = []
+    written = 0
     for c in cands:
         reason = None if c["source"] == "researcher" else rejection(c["text"], sources)
+        if not reason and deadline is not None and time.monotonic() >= deadline and any(
+                x.get("score") for x in out):
+            reason = "not scored: the time budget ran out"
         if reason:
             out.append({**c, "rejected": reason})
             continue

@@ -10,6 +10,7 @@ test and compare in ``agents/experiments.py``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -124,15 +125,16 @@ def run(ctx: RunContext, action: Experiment, state: State) -> Outcome:
     return cast(Outcome, HANDLERS[type(action)](ctx, action, state))
 
 
-def run_probes(ctx: RunContext, state: State, skip: frozenset[str] = frozenset()
-               ) -> tuple[list[dict], int]:
+def run_probes(ctx: RunContext, state: State, skip: frozenset[str] = frozenset(),
+               deadline: float | None = None) -> tuple[list[dict], int]:
     """The causal probes of a hypothesis round (ablation, attribution, steering), but those in
-    ``skip`` (run since the last round already); returns their findings and forward passes."""
+    ``skip`` (run since the last round already) and those past ``deadline`` (a
+    ``time.monotonic()``); returns their findings and forward passes."""
     findings: list[dict] = []
     passes = 0
     for action in (RunAblation(prompts=min(4, ctx.cfg.k)), RunAttribution(steps=16),
                    RunSteering()):
-        if action.kind in skip:
+        if action.kind in skip or deadline is not None and time.monotonic() >= deadline:
             continue
         outcome = run(ctx, action, state)
         passes += outcome["forward_passes"]

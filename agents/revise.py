@@ -12,9 +12,11 @@ One revision round (``revise``):
    of text that does not fire more by the words, drop a facet whose words do not fire;
 3. **rescore**: the revised hypothesis (its sentence, simulated by its pattern) is scored as every
    candidate is (``scoring.score``: the same held-out windows, the same controls). It replaces
-   the leader when its margin over the floor rises by ``RISE``, or when the edits only drop
-   clauses the experiments refuted and the margin stays within ``KEEP`` (held-out corpus windows
-   rarely hold the sentences that refuted them).
+   the leader when its margin over the floor rises by ``RISE``, or when the held-out score
+   cannot tell the two apart (the leader's margin inside the revision's 95% interval): then the
+   experiments decide, as the concept-or-list experiment decides between close candidates
+   (``candidates.decide``). Held-out corpus windows rarely hold the sentences that refuted a
+   clause; a revision the held-out score puts clearly lower is not kept.
 
 Rounds repeat while a revision is accepted (at most ``MAX_ROUNDS``) and the deadline allows.
 Every round is logged: clause, experiment, result, edit, the margin before and after, and
@@ -39,7 +41,6 @@ from neurosleuth.tools.pattern import Pattern, sentence_of
 
 MAX_ROUNDS = 3
 RISE = 0.002  # margin rise that makes a revision the leader
-KEEP = 0.01  # margin a revision that only drops refuted clauses may lose
 CONTEXT_TOKENS = 16  # tokens of a dataset window kept before its peak, as an own context
 
 
@@ -62,9 +63,13 @@ def extra_words(ctx: RunContext) -> list[str]:
             if s["where"] == "peak" and s["fires"] and s["token"].strip()]
 
 
-def _only_drops(tests: list[dict]) -> bool:
-    edits = [t["edit"] for t in tests if t["edit"] != "keep"]
-    return bool(edits) and all(e.startswith(("drop", "read the trigger")) for e in edits)
+def _outcome(kept: bool, before: float, after: float) -> str:
+    moved = f"margin {before:+.3f} -> {after:+.3f}"
+    if not kept:
+        return f"not kept: {moved} (the held-out score puts the revision lower)"
+    if after >= before + RISE:
+        return f"kept: {moved}"
+    return f"kept: {moved} (the held-out score cannot tell them apart: the experiments decide)"
 
 
 def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
@@ -105,10 +110,10 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
         passes += len(result.evidence.get("positive", [])) + len(
             result.evidence.get("negative", []))
         after = record["margin"]
-        kept = after >= margin + RISE or (_only_drops(tests) and after >= margin - KEEP)
+        hi = (record.get("margin_ci") or [None, None])[1]
+        kept = after >= margin + RISE or (hi is not None and hi >= margin)
         history.append({**entry, "after": text, "margin_after": after, "kept": kept,
-                        "outcome": (f"kept: margin {margin:+.3f} -> {after:+.3f}" if kept else
-                                    f"not kept: margin {margin:+.3f} -> {after:+.3f}")})
+                        "outcome": _outcome(kept, margin, after)})
         if not kept:
             break
         hyp = {**hyp, "text": text, "source": "revised", "score": record,

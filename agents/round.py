@@ -27,6 +27,15 @@ from neurosleuth.agents.view import planner_view
 from neurosleuth.tools.pattern import Pattern
 
 
+def deadline_of(ctx: RunContext, state: InvestigationState) -> float | None:
+    """When the run's time budget ends, as a ``time.monotonic()`` (None: no time budget). A
+    round's nodes do what fits before it: the probes and the candidates in order, and at least
+    one candidate scored."""
+    if not ctx.cfg.time_budget_s:
+        return None
+    return time.monotonic() + max(0.0, ctx.cfg.time_budget_s - state.get("elapsed_s", 0.0))
+
+
 def probe(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Causal evidence before a hypothesis: ablation vs random neurons, token attribution."""
     start = time.perf_counter()
@@ -34,7 +43,7 @@ def probe(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     if ctx.cfg.policy != "fixed":  # probes the planner ran since the last hypothesis
         last = (leader(state) or {"step": 0})["step"]
         skip = frozenset(e["kind"] for e in state.get("experiments", []) if e["step"] > last)
-    findings, passes = handlers.run_probes(ctx, state, skip)
+    findings, passes = handlers.run_probes(ctx, state, skip, deadline_of(ctx, state))
     return {
         "evidence": [validated(f) for f in findings],
         "forward_passes": state["forward_passes"] + passes,
@@ -54,9 +63,9 @@ def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     action, info = ctx.planner.hypothesize(planner_view(ctx, dict(state), explanation))
     last = leader(state)
     users = [ctx.cfg.hypothesis] if ctx.cfg.hypothesis else []
-    cands = candidates.gather(
-        candidates.from_explainer(explanation),
+    cands = candidates.gather(  # in order of preference: what a short budget scores first
         candidates.from_read_off(scoring.read_off(ctx)),
+        candidates.from_explainer(explanation),
         [{"text": action.text, "source": info.source, "explanation": action.explanation}],
         [{"text": last["text"], "source": "previous best",
           "explanation": last.get("explanation", "")}] if last else [],
@@ -89,7 +98,8 @@ def test(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     draft = state.get("pending_hypothesis")
     if draft is None:
         raise RuntimeError("test runs after hypothesize: no drafted hypothesis in the state")
-    scored, written = candidates.score_all(ctx, draft["candidates"], state)
+    deadline = deadline_of(ctx, state)
+    scored, written = candidates.score_all(ctx, draft["candidates"], state, deadline)
     winner = candidates.best(scored)
     decided = None
     if winner is not None:
@@ -112,10 +122,13 @@ def test(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
             "_event": {"action": "score", "summary": f"failed: {hyp['score_error'][:200]}"},
         }
     record = winner["score"]
-    found, attack_passes = scoring.attack_counterexamples(
-        ctx, winner["text"], state, record.get("threshold", 0.0),
-        candidates.writer_for(ctx, draft["candidates"]),
-    )
+    found: list[dict] = []
+    attack_passes = 0
+    if deadline is None or time.monotonic() < deadline:
+        found, attack_passes = scoring.attack_counterexamples(
+            ctx, winner["text"], state, record.get("threshold", 0.0),
+            candidates.writer_for(ctx, draft["candidates"]),
+        )
     details = record["details"]
     details["attack_counterexamples"] = [[e["text"], e["activation"]] for e in found]
     details["predicted_low_but_high"] = details["attack_counterexamples"] + details.get(
@@ -172,12 +185,8 @@ def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         best = max(with_pattern, key=lambda c: c["score"]["margin"])
         base = {**last, **{k: best[k] for k in ("text", "source", "score", "pattern")}}
     start = time.perf_counter()
-    deadline = None
-    if ctx.cfg.time_budget_s:  # no new revision round past what the budget leaves
-        left = ctx.cfg.time_budget_s - state.get("elapsed_s", 0.0)
-        deadline = time.monotonic() + max(0.0, left)
     revised, history, passes = revise_hypothesis(ctx, base, Pattern.from_dict(base["pattern"]),
-                                                 deadline)
+                                                 deadline_of(ctx, state))
     step = state["iteration"]
     findings = [validated({"kind": "revise", "step": step, "headline": h["outcome"],
                            **{k: h.get(k) for k in ("round", "before", "after", "margin_before",

@@ -14,7 +14,7 @@ from neurosleuth.agents.config import RunConfig
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.planner import LLMPlanner
 from neurosleuth.agents.prompts import PlannerView
-from neurosleuth.agents.state import heaps_of
+from neurosleuth.agents.state import State, heaps_of
 from neurosleuth.score.run import Hypothesize, ScoreConfig
 from neurosleuth.score.writer import HeuristicWriter, LLMWriter
 from neurosleuth.tools.neurons import NeuronId
@@ -45,7 +45,7 @@ def planner_control(planner: Any) -> Hypothesize:
     return hypothesize
 
 
-def explain(ctx: RunContext, state: dict):
+def explain(ctx: RunContext, state: State):
     """The evidence explainer (``tools/explain.py``) on the best prompts, the top dataset windows
     and the scan's random sample (where words do not fire); saved as ``explanation.json``."""
     from neurosleuth.tools.exemplars import random_records
@@ -75,19 +75,13 @@ def read_off(ctx: RunContext) -> dict | None:
         return saved
     entry = _atlas_entry(ctx)
     if entry is None:
-        from neurosleuth.tools.exemplars import random_records
-        from neurosleuth.tools.records import Record
-        from neurosleuth.tools.records_explain import explain_records
+        from neurosleuth.tools.exemplars import scan_records
+        from neurosleuth.tools.records_explain import RecordsExplainer
 
-        cfg = ctx.cfg
-        top = [Record(tuple(e["tokens"]), np.asarray(e["acts"], dtype=float))
-               for e in ctx.exemplars.top]
-        others = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in random_records(
-            ctx.lm, ctx.neuron, cfg.corpus, max(cfg.k, 2 * cfg.prompts_per_step), cfg.window,
-            cfg.exemplar_tokens)]
-        if not top:
+        records = scan_records(ctx.lm, ctx.neuron, ctx.cfg.scan())
+        if not records.top:
             return None
-        ex = explain_records(top, others, str(ctx.neuron))
+        ex = RecordsExplainer(str(ctx.neuron))(records.top, records.random)
         if ex.pattern.kind == "none":
             return None
         entry = {"text": ex.sentence, "pattern": ex.pattern.to_dict(), "source": "records"}
@@ -133,7 +127,7 @@ def score(ctx: RunContext, hypothesis: str, writer: Any = None):
     )
 
 
-def attack_counterexamples(ctx: RunContext, hypothesis: str, state: dict, threshold: float,
+def attack_counterexamples(ctx: RunContext, hypothesis: str, state: State, threshold: float,
                            writer: Any = None):
     """Prompts the attack drives above ``threshold`` that the hypothesis does not cover, as
     judged by ``writer`` (the one that scored it; else the planner's)."""

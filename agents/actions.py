@@ -42,6 +42,13 @@ class StateHypothesis(BaseModel):
     explanation: str = Field("", max_length=1500)
 
 
+class TestSentences(BaseModel):
+    """New sentences for the clause tests (``agents/revise.py``): each holds ``{w}`` once, where
+    the word under test is put."""
+
+    sentences: list[str] = Field(min_length=1, max_length=6)
+
+
 class RunAttack(Experiment):
     """Gradient-guided prompt search from the best prompts: drive the neuron up (find stronger
     prompts) or down (find where it is most negative)."""

@@ -107,6 +107,7 @@ class Revision(_Finding):
     kept: bool
     outcome: str
     tests: list[ClauseResult]
+    sentences_by: str = "templates"  # who wrote the new sentences of the clause tests
 
 
 Finding = Annotated[Ablation | Attribution | Steering | Patch | Test | Comparison | Revision,

@@ -80,6 +80,14 @@ class PlannerView:
     status: str = ""  # budget, search progress, experiments run (agents/policy.py)
 
 
+SENTENCES = """A neuron of a language model fires on words such as {examples}. To test whether it fires on such words in any sentence, write {n} short, plain English sentences (under 15 words each), each with the placeholder {{w}} exactly once where such a word could stand, and no other braces. Answer with JSON: {{"sentences": ["...", "..."]}}"""
+
+
+def render_sentences(examples: list[str], n: int) -> str:
+    """The request for new test sentences with a ``{w}`` slot (``agents/revise.py``)."""
+    return SENTENCES.format(examples=", ".join(f"'{w}'" for w in examples[:5]), n=n)
+
+
 def _rows(rows: list[tuple[float, str, str]], limit: int = 8) -> str:
     if not rows:
         return "(none yet)"

@@ -24,7 +24,9 @@ whether it was kept (the report's revision table).
 
 The own contexts are the deep-dive explainer's pruned texts when it ran (``explanation.json``),
 else the top dataset windows cut at their peak; extra words to try are the explainer's
-substitutes that fired at the peak.
+substitutes that fired at the peak. The new sentences are templates (``clauses.FRAMES``); with
+an LLM planner, the LLM writes them (``frames_for``: kept when each holds one ``{w}`` slot), and
+the revision history says who wrote them.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from neurosleuth.agents.actions import TestSentences
 from neurosleuth.agents.context import RunContext
-from neurosleuth.tools.clauses import test_clauses
+from neurosleuth.agents.prompts import render_sentences
+from neurosleuth.tools.clauses import FRAMES, test_clauses
 from neurosleuth.tools.pattern import Pattern, sentence_of
 
 MAX_ROUNDS = 3
@@ -63,6 +67,24 @@ def extra_words(ctx: RunContext) -> list[str]:
             if s["where"] == "peak" and s["fires"] and s["token"].strip()]
 
 
+def frames_for(ctx: RunContext, pattern: Pattern) -> tuple[tuple[str, ...], str]:
+    """The new sentences of the clause tests and who wrote them: an LLM planner's (each with one
+    ``{w}`` slot, no other braces, under 200 characters; at least two such), else the
+    templates."""
+    from neurosleuth.agents.planner import LLMPlanner
+
+    if not isinstance(ctx.planner, LLMPlanner) or not pattern.triggers:
+        return FRAMES, "templates"
+    reply, _ = ctx.planner.ask(TestSentences, render_sentences(pattern.ordered(5), 3),
+                               ctx.cfg.temperature)
+    good = tuple(s for s in (reply.sentences if reply else [])
+                 if s.count("{w}") == 1 and s.count("{") == 1 and s.count("}") == 1
+                 and len(s) < 200)
+    if len(good) < 2:
+        return FRAMES, "templates (the planner's sentences were unusable)"
+    return good[:4], f"the planner ({ctx.planner.name})"
+
+
 def _outcome(kept: bool, before: float, after: float) -> str:
     moved = f"margin {before:+.3f} -> {after:+.3f}"
     if not kept:
@@ -82,17 +104,18 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
 
     contexts, extra = own_contexts(ctx), extra_words(ctx)
     windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in ctx.exemplars.top]
+    frames, wrote = frames_for(ctx, pattern)
     history: list[dict] = []
     passes = 0
     for n in range(1, MAX_ROUNDS + 1):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra, windows)
+        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra, windows, frames)
         passes += tested.forward_passes
         tests = [t.to_dict() for t in tested.tests]
         margin = hyp["score"]["margin"]
         entry: dict[str, Any] = {"round": n, "before": hyp["text"], "margin_before": margin,
-                                 "tests": tests}
+                                 "tests": tests, "sentences_by": wrote}
         if not tested.changed:
             history.append({**entry, "kept": False,
                             "outcome": "every clause held (or was undecided): no edit"})

@@ -191,7 +191,7 @@ def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     findings = [validated({"kind": "revise", "step": step, "headline": h["outcome"],
                            **{k: h.get(k) for k in ("round", "before", "after", "margin_before",
                                                     "margin_after", "kept", "outcome",
-                                                    "tests")}}) for h in history]
+                                                    "tests", "sentences_by")}}) for h in history]
     update: dict[str, Any] = {
         "evidence": findings,
         "forward_passes": state["forward_passes"] + passes,

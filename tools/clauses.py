@@ -66,8 +66,9 @@ from neurosleuth.tools.words import words_of
 FIRES = 0.5  # share of the seen triggers' level (above controls) a word must reach to fire
 QUIET = 0.2  # under this share a word is quiet
 LEAD = "\n"  # measured before every text: no word stands at position 0
-FRAMES = ("She wrote{w} on the card.", "We talked about{w} for a while.",
-          "Then{w} came up again.")  # new sentences: no context of the neuron's own
+FRAMES = ("She wrote {w} on the card.", "We talked about {w} for a while.",
+          "Then {w} came up again.")  # new sentences: no context of the neuron's own; the word
+# takes the place of {w} written as the peak word was (with its leading space or without)
 MAX_CONTEXTS = 4
 KIND_FIRE = 0.1  # share of a window's tokens firing above which a kind of text is worth testing
 KIND_WORDS = 8  # ... on at least this many distinct tokens (not one word again and again)
@@ -108,13 +109,14 @@ class Tested:
 class _Bench:
     """Words measured in place of the peak word of contexts (own contexts and new sentences)."""
 
-    def __init__(self, lm: LoadedModel, neuron: NeuronId, contexts: Sequence[Sequence[str]]):
-        self.lm, self.neuron = lm, neuron
+    def __init__(self, lm: LoadedModel, neuron: NeuronId, contexts: Sequence[Sequence[str]],
+                 frames: Sequence[str] = FRAMES):
+        self.lm, self.neuron, self.frames = lm, neuron, tuple(frames)
         own = [_peak_word(list(t)) for t in contexts if len(t) >= 2][:MAX_CONTEXTS]
         like = own[0][1] if own else " word"
         space = " " if like[:1].isspace() else ""
-        self.slots = own + [(f.split("{w}")[0], space + "x") for f in FRAMES]
-        self.tails = ["" for _ in own] + [f.split("{w}")[1] for f in FRAMES]
+        self.slots = own + [(f.split("{w}")[0].rstrip(" "), space + "x") for f in self.frames]
+        self.tails = ["" for _ in own] + [f.split("{w}")[1] for f in self.frames]
         self.n_own = len(own)
         self.like = like
         self.passes = 0
@@ -199,7 +201,7 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
     s = statistics.median(a[w] for w in strong) if strong else 0.0
     c = statistics.median(a[w] for w in controls) if controls else 0.0
     tests: list[ClauseTest] = []
-    where = f"{bench.n_own} own contexts and {len(FRAMES)} new sentences"
+    where = f"{bench.n_own} own contexts and {len(bench.frames)} new sentences"
     if s <= c:
         tests.append(ClauseTest(
             f"triggers {quote(seen, 4)}", f"each trigger and {len(controls)} control words in "
@@ -276,8 +278,8 @@ def _contexts(bench: _Bench, p: Pattern, contexts: Sequence[Sequence[str]]
                 cut = spans[-1]
                 pairs.append(("".join(toks), "".join([*toks[: cut.start], *toks[cut.end:]])))
         ids = [lm.encode(LEAD + t) for pair in pairs for t in pair]
-        frames = [f.replace("{w}", _spelled(_word(t), bench.like)) for f in FRAMES
-                  for t in p.ordered(2)]
+        frames = [f.split("{w}")[0].rstrip(" ") + _spelled(_word(t), bench.like)
+                  + f.split("{w}")[1] for f in bench.frames for t in p.ordered(2)]
         ids += [lm.encode(LEAD + f) for f in frames]
         if not ids:
             continue
@@ -486,17 +488,19 @@ def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
 
 def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
                  contexts: Sequence[Sequence[str]], extra: Sequence[str] = (),
-                 windows: Sequence[tuple[Sequence[str], np.ndarray]] = ()) -> Tested:
+                 windows: Sequence[tuple[Sequence[str], np.ndarray]] = (),
+                 frames: Sequence[str] = FRAMES) -> Tested:
     """Put each clause of ``pattern`` to its experiment (module docstring) in the neuron's own
     ``contexts`` (token lists ending at a peak) and in new sentences; ``extra``: further words
     to try as triggers (substitutes that fired, words seen firing); ``windows``: the tokens of
-    its top windows with their activations (their kind of text). Returns the edited pattern."""
+    its top windows with their activations (their kind of text); ``frames``: the new sentences,
+    each with one ``{w}`` slot (``FRAMES``, or an LLM's). Returns the edited pattern."""
     if pattern.kind == "none":
         return Tested(pattern, (), False, 0)
     p, tests, passes = _kind(lm, neuron, pattern)
     p, more, n = _text_kind(lm, neuron, p, windows)
     tests, passes = tests + more, passes + n
-    bench = _Bench(lm, neuron, contexts)
+    bench = _Bench(lm, neuron, contexts, frames)
     if p.kind == "token" and p.unit == "piece":
         p, more = _pieces(bench, p)
         tests += more

@@ -7,7 +7,13 @@ from langchain_core.messages import AIMessage
 from neurosleuth.agents import prompts
 from neurosleuth.agents.actions import ProposePrompts
 from neurosleuth.agents.config import RunConfig
-from neurosleuth.agents.planner import LLMPlanner, PlannerUnavailable, make_planner, ollama_status
+from neurosleuth.agents.planner import (
+    HeuristicBackend,
+    LLMPlanner,
+    PlannerUnavailable,
+    make_planner,
+    ollama_status,
+)
 from neurosleuth.agents.prompts import PlannerView
 
 VIEW = PlannerView(
@@ -159,3 +165,35 @@ def test_the_choice_prompt_lists_every_experiment_and_the_situation():
     text = prompts.render_choose(view, MENU)
     assert all(f"- {kind}: " in text for kind, _ in MENU)
     assert "step 4 of 10" in text and "margin +0.30" in text and "ablate: KL z=5" in text
+
+
+def test_rendered_sentences_prompt_is_pinned():
+    """The request for the clause tests' new sentences (agents/revise.py)."""
+    assert prompts.render_sentences(["cat", "dog"], 3) == (
+        "A neuron of a language model fires on words such as 'cat', 'dog'. To test whether it "
+        "fires on such words in any sentence, write 3 short, plain English sentences (under 15 "
+        "words each), each with the placeholder {w} exactly once where such a word could stand, "
+        'and no other braces. Answer with JSON: {"sentences": ["...", "..."]}')
+
+
+def test_an_llm_writes_the_new_sentences_of_the_clause_tests_or_templates_stand():
+    from types import SimpleNamespace
+
+    from neurosleuth.agents.revise import frames_for
+    from neurosleuth.tools.clauses import FRAMES
+    from neurosleuth.tools.pattern import Pattern
+
+    pattern = Pattern("token", {"cat": 1.0, "dog": 0.8}, None, {}, 1.0)
+    good = '{"sentences": ["I fed the {w} today.", "A {w} sat there.", "No {w} {x} here."]}'
+
+    def ctx(reply):
+        planner = LLMPlanner(ScriptedChat([reply]), "scripted", "sys", retries=0)
+        return SimpleNamespace(planner=planner, cfg=SimpleNamespace(temperature=0.7))
+
+    frames, who = frames_for(ctx(good), pattern)
+    assert frames == ("I fed the {w} today.", "A {w} sat there.")  # one slot, no other braces
+    assert who == "the planner (scripted)"
+    frames, who = frames_for(ctx('{"sentences": ["no slot at all"]}'), pattern)
+    assert frames == FRAMES and "unusable" in who
+    heuristic = SimpleNamespace(planner=HeuristicBackend(0), cfg=None)
+    assert frames_for(heuristic, pattern) == (FRAMES, "templates")

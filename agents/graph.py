@@ -57,6 +57,19 @@ class OldRunError(RuntimeError):
     """A run checkpointed by a version of the graph with other nodes: it cannot resume."""
 
 
+def check_resumable(run: str, values: dict, next_nodes: tuple[str, ...]) -> None:
+    """Raise ``OldRunError`` (saying why, and what to do) when a checkpoint was written by a
+    graph with other nodes: one it would resume at is gone (``check``), or its state is the old
+    one (a ``hypothesis_due`` flag, no measured ``costs``)."""
+    gone = [n for n in next_nodes if n not in NODES]
+    if gone or ("costs" not in values and "hypothesis_due" in values):
+        raise OldRunError(
+            f"{run} was checkpointed by an older neurosleuth (its graph had a node "
+            f"{', '.join(gone) or 'check'!r} that this version replaced): it cannot resume. Its "
+            "files are kept; start a new run (the same command without --resume, or a new "
+            "--run-id).")
+
+
 def run(ctx: RunContext, resume: bool = False) -> dict:
     """Run (or resume) to the end of the budget; Ctrl-C (or ``ctx.stop``) stops at the next step
     boundary."""
@@ -71,13 +84,7 @@ def run(ctx: RunContext, resume: bool = False) -> dict:
             if not snapshot.values:
                 start = {}  # killed before the first checkpoint: start over
             else:
-                gone = [n for n in (snapshot.next or ()) if n not in NODES]
-                if gone or "costs" not in snapshot.values and "hypothesis_due" in snapshot.values:
-                    raise OldRunError(
-                        f"{ctx.files.path.name} was checkpointed by an older neurosleuth (its "
-                        f"graph had a node {', '.join(gone) or 'check'!r} that this version "
-                        "replaced): it cannot resume. Its files are kept; start a new run "
-                        "(the same command without --resume, or a new --run-id).")
+                check_resumable(ctx.files.path.name, snapshot.values, tuple(snapshot.next or ()))
                 ctx.reload_exemplars()
                 if not snapshot.next:  # finished: re-enter at check with the new budget
                     graph.update_state(

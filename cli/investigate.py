@@ -136,10 +136,15 @@ def resume(
     cfg = RunConfig.model_validate_json(saved.read_text()) if saved.is_file() else RunConfig()
     if iterations:
         cfg = cfg.model_copy(update={"iterations": iterations})
-    with LiveView(err_console, cfg, cfg.neuron) as view:
-        path = resume_run(runs_dir, run_id, iterations=iterations,
-                          time_budget_s=parse_duration(time),
-                          observer=view, reporter=write_report)
+    from neurosleuth.agents.graph import OldRunError
+
+    try:
+        with LiveView(err_console, cfg, cfg.neuron) as view:
+            path = resume_run(runs_dir, run_id, iterations=iterations,
+                              time_budget_s=parse_duration(time),
+                              observer=view, reporter=write_report)
+    except OldRunError as err:
+        fail(str(err))
     _print_outcome(path)
 
 

@@ -74,3 +74,13 @@ def test_the_report_comes_from_the_reporter_given_from_above(tmp_path, with_repo
     finish(ctx, {"heaps": ActivationHeaps(k=3).to_dict()}, "finished")
     assert (tmp_path / "r" / "summary.json").is_file() and (tmp_path / "r" / "heaps.json").is_file()
     assert calls == ([(tmp_path / "r", ctx.lm, "0:1")] if with_reporter else [])
+
+
+def test_a_run_checkpointed_by_the_old_graph_says_why_it_cannot_resume():
+    from neurosleuth.agents.graph import OldRunError, check_resumable
+
+    check_resumable("new", {"costs": {}, "iteration": 3}, ("plan",))  # today's: resumes
+    with pytest.raises(OldRunError, match="older neurosleuth.*'check'.*without --resume"):
+        check_resumable("old", {"iteration": 3, "hypothesis_due": False}, ("check",))
+    with pytest.raises(OldRunError, match="cannot resume"):  # finished under the old graph
+        check_resumable("old", {"iteration": 3, "hypothesis_due": False}, ())

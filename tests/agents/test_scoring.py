@@ -33,3 +33,29 @@ def test_only_an_llm_planner_writes_the_score():
 def test_the_planner_writes_the_control():
     text, info = planner_control(HeuristicBackend(0))("1:2", "m", [(1.0, " and", "cats and")])
     assert text == "Fires on the token 'and' in context." and info.calls == 0
+
+
+def test_a_neuron_picked_from_an_atlas_starts_from_its_atlas_entry(tmp_path):
+    """``batch --from-atlas`` sets ``cfg.atlas``: the deep dive's first candidate is the
+    neuron's atlas explanation (its pattern), read once and saved as readoff.json."""
+    import json
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from neurosleuth.agents.rundir import RunFiles
+    from neurosleuth.agents.scoring import read_off
+    from neurosleuth.tools.pattern import Pattern
+
+    pattern = Pattern("token", {"cat": 1.0, "dog": 0.7}, None, {}, 1.0)
+    atlas = tmp_path / "atlas"
+    atlas.mkdir()
+    pd.DataFrame({"neuron": ["1:2", "1:3"], "explanation": ["Fires on 'cat'.", "other"],
+                  "pattern": [json.dumps(pattern.to_dict()), ""]}).to_parquet(
+        atlas / "atlas.parquet")
+    files = RunFiles(tmp_path / "run")
+    ctx = SimpleNamespace(cfg=RunConfig(atlas=str(atlas)), neuron=NeuronId(1, 2), files=files)
+    entry = read_off(ctx)
+    assert entry["source"] == "atlas" and entry["text"] == "Fires on 'cat'."
+    assert Pattern.from_dict(entry["pattern"]) == pattern
+    assert files.read_json("readoff.json") == entry  # later rounds read it back

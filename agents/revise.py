@@ -60,11 +60,24 @@ def own_contexts(ctx: RunContext) -> list[list[str]]:
     return out
 
 
-def extra_words(ctx: RunContext) -> list[str]:
-    """Words that substitution found firing at the peak (``explanation.json``)."""
+def extra_words(ctx: RunContext, state: Mapping[str, Any] | None = None) -> list[str]:
+    """Words the deep dive found firing that the records may lack: the substitutes that fired at
+    the peak (``explanation.json``), and the words the search's and the attack's best prompts
+    peak on."""
     ex = ctx.files.read_json("explanation.json", {}) or {}
-    return [s["token"].strip() for s in ex.get("substitutions", [])
-            if s["where"] == "peak" and s["fires"] and s["token"].strip()]
+    words = [s["token"].strip() for s in ex.get("substitutions", [])
+             if s["where"] == "peak" and s["fires"] and s["token"].strip()]
+    if state is not None and state.get("heaps"):
+        from neurosleuth.agents.state import heaps_of
+        from neurosleuth.tools.words import words_of
+
+        for r in heaps_of(state).top(8):
+            toks = ctx.lm.token_strs(ctx.lm.encode(r.prompt)[ctx.lm.n_prefix:])
+            if r.max_token in toks:
+                word = words_of(toks).word_of(len(toks) - 1 - toks[::-1].index(r.max_token))
+                if word:
+                    words.append(word)
+    return list(dict.fromkeys(words))
 
 
 def frames_for(ctx: RunContext, pattern: Pattern) -> tuple[tuple[str, ...], str]:
@@ -95,14 +108,16 @@ def _outcome(kept: bool, before: float, after: float) -> str:
 
 
 def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
-           deadline: float | None = None) -> tuple[Mapping[str, Any], list[dict], int]:
+           deadline: float | None = None, state: Mapping[str, Any] | None = None
+           ) -> tuple[Mapping[str, Any], list[dict], int]:
     """Revise ``hyp`` (a scored hypothesis simulated by ``pattern``): returns the hypothesis to
     lead (``hyp`` itself when no revision held), the revision history and the forward passes
-    spent. ``deadline``: a ``time.monotonic()`` after which no new round starts."""
+    spent. ``deadline``: a ``time.monotonic()`` after which no new round starts; ``state``: the
+    graph state (its best prompts give words to try)."""
     from neurosleuth.agents.candidates import writer_for
     from neurosleuth.agents.scoring import score
 
-    contexts, extra = own_contexts(ctx), extra_words(ctx)
+    contexts, extra = own_contexts(ctx), extra_words(ctx, state)
     windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in ctx.exemplars.top]
     frames, wrote = frames_for(ctx, pattern)
     history: list[dict] = []

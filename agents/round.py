@@ -186,7 +186,7 @@ def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         base = {**last, **{k: best[k] for k in ("text", "source", "score", "pattern")}}
     start = time.perf_counter()
     revised, history, passes = revise_hypothesis(ctx, base, Pattern.from_dict(base["pattern"]),
-                                                 deadline_of(ctx, state))
+                                                 deadline_of(ctx, state), state)
     step = state["iteration"]
     findings = [validated({"kind": "revise", "step": step, "headline": h["outcome"],
                            **{k: h.get(k) for k in ("round", "before", "after", "margin_before",

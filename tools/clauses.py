@@ -218,6 +218,10 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
             f"members {quote(list(quiet), 4)}", f"each trigger in {where}",
             f"{_fmt(quiet)} against the strongest triggers {s:.2f}, controls {c:.2f}", "fails",
             f"drop {quote(list(quiet), 6)}"))
+    else:
+        tests.append(ClauseTest(
+            f"triggers {quote(seen, 4)}", f"each trigger and {len(controls)} control words in "
+            f"{where}", f"{_fmt({w: a[w] for w in seen})}; controls {c:.2f}", "holds", "keep"))
     mean = float(np.mean(list(p.triggers.values()))) if p.triggers else 0.5
     added = {w: round(min(1.0, mean * a[w] / s), 3) for w in extra
              if _share(a[w], s, c) >= FIRES and not (test and test(w))}

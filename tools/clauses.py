@@ -381,11 +381,12 @@ def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, Cla
 def _text_kind(lm: LoadedModel, neuron: NeuronId, p: Pattern,
                windows: Sequence[tuple[Sequence[str], np.ndarray]]
                ) -> tuple[Pattern, list[ClauseTest], int]:
-    """A word reading of a neuron whose strongest windows (at least half the top max) are two
-    thirds one kind of text (a language, a format) and fire on ``KIND_FIRE`` of their tokens,
-    ``KIND_WORDS`` distinct ones at least: is it the kind? The same content in that kind and in
+    """A word reading without a class (a class of words explains its firing) of a neuron whose
+    strongest windows (at least half the top max) are two thirds one kind of text (a language,
+    a format) and fire on ``KIND_FIRE`` of their tokens, ``KIND_WORDS`` distinct ones at least:
+    is it the kind? The same content in that kind and in
     another (``compare.compare_kind``); the kind replaces the words when it fires more."""
-    if p.kind != "token" or not windows:
+    if p.kind != "token" or p.has_concept or not windows:  # a class of words explains it
         return p, [], 0
     top = max(float(np.max(a)) for _, a in windows)
     strong = [(t, np.asarray(a, dtype=float)) for t, a in windows if float(np.max(a)) >= top / 2]
@@ -457,6 +458,17 @@ def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
     that one class covers together with the main pattern become that class."""
     if not p.facets:
         return p, []
+    same = [f for f in p.facets if p.has_concept and f.has_concept and f.concept is not None
+            and p.concept is not None and f.concept.label == p.concept.label]
+    if same:  # a facet of the main pattern's own class is the main pattern
+        union = {w: v for f in (p, *same) for w, v in f.triggers.items()}
+        p = replace(p, triggers=union, facets=tuple(f for f in p.facets if f not in same))
+        label = p.concept.label if p.concept else ""
+        test = ClauseTest(f"facet of {label!r}", "its class against the main pattern's",
+                          f"the facet and the main pattern are both {label}", "fails",
+                          f"merge the facet into {label!r}")
+        p, tests = _facets(bench, p)
+        return p, [test, *tests]
     controls = CONTROLS[:6]
     words = [w for f in p.facets for w in f.ordered(4)]
     a = bench.acts([*p.ordered(4), *words, *controls])

@@ -7,7 +7,7 @@ stay quiet is dropped, a list whose class fires is named, a facet of quiet words
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -136,3 +136,33 @@ def test_every_clause_that_holds_leaves_the_pattern_as_it_was(measured):
     out = clauses.test_clauses(lm, NEURON, p, OWN)
     assert not out.changed and out.pattern is p and out.forward_passes > 0
     assert clauses.test_clauses(lm, NEURON, Pattern("none", {}, None, {}, 0.0), OWN).tests == ()
+
+
+def test_a_facet_of_the_main_class_is_merged_into_it(measured):
+    from neurosleuth.tools.wordclasses import FUNCTION_WORDS
+
+    preps = FUNCTION_WORDS["prepositions"]
+    lm = RuleLM(lambda w: 5.0 if w[-1] in preps else 0.0)
+    main = token({"on": 1.0, "to": 0.9}, concept=PREPOSITIONS)
+    facet = token({"into": 0.8, "from": 0.7}, concept=PREPOSITIONS)
+    own = contexts("he sat on", "she went to", "they ran into", "it came from")
+    out = clauses.test_clauses(lm, NEURON, replace(main, facets=(facet,)), own)
+    assert out.pattern.facets == () and set(out.pattern.triggers) == {"on", "to", "into", "from"}
+    assert any(t.edit == "merge the facet into 'prepositions'" for t in out.tests)
+
+
+def test_a_class_of_words_is_not_read_as_a_kind_of_text(measured, monkeypatch):
+    """A neuron whose windows are one language but whose words a class names keeps the class:
+    the kind test runs only for word readings without one."""
+    asked = []
+    monkeypatch.setattr(clauses, "compare_kind", lambda lm, n, kind: asked.append(kind))
+    monkeypatch.setattr(clauses, "context_of", lambda tokens: "French text")
+    lm = RuleLM(lambda w: 5.0 if w[-1] in {"on", "to", "into"} else 0.0)
+    words = [f" w{i}" for i in range(12)]
+    windows = [(words, np.array([5.0] * 10 + [0.0] * 2))] * 3
+    named = token({"on": 1.0, "to": 0.9, "into": 0.8}, concept=PREPOSITIONS)
+    own = contexts("he sat on", "she went to", "they ran into")
+    clauses.test_clauses(lm, NEURON, named, own, windows=windows)
+    assert asked == []
+    clauses.test_clauses(lm, NEURON, replace(named, concept=None), own, windows=windows)
+    assert asked == ["French text"]

@@ -20,10 +20,12 @@ def revision_rows(evidence: list[dict]) -> tuple[list[list], list[list]]:
             continue
         step, n = f.get("step"), f.get("round")
         before, after = f.get("margin_before"), f.get("margin_after")
-        margins = (f"{before:+.3f} -> {after:+.3f}" if before is not None and after is not None
+        margins = (f"{before:+.3f} → {after:+.3f}" if before is not None and after is not None
                    else "" if before is None else f"{before:+.3f}")
+        outcome = ("kept" if f.get("kept") else "not kept" if f.get("after")
+                   else "no edit: every clause held or was undecided")
         rounds.append([step, n, f.get("before", ""), f.get("after") or "(no edit)", margins,
-                       "kept" if f.get("kept") else "not kept"])
+                       outcome])
         for t in f.get("tests", []):
             tests.append([step, n, t["clause"], t["experiment"], t["result"], t["verdict"],
                           t["edit"]])

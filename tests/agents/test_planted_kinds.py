@@ -262,18 +262,20 @@ def investigations(planted, tmp_path_factory):
     return done
 
 
-# Known failures, kept as the truth of what should happen (issue 26: the deep dive must revise
-# its hypothesis by its own experiments). Measured at a807625: the investigations name the
-# class but keep a context clause that deletion at position 0 invents ("mostly after ','"),
-# add a piece facet ('ana' of Guy|ana), pick a word list over "body parts", lose "past
-# participles" and "closing brackets" to unseen-members experiments run on irregular forms and
-# byte-split brackets, and see 6 French windows in a 16k-token scan. Not run in CI (12 min).
-INVESTIGATIONS_FAIL = ("investigations of these plantings do not yet name their kind "
-                       "(see the comment above; issue 26)")
+# What the deep dive's revisions settle (issue 26): body parts lose the context 'the' that
+# deletion shows they do not need and a facet of their own pieces; countries lose a facet of
+# pieces ('ana' of Guy|ana); relatives are named as one class; regular past tenses are tested
+# with regular unseen forms; French is read as the language. Closing brackets are not named yet:
+# the leading candidate is the planner's token list, and no candidate with a pattern reads them
+# as a class the clause tests can name (measured at this commit, 4 of 7 and then markup fixed).
+INVESTIGATIONS_FAIL = {
+    "bracket": "the planner's token list leads and the clause tests name no class of the pieces",
+}
 
 
-@pytest.mark.xfail(run=False, reason=INVESTIGATIONS_FAIL)
-@pytest.mark.parametrize("kind", list(NEURONS))
+@pytest.mark.parametrize("kind", [
+    pytest.param(k, marks=pytest.mark.xfail(reason=INVESTIGATIONS_FAIL[k], strict=False))
+    if k in INVESTIGATIONS_FAIL else k for k in NEURONS])
 def test_investigation_names_the_kind(planted, investigations, kind):
     _, lm = planted
     result = investigations[kind]
@@ -282,9 +284,10 @@ def test_investigation_names_the_kind(planted, investigations, kind):
     md, hyps = result
     hyp = hypothesis_of(md)
     assert_names(kinds(lm.tokenizer)[kind], hyp)
-    assert "## Explanation pattern" in md
-    if kind == "body":  # body parts the corpus never showed it fire in its own contexts
-        assert hyps[-1]["experiment"]["verdict"] == "concept", hyps[-1]["experiment"]["summary"]
+    assert "## Explanation pattern" in md and "## Revisions" in md
+    if kind == "body":  # its unseen members fire, and the context 'the' is dropped by deletion
+        assert re.search(r"class 'body parts' \| [^|]+ \| unseen members .* \| holds", md), md
+        assert "drop the context 'the'" in md and "| kept |" in md.split("## Revisions")[1]
 
 
 @pytest.fixture(scope="module")

@@ -507,3 +507,25 @@ def test_a_batch_chooses_its_scan_depth_once(tmp_path, monkeypatch):
     assert {r.exemplar_tokens for r in runs} == {scan_depth(8 * 3600, "cpu")[0]}
     given = BatchQueue.create(tmp_path, "given", picks, RunConfig(exemplar_tokens=2000), 8 * 3600)
     assert given.batch.run_config["exemplar_tokens"] == 2000
+
+
+def test_the_revisions_section_lists_each_clause_its_experiment_and_the_edit():
+    from neurosleuth.report.revisions import revision_rows
+
+    evidence = [
+        {"kind": "ablate", "step": 1},
+        {"kind": "revise", "step": 1, "round": 1, "before": "Fires on X, mostly after 'the'.",
+         "after": "Fires on X.", "margin_before": 0.3, "margin_after": 0.31, "kept": True,
+         "outcome": "kept", "tests": [{"clause": "context 'the'", "experiment": "deleted",
+                                       "result": "keeps 88%", "verdict": "fails",
+                                       "edit": "drop the context 'the'"}]},
+        {"kind": "revise", "step": 1, "round": 2, "before": "Fires on X.", "after": None,
+         "margin_before": 0.31, "kept": False, "outcome": "no edit", "tests": []},
+    ]
+    rounds, tests = revision_rows(evidence)
+    assert rounds == [[1, 1, "Fires on X, mostly after 'the'.", "Fires on X.",
+                       "+0.300 → +0.310", "kept"],
+                      [1, 2, "Fires on X.", "(no edit)", "+0.310",
+                       "no edit: every clause held or was undecided"]]
+    assert tests == [[1, 1, "context 'the'", "deleted", "keeps 88%", "fails",
+                      "drop the context 'the'"]]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from neurosleuth.agents.config import RunConfig
+from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.rundir import RunFiles
 from neurosleuth.memory.dedup import PromptDeduper
 from neurosleuth.tools import backoff
@@ -98,6 +99,9 @@ class RunContext:
     reporter: Reporter | None = None  # writes report.md and report.html at the end
     exemplars: Exemplars = field(default_factory=Exemplars)
     score_cache: dict = field(default_factory=dict)  # neuron-level score evidence, reused
+    # the heuristic's mutations top up a search an LLM's duplicates thinned (built once, with the
+    # run's seed, by ``session``)
+    mutations: HeuristicPlanner = field(default_factory=HeuristicPlanner)
     backoffs_at_start: int = field(default_factory=lambda: len(backoff.backoffs()))
 
     def measure(self, prompts: list[str]) -> ActivationResult:

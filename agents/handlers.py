@@ -27,7 +27,6 @@ from neurosleuth.agents.actions import (
     TestHypothesis,
 )
 from neurosleuth.agents.context import RunContext
-from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.state import Outcome, PromptRow, State, heaps_of
 from neurosleuth.agents.view import planner_view
 from neurosleuth.tools.attack import AttackConfig, attack
@@ -47,7 +46,7 @@ def run_prompts(ctx: RunContext, action: ProposePrompts, state: State) -> Outcom
     checked = ctx.memory.check(prompts, record=False)  # counted once, in record
     missing = cfg.prompts_per_step // 2 - len(checked.accepted)
     if missing > 0 and source not in QUEUED_SOURCES:
-        extra = HeuristicPlanner(cfg.seed).propose(planner_view(ctx, dict(state)), missing).prompts
+        extra = ctx.mutations.propose(planner_view(ctx, dict(state)), missing).prompts
         prompts += [p[: cfg.max_prompt_chars] for p in extra]
         sources += ["mutation"] * len(extra)
         checked = ctx.memory.check(prompts, record=False)  # same decisions for the first part

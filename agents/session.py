@@ -18,6 +18,7 @@ from pathlib import Path
 from neurosleuth.agents import graph
 from neurosleuth.agents.config import RunConfig, run_path
 from neurosleuth.agents.context import Alone, Observer, Peers, Reporter, RunContext
+from neurosleuth.agents.heuristic import HeuristicPlanner
 from neurosleuth.agents.planner import make_planner
 from neurosleuth.agents.rundir import RunFiles
 from neurosleuth.memory.dedup import PromptDeduper
@@ -58,7 +59,8 @@ def open_investigation(
         dedup = PromptDeduper(embedder, threshold=cfg.dedup_threshold)
     files.write_json("config.json", cfg.public_dict())
     return RunContext(cfg, lm, neuron, planner, note, files, dedup, peers=peers or Alone(),
-                      stop=stop or threading.Event(), observer=observer, reporter=reporter)
+                      stop=stop or threading.Event(), observer=observer, reporter=reporter,
+                      mutations=HeuristicPlanner(cfg.seed))
 
 
 def investigate(cfg: RunConfig, lm: LoadedModel | None = None, planner=None,

@@ -27,7 +27,15 @@ from neurosleuth.agents.exemplars import seed_prompts
 from neurosleuth.agents.findings import validated
 from neurosleuth.agents.recovery import recover
 from neurosleuth.agents.rundir import now_iso
-from neurosleuth.agents.state import InvestigationState, add_usage, heaps_of, zero_usage
+from neurosleuth.agents.state import (
+    Costs,
+    InvestigationState,
+    Mark,
+    Steering,
+    add_usage,
+    heaps_of,
+    zero_usage,
+)
 from neurosleuth.agents.summary import finish, save_hypotheses, write_summary
 from neurosleuth.agents.view import planner_view
 from neurosleuth.memory.dedup import DedupResult, RejectedPrompt
@@ -140,8 +148,8 @@ def plan(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         "action_source": source,
         "stop_reason": step.stop,
         "done": route == "report",
-        "mark": {"elapsed_s": state.get("elapsed_s", 0.0),
-                 "forward_passes": state.get("forward_passes", 0), "route": route},
+        "mark": Mark(elapsed_s=state.get("elapsed_s", 0.0),
+                     forward_passes=state.get("forward_passes", 0), route=route),
         "_event": {"action": what if route == "act" else route,
                    "summary": f"{what} from {source}", "reason": step.reason},
     }
@@ -277,23 +285,26 @@ def take_steering(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
             requests.append({"action": {**msg["request"], "reason": msg["message"]},
                              "source": "steer"})
         else:
-            steering.append({**msg, "applied_step": state.get("iteration", 0) + 1})
+            steering.append(Steering(message=str(msg.get("message", "")),
+                                     received_at=msg.get("received_at") or "",
+                                     applied_step=state.get("iteration", 0) + 1))
     return {"steering": steering, "user_hypotheses": users,
             "pending": requests + list(state.get("pending", [])),
             "steer_seen": state.get("steer_seen", 0) + len(new)}
 
 
-def measured_costs(state: InvestigationState) -> dict[str, Any]:
+def measured_costs(state: InvestigationState) -> Costs:
     """The last step's and the last round's cost in seconds and forward passes, measured from
     the previous ``plan`` (``mark``) to this one; the policy reserves them in the budget."""
-    costs = dict(state.get("costs") or {})
+    costs = Costs(**(state.get("costs") or {}))
     mark = state.get("mark")
     if mark:
-        ds = state.get("elapsed_s", 0.0) - mark["elapsed_s"]
+        ds = round(state.get("elapsed_s", 0.0) - mark["elapsed_s"], 3)
         dp = state.get("forward_passes", 0) - mark["forward_passes"]
-        key = {"act": "step", "round": "round"}.get(mark["route"])
-        if key:
-            costs[f"{key}_s"], costs[f"{key}_passes"] = round(ds, 3), dp
+        if mark["route"] == "act":
+            costs["step_s"], costs["step_passes"] = ds, dp
+        elif mark["route"] == "round":
+            costs["round_s"], costs["round_passes"] = ds, dp
     return costs
 
 

@@ -82,6 +82,38 @@ class Outcome(TypedDict):
     hypothesis: NotRequired[Hypothesis]  # a comparison that overturned the leader
 
 
+class Mark(TypedDict):
+    """Where a ``plan`` sent the graph, and the run's counters then (the next plan measures the
+    cost of what ran in between)."""
+
+    elapsed_s: float
+    forward_passes: int
+    route: str  # act, round or report
+
+
+class Costs(TypedDict, total=False):
+    """The last step's and the last round's measured cost (``nodes.measured_costs``)."""
+
+    step_s: float
+    step_passes: int
+    round_s: float
+    round_passes: int
+
+
+class Recovery(TypedDict):
+    iteration: int
+    strategy: str
+    best: float | None
+
+
+class Steering(TypedDict):
+    """A researcher's message (``steer.jsonl``) and the step it took effect."""
+
+    message: str
+    received_at: str
+    applied_step: int
+
+
 class InvestigationState(TypedDict, total=False):
     iteration: int  # completed plan -> act -> record cycles
     forward_passes: int  # prompts run through the model (a batch of n counts n)
@@ -102,15 +134,15 @@ class InvestigationState(TypedDict, total=False):
     pending: list[dict[str, str]]  # prompts queued by a recovery strategy: {prompt, source}
     exemplar_cursor: int  # next dataset exemplar to use for an exemplar restart
     curve: Annotated[list[list[float]], operator.add]  # [forward_passes, iteration, best]
-    recoveries: Annotated[list[dict[str, Any]], operator.add]
+    recoveries: Annotated[list[Recovery], operator.add]
     hypotheses: Annotated[list[Hypothesis], operator.add]
     evidence: Annotated[list[Finding], operator.add]  # what the experiments found
-    steering: list[dict[str, Any]]  # {message, received_at, applied_step}
+    steering: list[Steering]
     steer_seen: int  # lines of steer.jsonl already taken
     user_hypotheses: list[str]  # the researcher's candidates (--hypothesis, steer --hypothesis)
     route: str  # where ``plan`` sent the graph: act, round or report (``policy.Route``)
-    mark: dict[str, Any]  # elapsed_s, forward_passes and route at the last plan
-    costs: dict[str, Any]  # the last step's and round's seconds and passes (measured_costs)
+    mark: Mark
+    costs: Costs
     pending_hypothesis: Hypothesis | None  # drafted by hypothesize, scored by test
     done: bool
     stop_reason: str | None

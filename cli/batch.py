@@ -256,7 +256,10 @@ def summary(
 def serve(
     runs_dir: Annotated[Path, typer.Argument(help="a runs folder, or one batch folder")
                         ] = Path("runs"),
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0: any free port)")] = 8000,
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8000,
+    host: Annotated[str, typer.Option(
+        help="address or name to listen on: 127.0.0.1 (this machine only); on a remote machine, "
+        "the name or address you will browse to, or 0.0.0.0 for every interface")] = "127.0.0.1",
     live: Annotated[bool, typer.Option(help="load the model; reports get a box to try text")
                     ] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model for --live (default: "
@@ -265,10 +268,13 @@ def serve(
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,
 ) -> None:
-    """Serve batch sites and run reports on 127.0.0.1 (Ctrl-C stops)."""
+    """Serve batch sites and run reports on 127.0.0.1, or --host (Ctrl-C stops)."""
     from neurosleuth.cli import load
     from neurosleuth.report.serve import first_run_model, make_server
+    from neurosleuth.report.serve_guard import is_loopback
 
+    if not 0 <= port <= 65535:  # before the model loads
+        fail(f"port {port} out of range: use 1..65535, or 0 for any free port")
     lm, spec = None, None
     if live:
         spec = model or first_run_model(runs_dir) or "smollm2-135m"
@@ -276,7 +282,12 @@ def serve(
     from neurosleuth.report.atlas_site import search_response
 
     server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False,
-                         atlas_search=search_response)
+                         atlas_search=search_response, host=host)
+    if not is_loopback(host):
+        err_console.print(f"warning: listening on {host}, beyond this machine: anyone who can "
+                          f"reach it can read every file under {runs_dir}"
+                          + (" and run the model" if live else "") + " (no password, no TLS)",
+                          markup=False)
     err_console.print(f"serving {runs_dir} at {server.url}" + (f" (live: {spec})" if live else ""),
                       markup=False)
     try:

@@ -1,152 +1,174 @@
-"""``neurosleuth serve``: a small local web server for run and batch folders (stdlib
-``http.server``, bound to 127.0.0.1 only).
+"""``neurosleuth serve``: a small web server for run and batch folders (stdlib ``http.server``,
+bound to 127.0.0.1 unless ``--host`` says otherwise).
 
 It serves the folder's files as they are (batch ``index.html`` pages, run ``report.html``
 pages) and, at ``/`` when the folder has no ``index.html``, a page listing its batches and runs.
+``--live`` adds a box to try text on each run report (``report/serve_live.py``).
 
-``--live`` loads the model once and adds a "try your own text" box to every run report served:
-the server rewrites the report's Content-Security-Policy to also allow a same-origin script
-(``/_neurosleuth/live.js``) and same-origin requests, and appends the box. The script POSTs
-``{"run", "neuron", "text"}`` as JSON to ``/api/measure``, which runs
-``tools.measure.measure`` on the loaded model and answers the per-token activations; the script
-draws the heatmap with ``textContent`` and inline colours only (never HTML from strings).
+It holds against a careless or hostile client (``report/serve_guard.py``): nothing whose real path
+(links resolved) leaves the folder is served; every request must name this server in ``Host``
+(DNS rebinding); a malformed request (NUL or bad escape in the path, an over-long path, a wrong
+method, a missing, oversized or invalid JSON body) gets a 4xx and an unexpected error a 500, never
+a dropped connection; a connection silent for ``idle_timeout`` seconds is closed, and at most
+``max_connections`` are open at once.
 
-Requests to ``/api/measure`` must name this server in ``Host`` (and ``Origin``, when sent) and be
+Requests to ``/api/measure`` must also name this server in ``Origin``, when sent, and be
 ``application/json`` (so a page on another site cannot post to it without a CORS preflight, which
 is never granted). A report whose run used another model than the one loaded is refused.
 
 An atlas site under the folder (``report/atlas_site.py``) gets search by meaning:
 ``.../site/search?q=`` is answered by ``atlas_search`` (given by the command line, which loads the
-embedder on the first search), as a page built on the server with every string escaped.
+embedder on the first search), as a page built on the server with every string escaped; the atlas
+folder must lie under the root once resolved, so its search cache is never written elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
-import html
+import io
 import json
-import re
+import socket
 import threading
+import traceback
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from neurosleuth.report.html import esc
+from neurosleuth.report.serve_guard import WILDCARDS, allowed_hosts, inside, path_problem, url_host
+from neurosleuth.report.serve_live import LIVE_JS, LiveModel, live_report, measure_for_run
+from neurosleuth.report.serve_live import first_run_model as first_run_model
+
 HOST = "127.0.0.1"
-MAX_TEXT = 2000
+METHODS = ("GET", "HEAD", "POST")
+IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent
+MAX_CONNECTIONS = 64  # open at once
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        b"Connection: close\r\n\r\nbusy\n")
 MAX_BODY = 64 * 1024
+DRAIN = 1024 * 1024  # a body up to this size is read and dropped before a 413
 MAX_QUERY = 200  # characters of an atlas search
-LIVE_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'self'; "
-            "connect-src 'self'")
-
-LIVE_JS = """(function () {
-  "use strict";
-  var box = document.getElementById("ns-live");
-  var text = document.getElementById("ns-live-text");
-  var out = document.getElementById("ns-live-out");
-  var status = document.getElementById("ns-live-status");
-  function colour(a, scale) {
-    var x = scale > 0 ? Math.max(-1, Math.min(1, a / scale)) : 0;
-    return (x >= 0 ? "rgba(22,163,74," : "rgba(220,38,38,") + Math.abs(x).toFixed(2) + ")";
-  }
-  function show(data) {
-    while (out.firstChild) { out.removeChild(out.firstChild); }
-    var code = document.createElement("code");
-    code.className = "heat";
-    data.tokens.forEach(function (tok, i) {
-      var span = document.createElement("span");
-      span.className = i === data.argmax ? "tok max" : "tok";
-      span.textContent = tok;
-      span.style.background = colour(data.acts[i], data.scale);
-      span.title = (data.acts[i] >= 0 ? "+" : "") + data.acts[i].toPrecision(4);
-      code.appendChild(span);
-    });
-    out.appendChild(code);
-    status.textContent = "max " + data.max.toPrecision(4) + " at token " + (data.argmax + 1) +
-      (data.dataset_max ? " (dataset max " + data.dataset_max.toPrecision(4) + ")" : "");
-  }
-  document.getElementById("ns-live-go").addEventListener("click", function () {
-    status.textContent = "measuring ...";
-    fetch("/api/measure", {
-      method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({run: box.getAttribute("data-run"),
-                            neuron: box.getAttribute("data-neuron"), text: text.value})
-    }).then(function (r) { return r.json(); }).then(function (data) {
-      if (data.error) { status.textContent = "error: " + data.error; } else { show(data); }
-    }).catch(function (err) { status.textContent = "error: " + err; });
-  });
-})();
-"""
-
-LIVE_BOX = """<section id="ns-live" data-run="{run}" data-neuron="{neuron}">
-<h2>Try your own text</h2>
-<p>Neuron {neuron} of {model}, measured live on the loaded model.</p>
-<textarea id="ns-live-text" rows="3" cols="80" maxlength="{max_text}"></textarea><br>
-<button id="ns-live-go" type="button">Measure</button> <span id="ns-live-status"></span>
-<div id="ns-live-out"></div>
-</section>
-<script src="/_neurosleuth/live.js"></script>
-"""
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
-class LiveModel:
-    """The model behind ``/api/measure``: loaded once, used by one request at a time."""
-
-    def __init__(self, lm, spec: str):
-        self.lm, self.spec = lm, spec
-        self.lock = threading.Lock()
-
-    def measure(self, neuron_spec: str, text: str) -> dict[str, Any]:
-        from neurosleuth.tools.measure import measure
-        from neurosleuth.tools.neurons import NeuronId
-
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("type some text first")
-        if len(text) > MAX_TEXT:
-            raise ValueError(f"text longer than {MAX_TEXT} characters")
-        neuron = NeuronId.parse(str(neuron_spec)).validate(self.lm.n_layers, self.lm.d_mlp)
-        with self.lock:
-            res = measure(self.lm, [text], [neuron])
-        acts = [float(a) for a in res.per_token(0)]  # (T,)
-        if not acts:
-            raise ValueError("the text has no tokens")
-        argmax = max(range(len(acts)), key=acts.__getitem__)
-        return {"neuron": str(neuron), "tokens": list(res.tokens[0]), "acts": acts,
-                "argmax": argmax, "max": acts[argmax]}
 
 
 class SiteServer(ThreadingHTTPServer):
+    """Serves ``root``; each connection gets ``idle_timeout`` seconds per read or write and at
+    most ``max_connections`` are open at once (the next is answered 503 and closed)."""
+
     daemon_threads = True
 
     def __init__(self, root: Path, port: int, live: LiveModel | None, quiet: bool,
-                 atlas_search: Callable[[Path, str], str] | None = None):
+                 atlas_search: Callable[[Path, str], str] | None = None, host: str = HOST,
+                 idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
         self.root, self.live, self.quiet = Path(root).resolve(), live, quiet
         self.atlas_search = atlas_search  # (atlas folder, query) -> results page
+        self.host, self.idle_timeout = host.strip("[]"), idle_timeout  # "[::1]" -> "::1"
+        self.slots = threading.BoundedSemaphore(max_connections)
+        if ":" in self.host:
+            self.address_family = socket.AF_INET6
         handler = functools.partial(SiteHandler, directory=str(self.root))
-        super().__init__((HOST, port), handler)
+        super().__init__((self.host, port), handler)
+        self.hosts = allowed_hosts(self.host, self.server_address[1])
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}/"
+        host = "127.0.0.1" if self.host in WILDCARDS else url_host(self.host)
+        return f"http://{host}:{self.server_address[1]}/"
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        conn.settimeout(self.idle_timeout)  # a silent client is dropped (stdlib: timed out)
+        return conn, addr
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class SiteHandler(SimpleHTTPRequestHandler):
+    """Every request is checked (``serve_guard``) before any route sees it, and every failure is
+    answered with a status: a refused request gets a 4xx, an unexpected error a 500."""
+
     server: SiteServer
+    status: int | None = None  # of the response begun for this request
+    default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         if not self.server.quiet:
             super().log_message(format, *args)
 
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        if not format.startswith("Request timed out"):  # a browser's unused preconnection
+            super().log_error(format, *args)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.status = code
+        super().send_response(code, message)
+
     def end_headers(self) -> None:
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
+
+    def handle_one_request(self) -> None:
+        self.status = None
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):  # the client went away or stalled mid-request
+            self.close_connection = True
+        except Exception:  # noqa: BLE001 (answer, log, and keep serving)
+            self.close_connection = True
+            self.log_error("error answering %r:\n%s", getattr(self, "path", ""),
+                           traceback.format_exc())
+            if self.status is None:
+                with contextlib.suppress(OSError):
+                    self.refuse(500, "internal error")
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = path_problem(self.path)
+        if problem is None and (self.headers.get("Host") or "").lower() not in self.server.hosts:
+            problem = (HTTPStatus.MISDIRECTED_REQUEST, "unexpected Host header")
+        if problem is None and self.command not in METHODS:
+            problem = (HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed")
+        if problem is not None:
+            self._drain()
+            self.refuse(*problem)
+            return False
+        return True
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` with ``reason`` as text and close the connection."""
+        body = f"{int(status)} {reason}\n".encode()
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", ", ".join(METHODS))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
         self.send_response(status)
@@ -158,26 +180,40 @@ class SiteHandler(SimpleHTTPRequestHandler):
     def _json(self, status: int, data: dict[str, Any]) -> None:
         self._send(status, json.dumps(data).encode(), "application/json; charset=utf-8")
 
+    def _inside(self, path: str | Path) -> Path | None:
+        return inside(self.server.root, path)
+
+    def send_head(self) -> io.BytesIO | BinaryIO | None:
+        """The stdlib's file or folder answer, for a path whose real location is under the root."""
+        if self._inside(self.translate_path(self.path)) is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        return super().send_head()
+
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
         path = unquote(urlsplit(self.path).path)
         if path == "/_neurosleuth/live.js" and self.server.live:
             return self._send(200, LIVE_JS.encode(), "text/javascript; charset=utf-8")
         if path.endswith("/site/search") and self.server.atlas_search is not None:
-            folder = Path(self.translate_path(path)).parent.parent
-            if (folder / "atlas.parquet").is_file() and folder.is_relative_to(self.server.root):
+            folder = self._inside(Path(self.translate_path(self.path)).parent.parent)
+            files = [] if folder is None else [folder / "atlas.parquet", folder / "atlas.json"]
+            if folder and files[0].is_file() and all(self._inside(f) for f in files):
                 query = parse_qs(urlsplit(self.path).query).get("q", [""])[0][:MAX_QUERY]
                 page = self.server.atlas_search(folder, query)
                 return self._send(200, page.encode(), "text/html; charset=utf-8")
         if path == "/" and not (self.server.root / "index.html").is_file():
             return self._send(200, listing(self.server.root).encode(), "text/html; charset=utf-8")
         if self.server.live and path.endswith("/report.html"):
-            target = Path(self.translate_path(self.path))
-            if target.is_file():
+            target = self._inside(self.translate_path(self.path))
+            if target is not None and target.is_file():
                 page = live_report(target, self.server.root, self.server.live)
                 return self._send(200, page.encode(), "text/html; charset=utf-8")
         return super().do_GET()
 
     def do_POST(self) -> None:  # noqa: N802
+        body = self._body()  # read first: closing with a body unread can reset the answer
+        if body is None:
+            return None
         if urlsplit(self.path).path != "/api/measure":
             return self._json(404, {"error": "not found"})
         if not self.server.live:
@@ -186,74 +222,50 @@ class SiteHandler(SimpleHTTPRequestHandler):
         if problem:
             return self._json(HTTPStatus.FORBIDDEN, {"error": problem})
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            if not 0 < length <= MAX_BODY:
-                raise ValueError(f"request body must be 1..{MAX_BODY} bytes")
-            data = json.loads(self.rfile.read(length))
+            data = json.loads(body)
             if not isinstance(data, dict):
                 raise ValueError("expected a JSON object")
-            self._json(200, measure_for_run(self.server, data))
+            self._json(200, measure_for_run(self.server.root, self.server.live, data))
+        except RecursionError:
+            self._json(400, {"error": "JSON nested too deeply"})
         except (ValueError, KeyError, TypeError) as err:
             self._json(400, {"error": str(err).splitlines()[0] if str(err) else "bad request"})
 
+    def _length(self) -> int | None:
+        try:
+            return int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return None
+
+    def _drain(self) -> None:
+        """Read and drop a body of up to DRAIN bytes, so that closing does not reset the answer."""
+        left = self._length() or 0
+        while 0 < left <= DRAIN and (chunk := self.rfile.read(min(left, MAX_BODY))):
+            left -= len(chunk)
+
+    def _body(self) -> bytes | None:
+        """The request body, or None after answering why it cannot be read (411, 400, 413)."""
+        length = self._length()
+        if self.headers.get("Transfer-Encoding") or length is None or length <= 0:
+            self.close_connection = True
+            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send a JSON body with its "
+                                                    "Content-Length"})
+            return None
+        if length <= MAX_BODY:
+            return self.rfile.read(length)
+        self.close_connection = True
+        self._drain()
+        self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                   {"error": f"request body must be 1..{MAX_BODY} bytes"})
+        return None
+
     def _request_problem(self) -> str | None:
-        port = self.server.server_address[1]
-        hosts = {f"{HOST}:{port}", f"localhost:{port}"}
-        if self.headers.get("Host") not in hosts:
-            return "unexpected Host header"
         origin = self.headers.get("Origin")
-        if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+        if origin is not None and origin.lower() not in {f"http://{h}" for h in self.server.hosts}:
             return "cross-origin request refused"
         if not (self.headers.get("Content-Type") or "").startswith("application/json"):
             return "Content-Type must be application/json"
         return None
-
-
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _dataset_max(run_dir: Path) -> float | None:
-    try:
-        value = json.loads((run_dir / "summary.json").read_text()).get("dataset_max")
-        return float(value) if value is not None else None
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def measure_for_run(server: SiteServer, data: dict[str, Any]) -> dict[str, Any]:
-    """Measure ``data["text"]`` on the neuron of run ``data["run"]`` (a folder under the root)."""
-    live = server.live
-    assert live is not None
-    run_dir = (server.root / str(data.get("run", ""))).resolve()
-    if server.root != run_dir and server.root not in run_dir.parents:
-        raise ValueError("run outside the served folder")
-    cfg = _run_config(run_dir)
-    if cfg.get("model") and cfg["model"] != live.spec:
-        raise ValueError(f"this run used model {cfg['model']}; the server loaded {live.spec}")
-    out = live.measure(str(data.get("neuron") or cfg.get("neuron") or ""), data.get("text", ""))
-    dmax = _dataset_max(run_dir)
-    out["dataset_max"] = dmax
-    out["scale"] = max([abs(a) for a in out["acts"]] + [abs(dmax or 0.0)])
-    return out
-
-
-def live_report(report: Path, root: Path, live: LiveModel) -> str:
-    """A run's report page with the live box appended and its CSP widened to allow it."""
-    page = report.read_text(encoding="utf-8")
-    run_dir = report.parent
-    cfg = _run_config(run_dir)
-    box = LIVE_BOX.format(run=esc(run_dir.relative_to(root).as_posix()),
-                          neuron=esc(cfg.get("neuron", "")), model=esc(live.spec),
-                          max_text=MAX_TEXT)
-    page = re.sub(r'(<meta http-equiv="Content-Security-Policy" content=")[^"]*(")',
-                  lambda m: m.group(1) + LIVE_CSP + m.group(2), page, count=1)
-    if "</body>" in page:
-        return page.replace("</body>", box + "</body>", 1)
-    return page + box
 
 
 def listing(root: Path) -> str:
@@ -272,22 +284,25 @@ def listing(root: Path) -> str:
 
 
 def make_server(root: str | Path, port: int = 8000, lm=None, model_spec: str | None = None,
-                quiet: bool = True, atlas_search: Callable[[Path, str], str] | None = None
-                ) -> SiteServer:
-    """A server for ``root`` on 127.0.0.1:``port`` (0: any free port); live measuring when
+                quiet: bool = True, atlas_search: Callable[[Path, str], str] | None = None,
+                host: str = HOST, idle_timeout: float = IDLE_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS) -> SiteServer:
+    """A server for ``root`` on ``host``:``port`` (0: any free port); live measuring when
     ``lm`` is given (``model_spec``: the model name runs must have used); ``atlas_search``
-    answers ``.../site/search?q=`` of an atlas folder under ``root``."""
+    answers ``.../site/search?q=`` of an atlas folder under ``root``. Raises ValueError, in one
+    line, when it cannot listen there (port in use or out of range, unknown host)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range: use 1..65535, or 0 for any free port")
     live = LiveModel(lm, model_spec or lm.name) if lm is not None else None
-    return SiteServer(root, port, live, quiet, atlas_search)
-
-
-def first_run_model(root: Path) -> str | None:
-    """The model named by the first run config found under ``root`` (for ``--live``)."""
-    for cfg in sorted(Path(root).glob("**/config.json")):
-        model = _run_config(cfg.parent).get("model")
-        if model:
-            return model
-    return None
+    try:
+        return SiteServer(root, port, live, quiet, atlas_search, host, idle_timeout,
+                          max_connections)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {port} on {host} is in use: stop the other server, or pick "
+                             "another --port (0: any free port)") from None
+        raise ValueError(f"cannot listen on {url_host(host)}:{port}: "
+                         f"{err.strerror or err}") from None

@@ -12,7 +12,9 @@ to, required context, a kind of text, facets. Each clause is an experiment:
   c, and is *quiet* under ``QUIET``. Edits: a quiet trigger that claims something (predicted at
   ``CLAIM`` of the strongest) is dropped; a firing word outside the class joins the triggers; a
   class whose unseen members stay quiet is dropped (the list stays); a class of a bare list whose
-  unseen members fire names the list.
+  unseen members fire names the list. Words to try beside the triggers: the caller's (the deep
+  dive's substitutes and best prompts' peak words) and the words the top windows fire on that
+  the pattern does not list.
 - **context**: each required context word, deleted from the own contexts that hold it (the
   trigger's activation with and without it, median ratio); the triggers in the new sentences
   (which never hold it) are measured and reported beside it. Where the trigger keeps ``FIRES`` of
@@ -192,8 +194,12 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
         fresh = _unseen(cl, seen, known, 4 * MAX_WORDS)
         unseen[cl.label] = [w for w in fresh if len(bench.lm.encode(
             _spelled(w, bench.like))) <= longest][:MAX_WORDS]
-    extra = [w for w in dict.fromkeys(_word(x) for x in extra)
-             if w and _stem(w) not in known][:MAX_WORDS]
+    # words to try as triggers: the caller's (found by the deep dive), then the words the top
+    # windows fire on that the pattern does not list (the records saw them fire too rarely)
+    listed = {_stem(_word(w)) for w in p.triggers}
+    seen_firing = sorted(p.seen, key=lambda w: -p.seen[w])
+    extra = [w for w in dict.fromkeys(_word(x) for x in [*extra, *seen_firing])
+             if w and _stem(w) not in listed][:2 * MAX_WORDS]
     controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
     words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
     a = bench.acts(words, test)

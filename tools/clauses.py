@@ -7,10 +7,11 @@ to, required context, a kind of text, facets. Each clause is an experiment:
 - **members**: every trigger word, unseen members of its class (or, for a bare list, of the
   classes its words fall in: ``concepts.candidate_names``), words that substitution found firing,
   and control words outside the class, each put in the place of the peak word in the neuron's own
-  contexts and in new sentences (``FRAMES``), one word at a time. With medians s (the ``STRONG``
-  strongest seen triggers), c (controls), a word *fires* when it reaches ``FIRES`` of s - c above
-  c, and is *quiet* under ``QUIET``. Edits: a quiet trigger that claims something (predicted at
-  ``CLAIM`` of the strongest) is dropped; a firing word outside the class joins the triggers; a
+  contexts and in new sentences (``FRAMES``), one word at a time. With medians s (the seen
+  triggers that claim something: predicted at ``CLAIM`` of the strongest) and c (controls), a
+  word *fires* when it reaches ``FIRES`` of s - c above c, and is *quiet* under ``QUIET``.
+  Edits: a quiet trigger that claims something is dropped; a firing word outside the class joins
+  the triggers (predicted no higher than the strongest); a
   class whose unseen members stay quiet is dropped (the list stays); a class of a bare list whose
   unseen members fire names the list. Words to try beside the triggers: the caller's (the deep
   dive's substitutes and best prompts' peak words) and the words the top windows fire on that
@@ -76,7 +77,7 @@ KIND_FIRE = 0.1  # share of a window's tokens firing above which a kind of text 
 KIND_WORDS = 8  # ... on at least this many distinct tokens (not one word again and again)
 MIN_NAMED = 3  # distinct seen members firing alone that name a class of tokens
 MAX_WORDS = 8  # seen, unseen and control words each
-STRONG = 3  # the strongest triggers: the level the other words are measured against
+STRONG = 3  # the strongest tokens of a reading of pieces: the level its class is measured at
 CLAIM = 0.25  # a trigger predicted at this share of the strongest makes a claim worth testing
 SUFFIX_SHARE = 2 / 3  # seen words sharing an ending: unseen members are chosen with it
 MERGE = 0.75  # share of all facets' trigger weight one class must cover to name them together
@@ -203,7 +204,9 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
     controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
     words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
     a = bench.acts(words, test)
-    strong = seen[:STRONG]  # the reference: the strongest triggers (rare ones claim little)
+    # the reference: the triggers that claim something (rare ones, predicted low, claim little)
+    top = max(p.triggers.values()) if p.triggers else 0.0
+    strong = [w for w in seen if p.triggers[w] >= CLAIM * top] or seen[:STRONG]
     s = statistics.median(a[w] for w in strong) if strong else 0.0
     c = statistics.median(a[w] for w in controls) if controls else 0.0
     tests: list[ClauseTest] = []
@@ -214,7 +217,6 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
             f"{where}", f"triggers median {s:.2f}, controls {c:.2f}", "undecided", "keep"))
         return p, tests
     triggers = dict(p.triggers)
-    top = max(p.triggers.values())
     quiet = {w: a[w] for w in seen if _share(a[w], s, c) < QUIET
              and p.triggers[w] >= CLAIM * top}
     if quiet and len(quiet) < len(seen):
@@ -229,7 +231,7 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
             f"triggers {quote(seen, 4)}", f"each trigger and {len(controls)} control words in "
             f"{where}", f"{_fmt({w: a[w] for w in seen})}; controls {c:.2f}", "holds", "keep"))
     mean = float(np.mean(list(p.triggers.values()))) if p.triggers else 0.5
-    added = {w: round(min(1.0, mean * a[w] / s), 3) for w in extra
+    added = {w: round(min(top, mean * a[w] / s), 3) for w in extra
              if _share(a[w], s, c) >= FIRES and not (test and test(w))}
     if added:
         triggers.update(added)
@@ -253,7 +255,7 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
                                         "keep"))
             elif share <= QUIET:
                 concept = None
-                triggers.update({w: round(min(1.0, mean * v / s), 3) for w, v in firing.items()})
+                triggers.update({w: round(min(top, mean * v / s), 3) for w, v in firing.items()})
                 tests.append(ClauseTest(
                     f"class {cl.label!r}", experiment, result, "fails",
                     "drop the class, keep the list"

@@ -67,8 +67,9 @@ def hypothesize(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         candidates.from_read_off(scoring.read_off(ctx)),
         candidates.from_explainer(explanation),
         [{"text": action.text, "source": info.source, "explanation": action.explanation}],
-        [{"text": last["text"], "source": "previous best",
-          "explanation": last.get("explanation", "")}] if last else [],
+        [{"text": last["text"], "source": "previous best",  # a revision keeps its pattern
+          "explanation": last.get("explanation", ""),
+          **({"pattern": last["pattern"]} if last.get("pattern") else {})}] if last else [],
         [{"text": u, "source": "researcher", "explanation": ""}
          for u in users + list(state.get("user_hypotheses", []))],
     )

@@ -63,7 +63,7 @@ from neurosleuth.tools.contexts import CONTEXT_FIRE, KIND_SHARE, context_of
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.pattern import Pattern, quote
+from neurosleuth.tools.pattern import Pattern, examples_of, quote
 from neurosleuth.tools.words import words_of
 
 FIRES = 0.5  # share of the seen triggers' level (above controls) a word must reach to fire
@@ -77,7 +77,7 @@ KIND_FIRE = 0.1  # share of a window's tokens firing above which a kind of text 
 KIND_WORDS = 8  # ... on at least this many distinct tokens (not one word again and again)
 MIN_NAMED = 3  # distinct seen members firing alone that name a class of tokens
 MAX_WORDS = 8  # seen, unseen and control words each
-STRONG = 3  # the strongest tokens of a reading of pieces: the level its class is measured at
+STRONG = 3  # the reference when no trigger claims more than the rest: the three strongest
 CLAIM = 0.25  # a trigger predicted at this share of the strongest makes a claim worth testing
 SUFFIX_SHARE = 2 / 3  # seen words sharing an ending: unseen members are chosen with it
 MERGE = 0.75  # share of all facets' trigger weight one class must cover to name them together
@@ -200,7 +200,8 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
     listed = {_stem(_word(w)) for w in p.triggers}
     seen_firing = sorted(p.seen, key=lambda w: -p.seen[w])
     extra = [w for w in dict.fromkeys(_word(x) for x in [*extra, *seen_firing])
-             if w and _stem(w) not in listed][:2 * MAX_WORDS]
+             if w and not any(ch.isspace() for ch in w) and _stem(w) not in listed
+             ][:2 * MAX_WORDS]
     controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
     words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
     a = bench.acts(words, test)
@@ -266,7 +267,7 @@ def _members(bench: _Bench, p: Pattern, extra: Sequence[str]
         elif share >= FIRES and concept is None:  # a bare list: its class fires
             inside = [w for w in seen if C.member(cl)(w)]
             if len(inside) >= 2:
-                concept = replace(cl, examples=tuple(inside[:3]))
+                concept = replace(cl, examples=examples_of(inside))
                 tests.append(ClauseTest(f"list {quote(seen, 4)} as {cl.label!r}", experiment,
                                         result, "fails", f"name the class {cl.label!r}"))
     return replace(p, triggers=triggers, concept=concept), tests
@@ -379,7 +380,7 @@ def _merged(bench: _Bench, p: Pattern, s: float, c: float) -> tuple[Pattern, Cla
             triggers = {w: v for f in (p, *p.facets) if f.unit == "word"
                         for w, v in f.triggers.items()}
             merged = replace(p, triggers=triggers, facets=(),
-                             concept=replace(name, examples=tuple(inside[:3])))
+                             concept=replace(name, examples=examples_of(inside)))
             return merged, ClauseTest(f"facets as one class {name.label!r}",
                                       f"{len(fresh)} unseen members of {name.label}", result,
                                       "fails", f"name every facet {name.label!r}")
@@ -429,6 +430,7 @@ def _pieces(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
         return p, []
     values = {t.strip(): v for t, v in p.triggers.items()}
     lm = bench.lm
+    tests: list[ClauseTest] = []
     for cl in C.candidate_names(seen, [values[w] for w in seen], limit=2):
         test = C.member(cl)
         inside = [w for w in seen if test(w)]
@@ -438,7 +440,7 @@ def _pieces(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
             continue
         controls = [w for w in CONTROLS if not test(w)][:6]
         a = bench.acts([*inside, *fresh, *controls], test)
-        s = statistics.median(a[w] for w in inside[:STRONG])
+        s = statistics.median(a[w] for w in inside)
         c = statistics.median(a[w] for w in controls)
         if len(fresh) >= 3:
             share = _share(statistics.median(a[w] for w in fresh), s, c)
@@ -452,12 +454,14 @@ def _pieces(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:
             result = (f"{_fmt({w: a[w] for w in inside}, 6)}; controls {c:.2f}: "
                       f"{len(firing)} distinct members fire")
             named = len(firing) >= MIN_NAMED
+        clause = f"tokens {quote(seen, 4)} as {cl.label!r}"
         if named:
             renamed = replace(p, unit="word", where="end", concept=replace(
-                cl, examples=tuple(inside[:3])), triggers={w: values[w] for w in inside})
-            return renamed, [ClauseTest(f"tokens {quote(seen, 4)} as {cl.label!r}", experiment,
-                                        result, "fails", f"name the class {cl.label!r}")]
-    return p, []
+                cl, examples=examples_of(inside)), triggers={w: values[w] for w in inside})
+            return renamed, [ClauseTest(clause, experiment, result, "fails",
+                                        f"name the class {cl.label!r}")]
+        tests.append(ClauseTest(clause, experiment, result, "holds", "keep"))
+    return p, tests
 
 
 def _facets(bench: _Bench, p: Pattern) -> tuple[Pattern, list[ClauseTest]]:

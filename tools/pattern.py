@@ -214,6 +214,13 @@ def explanation(neuron: str, pattern: Pattern, peaks: Sequence[str], evidence: S
                        **found)
 
 
+def examples_of(words: Sequence[str], n: int = 3) -> tuple[str, ...]:
+    """``n`` examples to show of a class, in the order given, short ones first (a markup tag with
+    its attributes, or a phrase, reads as a quotation, not an example)."""
+    short = [w for w in words if len(w) <= 16 and not any(ch.isspace() for ch in w)]
+    return tuple(dict.fromkeys([*short, *words]))[:n]
+
+
 def quote(words: Sequence[str], n: int = 3) -> str:
     return ", ".join(f"'{w}'" for w in list(dict.fromkeys(words))[:n])
 

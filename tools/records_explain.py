@@ -51,7 +51,14 @@ import numpy as np
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level
 from neurosleuth.tools.correlation import pearson
-from neurosleuth.tools.pattern import Explanation, Pattern, explanation, quote, seen_words
+from neurosleuth.tools.pattern import (
+    Explanation,
+    Pattern,
+    examples_of,
+    explanation,
+    quote,
+    seen_words,
+)
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, words_of
 
@@ -219,7 +226,7 @@ def _facet(learned: Learned, words: Sequence[str], concept, cfg: RecordsConfig,
     req, free = required_context(learned, list(trig), cfg) if context else ({}, 1.0)
     if concept is not None:
         test = C.member(concept)
-        shown = tuple(w for w in sorted(trig, key=lambda w: -trig[w]) if test(w))[:3]
+        shown = examples_of([w for w in sorted(trig, key=lambda w: -trig[w]) if test(w)])
         concept = replace(concept, examples=shown or concept.examples)
     return Pattern("token", trig, concept, req, free, where=learned.where)
 

@@ -172,7 +172,8 @@ def summary_of(record: dict | None) -> str:
 def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     """Test the round's leader clause by clause, revise, rescore (``agents/revise.py``). A leader
     without a pattern (an LLM's or the researcher's sentence) is not edited: the best candidate
-    with one is revised instead and leads if its revision scores higher."""
+    with one is revised instead, and its revision leads on the same terms as a revision of the
+    leader (a margin the held-out score cannot tell from the leader's, or higher)."""
     hyps: list[dict[str, Any]] = [dict(h) for h in state.get("hypotheses", [])]
     last = hyps[-1] if hyps else None
     if not last or last.get("step") != state["iteration"] or not last.get("score"):
@@ -199,8 +200,9 @@ def revise(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
         "model_s": state.get("model_s", 0.0) + time.perf_counter() - start,
     }
     summary = "; ".join(h["outcome"] for h in history) or "no revision round"
-    if revised is not base and (base is last or
-                                revised["score"]["margin"] > last["score"]["margin"]):
+    hi = (revised["score"].get("margin_ci") or [None, None])[1]
+    if revised is not base and (base is last or hi is not None
+                                and hi >= last["score"]["margin"]):  # as a revision of the leader
         new = {**revised, "step": step, "revisions": history, "candidates": last["candidates"],
                "revised_from": last["text"]}
         save_hypotheses(ctx, hyps + [new])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pytest
 
-from neurosleuth.tools import clauses
+from neurosleuth.tools import clause_bench, clause_readings, clauses
 from neurosleuth.tools.concepts import ConceptName
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.pattern import Pattern
@@ -48,7 +48,8 @@ def measured(monkeypatch):
             out.append(np.array([[lm.rule(words[: j + 1])] for j in range(len(seq))]))
         return out
 
-    monkeypatch.setattr(clauses, "measure_ids", measure_ids)
+    monkeypatch.setattr(clauses, "measure_ids", measure_ids)  # the context clause
+    monkeypatch.setattr(clause_bench, "measure_ids", measure_ids)  # words in place of the peak
 
 
 def contexts(*texts: str) -> list[list[str]]:
@@ -155,8 +156,8 @@ def test_a_class_of_words_is_not_read_as_a_kind_of_text(measured, monkeypatch):
     """A neuron whose windows are one language but whose words a class names keeps the class:
     the kind test runs only for word readings without one."""
     asked = []
-    monkeypatch.setattr(clauses, "compare_kind", lambda lm, n, kind: asked.append(kind))
-    monkeypatch.setattr(clauses, "context_of", lambda tokens: "French text")
+    monkeypatch.setattr(clause_readings, "compare_kind", lambda lm, n, kind: asked.append(kind))
+    monkeypatch.setattr(clause_readings, "context_of", lambda tokens: "French text")
     lm = RuleLM(lambda w: 5.0 if w[-1] in {"on", "to", "into"} else 0.0)
     words = [f" w{i}" for i in range(12)]
     windows = [(words, np.array([5.0] * 10 + [0.0] * 2))] * 3

@@ -95,13 +95,15 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str]
     known = {_stem(_word(w)) for w in [*p.triggers, *p.seen]}
     classes: list[C.ConceptName] = [named] if named is not None else C.candidate_names(
         seen, [p.triggers[w] for w in seen], limit=2) if len(seen) >= 2 else []
-    longest = max((len(bench.lm.encode(_spelled(_word(w), bench.like))) for w in seen),
-                  default=1)
+    def n_tokens(w: str) -> int:
+        return len(bench.lm.encode(_spelled(_word(w), bench.like)))
+
     unseen: dict[str, list[str]] = {}
-    for cl in classes:  # members no longer than the seen words (a bracket is one token)
+    for cl in classes:  # members no longer than the class's seen members (a bracket: 1 token)
+        inside = [w for w in seen if C.member(cl)(_word(w))] or seen
+        longest = max(n_tokens(w) for w in inside)
         fresh = unseen_members(cl, seen, known, 4 * MAX_WORDS)
-        unseen[cl.label] = [w for w in fresh if len(bench.lm.encode(
-            _spelled(w, bench.like))) <= longest][:MAX_WORDS]
+        unseen[cl.label] = [w for w in fresh if n_tokens(w) <= longest][:MAX_WORDS]
     # words to try as triggers: the caller's (found by the deep dive), then the words the top
     # windows fire on that the pattern does not list (the records saw them fire too rarely)
     listed = {_stem(_word(w)) for w in p.triggers}

@@ -113,7 +113,8 @@ def test_layer_parallel_batch_shares_rows_and_writes_every_report(tmp_path, tiny
     for run in ("n1-3", "n1-4", "n1-5", "n0-2"):
         assert (queue.folder / run / "report.html").is_file()
         summary = json.loads((queue.folder / run / "summary.json").read_text())
-        assert summary["status"] == "finished" and summary["iterations"] == 4
+        assert summary["status"] == "finished"  # its budget spent, or the policy decided
+        assert summary["iterations"] == 4 or summary["stop_reason"].startswith("finished:")
         if run == "n0-2":  # alone in its group: all its time is its own
             assert summary["own_s"] == pytest.approx(summary["wall_s"])
         else:  # the other two neurons' turns are not its own time

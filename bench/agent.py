@@ -33,7 +33,7 @@ per arm with its CI and the paired mean difference; forward passes, rounds and w
 Last line (the SmolLM2 neurons; the planted ones get their own line before it):
 ``deep dive beats atlas on N/20 neurons; mean r X (CI a..b) vs Y (CI a..b); revised on M/20``.
 
-Run: ``python bench/agent.py [--neurons 20] [--budget 800] [--no-planted] [--threads 1]``; JSON
+Run: ``python bench/agent.py [--neurons 20] [--budget 2000] [--no-planted] [--threads 1]``; JSON
 to ``bench/results/agent.json``, rewritten after every neuron (``"complete": false`` until the
 end).
 """
@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="explicit neuron L:I (repeatable; replaces NEURONS)")
     p.add_argument("--planted", action=argparse.BooleanOptionalAction, default=True,
                    help="also the planted neurons of tests/planted_smollm2.py")
-    p.add_argument("--budget", type=int, default=800, help="forward passes per investigation")
+    p.add_argument("--budget", type=int, default=2000,
+                   help="forward passes per investigation (two or three rounds on SmolLM2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scan-tokens", type=int, default=32768)
     p.add_argument("--threads", type=int, default=1)

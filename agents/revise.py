@@ -18,7 +18,9 @@ One revision round (``revise``):
    (``candidates.decide``). Held-out corpus windows rarely hold the sentences that refuted a
    clause; a revision the held-out score puts clearly lower is not kept.
 
-Rounds repeat while a revision is accepted (at most ``MAX_ROUNDS``) and the deadline allows.
+Rounds repeat while a revision is accepted (at most ``MAX_ROUNDS``) and the deadline allows; a
+revision refused when it added words (a common word that fires in the neuron's own contexts
+predicts too much elsewhere) is tried again without them.
 Every round is logged: clause, experiment, result, edit, the margin before and after, and
 whether it was kept (the report's revision table).
 
@@ -122,10 +124,12 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
     frames, wrote = frames_for(ctx, pattern)
     history: list[dict] = []
     passes = 0
+    adding = True  # words beside the triggers are tried until the held-out score refuses them
     for n in range(1, MAX_ROUNDS + 1):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra, windows, frames)
+        tested = test_clauses(ctx.lm, ctx.neuron, pattern, contexts, extra, windows, frames,
+                              add_words=adding)
         passes += tested.forward_passes
         tests = [t.to_dict() for t in tested.tests]
         margin = hyp["score"]["margin"]
@@ -153,6 +157,9 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
         history.append({**entry, "after": text, "margin_after": after, "kept": kept,
                         "outcome": _outcome(kept, margin, after)})
         if not kept:
+            if adding and any(t["edit"].startswith("add ") for t in tests):
+                adding = False  # the other edits alone next round, without the added words
+                continue
             break
         hyp = {**hyp, "text": text, "source": "revised", "score": record,
                "pattern": tested.pattern.to_dict(),

@@ -86,7 +86,7 @@ class Tested:
     forward_passes: int
 
 
-def _members(bench: WordBench, p: Pattern, extra: Sequence[str]
+def _members(bench: WordBench, p: Pattern, extra: Sequence[str], add_words: bool = True
              ) -> tuple[Pattern, list[ClauseTest]]:
     """The member clause (module docstring): triggers, unseen members, extra words, controls."""
     named = p.concept if p.has_concept else None
@@ -110,7 +110,7 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str]
     seen_firing = sorted(p.seen, key=lambda w: -p.seen[w])
     extra = [w for w in dict.fromkeys(_word(x) for x in [*extra, *seen_firing])
              if w and not any(ch.isspace() for ch in w) and _stem(w) not in listed
-             ][:2 * MAX_WORDS]
+             ][:2 * MAX_WORDS] if add_words else []
     controls = [w for w in CONTROLS if _stem(w) not in known and not (test and test(w))][:6]
     words = [*seen, *itertools.chain(*unseen.values()), *extra, *controls]
     a = bench.acts(words, test)
@@ -240,12 +240,13 @@ def _contexts(bench: WordBench, p: Pattern, contexts: Sequence[Sequence[str]]
 def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
                  contexts: Sequence[Sequence[str]], extra: Sequence[str] = (),
                  windows: Sequence[tuple[Sequence[str], np.ndarray]] = (),
-                 frames: Sequence[str] = FRAMES) -> Tested:
+                 frames: Sequence[str] = FRAMES, add_words: bool = True) -> Tested:
     """Put each clause of ``pattern`` to its experiment (module docstring) in the neuron's own
     ``contexts`` (token lists ending at a peak) and in new sentences; ``extra``: further words
     to try as triggers (substitutes that fired, words seen firing); ``windows``: the tokens of
     its top windows with their activations (their kind of text); ``frames``: the new sentences,
-    each with one ``{w}`` slot (``FRAMES``, or an LLM's). Returns the edited pattern."""
+    each with one ``{w}`` slot (``FRAMES``, or an LLM's); ``add_words``: try words beside the
+    triggers (else only the triggers and the class's members). Returns the edited pattern."""
     if pattern.kind == "none":
         return Tested(pattern, (), False, 0)
     p, tests, passes = readings.kind(lm, neuron, pattern)
@@ -256,7 +257,7 @@ def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
         p, more = readings.pieces(bench, p)
         tests += more
     if p.kind == "token" and p.unit == "word":
-        p, t = _members(bench, p, extra)
+        p, t = _members(bench, p, extra, add_words)
         tests += t
         p, t = _contexts(bench, p, contexts)
         tests += t

@@ -60,11 +60,16 @@ def test_investigation_names_the_animal_neuron(planted, tmp_path, dtype):
 
 def test_investigation_names_the_colour_neuron(planted, tmp_path):
     """Colours the planting never saw fire in the neuron's own contexts: the concept wins over
-    the list of the colours seen, and the report says which experiment decided."""
+    the list of the colours seen, and the report says which experiments decided (the round's
+    concept-or-list experiment, the revision's class clause). The read-off may keep a facet of
+    the colours' own tokens: the clause test drops it, but the held-out score puts that revision
+    far lower (measured: margin 0.327 with it, 0.033 without), so the main reading is checked."""
     folder, _ = planted
     md, hyps = investigate_cli(folder, COLOUR, tmp_path, "colour")
     hyp = hypothesis_of(md)
-    assert re.search(r"colou?r", hyp, re.I) and "tokens" not in hyp, hyp
+    main = hyp.split(";")[0]
+    assert re.search(r"colou?r", main, re.I) and "tokens" not in main, hyp
+    assert re.search(r"class 'colou?rs' \| [^|]+ \| unseen members .* \| holds", md)
     assert hyps[-1]["experiment"]["verdict"] == "concept", hyps[-1]["experiment"]["summary"]
     assert "Experiment (unseen members)" in md and "Verdict: concept" in md
 

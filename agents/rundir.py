@@ -15,7 +15,7 @@ PROMPT_COLUMNS = ["step", "prompt", "status", "activation", "max_token", "source
 
 
 class RunSummary(TypedDict, total=False):
-    """``summary.json``: written by the agent after every check (``agents/summary.py``), read by
+    """``summary.json``: written by the agent at every plan (``agents/summary.py``), read by
     the report (``report/data.py``); a run killed early may lack any key (the report reads each
     with a default)."""
 

@@ -1,4 +1,4 @@
-"""The run's files written from its state: ``summary.json`` after every check (status, budgets,
+"""The run's files written from its state: ``summary.json`` after every plan (status, budgets,
 LLM usage, best activation), ``hypotheses.json`` after every round, and at the end the heaps,
 the curve, the evidence and the report (through the run's ``reporter``, given from above:
 ``agents/context.py``)."""

@@ -127,7 +127,8 @@ def plan(ctx: RunContext, state: InvestigationState) -> dict[str, Any]:
     pending = list(now.get("pending", []))
     free = s.budget.stop is None and s.budget.closing() is None
     if pending and free:
-        step, action, source, rest, info = _queued(s, pending, ctx.cfg.prompts_per_step)
+        step, action, source, rest = _queued(s, pending, ctx.cfg.prompts_per_step)
+        info = None
     else:
         step, rest, info = policy.decide(s), pending, None
         action, source = step.action, "policy"
@@ -168,11 +169,11 @@ def _queued(s: policy.Situation, pending: list[dict], n: int):
         action = action_from_dict(pending[0]["action"])
         step = policy.review(s, action) if isinstance(action, Experiment) else policy.Step(
             "act", "", None)
-        return step, action, pending[0]["source"], pending[1:], None
+        return step, action, pending[0]["source"], pending[1:]
     batch, rest = pending[:n], pending[n:]
     why = QUEUED.get(batch[0]["source"], f"queued by {batch[0]['source']}")
     action = ProposePrompts(prompts=[p["prompt"] for p in batch], rationale="queued", reason=why)
-    return policy.Step("act", why, action), action, batch[0]["source"], rest, None
+    return policy.Step("act", why, action), action, batch[0]["source"], rest
 
 
 def _ask_planner(ctx: RunContext, state: dict, s: policy.Situation, step: policy.Step):

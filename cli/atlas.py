@@ -58,6 +58,9 @@ def atlas(
         help="also write every neuron's kept windows as activation records")] = None,
     records_format: Annotated[str, typer.Option(
         help="format of --records: openai, neuronpedia, jsonl")] = "openai",
+    workers: Annotated[int | None, typer.Option(
+        help="processes that explain and score the neurons (default: one per CPU core); the "
+             "table is the same whatever the count")] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,
@@ -67,6 +70,7 @@ def atlas(
     or timed-out atlas continues where it stopped when run again with the same options."""
     from neurosleuth.agents.config import parse_duration
     from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
+    from neurosleuth.atlas.workers import default_workers
     from neurosleuth.report.atlas_site import deep_dives_in, write_site
     from neurosleuth.tools.records import FORMATS
     from neurosleuth.tools.scan_config import ScanConfig
@@ -78,8 +82,11 @@ def atlas(
         parse_layers(layers, shape.n_layers)  # a bad spec fails before the model loads
     if keep < 2:
         fail("--keep must be at least 2 (half the windows explain, half score)")
+    if workers is not None and workers < 1:
+        fail("--workers must be at least 1")
     cfg = AtlasConfig(ScanConfig(corpus=corpus, window=window, max_tokens=tokens, k=keep),
-                      time_s=parse_duration(time))
+                      time_s=parse_duration(time),
+                      workers=workers if workers is not None else default_workers())
     lm = load(model, device, dtype, device_map)
     chosen = parse_layers(layers, lm.n_layers)
     folder = out if out is not None else default_out(runs_dir, model)

@@ -15,6 +15,7 @@ import torch
 from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
+from neurosleuth.atlas import workers as W
 from neurosleuth.atlas.build import (
     AtlasConfig,
     build_atlas,
@@ -148,6 +149,32 @@ def test_a_timed_out_atlas_continues_by_layer(tmp_path, monkeypatch, corpus):
     assert pd.read_parquet(tmp_path / "atlas.parquet")["layer"].tolist() == [0] * 32 + [1] * 32
     with pytest.raises(ValueError, match="other settings"):
         build_atlas(lm, [0], tmp_path, AtlasConfig(ScanConfig(str(corpus), 16, 999)))
+
+
+def test_the_table_is_the_same_whatever_the_number_of_workers(colour_lm, corpus, tmp_path,  # noqa: F811
+                                                               monkeypatch):
+    """Rows made in two worker processes (chunks of 5 neurons: 7 tasks) equal rows made one after
+    another in this process; the worker count is in the timings, not in the settings."""
+    monkeypatch.setenv("NEUROSLEUTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(W, "CHUNK", 5)
+    frames, seen = {}, {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        progress: list[tuple[int, int]] = []
+        build_atlas(colour_lm, [0], out, AtlasConfig(_scan(corpus), workers=workers),
+                    neuron_progress=lambda L, d, t, p=progress: p.append((d, t)))
+        frames[workers] = pd.read_parquet(out / "atlas.parquet")
+        meta = json.loads((out / "atlas.json").read_text())
+        assert meta["timings"]["workers"] == {"0": workers} and "workers" not in meta["config"]
+        seen[workers] = progress
+    pd.testing.assert_frame_equal(frames[1], frames[2], check_exact=True)
+    assert len(frames[2]) == 32 and frames[2]["neuron"].tolist()[:2] == ["0:0", "0:1"]
+    for progress in seen.values():  # one report a chunk, ending at every neuron
+        assert len(progress) == 7 and progress[-1] == (32, 32)
+    # an atlas begun with one worker count continues with another
+    build_atlas(colour_lm, [0], tmp_path / "w1", AtlasConfig(_scan(corpus), workers=2))
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        W.RowMaker(0)
 
 
 def test_parse_layers():

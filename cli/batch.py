@@ -149,10 +149,12 @@ def batch(
     err_console.print(f"batch {batch_id}: {len(picks)} neurons in {queue.folder}", markup=False)
     _run(queue.folder, lm if executor == "local" else None, executor, ray_address, None)
     if from_atlas is not None:  # the atlas pages link the deep dives
-        from neurosleuth.report.atlas_site import deep_dives_in, write_site
+        from neurosleuth.report.atlas_site import deep_dives_in, exported_layers, write_site
 
-        write_site(from_atlas, deep_dives_in(runs_dir, cfg.model))
-        console.print(f"atlas site: {from_atlas / 'site' / 'index.html'} (links the deep dives)",
+        exported = exported_layers(from_atlas)
+        if exported:  # a static export is written again; served pages link them as they are
+            write_site(from_atlas, deep_dives_in(runs_dir, cfg.model), exported)
+        console.print(f"atlas pages link the deep dives: neurosleuth serve {runs_dir}",
                       markup=False, highlight=False)
 
 
@@ -254,8 +256,9 @@ def summary(
 
 @friendly_errors
 def serve(
-    runs_dir: Annotated[Path, typer.Argument(help="a runs folder, or one batch folder")
-                        ] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Argument(
+        help="a runs folder, one batch folder, or an atlas folder (its pages rendered from its "
+             "table)")] = Path("runs"),
     port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8000,
     host: Annotated[str, typer.Option(
         help="address or name to listen on: 127.0.0.1 (this machine only); on a remote machine, "
@@ -268,8 +271,10 @@ def serve(
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,
 ) -> None:
-    """Serve batch sites and run reports on 127.0.0.1, or --host (Ctrl-C stops)."""
+    """Serve batch sites, run reports and atlases on 127.0.0.1, or --host (Ctrl-C stops). An
+    atlas (a folder with atlas.parquet) is rendered from its table on request at ATLAS/site/."""
     from neurosleuth.cli import load
+    from neurosleuth.report.atlas_serve import is_atlas
     from neurosleuth.report.serve import first_run_model, make_server
     from neurosleuth.report.serve_guard import is_loopback
 
@@ -288,7 +293,12 @@ def serve(
                           f"reach it can read every file under {runs_dir}"
                           + (" and run the model" if live else "") + " (no password, no TLS)",
                           markup=False)
-    err_console.print(f"serving {runs_dir} at {server.url}" + (f" (live: {spec})" if live else ""),
+    url = server.url
+    if is_atlas(server.root):  # opened now, so that the first page is as fast as the next
+        with err_console.status("opening the atlas table ..."):
+            server.atlas.table(server.root)
+        url += "site/"
+    err_console.print(f"serving {runs_dir} at {url}" + (f" (live: {spec})" if live else ""),
                       markup=False)
     try:
         server.serve_forever()

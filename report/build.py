@@ -214,12 +214,14 @@ def _backoff_text(found) -> str:
 
 def atlas_page(data: RunData) -> str | None:
     """The relative path from the report to its neuron's atlas page, when the run was picked
-    from an atlas (``batch --from-atlas``) and the page exists."""
+    from an atlas (``batch --from-atlas``) and the page exists: exported, or rendered by
+    ``neurosleuth serve`` from the atlas's table (served from a folder that holds both)."""
     atlas, neuron = data.config.get("atlas"), str(data.value("neuron", ""))
     if not atlas or ":" not in neuron:
         return None
     page = Path(atlas) / "site" / "n" / (neuron.replace(":", "-") + ".html")
-    return os.path.relpath(page, data.run_dir) if page.is_file() else None
+    exists = page.is_file() or (Path(atlas) / "atlas.parquet").is_file()
+    return os.path.relpath(page, data.run_dir) if exists else None
 
 
 def planner_section(data: RunData) -> Section:

@@ -16,10 +16,13 @@ Requests to ``/api/measure`` must also name this server in ``Origin``, when sent
 ``application/json`` (so a page on another site cannot post to it without a CORS preflight, which
 is never granted). A report whose run used another model than the one loaded is refused.
 
-An atlas site under the folder (``report/atlas_site.py``) gets search by meaning:
-``.../site/search?q=`` is answered by ``atlas_search`` (given by the command line, which loads the
-embedder on the first search), as a page built on the server with every string escaped; the atlas
-folder must lie under the root once resolved, so its search cache is never written elsewhere.
+An atlas under the folder (any folder with ``atlas.parquet`` and ``atlas.json``, the served
+folder itself included) is rendered from its table on request at ``ATLAS/site/``
+(``report/atlas_serve.py``): the index, layer pages and a listing of every neuron with filters,
+sort and pages, neuron pages, and search by meaning (``site/search?q=``, answered by
+``atlas_search``, given by the command line, which loads the embedder on the first search). The
+atlas folder and its files must lie under the root once resolved, so nothing is read or cached
+elsewhere; a bad parameter is a 400, a missing layer, neuron or page a 404.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
+from neurosleuth.report.atlas_serve import AtlasPages, PageError, is_atlas, split
 from neurosleuth.report.html import esc
 from neurosleuth.report.serve_guard import WILDCARDS, allowed_hosts, inside, path_problem, url_host
 from neurosleuth.report.serve_live import LIVE_JS, LiveModel, live_report, measure_for_run
@@ -52,7 +56,6 @@ BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConten
         b"Connection: close\r\n\r\nbusy\n")
 MAX_BODY = 64 * 1024
 DRAIN = 1024 * 1024  # a body up to this size is read and dropped before a 413
-MAX_QUERY = 200  # characters of an atlas search
 
 
 class SiteServer(ThreadingHTTPServer):
@@ -66,6 +69,7 @@ class SiteServer(ThreadingHTTPServer):
                  idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
         self.root, self.live, self.quiet = Path(root).resolve(), live, quiet
         self.atlas_search = atlas_search  # (atlas folder, query) -> results page
+        self.atlas = AtlasPages(self.root, atlas_search)
         self.host, self.idle_timeout = host.strip("[]"), idle_timeout  # "[::1]" -> "::1"
         self.slots = threading.BoundedSemaphore(max_connections)
         if ":" in self.host:
@@ -175,7 +179,8 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _json(self, status: int, data: dict[str, Any]) -> None:
         self._send(status, json.dumps(data).encode(), "application/json; charset=utf-8")
@@ -194,13 +199,13 @@ class SiteHandler(SimpleHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         if path == "/_neurosleuth/live.js" and self.server.live:
             return self._send(200, LIVE_JS.encode(), "text/javascript; charset=utf-8")
-        if path.endswith("/site/search") and self.server.atlas_search is not None:
-            folder = self._inside(Path(self.translate_path(self.path)).parent.parent)
-            files = [] if folder is None else [folder / "atlas.parquet", folder / "atlas.json"]
-            if folder and files[0].is_file() and all(self._inside(f) for f in files):
-                query = parse_qs(urlsplit(self.path).query).get("q", [""])[0][:MAX_QUERY]
-                page = self.server.atlas_search(folder, query)
-                return self._send(200, page.encode(), "text/html; charset=utf-8")
+        if self._atlas_page(path):
+            return None
+        if path == "/" and is_atlas(self.server.root):
+            self.send_response(HTTPStatus.FOUND)
+            self.send_header("Location", "/site/")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if path == "/" and not (self.server.root / "index.html").is_file():
             return self._send(200, listing(self.server.root).encode(), "text/html; charset=utf-8")
         if self.server.live and path.endswith("/report.html"):
@@ -209,6 +214,29 @@ class SiteHandler(SimpleHTTPRequestHandler):
                 page = live_report(target, self.server.root, self.server.live)
                 return self._send(200, page.encode(), "text/html; charset=utf-8")
         return super().do_GET()
+
+    def do_HEAD(self) -> None:  # noqa: N802 (stdlib name)
+        if not self._atlas_page(unquote(urlsplit(self.path).path)):
+            super().do_HEAD()
+
+    def _atlas_page(self, path: str) -> bool:
+        """Answer ``path`` when it is a page of an atlas under the root (``atlas_serve``);
+        False when it is none, for the file routes to answer."""
+        found = split(path)
+        if found is None:
+            return False
+        url_folder, match = found
+        folder = self._inside(self.server.root / url_folder.lstrip("/"))
+        if folder is None or not is_atlas(folder) or not all(
+                self._inside(folder / f) for f in ("atlas.parquet", "atlas.json")):
+            return False
+        try:
+            page = self.server.atlas.answer(folder, url_folder, match, urlsplit(self.path).query)
+        except PageError as err:
+            self.refuse(err.status, err.reason)
+            return True
+        self._send(200, page.encode(), "text/html; charset=utf-8")
+        return True
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._body()  # read first: closing with a body unread can reset the answer
@@ -274,9 +302,11 @@ def listing(root: Path) -> str:
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if (d / "index.html").is_file():
             items.append(f'<li>batch <a href="{esc(d.name)}/index.html">{esc(d.name)}</a></li>')
+        elif is_atlas(d):
+            items.append(f'<li>atlas <a href="{esc(d.name)}/site/">{esc(d.name)}</a></li>')
         elif (d / "report.html").is_file():
             items.append(f'<li>run <a href="{esc(d.name)}/report.html">{esc(d.name)}</a></li>')
-    body = "\n".join(items) or "<li>no batch or run with a report yet</li>"
+    body = "\n".join(items) or "<li>no batch, run or atlas yet</li>"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "style-src 'unsafe-inline'\"><title>neurosleuth runs</title></head><body>"
@@ -288,9 +318,10 @@ def make_server(root: str | Path, port: int = 8000, lm=None, model_spec: str | N
                 host: str = HOST, idle_timeout: float = IDLE_TIMEOUT,
                 max_connections: int = MAX_CONNECTIONS) -> SiteServer:
     """A server for ``root`` on ``host``:``port`` (0: any free port); live measuring when
-    ``lm`` is given (``model_spec``: the model name runs must have used); ``atlas_search``
-    answers ``.../site/search?q=`` of an atlas folder under ``root``. Raises ValueError, in one
-    line, when it cannot listen there (port in use or out of range, unknown host)."""
+    ``lm`` is given (``model_spec``: the model name runs must have used); atlases under ``root``
+    are rendered at ``ATLAS/site/``, ``atlas_search`` answering their ``site/search?q=``. Raises
+    ValueError, in one line, when it cannot listen there (port in use or out of range, unknown
+    host)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder {root}")

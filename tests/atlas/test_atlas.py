@@ -265,7 +265,8 @@ def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
                                    "--records", str(tmp_path / "r.jsonl"),
                                    "--records-format", "jsonl"], terminal_width=200)
     assert res.exit_code == 0, res.output
-    assert "32 neurons" in res.output and (out / "site" / "index.html").is_file()
+    assert "32 neurons" in res.output and "browse: neurosleuth serve" in res.output
+    assert not (out / "site").exists()  # no page per neuron: the server renders them
     assert len(read(tmp_path / "r.jsonl")) == 32
     res = CliRunner().invoke(app, ["atlas-search", str(out), "colour words", "-k", "3"],
                              terminal_width=200)
@@ -302,6 +303,9 @@ def test_batch_deep_dives_the_atlas_picks_and_the_pages_link_each_other(corpus, 
     assert json.loads((run / "config.json").read_text())["atlas"] == str(out.resolve())
     report = (run / "report.html").read_text()
     assert f"site/n/{first.replace(':', '-')}.html" in report  # the report links the atlas
-    page = (out / "site" / "n" / f"{first.replace(':', '-')}.html").read_text()
+    from neurosleuth.report.atlas_serve import AtlasPages, split
+
+    url = f"/atlas/site/n/{first.replace(':', '-')}.html"  # as `neurosleuth serve runs` renders it
+    page = AtlasPages(runs.resolve(), None).answer(out.resolve(), *split(url), "")
     assert "Deep-dive report" in page and "deep/" in page  # and the atlas links the report
     assert "picked because" in (runs / "deep" / "index.html").read_text()

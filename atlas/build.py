@@ -44,7 +44,7 @@ import pandas as pd
 
 from neurosleuth.atlas.neuron import neuron_inputs
 from neurosleuth.atlas.table import PARQUET
-from neurosleuth.atlas.workers import RowMaker
+from neurosleuth.atlas.workers import RowMaker, useful_workers
 from neurosleuth.tools import concepts as C
 from neurosleuth.tools.corpus import Windows, composition, resolve_corpus
 from neurosleuth.tools.exemplars import layer_scans
@@ -120,7 +120,8 @@ def layer_rows(lm: LoadedModel, scan: LayerScan, windows: Windows, cfg: AtlasCon
     d_mlp = scan.top_val.shape[1]
     with contextlib.ExitStack() as stack:
         if maker is None:
-            maker = stack.enter_context(RowMaker(cfg.workers, cfg.seed, cfg.n_boot))
+            maker = stack.enter_context(RowMaker(useful_workers(cfg.workers, lm.d_mlp),
+                                                 cfg.seed, cfg.n_boot))
         step = maker.chunk
         chunks = (neuron_inputs(scan, tokens, promotes, suppresses, lo, min(lo + step, d_mlp))
                   for lo in range(0, d_mlp, step))
@@ -243,7 +244,8 @@ def build_atlas(lm: LoadedModel, layers: Sequence[int], out: Path,
     todo = [L for L in layers if L not in layers_done(out)]
     if todo:
         # the workers start (and warm their caches) while the layers are scanned
-        with RowMaker(cfg.workers, cfg.seed, cfg.n_boot) as maker:
+        workers = useful_workers(cfg.workers, lm.d_mlp * len(todo))
+        with RowMaker(workers, cfg.seed, cfg.n_boot) as maker:
             _explain_layers(lm, todo, out, cfg, meta | settings, maker, start, say,
                             scan_progress, neuron_progress)
     return finish_atlas(out, settings)

@@ -17,7 +17,8 @@ before the scan, which then hides it where there are cores to spare).
 
 Rows come back in neuron order. A row depends on its input alone (the caches are pure
 look-ups), so the table is the same whatever the number of workers; ``workers=1`` makes every row
-in this process, with no pool.
+in this process, with no pool, and so does a job of one chunk (``useful_workers``: no more workers
+than chunks).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def useful_workers(workers: int, neurons: int) -> int:
+    """``workers``, but no more than there are chunks of ``neurons`` to give them (a pool for
+    one chunk only costs its start)."""
+    return max(1, min(workers, -(-neurons // CHUNK)))
 
 
 def warm() -> float:

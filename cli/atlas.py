@@ -1,11 +1,12 @@
 """``neurosleuth atlas``: every neuron of some layers explained and scored from one shared scan
-(``atlas/build.py``), a Parquet table that ``neurosleuth serve`` browses (and, with ``--site``, a
-static site: ``cli/atlas_export.py``); ``neurosleuth atlas-search``: search it by meaning."""
+(``atlas/build.py``), a Parquet table and a static site; ``neurosleuth atlas-search``: search it
+by meaning."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,7 +25,9 @@ from neurosleuth.cli import (
     load,
     precheck,
 )
-from neurosleuth.cli.atlas_export import atlas_export, export_site
+
+if TYPE_CHECKING:
+    from neurosleuth.atlas.build import AtlasConfig
 
 AtlasDir = Annotated[Path, typer.Argument(help="an atlas folder (atlas --out)")]
 
@@ -32,7 +35,6 @@ AtlasDir = Annotated[Path, typer.Argument(help="an atlas folder (atlas --out)")]
 def register(app: typer.Typer) -> None:
     app.command()(atlas)
     app.command("atlas-search")(atlas_search)
-    app.command("atlas-export")(atlas_export)
 
 
 def default_out(runs_dir: Path, model: str) -> Path:
@@ -60,22 +62,27 @@ def atlas(
         help="also write every neuron's kept windows as activation records")] = None,
     records_format: Annotated[str, typer.Option(
         help="format of --records: openai, neuronpedia, jsonl")] = "openai",
-    site: Annotated[bool, typer.Option(
-        help="also write a static site, one page per neuron (28 KB each; see atlas-export)")
-                    ] = False,
     workers: Annotated[int | None, typer.Option(
         help="processes that explain and score the neurons (default: one per CPU core); the "
-             "table is the same whatever the count")] = None,
+             "table is the same whatever the count; with --executor ray: a layer's task, default "
+             "the cluster's CPUs per GPU, else 1)")] = None,
+    executor: Annotated[str, typer.Option(
+        help="local (this machine) or ray (one Ray task a layer, across a cluster's GPUs and "
+             "machines)")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="with --executor ray: the cluster to join (auto, HOST:6379, ray://HOST:10001; "
+             "default: start a local Ray)")] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Explain and score every neuron of the chosen layers from one scan, with no per-neuron
-    forward pass: a Parquet table (atlas.parquet) that `neurosleuth serve DIR` browses. A killed
+    forward pass: a Parquet table (atlas.parquet) and a static site (site/index.html). A killed
     or timed-out atlas continues where it stopped when run again with the same options."""
     from neurosleuth.agents.config import parse_duration
     from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
     from neurosleuth.atlas.workers import default_workers
+    from neurosleuth.report.atlas_site import deep_dives_in, write_site
     from neurosleuth.tools.records import FORMATS
     from neurosleuth.tools.scan_config import ScanConfig
 
@@ -88,11 +95,17 @@ def atlas(
         fail("--keep must be at least 2 (half the windows explain, half score)")
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
+    if executor not in ("local", "ray"):
+        fail(f"--executor {executor!r}: use local or ray")
     cfg = AtlasConfig(ScanConfig(corpus=corpus, window=window, max_tokens=tokens, k=keep),
                       time_s=parse_duration(time),
                       workers=workers if workers is not None else default_workers())
-    lm = load(model, device, dtype, device_map)
-    chosen = parse_layers(layers, lm.n_layers)
+    if executor == "local" or shape is None:  # a Ray driver needs the model's shape alone
+        lm = load(model, device, dtype, device_map)
+        n_layers = lm.n_layers
+    else:
+        lm, n_layers = None, shape.n_layers
+    chosen = parse_layers(layers, n_layers)
     folder = out if out is not None else default_out(runs_dir, model)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err_console, transient=True) as bar:
@@ -103,15 +116,23 @@ def atlas(
             bar.update(neurons, description=f"layer {layer}: neurons", completed=done,
                        total=total, visible=True)
 
+        def say(m: str) -> None:
+            err_console.print(m, markup=False, highlight=False)
+
         try:
-            path = build_atlas(
-                lm, chosen, folder, cfg,
-                say=lambda m: err_console.print(m, markup=False, highlight=False),
-                scan_progress=lambda d, t: bar.update(scan, completed=d, total=t),
-                neuron_progress=on_neurons)
+            if executor == "ray":
+                path = _build_ray(model, chosen, folder, cfg, workers, ray_address,
+                                  {"device": device, "dtype": dtype, "device_map": device_map},
+                                  say)
+            else:
+                assert lm is not None
+                path = build_atlas(
+                    lm, chosen, folder, cfg, say=say,
+                    scan_progress=lambda d, t: bar.update(scan, completed=d, total=t),
+                    neuron_progress=on_neurons)
         except TimeoutError as err:
             fail(str(err), code=3)
-    index = export_site(folder, runs_dir) if site else None
+    index = write_site(folder, deep_dives_in(runs_dir, model))
     from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
 
     with err_console.status("indexing the explanations for search by meaning ..."):
@@ -123,12 +144,37 @@ def atlas(
         from neurosleuth.tools.records import write
 
         frame = pd.read_parquet(path)
-        write(records, [records_of(r, lm.name) for _, r in frame.iterrows()], records_format)
+        write(records, [records_of(r, model) for _, r in frame.iterrows()], records_format)
         console.print(f"wrote {records} ({len(frame)} neurons, {records_format} records)",
                       markup=False, highlight=False)
     _summary(path)
-    console.print(f"table: {path}\nbrowse: neurosleuth serve {folder}"
-                  + (f"\nsite:  {index}" if index else ""), markup=False, highlight=False)
+    console.print(f"table: {path}\nsite:  {index}", markup=False, highlight=False)
+
+
+def _build_ray(model: str, layers: list[int], folder: Path, cfg: AtlasConfig, workers: int | None,
+               address: str | None, placement: dict[str, str | None], say: Callable[[str], None]
+               ) -> Path:
+    """``--executor ray``: join the cluster at ``address`` (else start a local Ray) and build the
+    atlas one Ray task a layer (``atlas/ray_shards.py``); placement flags left unset take the
+    ``NEUROSLEUTH_*`` environment here, so that every node loads the model alike."""
+    import os
+
+    from neurosleuth.atlas.ray_shards import build_atlas_ray
+    from neurosleuth.batch.ray_executor import init_ray
+
+    try:
+        import ray
+    except ImportError:
+        fail("--executor ray needs Ray: pip install 'neurosleuth[ray]'")
+    env = {"device": "NEUROSLEUTH_DEVICE", "dtype": "NEUROSLEUTH_DTYPE",
+           "device_map": "NEUROSLEUTH_DEVICE_MAP"}
+    placement = {k: v or os.environ.get(env[k]) for k, v in placement.items()}
+    started = init_ray(address)
+    try:
+        return build_atlas_ray(model, layers, folder, cfg, placement, say, workers=workers)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _summary(path: Path) -> None:

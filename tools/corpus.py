@@ -61,7 +61,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -82,7 +82,7 @@ from neurosleuth.tools.model import LoadedModel
 __all__ = ["FORMAT_VERSION", "Corpus", "CorpusError", "CorpusWarning", "Document", "Source",
            "SOURCES", "WEIGHTS", "DEFAULT_SOURCES", "default_corpus", "user_corpus", "hf_corpus",
            "resolve_corpus", "iter_documents", "stdlib_files", "Windows", "build_windows",
-           "composition"]
+           "iter_windows", "composition"]
 
 DOC_CAP = 2048  # tokens kept per document
 COMPOSITION_TOKENS = 1 << 17  # the budget ``composition`` measures at (the atlas's default)
@@ -195,7 +195,9 @@ class Windows:
     doc: np.ndarray  # (W,) int32 index into doc_names[source] of the window's first token
     offset: np.ndarray  # (W,) int32 position of that token in its (capped) document
     source_names: tuple[str, ...]
-    doc_names: tuple[tuple[str, ...], ...]
+    # per source, its documents' names (tuples in memory; read lazily from a token store on disk,
+    # ``tools/corpus_store.py``, where the windows are memory-mapped arrays)
+    doc_names: Sequence[Sequence[str]]
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -214,8 +216,16 @@ class Windows:
         return {n: int(c) for n, c in zip(self.source_names, counts, strict=True)}
 
 
+class NameSink(Protocol):
+    """Where a source's document names go as they are read (a list, or a file on disk)."""
+
+    def __len__(self) -> int: ...
+
+    def append(self, name: str, /) -> None: ...
+
+
 def _source_windows(lm: LoadedModel, source: Source, window: int, doc_cap: int,
-                    names: list[str]) -> Iterator[tuple[list[int], int, int]]:
+                    names: NameSink) -> Iterator[tuple[list[int], int, int]]:
     """(ids, doc index, offset) of consecutive windows of one source's packed token stream."""
     sep = lm.encode("\n\n")[lm.n_prefix:]
     buf: list[int] = []
@@ -258,24 +268,36 @@ def interleave(weights: Sequence[float], streams: Sequence[Iterator[_T]], limit:
         yield best, item
 
 
-def build_windows(lm: LoadedModel, corpus: Corpus, window: int = 64,
-                  max_tokens: int | None = None, doc_cap: int = DOC_CAP) -> Windows:
-    """Interleaved windows of ``window`` text tokens, at most ``max_tokens // window`` of them
-    (``None``: the whole corpus). Raises ``CorpusError`` when not even one window fits."""
+def iter_windows(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int | None,
+                 doc_cap: int, names: Sequence[NameSink]
+                 ) -> Iterator[tuple[int, list[int], int, int]]:
+    """(source index, ids, doc index, offset) of the interleaved windows, one at a time, at most
+    ``max_tokens // window`` of them; each source's document names go to ``names[source]``. The
+    one windowing that ``build_windows`` (in memory) and ``tools/corpus_store.py`` (on disk)
+    share, so both give the same windows."""
     if window < 1:
         raise CorpusError(f"window must be at least 1 token, got {window}")
     limit = None if max_tokens is None else max_tokens // window
     if limit is not None and limit < 1:
         raise CorpusError(f"max_tokens {max_tokens} is smaller than one window ({window} tokens)")
-    names: list[list[str]] = [[] for _ in corpus.sources]
     streams = [_source_windows(lm, s, window, doc_cap, names[i])
                for i, s in enumerate(corpus.sources)]
+    for s, (ids, doc, off) in interleave([s.weight for s in corpus.sources], streams, limit):
+        yield s, ids, doc, off
+
+
+def build_windows(lm: LoadedModel, corpus: Corpus, window: int = 64,
+                  max_tokens: int | None = None, doc_cap: int = DOC_CAP) -> Windows:
+    """Interleaved windows of ``window`` text tokens, at most ``max_tokens // window`` of them
+    (``None``: the whole corpus), held in memory. Raises ``CorpusError`` when not even one
+    window fits."""
+    names: list[list[str]] = [[] for _ in corpus.sources]
     ids, src, doc, off = [], [], [], []
-    for s, item in interleave([s.weight for s in corpus.sources], streams, limit):
-        ids.append(item[0])
+    for s, item_ids, d, o in iter_windows(lm, corpus, window, max_tokens, doc_cap, names):
+        ids.append(item_ids)
         src.append(s)
-        doc.append(item[1])
-        off.append(item[2])
+        doc.append(d)
+        off.append(o)
     if not ids:
         raise CorpusError(f"corpus {corpus.describe()} has fewer than {window} tokens")
     return Windows(

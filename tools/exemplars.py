@@ -8,7 +8,8 @@ the result for *all* neurons of the layer, and returns those asked for. Results 
 weights, BOS policy), the corpus identity (sources, package versions, sizes), the window length,
 the token budget and the per-document cap. So a later call for any neuron of a scanned layer reads
 two ``.npz`` files and runs no model; a call asking for more windows than the cache keeps
-(``keep``, default 32) rescans that layer.
+(``keep``, default 32) rescans that layer. A scan of more than ``STREAM_TOKENS`` tokens keeps its
+windows in a token store on disk instead (``store/``, ``tools/corpus_store.py``), memory-mapped.
 
 Depth. A scan covers the first ``max_tokens`` tokens of the interleaved corpus, so its maximum is
 the maximum of a sample unless the corpus ran out first (``ExemplarResult.whole_corpus``). For a
@@ -39,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, build_windows, resolve_corpus
+from neurosleuth.tools.corpus import DOC_CAP, Corpus, Windows, resolve_corpus
+from neurosleuth.tools.corpus_store import scan_windows
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.records import NeuronRecords, Record
@@ -159,29 +161,6 @@ def scan_path(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int) -> 
     return cache_dir() / "scans" / f"{slug}-{digest}"
 
 
-def _save_windows(folder: Path, win: Windows, key: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.time_ns()
-    tmp = folder / f"windows.{stamp}.tmp.npz"
-    np.savez(tmp, ids=win.ids, source=win.source, doc=win.doc, offset=win.offset)
-    meta = {"key": key, "source_names": win.source_names, "doc_names": win.doc_names}
-    tmp_meta = folder / f"meta.{stamp}.tmp.json"
-    tmp_meta.write_text(json.dumps(meta))
-    tmp.replace(folder / "windows.npz")
-    tmp_meta.replace(folder / "meta.json")
-
-
-def _load_windows(folder: Path) -> Windows | None:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        with np.load(folder / "windows.npz") as z:
-            arrays = {k: z[k] for k in ("ids", "source", "doc", "offset")}
-    except (OSError, ValueError, KeyError):
-        return None
-    return Windows(**arrays, source_names=tuple(meta["source_names"]),
-                   doc_names=tuple(tuple(d) for d in meta["doc_names"]))
-
-
 def _load_layer(folder: Path, layer: int, keep: int) -> LayerScan | None:
     try:
         scan = LayerScan.load(folder / f"layer_{layer}.npz")
@@ -197,10 +176,12 @@ def default_max_tokens(lm: LoadedModel) -> int:
 def layer_scans(lm: LoadedModel, layers: Sequence[int], corpus: Corpus | str | Path | None = None,
                 window: int = DEFAULT_WINDOW, max_tokens: int | None = None, *,
                 keep: int = DEFAULT_KEEP, progress: Progress | None = None,
-                use_cache: bool = True
+                use_cache: bool = True, stream: bool | None = None
                 ) -> tuple[Windows, dict[int, LayerScan], Path, tuple[int, ...]]:
     """Windows and the scan of every neuron of ``layers``: from the cache, else one pass for all
-    layers not cached. Returns (windows, scans by layer, cache folder, layers scanned now)."""
+    layers not cached. Returns (windows, scans by layer, cache folder, layers scanned now).
+    ``stream``: keep the windows in a token store on disk rather than in memory (None: when
+    ``max_tokens`` is over ``STREAM_TOKENS``); the scan is the same either way."""
     for layer in layers:
         if not 0 <= layer < lm.n_layers:
             raise ValueError(
@@ -210,11 +191,8 @@ def layer_scans(lm: LoadedModel, layers: Sequence[int], corpus: Corpus | str | P
     corpus = resolve_corpus(corpus)
     max_tokens = default_max_tokens(lm) if max_tokens is None else int(max_tokens)
     folder = scan_path(lm, corpus, window, max_tokens)
-    windows = _load_windows(folder) if use_cache else None
-    if windows is None:
-        windows = build_windows(lm, corpus, window, max_tokens)
-        if use_cache:
-            _save_windows(folder, windows, scan_key(lm, corpus, window, max_tokens))
+    windows = scan_windows(lm, corpus, window, max_tokens, folder,
+                           scan_key(lm, corpus, window, max_tokens) if use_cache else None, stream)
     scans = {L: s for L in layers if use_cache and (s := _load_layer(folder, L, keep)) is not None}
     todo = tuple(sorted(set(layers) - set(scans)))
     if todo:

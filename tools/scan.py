@@ -32,6 +32,13 @@ and the next window) at most every ``every_s`` seconds, atomically; a scan start
 same path, windows, layers and ``keep`` continues from the saved window, so a killed scan loses
 at most ``every_s`` of work and its result equals that of an uninterrupted scan. The file is
 removed when the scan finishes.
+
+Memory does not grow with the corpus: the windows are read one batch at a time (from memory, or
+from a token store on disk, ``tools/corpus_store.py``), and what is kept per layer is fixed by
+``keep``, ``d_mlp``, the window and the sample sizes: 2 x keep x d_mlp x T activations for the
+top and bottom windows, TOKEN_SAMPLE + WINDOW_SAMPLE float32 values per neuron for the quantiles
+(~200 MB per layer of 1,536 neurons: most of a whole-model scan's memory), RANDOM_KEEP windows'
+activations, and running sums.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import torch
 
 from neurosleuth.tools.backoff import shrink
 from neurosleuth.tools.corpus import Windows
+from neurosleuth.tools.corpus_store import batch_ids
 from neurosleuth.tools.measure import auto_tokens_per_batch
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import hook_name
@@ -251,6 +259,16 @@ def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
     return got
 
 
+def _batch(lm: LoadedModel, windows: Windows, w0: int, rows: int) -> torch.Tensor:
+    """Windows ``w0 : w0 + rows`` as model input, a BOS first where the model wants one; read
+    batch by batch, so a scan of a token store on disk holds one batch of ids at a time."""
+    ids = torch.from_numpy(batch_ids(windows, w0, w0 + rows).astype(np.int64))  # (B, T)
+    if lm.n_prefix:
+        bos = torch.full((ids.shape[0], 1), int(lm.tokenizer.bos_token_id), dtype=torch.long)
+        ids = torch.cat([bos, ids], dim=1)  # (B, 1 + T)
+    return ids.to(lm.device)
+
+
 def _save_checkpoint(path: Path, meta: dict, running: dict[int, _Running]) -> None:
     arrays = {f"{L}/{k}": v for L, run in running.items() for k, v in run.state().items()}
     tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
@@ -295,15 +313,12 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
         else None
     w0 = int(saved["w0"]) if saved else 0
     before = float(saved["seconds"]) if saved else 0.0
-    ids = torch.from_numpy(windows.ids.astype(np.int64))  # (W, T)
-    if lm.n_prefix:
-        bos = torch.full((W, 1), int(lm.tokenizer.bos_token_id), dtype=torch.long)
-        ids = torch.cat([bos, ids], dim=1)  # (W, 1 + T)
-    budget = tokens_per_batch or auto_tokens_per_batch(lm, layers[-1], seq_len=ids.shape[1])
-    rows = max(1, budget // ids.shape[1])
+    seq_len = lm.n_prefix + T
+    budget = tokens_per_batch or auto_tokens_per_batch(lm, layers[-1], seq_len=seq_len)
+    rows = max(1, budget // seq_len)
     start = saved_at = time.perf_counter()
     while w0 < W:
-        batch = ids[w0 : w0 + rows].to(lm.device)
+        batch = _batch(lm, windows, w0, rows)  # (B, n_prefix + T) on the model's device
         try:
             acts = forward_layers(lm, batch, layers)
         except torch.OutOfMemoryError:

@@ -34,8 +34,8 @@ import numpy as np
 
 from neurosleuth.report.blocks import Heatmap
 from neurosleuth.report.html import esc, heatmap
-from neurosleuth.report.site import CSS as TABLE_CSS
-from neurosleuth.report.site import SORT_JS
+from neurosleuth.report.site_style import CSS as TABLE_CSS
+from neurosleuth.report.site_style import SORT_JS
 
 if TYPE_CHECKING:
     from neurosleuth.atlas.search import Hit

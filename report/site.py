@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from neurosleuth.batch.queue import BatchQueue
+from neurosleuth.report.site_style import CSS, SORT_JS
 from neurosleuth.tools.records import NeuronRecords, from_windows
 
 
@@ -172,64 +173,6 @@ def explainer_records(rows: list[NeuronRow], model: str) -> list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------ HTML
-
-SORT_JS = """(function () {
-  "use strict";
-  var table = document.getElementById("neurons");
-  var heads = table.tHead.rows[0].cells;
-  function key(cell, numeric) {
-    var v = cell.getAttribute("data-v");
-    if (numeric) {
-      var x = parseFloat(v);
-      return isNaN(x) ? null : x;
-    }
-    return (v === null ? cell.textContent : v).toLowerCase();
-  }
-  function sortBy(col) {
-    var th = heads[col];
-    var numeric = th.getAttribute("data-type") === "num";
-    var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
-    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute("aria-sort"); }
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a.cells[col], numeric), y = key(b.cells[col], numeric);
-      if (x === null && y === null) { return a.getAttribute("data-i") - b.getAttribute("data-i"); }
-      if (x === null) { return 1; }
-      if (y === null) { return -1; }
-      if (x < y) { return -dir; }
-      if (x > y) { return dir; }
-      return a.getAttribute("data-i") - b.getAttribute("data-i");
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
-  }
-  Array.prototype.forEach.call(heads, function (th, col) {
-    th.tabIndex = 0;
-    th.addEventListener("click", function () { sortBy(col); });
-    th.addEventListener("keydown", function (ev) {
-      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sortBy(col); }
-    });
-  });
-})();"""
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem 1rem;
-       color: #1f2328; }
-.subtitle { color: #57606a; }
-table { border-collapse: collapse; font-size: .84rem; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .35rem; vertical-align: top; text-align: left; }
-th { background: #f6f8fa; cursor: pointer; user-select: none; }
-th[aria-sort="ascending"]::after { content: " \\25B2"; }
-th[aria-sort="descending"]::after { content: " \\25BC"; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.hyp { min-width: 14rem; max-width: 28rem; }
-td.small { font-size: .8rem; color: #57606a; min-width: 9rem; max-width: 18rem; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .8rem;
-       white-space: pre-wrap; word-break: break-word; }
-.s-done { color: #1a7f37; } .s-failed { color: #cf222e; } .s-running { color: #9a6700; }
-"""
-
 
 def esc(x: object) -> str:
     return html.escape(str(x), quote=True)

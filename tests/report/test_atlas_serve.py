@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from neurosleuth.atlas.build import AtlasConfig, build_atlas
 from neurosleuth.atlas.table import PARQUET, AtlasTable, Query
 from neurosleuth.report.atlas_site import write_site
-from neurosleuth.report.site import SORT_JS
+from neurosleuth.report.site_style import SORT_JS
 from neurosleuth.tools.scan_config import ScanConfig
 from tests.fixtures import WORDS, tiny_random_lm
 from tests.report.test_serve import raw, request, search_page, serving

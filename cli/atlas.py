@@ -1,6 +1,6 @@
 """``neurosleuth atlas``: every neuron of some layers explained and scored from one shared scan
-(``atlas/build.py``), a Parquet table and a static site; ``neurosleuth atlas-search``: search it
-by meaning."""
+(``atlas/build.py``), a Parquet table that ``neurosleuth serve`` browses (and, with ``--site``, a
+static site: ``cli/atlas_export.py``); ``neurosleuth atlas-search``: search it by meaning."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from neurosleuth.cli import (
     load,
     precheck,
 )
+from neurosleuth.cli.atlas_export import atlas_export, export_site
 
 if TYPE_CHECKING:
     from neurosleuth.atlas.build import AtlasConfig
@@ -35,6 +36,7 @@ AtlasDir = Annotated[Path, typer.Argument(help="an atlas folder (atlas --out)")]
 def register(app: typer.Typer) -> None:
     app.command()(atlas)
     app.command("atlas-search")(atlas_search)
+    app.command("atlas-export")(atlas_export)
 
 
 def default_out(runs_dir: Path, model: str) -> Path:
@@ -62,6 +64,9 @@ def atlas(
         help="also write every neuron's kept windows as activation records")] = None,
     records_format: Annotated[str, typer.Option(
         help="format of --records: openai, neuronpedia, jsonl")] = "openai",
+    site: Annotated[bool, typer.Option(
+        help="also write a static site, one page per neuron (28 KB each; see atlas-export)")
+                    ] = False,
     workers: Annotated[int | None, typer.Option(
         help="processes that explain and score the neurons (default: one per CPU core); the "
              "table is the same whatever the count; with --executor ray: a layer's task, default "
@@ -77,12 +82,11 @@ def atlas(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Explain and score every neuron of the chosen layers from one scan, with no per-neuron
-    forward pass: a Parquet table (atlas.parquet) and a static site (site/index.html). A killed
+    forward pass: a Parquet table (atlas.parquet) that `neurosleuth serve DIR` browses. A killed
     or timed-out atlas continues where it stopped when run again with the same options."""
     from neurosleuth.agents.config import parse_duration
     from neurosleuth.atlas.build import AtlasConfig, build_atlas, parse_layers
     from neurosleuth.atlas.workers import default_workers
-    from neurosleuth.report.atlas_site import deep_dives_in, write_site
     from neurosleuth.tools.records import FORMATS
     from neurosleuth.tools.scan_config import ScanConfig
 
@@ -132,7 +136,7 @@ def atlas(
                     neuron_progress=on_neurons)
         except TimeoutError as err:
             fail(str(err), code=3)
-    index = write_site(folder, deep_dives_in(runs_dir, model))
+    index = export_site(folder, runs_dir) if site else None
     from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
 
     with err_console.status("indexing the explanations for search by meaning ..."):
@@ -148,7 +152,8 @@ def atlas(
         console.print(f"wrote {records} ({len(frame)} neurons, {records_format} records)",
                       markup=False, highlight=False)
     _summary(path)
-    console.print(f"table: {path}\nsite:  {index}", markup=False, highlight=False)
+    console.print(f"table: {path}\nbrowse: neurosleuth serve {folder}"
+                  + (f"\nsite:  {index}" if index else ""), markup=False, highlight=False)
 
 
 def _build_ray(model: str, layers: list[int], folder: Path, cfg: AtlasConfig, workers: int | None,

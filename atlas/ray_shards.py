@@ -1,14 +1,16 @@
 """``atlas --executor ray``: the layers of an atlas as Ray tasks across the GPUs and machines of a
 Ray cluster, one layer a shard; the driver keeps the atlas folder.
 
-A shard (``layer_shard``) runs in a Ray worker process: it loads the model once per process
-(``load_model`` caches per process, and Ray reuses workers), on the task's GPU where the cluster
-has GPUs (``num_gpus=1``; else on CPU), scans its one layer (``tools/exemplars.layer_scans``: the
-corpus windows and that layer's scan, from the node's cache where it holds them; the forward pass
-stops at the layer), explains and scores every neuron with the shard's ``workers`` processes
-(``atlas/workers.py``; the task asks Ray for as many CPUs) and returns the rows. The driver writes
-``layers/L.parquet`` atomically as each shard returns, as the local build does, so no shared
-file system is needed, and then ``atlas.parquet``.
+A shard (``layer_shard``) runs in a Ray actor (``ShardWorker``: one per GPU where the cluster
+has GPUs, ``num_gpus=1``; else one per ``workers`` CPUs), a long-lived worker process that loads
+the model once (``load_model`` caches per process) and keeps it for its next layer (a Ray task
+that holds a GPU gets a fresh process each time, and would load the model again). A shard scans
+its one layer (``tools/exemplars.layer_scans``: the corpus windows and that layer's scan, from
+the node's cache where it holds them; the forward pass stops at the layer), explains and scores
+every neuron with ``workers`` processes (``atlas/workers.py``; the actor asks Ray for as many
+CPUs) and returns the rows. The driver writes ``layers/L.parquet`` atomically as each shard
+returns, as the local build does, so no shared file system is needed, and then
+``atlas.parquet``.
 
 The same table as a local run: the scan of one layer alone is the scan of that layer among others
 (the same windows, random sample and batches), and a row depends on its records alone
@@ -17,10 +19,10 @@ activation can differ between runs, local or not.) ``atlas.json``'s ``scan_s`` i
 of the shards' scans.
 
 Failures: a shard whose worker dies (killed, out of memory, node lost) or that raises is
-submitted again, up to ``RETRIES`` more times; a layer is written only from a shard that
-returned, once, so nothing is lost or counted twice. Layers already in ``layers/`` are not
-submitted (a killed driver resumes, as a local atlas does). Time budget (``time_s``): no shard
-starts once it is spent; those running finish.
+submitted again, to a fresh actor, up to ``RETRIES`` more times; a layer is written only from a
+shard that returned, once, so nothing is lost or counted twice. Layers already in ``layers/`` are
+not submitted (a killed driver resumes, as a local atlas does). Time budget (``time_s``): no
+shard starts once it is spent; those running finish.
 
 The caller connects to Ray first (``batch/ray_executor.init_ray``: ``--ray-address`` or a local
 instance); every node needs neurosleuth installed and the model and corpus reachable.
@@ -34,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from neurosleuth.atlas.build import (
     ATLAS_VERSION,
@@ -106,9 +108,9 @@ class _Driver:
         self.tries: Counter[int] = Counter()
         self.failed: dict[int, str] = {}
 
-    def received(self, layer: int, ref: Any) -> bool:
-        """Write a finished shard's layer (True), or count its failure (False: to retry while
-        tries are left)."""
+    def received(self, layer: int, ref: Any) -> Literal["written", "retry", "failed"]:
+        """Write a finished shard's layer, or count its failure: to retry while tries are left,
+        else failed."""
         import ray
 
         try:
@@ -119,9 +121,9 @@ class _Driver:
             if self.tries[layer] > self.retries:
                 self.failed[layer] = why
                 self.say(f"layer {layer}: failed {self.tries[layer]} times ({why})")
-                return True
+                return "failed"
             self.say(f"layer {layer}: {why}; trying again ({self.tries[layer]}/{self.retries})")
-            return False
+            return "retry"
         write_layer(self.out, layer, result["rows"])
         self.meta |= {"windows": result["windows"], "corpus": result["corpus"]}
         timings = self.meta.setdefault("timings", {})
@@ -131,7 +133,16 @@ class _Driver:
         self.say(f"layer {layer}: {len(result['rows'])} neurons explained in "
                  f"{result['neurons_s']:.1f} s ({result['workers']} workers, node "
                  f"{str(result['node'])[:8]})")
-        return True
+        return "written"
+
+
+class ShardWorker:
+    """A Ray actor that runs shards, one at a time, in one long-lived worker process: the model
+    it loads stays loaded (on the GPU the actor holds) for its next layer."""
+
+    def run(self, shard: Shard, model: str, placement: Placement, layer: int, cfg: AtlasConfig
+            ) -> dict[str, Any]:
+        return shard(model, placement, layer, cfg)
 
 
 def build_atlas_ray(model: str, layers: Sequence[int], out: Path,
@@ -149,23 +160,34 @@ def build_atlas_ray(model: str, layers: Sequence[int], out: Path,
     driver = _Driver(out, settings, cfg, say, retries)
     queue = [L for L in layers if L not in layers_done(out)]
     gpus, cpus, slots = shard_resources(workers)
-    task = ray.remote(num_gpus=gpus, num_cpus=cpus, max_retries=0)(shard)
+    actor = ray.remote(num_gpus=gpus, num_cpus=cpus, max_restarts=0)(ShardWorker)
     cfg_here = replace(cfg, time_s=None, workers=cpus)
     say(f"{len(queue)} layers as Ray tasks, {slots} at a time ({gpus} GPU, {cpus} CPU each)")
-    pending: dict[Any, int] = {}
-    while queue or pending:
-        spent = cfg.time_s is not None and time.perf_counter() - start > cfg.time_s
-        while queue and len(pending) < slots and not spent:
-            layer = queue.pop(0)
-            pending[task.remote(model, placement or {}, layer, cfg_here)] = layer
-        if not pending:
-            say(f"time budget spent: {len(queue)} layers left; run again to continue")
-            break
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            layer = pending.pop(ref)
-            if not driver.received(layer, ref):
-                queue.insert(0, layer)
+    idle: list[Any] = [actor.remote() for _ in range(min(slots, len(queue)))]  # actor handles
+    pending: dict[Any, tuple[int, Any]] = {}  # task -> (layer, actor)
+    try:
+        while queue or pending:
+            spent = cfg.time_s is not None and time.perf_counter() - start > cfg.time_s
+            while queue and idle and not spent:
+                layer, worker = queue.pop(0), idle.pop()
+                ref = worker.run.remote(shard, model, placement or {}, layer, cfg_here)
+                pending[ref] = (layer, worker)
+            if not pending:
+                say(f"time budget spent: {len(queue)} layers left; run again to continue")
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                layer, worker = pending.pop(ref)
+                status = driver.received(layer, ref)
+                if status != "written":  # the actor may be dead: a fresh one takes its place
+                    ray.kill(worker, no_restart=True)
+                    worker = actor.remote()
+                if status == "retry":
+                    queue.insert(0, layer)
+                idle.append(worker)
+    finally:
+        for worker in idle + [w for _, w in pending.values()]:
+            ray.kill(worker, no_restart=True)
     if driver.failed:
         lines = "; ".join(f"layer {L}: {why}" for L, why in sorted(driver.failed.items()))
         raise RuntimeError(f"{len(driver.failed)} layers failed ({lines}); the others are "

@@ -218,3 +218,48 @@ def test_cli_export_of_chosen_layers_and_serve_of_an_atlas(atlas, tmp_path, monk
     res = CliRunner().invoke(app, ["serve", str(copy), "--port", "0"])
     assert res.exit_code == 0 and re.search(r"http://127\.0\.0\.1:\d+/site/", res.output), \
         res.output
+
+
+@pytest.mark.browser
+def test_served_pages_filter_sort_and_page_in_a_browser(atlas, frame):
+    """Forms and links only, no script: the CSP lets the form submit (no console error)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.report.test_site_browser import CHROMIUM, FLAGS, Watch
+
+    def shown(page) -> list[tuple[str, float]]:
+        cells = page.eval_on_selector_all(
+            "#neurons tbody tr", "rows => rows.map(r => [r.cells[0].textContent, "
+            "r.getAttribute('data-r')])")
+        return [(n, float(r) if r else float("nan")) for n, r in cells]
+
+    with serving(atlas.parent) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page()
+        watch = Watch(page)
+        page.goto(server.url + "atlas/site/")
+        page.click('a[href="layer-0.html"]')
+        page.wait_for_url("**/layer-0.html")
+        assert len(shown(page)) == 32
+        page.fill('input[name="r_min"]', "0.2")
+        page.click("button[type=submit]")
+        page.wait_for_url("**r_min=0.2**")
+        rows = shown(page)
+        want = frame[(frame["layer"] == 0) & (pd.to_numeric(frame["r"]) >= 0.2)]
+        assert [n for n, _ in rows] == list(want["neuron"]) and rows
+        page.click('#neurons thead a >> text="r"')  # server-side sort, ascending then descending
+        page.wait_for_url("**sort=r**")
+        assert [r for _, r in shown(page)] == sorted(r for _, r in rows)
+        page.click('#neurons thead a >> text="r"')
+        page.wait_for_url("**desc=1**")
+        assert [r for _, r in shown(page)] == sorted((r for _, r in rows), reverse=True)
+        first = shown(page)[0][0]
+        page.click(f"#neurons tbody a >> text={first}")
+        page.wait_for_url(f"**/n/{first.replace(':', '-')}.html")
+        assert page.locator("code.heat").count() >= 3
+        page.goto(server.url + "atlas/site/neurons.html?per_page=25")
+        page.click("text=next")
+        page.wait_for_url("**page=2**")
+        assert len(shown(page)) == 25 and "page 2 of 3" in page.text_content("body")
+        assert watch.errors == [] and watch.dialogs == []
+        browser.close()

@@ -71,6 +71,7 @@ code.heat .tok { border-radius: 2px; padding: 0 1px; }
 code.heat .tok.max { outline: 1px solid #1f2328; }
 .window { margin: .2rem 0 .6rem; }
 .filters label { margin-right: 1rem; font-size: .85rem; }
+.filters input[type=number] { width: 5rem; }
 .muted { color: #57606a; font-size: .85rem; }
 th a { color: inherit; }
 """

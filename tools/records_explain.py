@@ -182,7 +182,9 @@ def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
     """Required context of the trigger ``words`` (module docstring) and ``context_free``."""
     rows = [o for w in words for o in learned.occ.get(w, ())]
     firing = [o.context for o in rows if o.act >= learned.on]
-    before: Counter = Counter(c for ctx in firing for c in ctx if c.strip())
+    # each context's words in sorted order: ties in most_common keep one order in every process
+    # (a frozenset's order follows the per-process string hash)
+    before: Counter = Counter(c for ctx in firing for c in sorted(ctx) if c.strip())
     required: dict[str, float] = {}
     for c, n in before.most_common(20):
         if n < cfg.context_share * len(firing):
@@ -199,7 +201,7 @@ def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
     with_ctx = [o.act for o in rows if o.context & need]
     without = [o.act for o in rows if not o.context & need]
     if not without:  # every occurrence has one of them: the best single one's ratio
-        without = max(([o.act for o in rows if c not in o.context] for c in need),
+        without = max(([o.act for o in rows if c not in o.context] for c in required),
                       key=lambda acts: float(np.mean(acts)))
         with_ctx = [o.act for o in rows]
     free = float(np.clip(np.mean(without) / max(float(np.mean(with_ctx)), 1e-9), 0.0, 1.0))
@@ -310,11 +312,13 @@ def _complexity(pattern: Pattern) -> float:
             - CLASS_BONUS * (pattern.unit == "piece"))
 
 
-def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
-           ) -> tuple[Recipe, list[tuple[Recipe, float]]]:
+def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig,
+           learn_only: Sequence[Record] = ()) -> tuple[Recipe, list[tuple[Recipe, float]]]:
     """The reading that simulates held-apart records best (module docstring, step 3), and each
-    reading's held-apart r."""
-    first = learn(top[0::2], others[0::2], cfg)
+    reading's held-apart r. ``learn_only``: records that are evidence but not a fair test (the
+    deep dive's substitutions: words put in the peak's place, where a class of their part of
+    speech would look right), learned from, never held apart."""
+    first = learn(top[0::2], [*others[0::2], *learn_only], cfg)
     rest = [*top[1::2], *others[1::2]]
     if first is None or not rest:
         return Recipe(None, "list", True), []
@@ -338,14 +342,15 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
 
 
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
-                    cfg: RecordsConfig = RecordsConfig(), decide: bool = True) -> Pattern:
+                    cfg: RecordsConfig = RecordsConfig(), decide: bool = True,
+                    learn_only: Sequence[Record] = ()) -> Pattern:
     """The pattern the records show (module docstring); ``decide``: choose the reading on half
-    the records, else take the first class (or the list)."""
-    learned = learn(top, others, cfg)
+    the records, else take the first class (or the list); ``learn_only`` as in ``choose``."""
+    learned = learn(top, [*others, *learn_only], cfg)
     if learned is None:
         return Pattern("none", {}, None, {}, 0.0)
     if decide and len(top) >= 2:
-        recipe, _ = choose(top, others, cfg)
+        recipe, _ = choose(top, others, cfg, learn_only)
     else:
         words = list(learned.triggers)[:16]
         names = C.candidate_names(words, [learned.triggers[w] for w in words], limit=1)

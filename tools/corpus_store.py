@@ -61,6 +61,10 @@ STORE_VERSION = 1
 _ARRAYS = (("source", np.int16), ("doc", np.int32), ("offset", np.int32))
 
 
+def _file(name: str, dtype: type) -> str:
+    return f"{name}.i{np.dtype(dtype).itemsize * 8}"  # source.i16, doc.i32, offset.i32
+
+
 class _NameWriter:
     """A source's document names, appended to ``names-S.jsonl`` with their byte offsets."""
 
@@ -130,7 +134,7 @@ def _write(lm: LoadedModel, corpus: Corpus, window: int, max_tokens: int | None,
     """Stream the corpus's windows into the store folder ``tmp``; returns how many there are."""
     names = [_NameWriter(tmp, s) for s in range(len(corpus.sources))]
     files: dict[str, BinaryIO] = {"ids": (tmp / "ids.i32").open("wb")}
-    files |= {name: (tmp / f"{name}.{np.dtype(t).str[1:]}").open("wb") for name, t in _ARRAYS}
+    files |= {name: (tmp / _file(name, t)).open("wb") for name, t in _ARRAYS}
     chunk: dict[str, list] = {"ids": [], "source": [], "doc": [], "offset": []}
     n = 0
     try:
@@ -185,7 +189,7 @@ def open_store(folder: Path) -> Windows | None:
     if meta.get("version") != STORE_VERSION:
         return None
     W, T = int(meta["windows"]), int(meta["width"])
-    arrays = {name: _memmap(folder / f"{name}.{np.dtype(t).str[1:]}", t, (W,))
+    arrays = {name: _memmap(folder / _file(name, t), t, (W,))
               for name, t in _ARRAYS}
     return Windows(ids=_memmap(folder / "ids.i32", np.int32, (W, T)), **arrays,
                    source_names=tuple(meta["source_names"]),

@@ -41,6 +41,7 @@ uses the other classes.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -211,7 +212,7 @@ def _make(items, total, need, share, spec, member_keys, name_of, salient=None) -
     """Candidates from ``member_keys`` (class -> keys of its members) that cover ``share``."""
     out = []
     for cls, keys in member_keys.items():
-        cov = sum(items[k][1] for k in keys) / total
+        cov = math.fsum(items[k][1] for k in keys) / total
         if cov < share or len(keys) < need:
             continue
         ex = tuple(norm(items[k][0]) or W.raw(items[k][0]) for k in keys)[:3]
@@ -304,13 +305,13 @@ def _mixtures(items, singles: list[_Candidate], parts: list[_Candidate]) -> list
     out = []
     for i, a in enumerate(pool):
         for b in pool[i + 1:]:
-            union = a.members | b.members
-            cov = sum(items[k][1] for k in union) / total
-            only_a = sum(items[k][1] for k in a.members - b.members) / total
-            only_b = sum(items[k][1] for k in b.members - a.members) / total
+            union = a.members | b.members  # sets: fsum is the same in any order of their keys
+            cov = math.fsum(items[k][1] for k in union) / total
+            only_a = math.fsum(items[k][1] for k in a.members - b.members) / total
+            only_b = math.fsum(items[k][1] for k in b.members - a.members) / total
             if cov < max(MIN_SHARE, best + MIXTURE_GAIN) or min(only_a, only_b) < PART_SHARE:
                 continue
-            a, b = sorted((a, b), key=lambda c: -sum(items[k][1] for k in c.members))
+            a, b = sorted((a, b), key=lambda c: -math.fsum(items[k][1] for k in c.members))
             label = " and ".join(c.name.phrase() for c in (a, b))
             name = ConceptName(label, (), cov, "mixture", f"{_part(a.name)}|{_part(b.name)}")
             out.append(_Candidate(min(a.spec, b.spec) - MIXTURE_COST, cov, name, union))

@@ -5,6 +5,9 @@ layer, its records round-trip, and its site is escaped and works in a real brows
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -175,6 +178,33 @@ def test_the_table_is_the_same_whatever_the_number_of_workers(colour_lm, corpus,
     build_atlas(colour_lm, [0], tmp_path / "w1", AtlasConfig(_scan(corpus), workers=2))
     with pytest.raises(ValueError, match="workers must be at least 1"):
         W.RowMaker(0)
+
+
+# ' zap' fires after ' pim', ' pom', ' pum': three words tied as its required context
+TIED_CONTEXT = """
+import json
+import numpy as np
+from neurosleuth.tools.records import Record
+from neurosleuth.tools.records_explain import RecordsConfig, learn, required_context
+words = ["the", " cat", " sat", " on", " mat", " and", " dog", " ran", " far"]
+top = [Record(("the", " pim", " pom", " pum", " zap", w, " zap"),
+              np.array([0, 0, 0, 0, 2.0 + i / 10, 0, 0.1])) for i, w in enumerate(words[:8])]
+rand = [Record((w, " zap", " the", " zap"), np.array([0, 0.1, 0, 0.1])) for w in words[:8]]
+learned = learn(top, rand, RecordsConfig())
+print(json.dumps(list(required_context(learned, ["zap"], RecordsConfig())[0])))
+"""
+
+
+def test_rows_do_not_depend_on_the_string_hash_of_their_process():
+    """Each worker process has its own string-hash seed, so the order of a set of words differs
+    between processes: ties (three context words, each before every firing) are ordered the same
+    under four seeds (a frozenset's order gave one of six orders at random)."""
+    procs = [subprocess.Popen([sys.executable, "-c", TIED_CONTEXT], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONHASHSEED": str(seed)})
+             for seed in range(4)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    assert [json.loads(o) for o in outs] == [["pim", "pom", "pum"]] * 4
 
 
 def test_parse_layers():

@@ -19,16 +19,29 @@
     scored as ``bench/explain.py``: Pearson r between simulated and real per-token activations
     over 12 held-out top windows (ranks 13-24) and 12 random held-out windows; bootstrap 95% CIs
     over tokens per neuron (300) and over neurons for the means (10,000).
+(c) **Workers** (``atlas/workers.py``): the explanation phase of one layer (``--layer``, every
+    neuron explained and scored from the cached scan, as ``build_atlas`` times it) with one worker
+    (in this process) and with ``--workers`` processes (default: all cores), from the same scan
+    and the same decoded windows, each after its processes have started and loaded WordNet (the
+    pool's start is timed apart: ``build_atlas`` starts it before the scan). Each runs the layer
+    twice: first with its word caches cold (a layer's first words), then again (the same words:
+    the caches of a long atlas fill as it goes, so its later layers lie between the two). Ratios
+    printed in the same run, with the load average before and after (the machine may be
+    shared) and the CPU seconds of each run (this process and the workers, from ``/proc``: on a
+    busy machine the wall ratio is the scheduler's, the CPU seconds say what the work cost); the
+    rows of all four runs are checked to be the same.
 
 The ceiling: a per-token lookup table learned on the windows the atlas saw (``bench/explain.py``
 ``lookup_ceiling``), scored on the same held-out windows.
 
 Last line: ``atlas: N neurons/hour; all 46,080 SmolLM2 neurons in H hours; mean r X vs full
-explainer Y; token list Z; token-lookup ceiling C; bare token lists K/20``. Targets: H <= 1 on
-2 CPU cores and X >= 0.8 Y.
+explainer Y; token list Z; token-lookup ceiling C; bare token lists K/20; explanation of layer
+L: 1 worker A s, N workers B s: Rx``. Targets: H <= 1 on 2 CPU cores, X >= 0.8 Y and R >= 1.7 on
+2 cores.
 
 Run: ``python bench/atlas.py [--threads 2] [--tokens 131072] [--layer 14] [--subset 3]
-[--scan-tokens 32768] [--skip-quality]``; JSON to ``bench/results/atlas.json``. The bench uses
+[--scan-tokens 32768] [--workers N] [--skip-throughput] [--skip-quality] [--skip-workers]``; JSON
+to ``bench/results/atlas.json`` (the parts run replace theirs, the others are kept). The bench uses
 its own cache folder (``--cache``, default a temporary one) so that the scans are timed cold.
 """
 
@@ -59,7 +72,7 @@ def throughput(lm, args) -> dict:
     from neurosleuth.tools.exemplars import layer_scans
     from neurosleuth.tools.scan_config import ScanConfig
 
-    cfg = AtlasConfig(ScanConfig(max_tokens=args.tokens, k=24))
+    cfg = AtlasConfig(ScanConfig(max_tokens=args.tokens, k=24), workers=args.workers)
     out = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     t0 = time.perf_counter()
     build_atlas(lm, [args.layer], out, cfg)
@@ -78,7 +91,8 @@ def throughput(lm, args) -> dict:
     per_layer = max(0.0, (tk - t1) / (len(subset) - 1))
     scan_all = t1 + (N_LAYERS - 1) * per_layer
     total = scan_all + N_LAYERS * neurons_s
-    return {"layer": args.layer, "tokens": args.tokens, "wall_one_layer_s": round(wall, 1),
+    return {"layer": args.layer, "tokens": args.tokens, "workers": args.workers,
+            "wall_one_layer_s": round(wall, 1),
             "scan_one_layer_s": round(scan_s, 1), "explain_one_layer_s": round(neurons_s, 1),
             "neurons_per_hour_one_layer": round(D_MLP / wall * 3600),
             "explain_s_per_neuron": round(neurons_s / D_MLP, 4),
@@ -87,6 +101,63 @@ def throughput(lm, args) -> dict:
             "scan_all_layers_s_extrapolated": round(scan_all, 1),
             "whole_model_h_extrapolated": round(total / 3600, 2),
             "neurons_per_hour_whole_model": round(N_LAYERS * D_MLP / total * 3600)}
+
+
+def workers(lm, args) -> dict:
+    from neurosleuth.atlas.build import AtlasConfig, _Tokens, layer_rows
+    from neurosleuth.atlas.workers import RowMaker, warm
+    from neurosleuth.tools.exemplars import layer_scans
+    from neurosleuth.tools.scan_config import ScanConfig
+
+    cfg = AtlasConfig(ScanConfig(max_tokens=args.tokens, k=24))
+    windows, scans, _, _ = layer_scans(lm, [args.layer], None, 64, args.tokens, keep=24)
+    scan, tokens = scans[args.layer], _Tokens(lm, windows)
+    for i in range(len(windows)):  # decoded once, before either run
+        tokens(i)
+    load_before = os.getloadavg()
+    warm_s = warm()  # WordNet and the like, in this process, as each worker does at its start
+
+    def cpu_s(maker: RowMaker) -> float:
+        """CPU seconds so far of this process and the maker's worker processes (Linux /proc)."""
+        pids = [os.getpid(), *(maker.pool._processes if maker.pool else ())]  # noqa: SLF001
+        ticks = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def passes(maker: RowMaker) -> tuple[list[float], list[float], list[list[dict]]]:
+        """The layer twice: word caches cold, then warm (the same words again); wall and CPU
+        seconds of each."""
+        times, cpus, rows = [], [], []
+        for _ in range(2):
+            t0, c0 = time.perf_counter(), cpu_s(maker)
+            rows.append(layer_rows(lm, scan, windows, cfg, tokens, maker=maker))
+            times.append(time.perf_counter() - t0)
+            cpus.append(cpu_s(maker) - c0)
+        return times, cpus, rows
+
+    with RowMaker(1, cfg.seed, cfg.n_boot) as one:
+        one_s, one_cpu, one_rows = passes(one)
+    t0 = time.perf_counter()
+    with RowMaker(args.workers, cfg.seed, cfg.n_boot) as many:
+        assert many.pool is not None
+        for f in [many.pool.submit(time.sleep, 0.5) for _ in range(args.workers)]:
+            f.result()  # every worker started and warmed
+        start_s = time.perf_counter() - t0
+        many_s, many_cpu, many_rows = passes(many)
+    rows = [json.dumps(r, sort_keys=True) for r in one_rows + many_rows]
+    return {"layer": args.layer, "tokens": args.tokens, "neurons": len(one_rows[0]),
+            "workers": args.workers, "process_warm_up_s": round(warm_s, 1),
+            "pool_start_s": round(start_s, 1),
+            "explain_1_worker_s": round(one_s[0], 1), "explain_n_workers_s": round(many_s[0], 1),
+            "speedup": round(one_s[0] / many_s[0], 2),
+            "explain_1_worker_again_s": round(one_s[1], 1),
+            "explain_n_workers_again_s": round(many_s[1], 1),
+            "speedup_again": round(one_s[1] / many_s[1], 2),
+            "cpu_1_worker_s": [round(c, 1) for c in one_cpu],
+            "cpu_n_workers_s": [round(c, 1) for c in many_cpu], "same_rows": len(set(rows)) == 1,
+            "load_before": load_before, "load_after": os.getloadavg()}
 
 
 def quality(lm, args) -> dict:
@@ -153,6 +224,8 @@ def quality(lm, args) -> dict:
 
 
 def main() -> None:
+    from neurosleuth.atlas.workers import default_workers
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=1 << 17, help="atlas scan tokens")
@@ -161,6 +234,9 @@ def main() -> None:
     ap.add_argument("--scan-tokens", type=int, default=32768, help="scan of the quality part")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--workers", type=int, default=default_workers(),
+                    help="processes for the parallel runs (default: all cores)")
     ap.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
     ap.add_argument("--out", default=str(HERE / "results" / "atlas.json"))
     args = ap.parse_args()
@@ -169,8 +245,11 @@ def main() -> None:
     from neurosleuth.tools.model import load_model
 
     lm = load_model("smollm2-135m", device="cpu")
-    out = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
-           "torch": torch.__version__, "load_before": os.getloadavg()}
+    path = Path(args.out)
+    out = json.loads(path.read_text()) if path.is_file() else {}  # parts not run are kept
+    out |= {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    if not (args.skip_throughput and args.skip_quality):
+        out |= {"threads": args.threads, "load_before": os.getloadavg()}
     if not args.skip_throughput:
         out["throughput"] = throughput(lm, args)
         tp = out["throughput"]
@@ -182,21 +261,32 @@ def main() -> None:
         console.print(table)
     if not args.skip_quality:
         out["quality"] = quality(lm, args)
-    out["load_after"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    if not (args.skip_throughput and args.skip_quality):
+        out["load_after"] = os.getloadavg()
+    if not args.skip_workers:
+        out["workers"] = workers(lm, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
     parts = []
-    if "throughput" in out:
+    if not args.skip_throughput:
         tp = out["throughput"]
         parts.append(f"atlas: {tp['neurons_per_hour_whole_model']:,} neurons/hour; all 46,080 "
                      f"SmolLM2 neurons in {tp['whole_model_h_extrapolated']:.1f} hours")
-    if "quality" in out:
+    if not args.skip_quality:
         s = out["quality"]["summary"]
         parts.append(f"mean r {s['atlas']['mean_r']:.3f} ({s['atlas']['ci'][0]:.3f}.."
                      f"{s['atlas']['ci'][1]:.3f}) vs full explainer {s['full']['mean_r']:.3f} "
                      f"({s['full']['ci'][0]:.3f}..{s['full']['ci'][1]:.3f}); token list "
                      f"{s['token_list']['mean_r']:.3f}; token-lookup ceiling {s['ceiling']:.3f}; "
                      f"bare token lists {s['bare_lists']}/{len(out['quality']['neurons'])}")
+    if not args.skip_workers:
+        w = out["workers"]
+        parts.append(f"explanation of layer {w['layer']} ({w['neurons']:,} neurons): 1 worker "
+                     f"{w['explain_1_worker_s']:.1f} s, {w['workers']} workers "
+                     f"{w['explain_n_workers_s']:.1f} s: {w['speedup']:.2f}x (again, caches "
+                     f"warm: {w['speedup_again']:.2f}x; pool start {w['pool_start_s']:.1f} s; "
+                     f"same rows: {w['same_rows']}; load {w['load_before'][0]:.1f} -> "
+                     f"{w['load_after'][0]:.1f})")
     print("; ".join(parts), flush=True)
 
 

@@ -99,7 +99,7 @@ def child(args: argparse.Namespace) -> dict:
     lm = load_model(args.model, device="cpu")
     model_fingerprint(lm)  # the cache key's hash of the weights (once per model): not timed
     layers = [int(x) for x in args.layers.split(",")]
-    before = _current_rss_mb()
+    before, load_peak = _current_rss_mb(), _rss_mb()  # the scan's peak must be above load_peak
     t0, cpu0 = time.perf_counter(), time.process_time()
     windows, scans, folder, _ = layer_scans(lm, layers, args.corpus, args.window, args.child,
                                             keep=args.keep, stream=not args.memory)
@@ -117,7 +117,8 @@ def child(args: argparse.Namespace) -> dict:
             "scan_tokens_per_s": round(tokens / scan_s, 1),
             "wall_tokens_per_s": round(tokens / wall, 1),
             "cpu_s": round(cpu, 1), "tokens_per_cpu_s": round(tokens / cpu, 1),
-            "rss_before_scan_mb": round(before, 1), "peak_rss_mb": round(_rss_mb(), 1),
+            "rss_before_scan_mb": round(before, 1), "peak_rss_load_mb": round(load_peak, 1),
+            "peak_rss_mb": round(_rss_mb(), 1),
             "kept_per_layer_mb": round(kept / 2**20, 2), "store_mb": round(store_bytes / 2**20, 2),
             "store_bytes": store_bytes}
 

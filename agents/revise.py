@@ -18,9 +18,11 @@ One revision round (``revise``):
    (``candidates.decide``). Held-out corpus windows rarely hold the sentences that refuted a
    clause; a revision the held-out score puts clearly lower is not kept.
 
-Rounds repeat while a revision is accepted (at most ``MAX_ROUNDS``) and the deadline allows; a
-revision refused when it added words (a common word that fires in the neuron's own contexts
-predicts too much elsewhere) is tried again without them.
+A revision refused as a whole is rescored with each of its context and facet edits put back in
+turn (``_variants``): the first that holds is kept. Rounds repeat while a revision is accepted
+(at most ``MAX_ROUNDS``) and the deadline allows; a revision refused when it added words (a
+common word that fires in the neuron's own contexts predicts too much elsewhere) is tried again
+without them.
 Every round is logged: clause, experiment, result, edit, the margin before and after, and
 whether it was kept (the report's revision table).
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -109,6 +112,31 @@ def _outcome(kept: bool, before: float, after: float) -> str:
     return f"kept: {moved} (the held-out score cannot tell them apart: the experiments decide)"
 
 
+def _variants(before: Pattern, after: Pattern) -> list[Pattern]:
+    """The revision, then (for a revision the held-out score refuses) the revision with one of
+    its clause edits put back: the leader's required context, or its facets. Several edits
+    together can lose on held-out text where each alone would hold."""
+    out = [after]
+    if (before.required, before.context_free) != (after.required, after.context_free):
+        out.append(replace(after, required=before.required, context_free=before.context_free))
+    if before.facets != after.facets:
+        out.append(replace(after, facets=before.facets))
+    return [v for i, v in enumerate(out) if sentence_of(v) not in
+            {sentence_of(before), *(sentence_of(u) for u in out[:i])}]
+
+
+def _rescore(ctx: RunContext, text: str, pattern: Pattern) -> tuple[dict, int]:
+    """A revision scored as every candidate is: its record and the forward passes spent."""
+    from neurosleuth.agents.candidates import writer_for
+    from neurosleuth.agents.scoring import score
+
+    result = score(ctx, text, writer_for(ctx, [{"text": text, "pattern": pattern.to_dict()}]))
+    record = result.to_record()
+    record["threshold"] = result.counterexamples.get("threshold", 0.0)
+    return record, len(result.evidence.get("positive", [])) + len(
+        result.evidence.get("negative", []))
+
+
 def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
            deadline: float | None = None, state: Mapping[str, Any] | None = None
            ) -> tuple[Mapping[str, Any], list[dict], int]:
@@ -116,9 +144,6 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
     lead (``hyp`` itself when no revision held), the revision history and the forward passes
     spent. ``deadline``: a ``time.monotonic()`` after which no new round starts; ``state``: the
     graph state (its best prompts give words to try)."""
-    from neurosleuth.agents.candidates import writer_for
-    from neurosleuth.agents.scoring import score
-
     contexts, extra = own_contexts(ctx), extra_words(ctx, state)
     windows = [(e["tokens"], np.asarray(e["acts"], dtype=float)) for e in ctx.exemplars.top]
     frames, wrote = frames_for(ctx, pattern)
@@ -139,31 +164,33 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
             history.append({**entry, "kept": False,
                             "outcome": "every clause held (or was undecided): no edit"})
             break
-        text = sentence_of(tested.pattern)
-        try:
-            result = score(ctx, text, writer_for(ctx, [{"text": text,
-                                                        "pattern": tested.pattern.to_dict()}]))
-        except Exception as err:  # noqa: BLE001 - a failed rescore keeps the leader
-            history.append({**entry, "after": text, "kept": False,
-                            "outcome": f"rescore failed: {type(err).__name__}: {err}"})
-            break
-        record = result.to_record()
-        record["threshold"] = result.counterexamples.get("threshold", 0.0)
-        passes += len(result.evidence.get("positive", [])) + len(
-            result.evidence.get("negative", []))
-        after = record["margin"]
-        hi = (record.get("margin_ci") or [None, None])[1]
-        kept = after >= margin + RISE or (hi is not None and hi >= margin)
-        history.append({**entry, "after": text, "margin_after": after, "kept": kept,
-                        "outcome": _outcome(kept, margin, after)})
-        if not kept:
+        kept_as = None
+        for k, variant in enumerate(_variants(pattern, tested.pattern)):
+            text = sentence_of(variant)
+            try:
+                record, spent = _rescore(ctx, text, variant)
+            except Exception as err:  # noqa: BLE001 - a failed rescore keeps the leader
+                history.append({**entry, "after": text, "kept": False,
+                                "outcome": f"rescore failed: {type(err).__name__}: {err}"})
+                break
+            passes += spent
+            after = record["margin"]
+            hi = (record.get("margin_ci") or [None, None])[1]
+            kept = after >= margin + RISE or (hi is not None and hi >= margin)
+            history.append({**entry, "after": text, "margin_after": after, "kept": kept,
+                            "outcome": _outcome(kept, margin, after) + (
+                                "" if k == 0 else " (one edit put back)")})
+            if kept:
+                kept_as = (variant, text, record)
+                break
+        if kept_as is None:
             if adding and any(t["edit"].startswith("add ") for t in tests):
                 adding = False  # the other edits alone next round, without the added words
                 continue
             break
+        pattern, text, record = kept_as
         hyp = {**hyp, "text": text, "source": "revised", "score": record,
-               "pattern": tested.pattern.to_dict(),
+               "pattern": pattern.to_dict(),
                "explanation": "revised by experiment: " + "; ".join(
                    f"{t['clause']}: {t['edit']}" for t in tests if t["edit"] != "keep")}
-        pattern = tested.pattern
     return hyp, history, passes

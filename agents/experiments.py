@@ -182,11 +182,7 @@ def run_compare(ctx: RunContext, action: CompareHypotheses, state: dict) -> dict
 
 
 def _predicts(writer, claim: str, tokens: list[str]) -> bool:
-    """Does ``claim`` predict firing on ``tokens``? An explainer's hypothesis where its sentence
-    claims it (``Pattern.judged``, as the score's judge reads it), another by its simulation."""
-    pattern = getattr(writer, "patterns", {}).get(claim)
-    sim = np.asarray(pattern.judged(tokens) if pattern is not None
-                     else writer.simulate(claim, tokens), float)
+    sim = np.asarray(writer.simulate(claim, tokens), float)
     return bool(sim.size and sim.max() >= FIRES)
 
 

@@ -23,8 +23,7 @@ of a keyword, negative = 16 tokens of a window without any (matched in style by 
 when the pool has too few occurrences, minimal pairs fill up: keyword-free text + " " + keyword
 vs. the same text. The heuristic paraphrase is a neutral prefix ("In other words, "): a context
 change, not a rewrite. An empty hypothesis has no keywords, so it predicts nothing: the chance
-level. A hypothesis the explainer wrote is judged by its own pattern instead (``Pattern.judged``:
->= 5 wherever the sentence claims firing, however weak the claimed word) and simulated by it.
+level.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class HeuristicWriter:
         wrote it, else keywords and the concepts it names."""
         pattern = self.patterns.get(hypothesis)
         if pattern is not None:
-            return pattern.judged
+            return lambda toks: 10.0 * pattern.simulate(toks)
         kws, syn = keywords(hypothesis), named_concepts(hypothesis)
         return lambda toks: np.array([token_score(t, kws, syn) for t in toks], dtype=float)
 
@@ -217,9 +217,6 @@ class HeuristicWriter:
         return np.array([float(np.max(score(w), initial=0.0)) for w in windows])
 
     def simulate(self, hypothesis: str, tokens: list[str]) -> np.ndarray:
-        pattern = self.patterns.get(hypothesis)
-        if pattern is not None:
-            return 10.0 * pattern.simulate(tokens)
         return np.asarray(self._scorer(hypothesis)(tokens), dtype=float)
 
     def paraphrase(self, texts: list[str]) -> list[str]:

@@ -72,20 +72,7 @@ class Pattern:
             out = np.maximum(out, facet._simulate_one(tokens))
         return out
 
-    def judged(self, tokens: Sequence[str]) -> np.ndarray:
-        """A judge's 0-10 score of each token, at or above 5 exactly where the sentence claims
-        firing (a trigger, a class member, a text of its kind; with its required context when it
-        states one), ordered within by the simulation. A weak trigger is still a claim: the
-        simulation's scale (a share of the top activation) says how much, not whether."""
-        sim = self.simulate(tokens)
-        claimed = self._simulate_one(tokens, claims=True)
-        for facet in self.facets:
-            claimed = np.maximum(claimed, facet._simulate_one(tokens, claims=True))
-        return np.where(claimed > 0, 5.0 + 5.0 * sim, np.minimum(10.0 * sim, 4.9))
-
-    def _simulate_one(self, tokens: Sequence[str], claims: bool = False) -> np.ndarray:
-        """The simulation of this facet alone; ``claims``: only what the sentence states
-        (no word merely seen firing, no trigger without the context it needs)."""
+    def _simulate_one(self, tokens: Sequence[str]) -> np.ndarray:
         if self.kind == "context":
             on = float(same_kind(context_of(tokens), self.context))
             return np.full(len(tokens), on * MEMBER_VALUE)
@@ -107,12 +94,12 @@ class Pattern:
             value = self.triggers.get(w, 0.0)
             if not value and test is not None and w and test(w):
                 value = member
-            if not value and w in self.seen and not claims:
+            if not value and w in self.seen:
                 value = SEEN_SHARE * min(SEEN_CAP, self.seen[w])
             if not value:
                 continue
             if need and not need & set(ws.previous(i)):
-                value *= 0.0 if claims else max(self.context_free, 0.2)
+                value *= max(self.context_free, 0.2)
             out[i] = value
         return out
 

@@ -222,9 +222,9 @@ def explain(
     top += [r for r in measured if not any("".join(r.tokens) in w for w in shown)]
     # substitutions count as evidence where words fire or not, not as top texts
     rand = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in others]
+    rand += substituted(texts_pruned, subs)
     rcfg = RecordsConfig(context_frac=cfg.context_frac)
-    pattern = confirm_context(records_pattern(top, rand, rcfg, learn_only=substituted(
-        texts_pruned, subs)), texts_pruned, cfg)
+    pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
     pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone
     # the pruned texts end at the peak, often inside its word: the sentence takes the words from
     # the pattern, and the peak words only to illustrate a kind of text

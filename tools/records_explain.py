@@ -312,13 +312,11 @@ def _complexity(pattern: Pattern) -> float:
             - CLASS_BONUS * (pattern.unit == "piece"))
 
 
-def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig,
-           learn_only: Sequence[Record] = ()) -> tuple[Recipe, list[tuple[Recipe, float]]]:
+def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
+           ) -> tuple[Recipe, list[tuple[Recipe, float]]]:
     """The reading that simulates held-apart records best (module docstring, step 3), and each
-    reading's held-apart r. ``learn_only``: records that are evidence but not a fair test (the
-    deep dive's substitutions: words put in the peak's place, where a class of their part of
-    speech would look right), learned from, never held apart."""
-    first = learn(top[0::2], [*others[0::2], *learn_only], cfg)
+    reading's held-apart r."""
+    first = learn(top[0::2], others[0::2], cfg)
     rest = [*top[1::2], *others[1::2]]
     if first is None or not rest:
         return Recipe(None, "list", True), []
@@ -342,15 +340,14 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig,
 
 
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
-                    cfg: RecordsConfig = RecordsConfig(), decide: bool = True,
-                    learn_only: Sequence[Record] = ()) -> Pattern:
+                    cfg: RecordsConfig = RecordsConfig(), decide: bool = True) -> Pattern:
     """The pattern the records show (module docstring); ``decide``: choose the reading on half
-    the records, else take the first class (or the list); ``learn_only`` as in ``choose``."""
-    learned = learn(top, [*others, *learn_only], cfg)
+    the records, else take the first class (or the list)."""
+    learned = learn(top, others, cfg)
     if learned is None:
         return Pattern("none", {}, None, {}, 0.0)
     if decide and len(top) >= 2:
-        recipe, _ = choose(top, others, cfg, learn_only)
+        recipe, _ = choose(top, others, cfg)
     else:
         words = list(learned.triggers)[:16]
         names = C.candidate_names(words, [learned.triggers[w] for w in words], limit=1)

@@ -166,6 +166,8 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
             break
         kept_as = None
         for k, variant in enumerate(_variants(pattern, tested.pattern)):
+            if k and deadline is not None and time.monotonic() >= deadline:
+                break  # an edit put back is a further score: only within the time budget
             text = sentence_of(variant)
             try:
                 record, spent = _rescore(ctx, text, variant)

@@ -40,11 +40,13 @@ co-occurrence), and members of a class that no record contains (the class name c
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -81,31 +83,44 @@ class RecordsConfig:
     classes: int = 3  # class readings tried
 
 
-@dataclass(frozen=True)
-class Occurrence:
+class Occurrence(NamedTuple):
+    """One occurrence of a word in a record (a tuple: hundreds of thousands are made a layer)."""
+
     act: float  # the word's strongest piece
     piece: str  # where that piece is: "whole", "first", "middle" or "last"
     both: bool  # its first and last pieces both reach half of the strongest
     context: frozenset[str]  # the three words before
 
 
+@functools.lru_cache(maxsize=65536)
+def _layout(tokens: tuple[str, ...]) -> tuple[tuple[tuple[int, frozenset[str]], ...],
+                                              tuple[tuple[str, int, int, frozenset[str]], ...]]:
+    """What ``occurrences`` needs of a window's tokens, whatever its activations: (token, context)
+    of each token of spaces only, and (text, start, end, context) of each word (the same window
+    comes back for every neuron of a layer that it is a record of)."""
+    ws = words_of(tokens)
+    spaces = tuple((i, frozenset(ws.previous(i))) for i, j in enumerate(ws.index) if j < 0)
+    words = tuple((w.text, w.start, w.end, frozenset(ws.previous(w.start))) for w in ws.words)
+    return spaces, words
+
+
 def occurrences(records: Sequence[Record]) -> dict[str, list[Occurrence]]:
     """word -> its occurrences over all records (a token of spaces only is the word '')."""
     occ: dict[str, list[Occurrence]] = defaultdict(list)
     for r in records:
-        ws = words_of(r.tokens)
-        for i, j in enumerate(ws.index):  # spaces: one occurrence a token
-            if j < 0:
-                occ[""].append(Occurrence(float(r.acts[i]), "whole", False,
-                                          frozenset(ws.previous(i))))
-        for w in ws.words:
-            acts = r.acts[w.start:w.end]
-            k = int(np.argmax(acts))
-            piece = ("whole" if len(acts) == 1 else FIRST if k == 0
-                     else LAST if k == len(acts) - 1 else MIDDLE)
-            both = len(acts) > 1 and min(acts[0], acts[-1]) >= 0.5 * acts[k] > 0
-            occ[w.text].append(Occurrence(float(acts[k]), piece, both,
-                                          frozenset(ws.previous(w.start))))
+        spaces, words = _layout(tuple(r.tokens))
+        acts = np.asarray(r.acts, dtype=float).tolist()  # Python floats: cheaper than numpy for slices of a few tokens
+        for i, ctx in spaces:  # spaces: one occurrence a token
+            occ[""].append(Occurrence(acts[i], "whole", False, ctx))
+        for text, start, end, ctx in words:
+            if end - start == 1:
+                occ[text].append(Occurrence(acts[start], "whole", False, ctx))
+                continue
+            seg = acts[start:end]
+            k = seg.index(max(seg))  # the first strongest piece, as np.argmax
+            piece = FIRST if k == 0 else LAST if k == len(seg) - 1 else MIDDLE
+            both = min(seg[0], seg[-1]) >= 0.5 * seg[k] > 0
+            occ[text].append(Occurrence(seg[k], piece, both, ctx))
     return occ
 
 

@@ -62,9 +62,28 @@ def wordnet():
     dest = _install_wordnet(_wordnet_source(), root)
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
+    class Reader(WordNetCorpusReader):
+        """nltk's reader with the sense counts read once into a dict: nltk binary-searches
+        ``cntlist.rev`` on disk at every ``Lemma.count()`` (a dozen seeks and line reads a call,
+        and the concept and word-class look-ups make thousands)."""
+
+        @functools.cached_property
+        def _sense_counts(self) -> dict[str, int]:
+            out: dict[str, int] = {}
+            with self.open("cntlist.rev") as f:  # "<sense key> <sense number> <count>"
+                for line in f:
+                    key, _, count = line.rstrip("\n").rpartition(" ")
+                    out.setdefault(key.split(" ", 1)[0], int(count))
+            return out
+
+        def lemma_count(self, lemma) -> int:
+            if lemma._lang != "eng":  # as nltk's: counts are for English lemmas only
+                return 0
+            return self._sense_counts.get(lemma._key, 0)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return WordNetCorpusReader(str(dest), None)
+        return Reader(str(dest), None)
 
 
 def _wordnet_source() -> Path | None:

@@ -7,7 +7,13 @@ Depth: the scan covers ``cfg.exemplar_tokens`` tokens (chosen from the time budg
 ``agents/config.py``). ``exemplars.json`` records how deep it went (``tokens_scanned``,
 ``windows_scanned``, ``whole_corpus``, the corpus size) and, for a scan of part of the corpus, the
 expected dataset max at full depth (``max_full_depth``: an estimate, ``tools/exemplars.py``
-``expected_max``: an exponential tail fitted to the top window maxima, extrapolated)."""
+``expected_max``: an exponential tail fitted to the top window maxima, extrapolated).
+
+Two sets of top windows: ``top`` (the first ``max(k, 2 * prompts_per_step)``), which the planner,
+the explainers and the atlas read-off read, and ``validation_top`` (the next ``VALIDATION_TOP``),
+which none of them reads: the score judges and simulates every candidate on these
+(``score/run.py``), so that a reading fitted to the windows it was written from does not win by
+having seen them."""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.snippets import Snippet, exemplar_data, snippets_from_json
 
+VALIDATION_TOP = 8  # top windows past those read, kept for the score alone
+
 
 def exemplar_snippets(
     lm: LoadedModel, neuron: NeuronId, cfg: RunConfig
@@ -27,15 +35,18 @@ def exemplar_snippets(
     snippets, by the run's scan settings."""
     # RunConfig's validator sets the depth when none was given (from the time budget)
     assert cfg.exemplar_tokens is not None
+    read = cfg.scan().k
     data, result = exemplar_data(
         lm,
         neuron,
         corpus=cfg.corpus,
-        k=max(cfg.k, 2 * cfg.prompts_per_step),
+        k=read + VALIDATION_TOP,
         window=cfg.window,
         max_tokens=cfg.exemplar_tokens,
     )
-    data |= depth_fields(result, [e.value for e in result[neuron].top], cfg)
+    data["validation_top"] = data["top"][read:]
+    data["top"], data["bottom"] = data["top"][:read], data["bottom"][:read]
+    data |= depth_fields(result, [e.value for e in result[neuron].top[:read]], cfg)
     return data, snippets_from_json(data)
 
 

@@ -109,17 +109,24 @@ def _atlas_entry(ctx: RunContext) -> dict | None:
     return {"text": row["explanation"], "pattern": json.loads(row["pattern"]), "source": "atlas"}
 
 
+JUDGED = 8  # held-out windows judged, of each kind (the run's validation top windows, random)
+
+
 def score(ctx: RunContext, hypothesis: str, writer: Any = None):
-    """Score a hypothesis (``score/run.py``): with ``writer``, else the run's planner writes."""
+    """Score a hypothesis (``score/run.py``): with ``writer``, else the run's planner writes.
+    Every judged window is simulated when the writer simulates without an LLM (a pattern or
+    keywords: no cost but arithmetic); an LLM writer simulates two (a call each)."""
     from neurosleuth.score.run import score_hypothesis
 
-    config = score_config(ctx.cfg, sim_windows=2, random_windows=8, n_prompts=6, paraphrases=2,
-                          baseline=10, n_boot=500)
+    writer = writer or planner_writer(ctx.planner, ctx.neuron, ctx.lm.name)
+    sims = 2 if isinstance(writer, LLMWriter) else 2 * JUDGED
+    config = score_config(ctx.cfg, sim_windows=sims, top_windows=JUDGED, random_windows=JUDGED,
+                          n_prompts=6, paraphrases=2, baseline=10, n_boot=500)
     return score_hypothesis(
         ctx.lm,
         ctx.neuron,
         hypothesis,
-        writer=writer or planner_writer(ctx.planner, ctx.neuron, ctx.lm.name),
+        writer=writer,
         hypothesize=planner_control(ctx.planner),
         config=config,
         exemplars=ctx.exemplars.data,

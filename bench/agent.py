@@ -23,9 +23,10 @@ Score (as ``bench/explain.py``): simulation correlation, Pearson r between the s
 real per-token activations, pooled over 12 held-out top windows and 12 random held-out windows;
 bootstrap 95% CI over tokens per hypothesis (300 resamples) and over neurons for the means
 (10,000 resamples, seed 0). Held out means unseen by either: the run reads the scan's top
-``max(k, 2 * prompts_per_step)`` = 20 windows, so the held-out top windows are those ranked
-21-32; the random windows (``heldout_windows``, seed 7) exclude the scan's kept top/bottom
-windows and every window the run's scorer judged or drew test prompts from.
+``max(k, 2 * prompts_per_step)`` = 20 windows and its score the next 8 (``validation_top``), so
+the held-out top windows are those ranked 29-40; the random windows (``heldout_windows``, seed
+7) exclude the scan's kept top/bottom windows and every window the run's scorer judged or drew
+test prompts from.
 
 Reported: per neuron both hypotheses and r, wins/ties/losses of the deep dive (a tie: |Δr| <
 0.001), whether a revision was kept (``revised``) and what the revision rounds edited; mean r
@@ -176,7 +177,8 @@ def run_deep(lm: LoadedModel, model: str, neuron: NeuronId, args, runs: Path, ta
              "simulator": "pattern" if readoff.get("pattern") else "keywords"}
     used = [tok for entry in held[0].score_cache.values()
             for tok in list(entry["held"].tokens) + list(entry["held"].pool)]
-    agent_k = max(cfg.k, 2 * cfg.prompts_per_step)
+    seen = json.loads((run / "exemplars.json").read_text())
+    agent_k = len(seen["top"]) + len(seen.get("validation_top", []))  # every window it read
     return {"atlas": atlas, "deep": deep}, {"writer": writer, "agent_k": agent_k, "used": used}
 
 
@@ -233,7 +235,7 @@ def correlation(writer: HeuristicWriter, text: str, rows: list) -> tuple[float, 
 
 
 def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs) -> dict:
-    exemplars(lm, [neuron], corpus=args.corpus, k=32, window=args.window,
+    exemplars(lm, [neuron], corpus=args.corpus, k=40, window=args.window,
               max_tokens=args.scan_tokens)  # the layer's scan, charged to neither arm
     arms, extra = run_deep(lm, model, neuron, args, runs, group)
     rows = held_out(lm, neuron, args, extra["agent_k"], extra["used"])

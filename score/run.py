@@ -8,8 +8,10 @@ Evidence, in order:
    threshold (the ``threshold_q`` token quantile, default 0.99) and top contexts (snippets that
    end at the peak, as the agent's seeds);
 2. held-out windows: the exemplar windows ranked ``skip_top`` and below (the agent is shown the
-   first 8) and random corpus windows outside the scan's kept top/bottom
-   (``tools.exemplars.heldout_windows``), cut to ``judge_tokens`` tokens around their peak;
+   first 8), or an investigation's ``validation_top`` windows (``agents/exemplars.py``: ranked
+   past every window its planner and explainers read) and random corpus windows outside the
+   scan's kept top/bottom (``tools.exemplars.heldout_windows``), cut to ``judge_tokens`` tokens
+   around their peak;
    more random windows (``pool_windows``) are the text the heuristic's test prompts come from;
 3. neuron-level components, computed once: causality (ablation on the top contexts against
    ``baseline`` random neurons), robustness (perturbations of the top contexts), human (ratings);
@@ -108,8 +110,11 @@ def threshold_of(data: dict, q: float) -> float:
 
 
 def held_out(lm: LoadedModel, neuron: NeuronId, data: dict, c: ScoreConfig) -> Held:
-    tops = data.get("top", [])
-    tops = tops[c.skip_top : c.skip_top + c.top_windows] if len(tops) > c.skip_top else tops
+    if "validation_top" in data:  # an investigation's: top windows that nothing else read
+        tops = data["validation_top"][: c.top_windows]
+    else:
+        tops = data.get("top", [])
+        tops = tops[c.skip_top : c.skip_top + c.top_windows] if len(tops) > c.skip_top else tops
     tokens = [list(e["tokens"]) for e in tops]
     acts = [np.asarray(e["acts"], float) for e in tops]
     kinds = ["top"] * len(tokens)

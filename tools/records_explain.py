@@ -109,7 +109,7 @@ def occurrences(records: Sequence[Record]) -> dict[str, list[Occurrence]]:
     occ: dict[str, list[Occurrence]] = defaultdict(list)
     for r in records:
         spaces, words = _layout(tuple(r.tokens))
-        acts = np.asarray(r.acts, dtype=float).tolist()  # Python floats: cheaper than numpy for slices of a few tokens
+        acts = np.asarray(r.acts, dtype=float).tolist()  # floats: cheap slices of a few tokens
         for i, ctx in spaces:  # spaces: one occurrence a token
             occ[""].append(Occurrence(acts[i], "whole", False, ctx))
         for text, start, end, ctx in words:

@@ -274,6 +274,13 @@ def investigations(planted, tmp_path_factory):
 # (WordNet's animal senses of corpus words the neuron does not fire on), so it is not in.
 INVESTIGATIONS_FAIL = {
     "bracket": "the closing round's planner token list outscores the revised class reading",
+    # measured 2026-12-07, since candidates are scored on validation windows no explainer read:
+    # the explainer's "ancestors (dad, father, mom), mostly after '.', 'My'" wins the first round
+    # (margin 0.116 against the read-off's 0.105, intervals overlapping) and the revision keeps
+    # 'My' because the model bears it out: the same new sentences fire at 19.8-24.8 with 'My'
+    # and 8.2-8.6 without it (the trigger keeps 33-44%, under FIRES; deleted from the own
+    # contexts, 26%). The members fire anywhere (the planting's test allows a 3x spread).
+    "kin": "the report says 'mostly after 'My'': in new sentences 'My' triples the activation",
 }
 
 

@@ -44,10 +44,7 @@ def investigate_cli(folder, neuron, runs, run_id: str, dtype: str = "float32"):
             json.loads((runs / run_id / "hypotheses.json").read_text()))
 
 
-@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=pytest.mark.xfail(
-    reason="in bfloat16 the rival-hypotheses experiment prefers the explainer's word list to the "
-           "kept revision 'birds' (9 of 11 disagreeing prompts, sign test p=0.065), measured "
-           "2026-12-07; the float32 run names the animals", strict=False))])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_investigation_names_the_animal_neuron(planted, tmp_path, dtype):
     """In bfloat16 too: the same concept from the same planted neuron."""
     folder, _ = planted

@@ -211,6 +211,28 @@ def test_agent_interface_with_run_config_and_exemplars(known):
     assert rec["details"]["positive"] and "predicted_low_but_high" in rec["details"]
 
 
+def test_an_investigation_is_scored_on_windows_nothing_else_read(known):
+    """exemplars.json keeps the top windows ranked past those the planner and explainers read
+    (``validation_top``), and the score judges and simulates on those, not on read ones."""
+    from neurosleuth.agents.config import RunConfig
+    from neurosleuth.agents.exemplars import VALIDATION_TOP, exemplar_snippets
+    from neurosleuth.score.run import held_out
+
+    lm, n, config, _ = known
+    cfg = RunConfig(neuron=str(n), corpus=config.scan.corpus, window=16, exemplar_tokens=4000,
+                    k=6, prompts_per_step=2)
+    data, _ = exemplar_snippets(lm, n, cfg)
+    top, valid = data["top"], data["validation_top"]
+    assert len(top) == len(data["bottom"]) == 6 and len(valid) == VALIDATION_TOP
+    assert top[-1]["max_act"] >= valid[0]["max_act"]  # ranked after every window read
+    read = {tuple(e["tokens"]) for e in top}
+    assert read.isdisjoint(tuple(e["tokens"]) for e in valid)
+    held = held_out(lm, n, data, ScoreConfig(config.scan, top_windows=4, random_windows=2))
+    assert held.kinds == ["top"] * 4 + ["random"] * 2
+    for toks, e in zip(held.tokens[:4], valid, strict=False):  # cut around their peaks
+        assert "".join(toks) in "".join(e["tokens"])
+
+
 # ---------------------------------------------------------------- LLM path (scripted stand-in)
 
 

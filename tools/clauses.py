@@ -17,10 +17,12 @@ to, required context, a kind of text, facets. Each clause is an experiment:
   dive's substitutes and best prompts' peak words) and the words the top windows fire on that
   the pattern does not list.
 - **context**: each required context word, deleted from the own contexts that hold it (the
-  trigger's activation with and without it, median ratio); the triggers in the new sentences
-  (which never hold it) are measured and reported beside it. Where the trigger keeps ``FIRES`` of
-  its activation without the word, the clause is dropped; else ``context_free`` is set to what it
-  keeps.
+  trigger's activation with and without it, median ratio), and the same new sentences with the
+  word written before the trigger and without it (median ratio, where the trigger fires with it).
+  Where the trigger keeps ``FIRES`` of its activation without the word in either, the clause is
+  dropped (a word the trigger only co-occurs with in the corpus: deleting it from a fragment of
+  the neuron's own text can move the trigger near the start, the new sentences keep the rest the
+  same); else ``context_free`` is set to what it keeps in the own contexts.
 - **kind of text**: the same content in this kind and in another (``compare.compare_kind``); a
   kind that does not fire more is replaced by the word reading; a word reading of a neuron that
   fires on much of windows of one kind (a language, a format) is replaced by the kind when the
@@ -200,29 +202,39 @@ def _contexts(bench: WordBench, p: Pattern, contexts: Sequence[Sequence[str]]
                 cut = spans[-1]
                 pairs.append(("".join(toks), "".join([*toks[: cut.start], *toks[cut.end:]])))
         ids = [lm.encode(LEAD + t) for pair in pairs for t in pair]
-        frames = [f.split("{w}")[0].rstrip(" ") + _spelled(_word(t), bench.like)
-                  + f.split("{w}")[1] for f in bench.frames for t in p.ordered(2)]
-        ids += [lm.encode(LEAD + f) for f in frames]
+        frames = [(f.split("{w}")[0].rstrip(" "), _spelled(_word(t), bench.like),
+                   f.split("{w}")[1]) for f in bench.frames for t in p.ordered(2)]
+        ids += [lm.encode(LEAD + head + " " + word + " " + trig.lstrip(" ") + tail)
+                for head, trig, tail in frames]  # new sentences with the word before it
+        ids += [lm.encode(LEAD + head + trig + tail) for head, trig, tail in frames]  # without
         if not ids:
             continue
-        acts = [float(a[-1 if i < 2 * len(pairs) else len(lm.encode(LEAD)):, 0].max())
+        n_own = 2 * len(pairs)
+        lead = len(lm.encode(LEAD))
+        acts = [float(a[-1 if i < n_own else lead:, 0].max())
                 for i, a in enumerate(measure_ids(lm, ids, [bench.neuron]))]
         bench.passes += len(ids)
-        with_ = acts[0: 2 * len(pairs): 2]
-        without = acts[1: 2 * len(pairs): 2]
-        new = acts[2 * len(pairs):]
+        with_, without = acts[0:n_own:2], acts[1:n_own:2]
+        new_with, new = acts[n_own:n_own + len(frames)], acts[n_own + len(frames):]
         base = statistics.median(with_) if with_ else 0.0
         ratios = [b / x for x, b in zip(with_, without, strict=True) if x > 0]
         if not ratios:  # no own context holds it: nothing to delete it from
             continue
         ratio = kept[word] = float(np.clip(statistics.median(ratios), 0.0, 1.0))
+        # the same new sentences with and without the word: where the trigger fires with it,
+        # the share it keeps without it (None: quiet either way, the sentences tell nothing)
+        fired = [(x, b) for x, b in zip(new_with, new, strict=True) if x > QUIET * base > 0]
+        new_ratio = (float(np.clip(statistics.median(b / x for x, b in fired), 0.0, 1.0))
+                     if fired else None)
         result = (f"with it {base:.2f}; deleted from {len(pairs)} own contexts "
-                  f"{statistics.median(without) if without else float('nan'):.2f}; "
-                  f"{len(frames)} new sentences without it "
-                  f"{statistics.median(new) if new else float('nan'):.2f}: the trigger keeps "
-                  f"{ratio:.0%}")
-        experiment = "deleted from the own contexts, and new sentences without it"
-        if ratio >= FIRES:
+                  f"{statistics.median(without) if without else float('nan'):.2f}: the trigger "
+                  f"keeps {ratio:.0%}; {len(frames)} new sentences with it "
+                  f"{statistics.median(new_with) if new_with else float('nan'):.2f}, without it "
+                  f"{statistics.median(new) if new else float('nan'):.2f}"
+                  + (f": it keeps {new_ratio:.0%}" if new_ratio is not None else ""))
+        experiment = ("deleted from the own contexts, and the same new sentences with and "
+                      "without it")
+        if ratio >= FIRES or (new_ratio is not None and new_ratio >= FIRES):
             required.pop(word, None)
             tests.append(ClauseTest(f"context {word!r}", experiment, result, "fails",
                                     f"drop the context {word!r}"))

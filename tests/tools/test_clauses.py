@@ -84,6 +84,21 @@ def test_a_context_the_trigger_needs_is_kept_with_what_it_keeps(measured):
     assert out.pattern.needs() == ["the"]
 
 
+def test_a_context_the_same_new_sentences_do_without_is_dropped(measured):
+    """Deleting 'the' from the own contexts silences the trigger (here: a short fragment), but
+    the same new sentences fire as much without it as with it: a co-occurrence, dropped."""
+    frame_words = {"wrote", "talked", "came"}  # the words of ``FRAMES``
+
+    def rule(w):
+        return 5.0 if w[-1] in ANIMALS and (w[-2:-1] == ["the"] or frame_words & set(w)) else 0.0
+
+    p = token({"cat": 1.0, "dog": 0.9, "horse": 0.8}, {"the": 0.9}, free=0.2)
+    out = clauses.test_clauses(RuleLM(rule), NEURON, p, OWN)
+    test = next(t for t in out.tests if t.clause == "context 'the'")
+    assert "keeps 0%" in test.result and "it keeps 100%" in test.result, test.result
+    assert test.verdict == "fails" and not out.pattern.needs()
+
+
 def test_quiet_triggers_are_dropped_and_firing_words_added(measured):
     fire = ANIMALS | {"cow"}
     lm = RuleLM(lambda w: 5.0 if w[-1] in fire else 0.0)

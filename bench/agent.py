@@ -66,6 +66,7 @@ from explain import NEURONS, boot_ci, pearson, simulate  # noqa: E402
 
 from neurosleuth.agents import candidates  # noqa: E402
 from neurosleuth.agents.config import resolve_config  # noqa: E402
+from neurosleuth.agents.exemplars import VALIDATION_TOP  # noqa: E402
 from neurosleuth.agents.session import investigate  # noqa: E402
 from neurosleuth.report.build import write_report  # noqa: E402
 from neurosleuth.score.writer import HeuristicWriter  # noqa: E402
@@ -77,6 +78,7 @@ from neurosleuth.tools.neurons import NeuronId  # noqa: E402
 
 ARMS = ("atlas", "deep")
 HELD_TOP, HELD_RANDOM, RANDOM_SEED = 12, 12, 7
+READ = 20  # top windows a run reads (max(k, 2 * prompts_per_step) at the defaults)
 TIE = 1e-3
 console = Console(width=200)
 
@@ -235,7 +237,8 @@ def correlation(writer: HeuristicWriter, text: str, rows: list) -> tuple[float, 
 
 
 def bench_neuron(lm, model: str, neuron: NeuronId, label: str, group: str, args, runs) -> dict:
-    exemplars(lm, [neuron], corpus=args.corpus, k=40, window=args.window,
+    exemplars(lm, [neuron], corpus=args.corpus, k=READ + VALIDATION_TOP + HELD_TOP,
+              window=args.window,
               max_tokens=args.scan_tokens)  # the layer's scan, charged to neither arm
     arms, extra = run_deep(lm, model, neuron, args, runs, group)
     rows = held_out(lm, neuron, args, extra["agent_k"], extra["used"])

@@ -207,6 +207,29 @@ def test_rows_do_not_depend_on_the_string_hash_of_their_process():
     assert [json.loads(o) for o in outs] == [["pim", "pom", "pum"]] * 4
 
 
+def test_a_neuron_input_reaches_a_worker_whole_and_compact():
+    """A worker's input pickles each group's activations as one float16 array where that is
+    exact (as the scan keeps them), and unpickles to the same records and dtypes; values float16
+    cannot hold are sent as they are."""
+    import pickle
+
+    from neurosleuth.atlas.neuron import NeuronInput
+    from neurosleuth.tools.records import Record
+
+    toks = tuple(f" w{i}" for i in range(64))
+    half = [Record(toks, np.arange(64, dtype=np.float16).astype(float) / 8) for _ in range(60)]
+    exact = [Record(toks[:3], np.array([0.1, 0.2, 1 / 3]))]  # no float16 holds these
+    inp = NeuronInput(3, 7, half[:20], half[20:], exact, 7.9, -0.1, 0.2, 0.5, 0.4, [" a"], [])
+    wire = pickle.dumps(inp)
+    assert len(wire) < 0.5 * len(pickle.dumps([r.acts for r in half]))
+    back = pickle.loads(wire)
+    assert (back.layer, back.index, back.promotes, back.suppresses) == (3, 7, [" a"], [])
+    for a, b in zip((inp.top, inp.rand, inp.bot), (back.top, back.rand, back.bot), strict=True):
+        assert [r.tokens for r in a] == [r.tokens for r in b]
+        assert all(x.acts.dtype == y.acts.dtype and np.array_equal(x.acts, y.acts)
+                   for x, y in zip(a, b, strict=True))
+
+
 def test_parse_layers():
     assert parse_layers("all", 3) == [0, 1, 2]
     assert parse_layers("1,3-4", 6) == [1, 3, 4]

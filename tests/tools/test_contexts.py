@@ -30,3 +30,16 @@ def test_a_neuron_firing_throughout_spanish_windows_is_context_level():
     windows = [([w + " " for w in s.split()], np.ones(len(s.split()))) for s in sentences]
     share, kind, distinct = context_level(windows)
     assert kind == "Spanish text" and share == 1.0 and distinct > 20
+
+
+def test_magika_runs_on_one_thread_and_labels_as_its_default_session():
+    magika = pytest.importorskip("magika")
+    from neurosleuth.tools.contexts import _magika
+
+    ours, default = _magika(), magika.Magika()
+    opts = ours._onnx_session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for text in (JSON, LATEX, PYTHON, SPANISH, ENGLISH):
+        a, b = (m.identify_bytes(text.encode()) for m in (ours, default))
+        assert (a.output.label, round(a.score, 5)) == (b.output.label, round(b.score, 5))

@@ -28,7 +28,13 @@ to, required context, a kind of text, facets. Each clause is an experiment:
   fires on much of windows of one kind (a language, a format) is replaced by the kind when the
   kind fires more.
 - **pieces**: a reading of tokens wherever they stand is named by a class of them (closing
-  brackets, digits) when the class's unseen members fire.
+  brackets, digits) when the class's unseen members fire. Else each trigger token, the tokens
+  the top windows fire on that it does not list (not those they hold often and seldom fire on:
+  put at a peak, '.' fires for a neuron that reads the context before it) and the deep dive's
+  words (as one token each),
+  and control tokens, are put in the place of the peak token of the own contexts (the token
+  itself: a piece is read inside its word, so no new sentence holds it), one at a time; quiet
+  triggers are dropped and firing tokens added, as for words.
 - **facets**: each facet's words, as the members are; a facet whose words stay at the controls'
   level is dropped.
 
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -71,7 +78,7 @@ from neurosleuth.tools.compare import CONTROLS, _spelled, _stem, _word
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.pattern import Pattern, examples_of, quote
+from neurosleuth.tools.pattern import SEEN_SHARE, Pattern, examples_of, quote
 from neurosleuth.tools.words import words_of
 
 __all__ = ["FRAMES", "ClauseTest", "Tested", "test_clauses"]
@@ -184,6 +191,97 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str], add_words: bool
     return replace(p, triggers=triggers, concept=concept), tests
 
 
+def _piece_members(lm: LoadedModel, neuron: NeuronId, p: Pattern,
+                   contexts: Sequence[Sequence[str]], extra: Sequence[str],
+                   windows: Sequence[tuple[Sequence[str], np.ndarray]], add_words: bool = True
+                   ) -> tuple[Pattern, list[ClauseTest], int]:
+    """The member clause of a reading of tokens (module docstring): each token in the place of
+    the peak token of the own contexts, the rest of each context as it was."""
+    own = [list(t) for t in contexts if len(t) >= 2][: 2 * MAX_CONTEXTS]
+    seen = p.ordered(MAX_WORDS)
+    if not own or len(seen) < 2:
+        return p, [], 0
+    lead = lm.n_prefix
+
+    def token_id(tok: str) -> int | None:
+        ids = lm.encode(tok)[lead:]
+        return ids[0] if len(ids) == 1 and lm.decode(ids) == tok else None
+
+    space = sum(t[:1].isspace() for t in p.triggers) * 2 >= len(p.triggers)
+    listed = {t.strip().lower() for t in p.triggers}
+
+    def as_token(word: str) -> str | None:  # a word as one token, spaced as most triggers are
+        for tok in ((" " + word, word) if space else (word, " " + word)):
+            if token_id(tok) is not None:
+                return tok
+        return None
+
+    # tokens the read windows fire on that the reading does not list (beyond its cap), then the
+    # deep dive's words; a token the read windows hold often but seldom fire on ('.', ' to': a
+    # neuron that fires at the end of some context fires on most tokens put there) is not tried
+    seen_n: Counter[str] = Counter()
+    fired_n: Counter[str] = Counter()
+    fired: dict[str, float] = {}
+    for toks, acts in windows:
+        a = np.asarray(acts, dtype=float)
+        for t, v in zip(toks, a / a.max() if a.max() > 0 else a, strict=True):
+            seen_n[t] += 1
+            if v >= FIRES and t.strip() and t.strip().lower() not in listed:
+                fired_n[t] += 1
+                fired[t] = max(fired.get(t, 0.0), float(v))
+    found = sorted(fired, key=lambda t: -fired[t])
+    found += [t for t in map(as_token, extra) if t and t.strip().lower() not in listed]
+    extra_toks = [t for t in dict.fromkeys(found) if token_id(t) is not None
+                  and fired_n[t] >= SEEN_SHARE * seen_n[t]][: 2 * MAX_WORDS]
+    if not add_words:
+        extra_toks = []
+    controls = [t for t in map(as_token, CONTROLS) if t and t.strip().lower() not in listed][:6]
+    toks = [t for t in [*seen, *extra_toks, *controls] if token_id(t) is not None]
+    if len([t for t in toks if t in seen]) < 2 or len(controls) < 3:
+        return p, [], 0
+    heads = [lm.encode(LEAD + "".join(c[:-1])) for c in own]
+    ids = [[*h, token_id(t)] for t in toks for h in heads]
+    acts = measure_ids(lm, ids, [neuron])
+    per = np.array([float(a[-1, 0]) for a in acts]).reshape(len(toks), len(heads)).mean(1)
+    a = dict(zip(toks, per.round(4).tolist(), strict=True))
+    top = max(p.triggers.values())
+    strong = [t for t in seen if t in a and p.triggers[t] >= CLAIM * top] or seen[:STRONG]
+    s = statistics.median(a[t] for t in strong if t in a)
+    c = statistics.median(a[t] for t in controls)
+    where = f"the peak token of {len(heads)} own contexts"
+    tried = [t for t in seen if t in a]
+    if s <= c:
+        return p, [ClauseTest(f"tokens {quote(tried, 4)}", f"each token and {len(controls)} "
+                              f"control tokens in place of {where}",
+                              f"tokens median {s:.2f}, controls {c:.2f}", "undecided", "keep")
+                   ], len(ids)
+    triggers = dict(p.triggers)
+    tests: list[ClauseTest] = []
+    quiet = {t: a[t] for t in tried
+             if relative(a[t], s, c) < QUIET and p.triggers[t] >= CLAIM * top}
+    if quiet and len(quiet) < len(tried):
+        for t in quiet:
+            triggers.pop(t, None)
+        tests.append(ClauseTest(f"tokens {quote(list(quiet), 4)}", f"each in place of {where}",
+                                f"{fmt(quiet)} against the strongest tokens {s:.2f}, controls "
+                                f"{c:.2f}", "fails", f"drop {quote(list(quiet), 6)}"))
+    else:
+        tests.append(ClauseTest(f"tokens {quote(tried, 4)}", f"each token and {len(controls)} "
+                                f"control tokens in place of {where}",
+                                f"{fmt({t: a[t] for t in tried})}; controls {c:.2f}", "holds",
+                                "keep"))
+    mean = float(np.mean(list(p.triggers.values())))
+    added = {t: round(min(top, mean * a[t] / s), 3) for t in extra_toks
+             if relative(a[t], s, c) >= FIRES}
+    if added:
+        triggers.update(added)
+        tests.append(ClauseTest(f"tokens {quote(list(added), 4)} (not in the hypothesis)",
+                                f"each in place of {where}",
+                                f"{fmt({t: a[t] for t in added})} against tokens {s:.2f}",
+                                "fails", f"add {quote(list(added), 6)}"))
+    return replace(p, triggers=triggers), tests, len(ids)
+
+
 def _contexts(bench: WordBench, p: Pattern, contexts: Sequence[Sequence[str]]
               ) -> tuple[Pattern, list[ClauseTest]]:
     """The context clause: each required word deleted from the own contexts that hold it, and
@@ -268,6 +366,9 @@ def test_clauses(lm: LoadedModel, neuron: NeuronId, pattern: Pattern,
     if p.kind == "token" and p.unit == "piece":
         p, more = readings.pieces(bench, p)
         tests += more
+    if p.kind == "token" and p.unit == "piece":  # not a class of tokens: each token
+        p, more, n = _piece_members(lm, neuron, p, contexts, extra, windows, add_words)
+        tests, passes = tests + more, passes + n
     if p.kind == "token" and p.unit == "word":
         p, t = _members(bench, p, extra, add_words)
         tests += t

@@ -239,7 +239,8 @@ def test_investigation_through_the_server_that_dies_mid_run(tmp_path):
     assert "ollama:llama3.1" not in by_step[3] | by_step[4]
     assert not set(json.loads(PROPOSAL)["prompts"]) & set(prompts["prompt"])
     hypotheses = json.loads((run / "hypotheses.json").read_text())
-    assert len(hypotheses) == 1 and hypotheses[0]["score"] is not None
+    assert hypotheses[0]["score"] is not None and len({h["step"] for h in hypotheses}) == 1
+    assert all(h["source"] == "revised" for h in hypotheses[1:])  # the round's revision, if kept
     report = (run / "report.md").read_text()
     assert "ollama:llama3.1" in report and "llm fallbacks" in report
     assert "RemoteProtocolError" in report and "ConnectError" in report

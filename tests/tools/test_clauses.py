@@ -38,6 +38,9 @@ class RuleLM:
             out.append(self.vocab.index(w))
         return out
 
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.vocab[i] for i in ids)
+
 
 @pytest.fixture
 def measured(monkeypatch):
@@ -109,6 +112,29 @@ def test_quiet_triggers_are_dropped_and_firing_words_added(measured):
     assert "cow" in out.pattern.triggers and "stone" not in out.pattern.triggers
     edits = [t.edit for t in out.tests]
     assert "drop 'mat'" in edits and "add 'cow'" in edits
+
+
+def test_a_reading_of_pieces_drops_quiet_tokens_and_adds_firing_ones(measured):
+    """Tokens wherever they stand, each in place of the peak token of the own contexts: a listed
+    token that stays quiet there is dropped; a token the read windows fire on beyond the list,
+    and a word the deep dive found, are added when they fire, a control is not."""
+    fire = {"zq", "xv", "kw", "jy", "qo", "dot"}
+    lm = RuleLM(lambda w: 5.0 if w[-1] in fire else 0.0)
+    p = replace(token({" zq": 1.0, " xv": 0.9, " kw": 0.8, " mat": 0.7}), unit="piece")
+    own = contexts("I saw the zq", "We fed the xv", "He rode the kw", "Look at the zq")
+    window = ([" a", " jy", " b"], np.array([0.0, 4.0, 0.0]))  # ' jy' fires, is not listed
+    # ' dot' fires in place of the peak, but the read windows hold it often, firing once
+    common = ([" dot", " a", " dot", " dot", " dot", " dot"], np.array([4.0, 0, 0, 0, 0, 0]))
+    out = clauses.test_clauses(lm, NEURON, p, own, extra=["qo", "stone"],
+                               windows=[window, common])
+    assert set(out.pattern.triggers) == {" zq", " xv", " kw", " jy", " qo"}, out.tests
+    edits = [t.edit for t in out.tests]
+    assert edits[-2:] == ["drop ' mat'", "add ' jy', ' qo'"]
+    assert out.pattern.unit == "piece" and out.changed and out.forward_passes > 0
+    # where every listed token fires, the reading is left as it was
+    same = replace(token({" zq": 1.0, " xv": 0.9, " kw": 0.8}), unit="piece")
+    kept = clauses.test_clauses(lm, NEURON, same, own, windows=[], add_words=False)
+    assert not kept.changed and kept.pattern == same
 
 
 def test_a_class_whose_unseen_members_stay_quiet_is_dropped(measured):

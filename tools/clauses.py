@@ -222,9 +222,9 @@ def _piece_members(lm: LoadedModel, neuron: NeuronId, p: Pattern,
     seen_n: Counter[str] = Counter()
     fired_n: Counter[str] = Counter()
     fired: dict[str, float] = {}
-    for toks, acts in windows:
-        a = np.asarray(acts, dtype=float)
-        for t, v in zip(toks, a / a.max() if a.max() > 0 else a, strict=True):
+    for window, window_acts in windows:
+        w = np.asarray(window_acts, dtype=float)
+        for t, v in zip(window, w / w.max() if w.max() > 0 else w, strict=True):
             seen_n[t] += 1
             if v >= FIRES and t.strip() and t.strip().lower() not in listed:
                 fired_n[t] += 1
@@ -236,14 +236,15 @@ def _piece_members(lm: LoadedModel, neuron: NeuronId, p: Pattern,
     if not add_words:
         extra_toks = []
     controls = [t for t in map(as_token, CONTROLS) if t and t.strip().lower() not in listed][:6]
-    toks = [t for t in [*seen, *extra_toks, *controls] if token_id(t) is not None]
+    tids = {t: i for t in [*seen, *extra_toks, *controls] if (i := token_id(t)) is not None}
+    toks = list(tids)
     if len([t for t in toks if t in seen]) < 2 or len(controls) < 3:
         return p, [], 0
     heads = [lm.encode(LEAD + "".join(c[:-1])) for c in own]
-    ids = [[*h, token_id(t)] for t in toks for h in heads]
-    acts = measure_ids(lm, ids, [neuron])
-    per = np.array([float(a[-1, 0]) for a in acts]).reshape(len(toks), len(heads)).mean(1)
-    a = dict(zip(toks, per.round(4).tolist(), strict=True))
+    ids = [[*h, tids[t]] for t in toks for h in heads]
+    measured = measure_ids(lm, ids, [neuron])
+    per = np.array([float(m[-1, 0]) for m in measured]).reshape(len(toks), len(heads)).mean(1)
+    a: dict[str, float] = dict(zip(toks, per.round(4).tolist(), strict=True))
     top = max(p.triggers.values())
     strong = [t for t in seen if t in a and p.triggers[t] >= CLAIM * top] or seen[:STRONG]
     s = statistics.median(a[t] for t in strong if t in a)

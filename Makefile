@@ -63,9 +63,13 @@ typecheck: install
 	PY=$(PY) scripts/typecheck.sh
 
 # The type check first; the tests run either way, and a type error fails the target after them.
+# One pytest worker a core (pytest-xdist; a test file's tests stay in one worker, so its module
+# fixtures are made once): each test runs torch on one thread, so one process left a core idle.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 test: install chromium
 	@status=0; PY=$(PY) scripts/typecheck.sh || status=$$?; \
-	echo "$(PY) -m pytest -q"; $(PY) -m pytest -q && exit $$status
+	echo "$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile"; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile && exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check cli agents tools memory score report batch atlas tests bench

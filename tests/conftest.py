@@ -25,12 +25,31 @@ def smollm2():
     return load_model("smollm2-135m", device="cpu")
 
 
+# ---------------------------------------------------------------- order
+# The longest files first (minutes each, measured), the rest in their order: pytest-xdist hands a
+# worker whole files (``--dist loadfile``) in collection order, so a long file collected last
+# would run alone at the end while the other cores idle.
+LONGEST_FIRST = (
+    "tests/agents/test_half_precision_gemma.py",
+    "tests/agents/test_planted_kinds.py",
+    "tests/agents/test_planted_smollm2.py",
+    "tests/agents/test_half_precision.py",
+    "tests/atlas/test_atlas_ray.py",
+    "tests/agents/test_integration.py",
+    "tests/batch/test_ray_executor.py",
+    "tests/agents/test_ollama_protocol.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
 # ---------------------------------------------------------------- browser tests
 # Tests marked ``browser`` drive Debian's Chromium with playwright. ``make test`` installs it where
 # apt-get can; without it they are skipped and the run ends with a banner saying so (a skip line
 # is easy to miss). Under ``NEUROSLEUTH_REQUIRE_BROWSER=1`` (``.ci/run``) they fail instead.
 NO_BROWSER = "no chromium on PATH (make chromium, or apt-get install -y chromium)"
-_skipped_browser = pytest.StashKey[list]()
 
 
 def chromium_path() -> str | None:
@@ -41,7 +60,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives Debian's Chromium with playwright (make test installs it)"
     )
-    config.stash[_skipped_browser] = []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,13 +68,14 @@ def pytest_runtest_setup(item):
         return
     if os.environ.get("NEUROSLEUTH_REQUIRE_BROWSER", "") not in ("", "0"):
         pytest.fail(f"{NO_BROWSER}; NEUROSLEUTH_REQUIRE_BROWSER is set", pytrace=False)
-    item.config.stash[_skipped_browser].append(item.nodeid)
     pytest.skip(NO_BROWSER)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    skipped = config.stash.get(_skipped_browser, [])
+    # from the reports, not this process's stash: under pytest-xdist the tests ran in workers
+    skipped = [r.nodeid for r in terminalreporter.stats.get("skipped", [])
+               if NO_BROWSER in str(r.longrepr)]
     if not skipped:
         return
     tr = terminalreporter

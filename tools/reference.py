@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -148,7 +149,9 @@ def mean_activations(
         out[h] = (sums[h] / count[0]).to(lm.dtype)
         try:  # the cache is an optimisation; a read-only home must not stop the run
             folder.mkdir(parents=True, exist_ok=True)
-            torch.save(out[h].cpu(), paths[h])
+            tmp = paths[h].with_name(f"{paths[h].name}.tmp{os.getpid()}")
+            torch.save(out[h].cpu(), tmp)
+            tmp.replace(paths[h])  # atomic: a process reading it never sees half a file
         except OSError:
             pass
     return out

@@ -66,10 +66,11 @@ typecheck: install
 # One pytest worker a core (pytest-xdist; a test file's tests stay in one worker, so its module
 # fixtures are made once): each test runs torch on one thread, so one process left a core idle.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+XDIST := --dist loadfile --no-loadscope-reorder  # files in the order tests/conftest.py gives
 test: install chromium
 	@status=0; PY=$(PY) scripts/typecheck.sh || status=$$?; \
-	echo "$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile"; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile && exit $$status
+	echo "$(PY) -m pytest -q -n $(TEST_WORKERS) $(XDIST)"; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(XDIST) && exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check cli agents tools memory score report batch atlas tests bench

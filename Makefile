@@ -66,7 +66,7 @@ typecheck: install
 # One pytest worker a core (pytest-xdist; a test file's tests stay in one worker, so its module
 # fixtures are made once): each test runs torch on one thread, so one process left a core idle.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
-XDIST := --dist loadfile --no-loadscope-reorder  # files in the order tests/conftest.py gives
+XDIST := --dist loadfile
 test: install chromium
 	@status=0; PY=$(PY) scripts/typecheck.sh || status=$$?; \
 	echo "$(PY) -m pytest -q -n $(TEST_WORKERS) $(XDIST)"; \

@@ -25,26 +25,6 @@ def smollm2():
     return load_model("smollm2-135m", device="cpu")
 
 
-# ---------------------------------------------------------------- order
-# The longest files first (minutes each, measured), the rest in their order: pytest-xdist hands a
-# worker whole files (``--dist loadfile``) in collection order, so a long file collected last
-# would run alone at the end while the other cores idle.
-LONGEST_FIRST = (
-    "tests/agents/test_half_precision_gemma.py",
-    "tests/agents/test_planted_kinds.py",
-    "tests/agents/test_planted_smollm2.py",
-    "tests/agents/test_half_precision.py",
-    "tests/atlas/test_atlas_ray.py",
-    "tests/agents/test_integration.py",
-    "tests/batch/test_ray_executor.py",
-    "tests/agents/test_ollama_protocol.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
 # ---------------------------------------------------------------- browser tests
 # Tests marked ``browser`` drive Debian's Chromium with playwright. ``make test`` installs it where
 # apt-get can; without it they are skipped and the run ends with a banner saying so (a skip line

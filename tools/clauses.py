@@ -30,11 +30,10 @@ to, required context, a kind of text, facets. Each clause is an experiment:
 - **pieces**: a reading of tokens wherever they stand is named by a class of them (closing
   brackets, digits) when the class's unseen members fire. Else each trigger token, the tokens
   the top windows fire on that it does not list (not those they hold often and seldom fire on:
-  put at a peak, '.' fires for a neuron that reads the context before it) and the deep dive's
-  words (as one token each),
-  and control tokens, are put in the place of the peak token of the own contexts (the token
-  itself: a piece is read inside its word, so no new sentence holds it), one at a time; quiet
-  triggers are dropped and firing tokens added, as for words.
+  put at a peak, '.' fires for a neuron that reads the context before it), the deep dive's
+  words (as one token each) and control tokens are put in the place of the peak token of the
+  own contexts (the token itself: a piece is read inside its word, so no new sentence holds
+  it), one at a time; quiet triggers are dropped and firing tokens added, as for words.
 - **facets**: each facet's words, as the members are; a facet whose words stay at the controls'
   level is dropped.
 
@@ -246,11 +245,11 @@ def _piece_members(lm: LoadedModel, neuron: NeuronId, p: Pattern,
     per = np.array([float(m[-1, 0]) for m in measured]).reshape(len(toks), len(heads)).mean(1)
     a: dict[str, float] = dict(zip(toks, per.round(4).tolist(), strict=True))
     top = max(p.triggers.values())
-    strong = [t for t in seen if t in a and p.triggers[t] >= CLAIM * top] or seen[:STRONG]
-    s = statistics.median(a[t] for t in strong if t in a)
+    tried = [t for t in seen if t in a]  # at least two (above)
+    strong = [t for t in tried if p.triggers[t] >= CLAIM * top] or tried[:STRONG]
+    s = statistics.median(a[t] for t in strong)
     c = statistics.median(a[t] for t in controls)
     where = f"the peak token of {len(heads)} own contexts"
-    tried = [t for t in seen if t in a]
     if s <= c:
         return p, [ClauseTest(f"tokens {quote(tried, 4)}", f"each token and {len(controls)} "
                               f"control tokens in place of {where}",

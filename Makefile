@@ -62,11 +62,11 @@ chromium:
 typecheck: install
 	PY=$(PY) scripts/typecheck.sh
 
-# The type check first; the tests run either way, and a type error fails the target after them.
 # One pytest worker a core (pytest-xdist; a test file's tests stay in one worker, so its module
 # fixtures are made once): each test runs torch on one thread, so one process left a core idle.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 XDIST := --dist loadfile
+# The type check first; the tests run either way, and a type error fails the target after them.
 test: install chromium
 	@status=0; PY=$(PY) scripts/typecheck.sh || status=$$?; \
 	echo "$(PY) -m pytest -q -n $(TEST_WORKERS) $(XDIST)"; \

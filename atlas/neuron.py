@@ -51,7 +51,7 @@ class NeuronInput:
     def __reduce__(self) -> tuple[Any, tuple]:
         """Sent to a worker compactly: each group's activations as one array, in float16 where
         that is exact (the scan keeps float16), not one float64 array a window (3.5 MB a chunk
-        of 64 neurons -> ~1 MB; the worker gets the same values back)."""
+        of 64 neurons -> 1.3 MB; the worker gets the same values back)."""
         return (_unpacked, (self.layer, self.index, _pack(self.top), _pack(self.rand),
                             _pack(self.bot), self.top_max, self.min_act, self.mean, self.std,
                             self.frac_pos, self.promotes, self.suppresses))

@@ -23,14 +23,23 @@ def _investigate(tmp_path, model: str, neuron: str, run_id: str, *extra: str):
     return tmp_path / run_id
 
 
+SMOLLM2_SHAPE = "30 layers, d_mlp 1536, cpu, bfloat16"
+
+
 def test_bf16_investigation_finishes_with_a_hypothesis(tmp_path):
-    check_bf16_investigation(tmp_path, "smollm2-135m", "12:345",
-                             "30 layers, d_mlp 1536, cpu, bfloat16")
+    run = check_bf16_investigation(tmp_path, "smollm2-135m", "12:345", SMOLLM2_SHAPE)
+    # a resume with a larger budget keeps the run's dtype
+    more = subprocess.run([sys.executable, "-m", "neurosleuth.cli", "resume", "half",
+                           "--runs-dir", str(tmp_path), "--iterations", "3"],
+                          capture_output=True, text=True, timeout=900)
+    assert more.returncode == 0, more.stderr[-2000:]
+    again = json.loads((run / "summary.json").read_text())
+    assert again["iterations"] == 3 and again["model_desc"].endswith(SMOLLM2_SHAPE)
 
 
-def check_bf16_investigation(tmp_path, model: str, neuron: str, shape: str) -> None:
+def check_bf16_investigation(tmp_path, model: str, neuron: str, shape: str):
     """An investigation of ``model`` in bfloat16 ends with a hypothesis and records its dtype
-    and shape; a SmolLM2 run resumes in the same dtype. (Gemma's is its own file,
+    and shape; returns its run folder. (Gemma's is its own file,
     ``test_half_precision_gemma.py``: the longest test, it runs beside this one under
     pytest-xdist.)"""
     run = _investigate(tmp_path, model, neuron, "half")
@@ -41,10 +50,4 @@ def check_bf16_investigation(tmp_path, model: str, neuron: str, shape: str) -> N
     assert json.loads((run / "config.json").read_text())["dtype"] == "bfloat16"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model_desc"].endswith(shape) and summary["oom_backoffs"] == {}
-    if model == "smollm2-135m":  # a resume with a larger budget keeps the run's dtype
-        more = subprocess.run([sys.executable, "-m", "neurosleuth.cli", "resume", "half",
-                               "--runs-dir", str(tmp_path), "--iterations", "3"],
-                              capture_output=True, text=True, timeout=900)
-        assert more.returncode == 0, more.stderr[-2000:]
-        again = json.loads((run / "summary.json").read_text())
-        assert again["iterations"] == 3 and again["model_desc"].endswith(shape)
+    return run

@@ -4,7 +4,7 @@ Method: prompts are tokenised once (BOS per ``LoadedModel``), sorted by length s
 holds prompts of similar length, right-padded, and run with an attention mask. The model is
 causal, so a right-pad token can never change the activation at a real token before it; the mask
 makes the same true for any model that is not. The forward pass stops after the deepest layer
-asked for (``stop_at_layer``), and a hook keeps only the requested neuron columns, so memory is
+asked for (``tools/forward.py``), and a hook keeps only the requested neuron columns, so memory is
 O(tokens x neurons asked), never a full activation cache.
 
 Batch size is set from the memory at hand (free CUDA memory, or available RAM on CPU) and the
@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from neurosleuth.tools.backoff import shrink
+from neurosleuth.tools.forward import run_to_hooks
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.placement import available_ram, check_finite
@@ -262,8 +263,8 @@ def _forward_chunk(
         return hook
 
     hooks = [(neurons[cols[0]].hook_name, keep(layer)) for layer, cols in by_layer.items()]
-    with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
-        lm.model(tokens, attention_mask=mask, stop_at_layer=max(by_layer) + 1)
+    with torch.inference_mode():
+        run_to_hooks(lm, tokens, hooks, stop_at_layer=max(by_layer) + 1, attention_mask=mask)
     lengths = mask.sum(dim=1).tolist()
     check_finite(picked, lm.dtype, "activations")
     return [picked[b, :n].numpy() for b, n in enumerate(lengths)]

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from neurosleuth.tools.forward import run_to_hooks
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.placement import check_finite
@@ -98,10 +99,13 @@ def trace(
     def keep(act: torch.Tensor, hook) -> None:  # act: (B, T, d_mlp)
         kept.append(act[:, :, neuron.index])
 
-    stop = None if logits else neuron.layer + 1
-    with lm.model.hooks(fwd_hooks=[(neuron.hook_name, keep)]):
-        out = lm.model(inputs.to(lm.device), stop_at_layer=stop)
-    return check_finite(kept[0].float(), lm.dtype, "activations"), (out.float() if logits else None)
+    hooks = [(neuron.hook_name, keep)]
+    if not logits:
+        run_to_hooks(lm, inputs.to(lm.device), hooks, stop_at_layer=neuron.layer + 1)
+        return check_finite(kept[0].float(), lm.dtype, "activations"), None
+    with lm.model.hooks(fwd_hooks=hooks):
+        out = lm.model(inputs.to(lm.device))
+    return check_finite(kept[0].float(), lm.dtype, "activations"), out.float()
 
 
 def resolve_position(position: Position, n_tokens: int, n_prefix: int) -> int | None:

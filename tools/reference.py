@@ -2,7 +2,7 @@
 sources), means over a reference set cached on disk (mean ablation), and seeded resample draws.
 
 Every pass is a clean, hooked forward over right-padded chunks (``measure.pad_right``) that stops
-after the deepest layer read (``stop_at_layer``). Means are over real text tokens only (no BOS,
+after the deepest hook read (``tools/forward.py``). Means are over real text tokens only (no BOS,
 no padding) and are cached under ``cache_dir()/"means"`` keyed by a fingerprint of the model's
 weights, the hook and a hash of the reference token ids, so a reference set is run once per model
 and layer. The fingerprint hashes parameter names, shapes and a strided sample of every weight:
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from neurosleuth.tools.backoff import halving
-from neurosleuth.tools.interventions import chunks, hooked
+from neurosleuth.tools.forward import run_to_hooks
+from neurosleuth.tools.interventions import chunks
 from neurosleuth.tools.measure import auto_tokens_per_batch, pad_right
 from neurosleuth.tools.model import LoadedModel, cache_dir
 
@@ -50,8 +51,8 @@ def _scan_at(lm, ids, hooks, on_act, layers: list[int], budget: int) -> None:
             return lambda act, hook: on_act(name, act, rows, lengths)  # hook.name may be an alias
 
         fwd = [(h, grab(h)) for h in hooks]
-        with torch.inference_mode(), hooked(lm, fwd):
-            lm.model(tokens, attention_mask=mask, stop_at_layer=max(layers) + 1)
+        with torch.inference_mode():
+            run_to_hooks(lm, tokens, fwd, stop_at_layer=max(layers) + 1, attention_mask=mask)
 
 
 def capture(

@@ -2,11 +2,14 @@
 windows with their per-token activations, and the activation distribution.
 
 Method: windows (all the same length, so no padding) run through the model in batches, hooked at
-``blocks.L.mlp.hook_post`` of each requested layer and stopped after the deepest one. For every
-neuron of those layers a running top-k is merged per batch on the model's device: the batch's
-per-window maxima are concatenated with the k kept so far and ``torch.topk`` keeps the best k
-(equivalent to a bounded heap, vectorised over all neurons). Kept with each window: its index,
-the position of its max and its per-token activations.
+``blocks.L.mlp.hook_post`` of each requested layer and stopped right after the deepest hook
+(``tools/forward.py``: no unembedding). For every neuron of those layers a running top-k is merged
+per batch on the model's device, as a bounded heap vectorised over all neurons
+(``tools/scan_topk.py``): ``k`` slots per neuron; ``torch.topk`` over the slots and the batch's
+per-window maxima says which windows enter, and only those are written, into the slots they evict
+(ordered once, at the end). Once the scan is warm few windows enter, so a batch costs little
+beyond its max, min and sums. Kept with each window: its index, the position of its max and its
+per-token activations.
 
 - **top-k** ranks windows by their maximum activation (what drives the neuron up);
 - **bottom-k** ranks windows by their *minimum* activation, lowest first (what pushes it most
@@ -47,6 +50,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -56,9 +60,11 @@ import torch
 from neurosleuth.tools.backoff import shrink
 from neurosleuth.tools.corpus import Windows
 from neurosleuth.tools.corpus_store import batch_ids
+from neurosleuth.tools.forward import run_to_hooks
 from neurosleuth.tools.measure import auto_tokens_per_batch
 from neurosleuth.tools.model import LoadedModel, cache_dir
 from neurosleuth.tools.neurons import hook_name
+from neurosleuth.tools.scan_topk import WindowTopK
 
 QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
 TOKEN_SAMPLE = 16_384
@@ -116,51 +122,12 @@ class LayerScan:
         return cls(**kw)
 
 
-class _TopK:
-    """Running top-k (or bottom-k) windows per neuron, merged batch by batch with ``topk``."""
-
-    def __init__(self, keep: int, largest: bool):
-        self.keep, self.largest = keep, largest
-        # (k, d) values, windows and positions, (k, d, T) activations: None until the first merge
-        self.val: torch.Tensor | None = None
-        self.win: torch.Tensor | None = None
-        self.pos: torch.Tensor | None = None
-        self.acts: torch.Tensor | None = None
-
-    def merge(self, acts: torch.Tensor, val: torch.Tensor, pos: torch.Tensor, w0: int) -> None:
-        # acts: (B, T, d) float32; val, pos: (B, d) the window max (min) and where it is
-        B, T, d = acts.shape
-        win = torch.arange(w0, w0 + B, device=acts.device).view(B, 1).expand(B, d)
-        per_tok = acts.transpose(1, 2)  # (B, d, T)
-        if self.val is not None:
-            assert self.win is not None and self.pos is not None and self.acts is not None
-            val = torch.cat([self.val, val])
-            win = torch.cat([self.win, win])
-            pos = torch.cat([self.pos, pos])
-            per_tok = torch.cat([self.acts, per_tok])
-        k = min(self.keep, val.shape[0])
-        self.val, sel = val.topk(k, dim=0, largest=self.largest, sorted=True)  # (k, d)
-        self.win = win.gather(0, sel)
-        self.pos = pos.gather(0, sel)
-        self.acts = per_tok.gather(0, sel.unsqueeze(-1).expand(k, d, T))  # (k, d, T)
-
-    STATE = ("val", "win", "pos", "acts")
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {} if self.val is None else {k: getattr(self, k).cpu().numpy() for k in self.STATE}
-
-    def restore(self, state: dict[str, np.ndarray], device: torch.device) -> None:
-        for k in self.STATE:
-            if k in state:
-                setattr(self, k, torch.as_tensor(state[k], device=device))
-
-
 class _Running:
     """All running statistics of one layer."""
 
     def __init__(self, d: int, keep: int, tok_sample: np.ndarray, win_sample: np.ndarray,
                  rand_sample: np.ndarray, width: int, device: torch.device):
-        self.top, self.bot = _TopK(keep, True), _TopK(keep, False)
+        self.top, self.bot = WindowTopK(keep, True), WindowTopK(keep, False)
         self.tok_sample, self.win_sample, self.rand_sample = tok_sample, win_sample, rand_sample
         self.tok_buf = np.empty((len(tok_sample), d), np.float32)
         self.win_buf = np.empty((len(win_sample), d), np.float32)
@@ -176,19 +143,19 @@ class _Running:
         # acts: (B, T, d) text positions only
         acts = acts.float()
         B, T, d = acts.shape
-        winmax, argmax = acts.max(dim=1)  # (B, d)
-        self.top.merge(acts, winmax, argmax, w0)
-        self.bot.merge(acts, *acts.min(dim=1), w0)
-        flat = acts.reshape(B * T, d)
+        winmax = acts.amax(1)  # (B, d)
+        self.top.merge(acts, winmax, w0)
+        self.bot.merge(acts, acts.amin(1), w0)
         self.sum += acts.sum(1).sum(0, dtype=torch.float64)  # per-window sums in float32
         self.sumsq += acts.square().sum(1).sum(0, dtype=torch.float64)
-        self.npos += (flat > 0).sum(0)
+        # 1 where > 0 (a bool sum is 4x slower); exact in float32 below 2^24 tokens a batch
+        self.npos += acts.clamp(min=0).sign_().sum(1).sum(0).long()
         self.n += B * T
         self.winmax_min = torch.minimum(self.winmax_min, winmax.min(0).values)
         lo, hi = np.searchsorted(self.tok_sample, [w0 * T, (w0 + B) * T])
         if hi > lo:
-            rows = torch.as_tensor(self.tok_sample[lo:hi] - w0 * T, device=acts.device)
-            self.tok_buf[lo:hi] = flat.index_select(0, rows).cpu().numpy()
+            at = torch.as_tensor(self.tok_sample[lo:hi] - w0 * T, device=acts.device)
+            self.tok_buf[lo:hi] = acts[at // T, at % T].cpu().numpy()  # (n, d), no reshape copy
         lo, hi = np.searchsorted(self.win_sample, [w0, w0 + B])
         if hi > lo:
             rows = torch.as_tensor(self.win_sample[lo:hi] - w0, device=acts.device)
@@ -220,11 +187,10 @@ class _Running:
 
     def finish(self, layer: int, seconds: float) -> LayerScan:
         levels = np.asarray(QUANTILES)
-        top = {k: getattr(self.top, k).cpu().numpy() for k in ("val", "win", "pos", "acts")}
-        bot = {k: getattr(self.bot, k).cpu().numpy() for k in ("val", "win", "pos", "acts")}
-        token_q = np.quantile(self.tok_buf, levels, axis=0).astype(np.float32)
+        top, bot = self.top.ordered(), self.bot.ordered()
+        token_q = _quantiles(self.tok_buf, levels)
         token_q[0], token_q[-1] = bot["val"][0], top["val"][0]  # exact extremes
-        winmax_q = np.quantile(self.win_buf, levels, axis=0).astype(np.float32)
+        winmax_q = _quantiles(self.win_buf, levels)
         winmax_q[0], winmax_q[-1] = self.winmax_min.cpu().numpy(), top["val"][0]
         mean = (self.sum / self.n).cpu().numpy()
         var = (self.sumsq / self.n).cpu().numpy() - mean**2
@@ -241,10 +207,16 @@ class _Running:
         )
 
 
+def _quantiles(samples: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """(Q, d) float32 quantiles of each column of ``samples`` (n, d), taken along the rows of a
+    contiguous transposed copy: 1.6x faster than down the columns."""
+    return np.quantile(np.ascontiguousarray(samples.T), levels, axis=1).astype(np.float32)
+
+
 def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
                    ) -> dict[int, torch.Tensor]:
     """``blocks.L.mlp.hook_post`` of each layer, (B, T, d_mlp), for a (B, T) batch of equal-length
-    token ids; the pass stops after the deepest layer. Hooks are removed on exit."""
+    token ids; the pass stops after the deepest layer's hook. Hooks are removed on exit."""
     got: dict[int, torch.Tensor] = {}
 
     def keep(layer: int):
@@ -254,8 +226,8 @@ def forward_layers(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int]
         return hook
 
     hooks = [(hook_name(layer), keep(layer)) for layer in layers]
-    with torch.inference_mode(), lm.model.hooks(fwd_hooks=hooks):
-        lm.model(tokens, stop_at_layer=max(layers) + 1)
+    with torch.inference_mode():
+        run_to_hooks(lm, tokens, hooks, stop_at_layer=max(layers) + 1)
     return got
 
 
@@ -339,7 +311,10 @@ def scan_layers(lm: LoadedModel, layers: Sequence[int], windows: Windows, keep: 
     seconds = before + now
     if W * T >= RATE_MIN_TOKENS and not saved:
         record_scan_rate(lm.name, lm.device.type, W * T / seconds)
-    out = {L: run.finish(L, seconds) for L, run in running.items()}
+    # numpy's quantiles release the GIL: the layers are finished on every thread torch uses
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        out = dict(zip(running, pool.map(lambda L: running[L].finish(L, seconds), running),
+                       strict=True))
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     return out

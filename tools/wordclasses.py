@@ -158,8 +158,14 @@ def _quote_word(w: str) -> bool:
     return any(_is_quote(c) for c in w) and all(_is_quote(c) or c in SEPARATORS for c in w)
 
 
+REPLACEMENT = "\ufffd"  # what a token that holds part of a character's bytes decodes to
+
+
 def _all_cat(w: str, *cats: str) -> bool:
-    return bool(w) and all(_cat(c) in cats for c in w)
+    """Every character of ``w`` in one of the Unicode ``cats``. A replacement character is in
+    none: it stands for a piece of a character of another script (a CJK character cut into byte
+    tokens), not for a symbol of the text."""
+    return bool(w) and REPLACEMENT not in w and all(_cat(c) in cats for c in w)
 
 
 # ---- word forms (lemminflect) and parts of speech (WordNet) -------------------------------

@@ -17,7 +17,8 @@ from neurosleuth.tools import wordclasses as W
     ("currency symbols", ["$", "€", "£", "¥"], ["$5", "%", "s"]),
     ("math symbols", ["+", "=", "<", "==", "<=", "±", "×"], ["-", "(", "a"]),
     ("dashes", ["-", "–", "—", "--"], ["+", "_", "-a"]),
-    ("punctuation marks", [",", ".", "?!", "$", "—"], ["a", "1", ""]),
+    # a replacement character is a piece of another script's character, not a symbol
+    ("punctuation marks", [",", ".", "?!", "$", "—", "©"], ["a", "1", "", "\ufffd", "，\ufffd"]),
     ("years", ["1999", "2001", "1066", "2100"], ["999", "2101", "19999", "99"]),
     ("integers", ["0", "42", "1,000", "-3", "1999"], ["3.5", "1st", "x1"]),
     ("decimal numbers", ["3.14", ".5", "1,000.25"], ["3", "3.", "a.5"]),

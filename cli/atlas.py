@@ -77,6 +77,9 @@ def atlas(
     ray_address: Annotated[str | None, typer.Option(
         help="with --executor ray: the cluster to join (auto, HOST:6379, ray://HOST:10001; "
              "default: start a local Ray)")] = None,
+    index: Annotated[bool, typer.Option(
+        help="index the explanations for search by meaning now (SmolLM2: about 4 minutes on 2 "
+             "cores); --no-index leaves it to the first search")] = True,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     device_map: DeviceMapOpt = None,
@@ -136,11 +139,9 @@ def atlas(
                     neuron_progress=on_neurons)
         except TimeoutError as err:
             fail(str(err), code=3)
-    index = export_site(folder, runs_dir) if site else None
-    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
-
-    with err_console.status("indexing the explanations for search by meaning ..."):
-        AtlasIndex(folder, bulk_embedder())  # built once here: the first search is instant
+    site_index = export_site(folder, runs_dir) if site else None
+    if index:
+        _index(folder)
     if records is not None:
         import pandas as pd
 
@@ -153,7 +154,25 @@ def atlas(
                       markup=False, highlight=False)
     _summary(path)
     console.print(f"table: {path}\nbrowse: neurosleuth serve {folder}"
-                  + (f"\nsite:  {index}" if index else ""), markup=False, highlight=False)
+                  + (f"\nsite:  {site_index}" if site_index else ""), markup=False,
+                  highlight=False)
+
+
+def _index(folder: Path) -> None:
+    """Build the search index once, now (the first search is then instant), and keep its time
+    beside the scan's and the explanations' in ``atlas.json``."""
+    import json
+    import time
+
+    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+
+    start = time.perf_counter()
+    with err_console.status("indexing the explanations for search by meaning ..."):
+        AtlasIndex(folder, bulk_embedder())
+    meta_path = folder / "atlas.json"
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("timings", {})["index_s"] = round(time.perf_counter() - start, 1)
+    meta_path.write_text(json.dumps(meta, indent=1))
 
 
 def _build_ray(model: str, layers: list[int], folder: Path, cfg: AtlasConfig, workers: int | None,
@@ -198,7 +217,8 @@ def _summary(path: Path) -> None:
         f"{r.mean():+.3f} (token-list reading {lr.mean():+.3f}); concepts "
         f"{int(frame['concept'].notna().sum())}, kinds of text "
         f"{int((frame['kind'] == 'context').sum())}, dead {int((frame['kind'] == 'none').sum())};"
-        f" scan {t.get('scan_s', 0):.0f} s, explanations {neuron_s:.0f} s",
+        f" scan {t.get('scan_s', 0):.0f} s, explanations {neuron_s:.0f} s"
+        + (f", search index {t['index_s']:.0f} s" if "index_s" in t else ""),
         markup=False, highlight=False)
 
 

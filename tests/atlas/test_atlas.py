@@ -80,6 +80,20 @@ def test_the_planted_neuron_is_named_and_found_by_meaning(atlas):
     assert AtlasIndex(atlas, bulk_embedder()).search("colour words", 3) == hits
 
 
+def test_a_neuron_is_searched_by_its_class_kind_and_words():
+    from neurosleuth.atlas.search import search_text
+
+    words = [" red", "blue", " red", "\ufffd\ufffd", "green"]
+    row = pd.Series({"explanation": "Fires on colors (red, blue, green).", "concept": "colors",
+                     "context": None, "triggers": json.dumps(words)})
+    assert search_text(row) == "colors. red, blue, green"  # each word once, no byte pieces
+    row = pd.Series({"explanation": "Fires inside German text.", "concept": np.nan,
+                     "context": "German text", "triggers": json.dumps(["der"])})
+    assert search_text(row) == "German text. der"  # no 'nan' for a missing class
+    assert search_text(pd.Series({"explanation": "x", "concept": np.nan, "context": np.nan,
+                                  "triggers": "[]"})) == "x"
+
+
 def test_no_class_name_in_the_atlas_breaks_the_naming_rules(atlas):
     """Over the whole atlas: no class from one word, no example outside its class, no letter or
     abbreviation sense (``concepts.name_violations``); and the checker does see a bad name."""
@@ -316,14 +330,17 @@ def test_cli_atlas_and_search(corpus, tmp_path, monkeypatch):
                                    "--corpus", str(corpus), "--out", str(out),
                                    "--runs-dir", str(tmp_path / "runs"),
                                    "--records", str(tmp_path / "r.jsonl"),
-                                   "--records-format", "jsonl"], terminal_width=200)
+                                   "--records-format", "jsonl", "--no-index"],
+                            terminal_width=200)
     assert res.exit_code == 0, res.output
     assert "32 neurons" in res.output and "browse: neurosleuth serve" in res.output
+    assert "search index" not in res.output and not (out / "search.faiss").exists()
     assert not (out / "site").exists()  # no page per neuron: the server renders them
     assert len(read(tmp_path / "r.jsonl")) == 32
     res = CliRunner().invoke(app, ["atlas-search", str(out), "colour words", "-k", "3"],
                              terminal_width=200)
-    assert res.exit_code == 0 and "0:3" in res.output, res.output
+    assert res.exit_code == 0 and "0:3" in res.output, res.output  # indexed at the first search
+    assert (out / "search.faiss").exists()
     res = CliRunner().invoke(app, ["atlas", "--model", str(model), "--layers", "5"])
     assert res.exit_code == 2 and "layers 0..0" in res.output
 
@@ -340,6 +357,7 @@ def test_batch_deep_dives_the_atlas_picks_and_the_pages_link_each_other(corpus, 
                                    "--window", "16", "--keep", "12", "--corpus", str(corpus),
                                    "--out", str(out), "--runs-dir", str(runs)])
     assert res.exit_code == 0, res.output
+    assert "search index" in res.output and (out / "search.faiss").exists()  # built by default
     picks = from_atlas(out, 2)
     assert len(picks) == 2 and all(p.reason.startswith("atlas: explained with r") for p in picks)
     frame = pd.read_parquet(out / "atlas.parquet").set_index("neuron")

@@ -31,6 +31,10 @@
     busy machine the wall ratio is the scheduler's, the CPU seconds say what the work cost); the
     rows of all four runs are checked to be the same.
 
+(d) **The whole model** (``--whole``): every layer as ``neurosleuth atlas`` builds it, from a
+    cold cache, then its search index: wall time, its split (scan, explanations, index) and the
+    peak RSS of this process.
+
 The ceiling: a per-token lookup table learned on the windows the atlas saw (``bench/explain.py``
 ``lookup_ceiling``), scored on the same held-out windows.
 
@@ -40,7 +44,8 @@ L: 1 worker A s, N workers B s: Rx``. Targets: H <= 1 on 2 CPU cores, X >= 0.8 Y
 2 cores.
 
 Run: ``python bench/atlas.py [--threads 2] [--tokens 131072] [--layer 14] [--subset 3]
-[--scan-tokens 32768] [--workers N] [--skip-throughput] [--skip-quality] [--skip-workers]``; JSON
+[--scan-tokens 32768] [--workers N] [--skip-throughput] [--skip-quality] [--skip-workers]
+[--whole]``; JSON
 to ``bench/results/atlas.json`` (the parts run replace theirs, the others are kept). The bench uses
 its own cache folder (``--cache``, default a temporary one) so that the scans are timed cold.
 """
@@ -101,6 +106,35 @@ def throughput(lm, args) -> dict:
             "scan_all_layers_s_extrapolated": round(scan_all, 1),
             "whole_model_h_extrapolated": round(total / 3600, 2),
             "neurons_per_hour_whole_model": round(N_LAYERS * D_MLP / total * 3600)}
+
+
+def whole(lm, args) -> dict:
+    """The whole model as ``neurosleuth atlas`` builds it (a fresh cache: the scan is cold), then
+    its search index; wall time, its split and this process's peak RSS (the workers' own memory
+    is not in it: they hold no model, only a chunk's records)."""
+    import resource
+
+    from neurosleuth.atlas.build import AtlasConfig, build_atlas
+    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+    from neurosleuth.tools.scan_config import ScanConfig
+
+    cfg = AtlasConfig(ScanConfig(max_tokens=args.tokens, k=24), workers=args.workers)
+    out = Path(tempfile.mkdtemp(prefix="atlas-whole-"))
+    t0 = time.perf_counter()
+    build_atlas(lm, list(range(N_LAYERS)), out, cfg)
+    table_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    AtlasIndex(out, bulk_embedder())
+    index_s = time.perf_counter() - t1
+    t = json.loads((out / "atlas.json").read_text())["timings"]
+    return {"tokens": args.tokens, "workers": args.workers, "neurons": N_LAYERS * D_MLP,
+            "scan_s": round(t["scan_s"], 1),
+            "explain_s": round(sum(t["neurons_s"].values()), 1),
+            "table_s": round(table_s, 1), "index_s": round(index_s, 1),
+            "wall_s": round(table_s + index_s, 1),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "folder_mb": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+                               / 2**20, 1)}
 
 
 def workers(lm, args) -> dict:
@@ -167,6 +201,7 @@ def quality(lm, args) -> dict:
         held_out,
         lookup_ceiling,
         pearson,
+        r_or_zero,
         simulate,
         token_list_hypothesis,
     )
@@ -213,7 +248,7 @@ def quality(lm, args) -> dict:
                       f"{row['r_token_list']:+.3f}  {atlas_ex.sentence}", markup=False)
     summary = {}
     for name in ("atlas", "full", "token_list"):
-        vals = np.array([r[f"r_{name}"] for r in rows])
+        vals = np.array([r_or_zero(r[f"r_{name}"]) for r in rows])  # as bench/explain.py
         lo, hi = boot_ci(vals, lambda s: s.mean(axis=-1))
         summary[name] = {"mean_r": round(float(vals.mean()), 4), "ci": [round(lo, 4),
                                                                        round(hi, 4)]}
@@ -235,6 +270,8 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--whole", action="store_true",
+                    help="also build the whole model's atlas and its search index (~20 min)")
     ap.add_argument("--workers", type=int, default=default_workers(),
                     help="processes for the parallel runs (default: all cores)")
     ap.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
@@ -265,6 +302,12 @@ def main() -> None:
         out["load_after"] = os.getloadavg()
     if not args.skip_workers:
         out["workers"] = workers(lm, args)
+    if args.whole:
+        out["whole"] = whole(lm, args)
+        table = Table(title=f"the whole model ({args.workers} workers, {args.threads} threads)")
+        for k, v in out["whole"].items():
+            table.add_row(k, str(v))
+        console.print(table)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     parts = []
@@ -287,6 +330,12 @@ def main() -> None:
                      f"warm: {w['speedup_again']:.2f}x; pool start {w['pool_start_s']:.1f} s; "
                      f"same rows: {w['same_rows']}; load {w['load_before'][0]:.1f} -> "
                      f"{w['load_after'][0]:.1f})")
+    if args.whole:
+        w = out["whole"]
+        parts.append(f"whole SmolLM2 ({w['neurons']:,} neurons, {w['workers']} workers): "
+                     f"{w['table_s'] / 60:.1f} min (scan {w['scan_s']:.0f} s, explanations "
+                     f"{w['explain_s']:.0f} s) + search index {w['index_s'] / 60:.1f} min; "
+                     f"peak RSS {w['peak_rss_gb']:.1f} GB")
     print("; ".join(parts), flush=True)
 
 

@@ -284,7 +284,7 @@ def serve(
     if live:
         spec = model or first_run_model(runs_dir) or "smollm2-135m"
         lm = load(spec, device, dtype, device_map)
-    from neurosleuth.report.atlas_site import search_response
+    from neurosleuth.report.atlas_site import INDEXES, search_response
 
     server = make_server(runs_dir, port, lm=lm, model_spec=spec, quiet=False,
                          atlas_search=search_response, host=host)
@@ -297,6 +297,8 @@ def serve(
     if is_atlas(server.root):  # opened now, so that the first page is as fast as the next
         with err_console.status("opening the atlas table ..."):
             server.atlas.table(server.root)
+        # the search index (minutes for a whole model) is built while the pages are served
+        INDEXES.start(server.root)
         url += "site/"
     err_console.print(f"serving {runs_dir} at {url}" + (f" (live: {spec})" if live else ""),
                       markup=False)

@@ -13,8 +13,10 @@ rename), reading the table one layer at a time.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,8 @@ from neurosleuth.report.atlas_pages import index_page, layer_page, neuron_page, 
 
 if TYPE_CHECKING:
     from neurosleuth.atlas.search import AtlasIndex
+
+log = logging.getLogger(__name__)
 
 
 def _write(path: Path, text: str) -> None:
@@ -92,18 +96,86 @@ def deep_dives_in(runs_dir: Path, model: str) -> dict[str, str]:
     return out
 
 
-_INDEXES: dict[Path, AtlasIndex] = {}
-_LOCK = threading.Lock()
+class SearchIndexes:
+    """The search indexes of the atlases a server serves, each built once, in a background
+    thread: embedding SmolLM2's 46,080 neurons takes about 4 minutes on 2 CPU cores, which no
+    request should wait for. ``serve ATLAS`` starts the build as it starts; another atlas under
+    the root starts its own on its first search. A search waits up to ``WAIT_S`` for a build (a
+    saved index or a small atlas is ready by then); past that it is answered 503 with the
+    build's age, and answered in full once the build is done. A failed build is reported (500)
+    to the search that finds it, and the next search tries again."""
+
+    WAIT_S = 30.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready: dict[Path, AtlasIndex] = {}
+        self.building: dict[Path, tuple[threading.Thread, float]] = {}
+        self.failed: dict[Path, str] = {}
+
+    def start(self, folder: Path) -> threading.Thread | None:
+        """Build ``folder``'s index in the background unless it is ready or being built; the
+        building thread (None when nothing is to be built)."""
+        with self.lock:
+            if folder in self.ready:
+                return None
+            if folder in self.building:
+                return self.building[folder][0]
+            thread = threading.Thread(target=self._build, args=(folder,), daemon=True,
+                                      name=f"search-index {folder.name}")
+            self.building[folder] = (thread, time.monotonic())
+            self.failed.pop(folder, None)
+        thread.start()
+        return thread
+
+    def _build(self, folder: Path) -> None:
+        from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
+
+        try:
+            index = AtlasIndex(folder, bulk_embedder())
+        except Exception as err:  # reported to the next search, which tries again
+            log.warning("could not build the search index of %s: %s", folder, err)
+            with self.lock:
+                self.failed[folder] = f"{type(err).__name__}: {err}"
+                del self.building[folder]
+            return
+        with self.lock:
+            self.ready[folder] = index
+            del self.building[folder]
+
+    def get(self, folder: Path) -> AtlasIndex:
+        """``folder``'s index, once built; PageError 503 while it is being built, 500 when the
+        build failed (the next call builds it again)."""
+        from neurosleuth.report.atlas_serve import PageError
+
+        with self.lock:
+            failed = self.failed.pop(folder, None)
+        if failed is not None:
+            raise PageError(500, f"could not build the search index: {failed[:200]}")
+        thread = self.start(folder)
+        if thread is not None:
+            thread.join(self.WAIT_S)
+        with self.lock:
+            if folder in self.ready:
+                return self.ready[folder]
+            failed = self.failed.pop(folder, None)
+            started = self.building[folder][1] if folder in self.building else None
+        if failed is not None:
+            raise PageError(500, f"could not build the search index: {failed[:200]}")
+        age = time.monotonic() - (started or time.monotonic())
+        raise PageError(503, f"the search index of this atlas is being built (for {age:.0f} s; "
+                             "about 4 minutes for 46,080 neurons on 2 cores): try again shortly")
+
+
+INDEXES = SearchIndexes()
+_SEARCH = threading.Lock()
 
 
 def search_response(folder: Path, query: str) -> str:
-    """The results page of ``query`` in the atlas at ``folder`` (for ``neurosleuth serve``)."""
-    from neurosleuth.atlas.search import AtlasIndex, bulk_embedder
-
-    with _LOCK:
-        if folder not in _INDEXES:
-            _INDEXES[folder] = AtlasIndex(folder, bulk_embedder())
-        index = _INDEXES[folder]
+    """The results page of ``query`` in the atlas at ``folder`` (for ``neurosleuth serve``);
+    PageError 503 while its index is being built (``SearchIndexes``)."""
+    index = INDEXES.get(folder)
+    with _SEARCH:  # one query embedded at a time
         hits = index.search(query, 20)
     model = json.loads((folder / "atlas.json").read_text()).get("model", "")
     return search_page(query, hits, str(model))

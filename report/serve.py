@@ -170,6 +170,8 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.send_header("Connection", "close")
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
             self.send_header("Allow", ", ".join(METHODS))
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:  # a search index being built
+            self.send_header("Retry-After", "30")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -314,3 +314,52 @@ def test_serve_host_warns_when_it_listens_beyond_this_machine(tmp_path, monkeypa
     assert "warning: listening on 0.0.0.0, beyond this machine" in res.output
     res = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", "0"])
     assert res.exit_code == 0 and "warning" not in res.output and "127.0.0.1" in res.output
+
+
+class GatedEmbedder(WordEmbedder):
+    """``WordEmbedder`` whose first ``embed`` waits for ``gate`` (an index being built) and
+    raises when ``fail`` is set (an index that cannot be built)."""
+
+    def __init__(self) -> None:
+        self.gate, self.fail = threading.Event(), False
+
+    def embed(self, texts):
+        if self.fail:
+            raise RuntimeError("embedder gone")
+        self.gate.wait(10)
+        return super().embed(texts)
+
+
+def test_a_search_index_is_built_in_the_background(tmp_path, monkeypatch):
+    """A search while the index is being built is answered 503 with Retry-After, not held for
+    minutes; the same search is answered once the build is done; a failed build is a 500 and the
+    next search builds again."""
+    from neurosleuth.atlas import search as search_mod
+    from neurosleuth.report import atlas_site
+
+    atlas = write_atlas(tmp_path / "root" / "atlas")
+    embedder = GatedEmbedder()
+    monkeypatch.setattr(search_mod, "bulk_embedder", lambda: embedder)
+    indexes = atlas_site.SearchIndexes()
+    indexes.WAIT_S = 1.0  # a build that fails is over by then; the gated one is not
+    monkeypatch.setattr(atlas_site, "INDEXES", indexes)
+    with serving(atlas.parent, atlas_search=atlas_site.search_response) as server:
+        embedder.fail = True
+        status, body = request(server, "/atlas/site/search?q=red")
+        assert status == 500 and b"embedder gone" in body
+        embedder.fail = False
+        thread = indexes.start(atlas.resolve())  # what `serve ATLAS` does as it starts
+        assert thread is not None and indexes.start(atlas.resolve()) is thread  # one build
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.request("GET", "/atlas/site/search?q=red", headers={"Host": hostport(server)})
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == 503 and resp.getheader("Retry-After") == "30", body
+        assert b"being built" in body
+        assert list(indexes.building) == [atlas.resolve()]  # the search waited on that build
+        embedder.gate.set()
+        thread.join(10)
+        status, body = request(server, "/atlas/site/search?q=red+blue")
+        assert status == 200 and b"0:0" in body
+        assert indexes.start(atlas.resolve()) is None  # built: nothing more to build

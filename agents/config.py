@@ -74,6 +74,8 @@ class RunConfig(BaseModel):
     system_prompt: str | None = None
     corpus: str | None = None  # None: the default shipped corpus
     exemplar_tokens: int | None = Field(None, ge=1)  # None: chosen from time_budget_s
+    sweep_words: int | None = Field(None, ge=0)  # vocabulary sweep (tools/vocab_sweep.py):
+    # words at most (None: all the budget affords, 0: none)
     window: int = 64
     max_prompt_chars: int = 1000
     atlas: str | None = None  # the atlas this neuron was picked from (batch --from-atlas)

@@ -49,6 +49,7 @@ def explain(ctx: RunContext, state: State):
     """The evidence explainer (``tools/explain.py``) on the best prompts, the top dataset windows
     and the scan's random sample (where words do not fire); saved as ``explanation.json``."""
     from neurosleuth.tools.exemplars import random_records
+    from neurosleuth.tools.explain import ExplainConfig
     from neurosleuth.tools.explain import explain as explain_neuron
 
     top = ctx.exemplars.top
@@ -58,10 +59,36 @@ def explain(ctx: RunContext, state: State):
     cfg = ctx.cfg
     others = random_records(ctx.lm, ctx.neuron, cfg.corpus, max(cfg.k, 2 * cfg.prompts_per_step),
                             cfg.window, cfg.exemplar_tokens)
-    result = explain_neuron(ctx.lm, ctx.neuron, texts, windows, others=others)
+    result = explain_neuron(ctx.lm, ctx.neuron, texts, windows, others=others,
+                            config=ExplainConfig(sweep=sweep_limit(ctx, state)))
     ctx.files.write_json("explanation.json", {"step": state.get("iteration", 0),
                                               **result.to_dict()})
     return result
+
+
+SWEEP_TIME_SHARE = 0.25  # of the time left, at most, for the vocabulary sweep
+
+
+def sweep_limit(ctx: RunContext, state: State) -> int | None:
+    """How many vocabulary words the explainer's sweep (``tools/vocab_sweep.py``) may measure,
+    commonest first: ``--sweep-words`` when given, and all of them (None) in a run without a
+    budget; within a forward-pass budget,
+    half the passes left; within a time budget, what ``SWEEP_TIME_SHARE`` of the time left
+    affords at the model's measured scan rate, halved (a sweep's sequences are a few tokens
+    long, and a short sequence costs more a token than a corpus window)."""
+    from neurosleuth.agents.config import SCAN_RATE, measured_scan_rate, scan_device
+    from neurosleuth.tools.vocab_sweep import CONTEXT
+
+    cfg = ctx.cfg
+    limits = [] if cfg.sweep_words is None else [cfg.sweep_words]
+    if cfg.max_forward_passes:
+        limits.append(max(0, (cfg.max_forward_passes - state.get("forward_passes", 0)) // 2))
+    if cfg.time_budget_s:
+        kind = scan_device(cfg.device)
+        rate = measured_scan_rate(cfg.model, kind) or SCAN_RATE[kind]
+        left = max(0.0, cfg.time_budget_s - state.get("elapsed_s", 0.0))
+        limits.append(int(SWEEP_TIME_SHARE * left * rate / 2 / (CONTEXT + 1)))
+    return min(limits) if limits else None
 
 
 def read_off(ctx: RunContext) -> dict | None:

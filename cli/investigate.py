@@ -62,6 +62,9 @@ def investigate(
     config: Annotated[Path | None, typer.Option(help="TOML/JSON config file")] = None,
     corpus: Annotated[str | None, typer.Option(help=CORPUS_HELP)] = None,
     exemplar_tokens: Annotated[int | None, typer.Option(help="corpus tokens to scan")] = None,
+    sweep_words: Annotated[int | None, typer.Option(
+        help="vocabulary words the explainer puts at the neuron's peak, commonest first (default:"
+        " all the budget affords, on a CPU at most 16,384; 0: no sweep)", min=0)] = None,
     ollama_model: Annotated[
         str | None, typer.Option(help="Ollama model (default llama3.1)")
     ] = None,
@@ -99,6 +102,7 @@ def investigate(
         runs_dir=str(runs_dir),
         corpus=corpus,
         exemplar_tokens=exemplar_tokens,
+        sweep_words=sweep_words,
         ollama_model=ollama_model,
         seed=seed,
         device=device,

@@ -11,7 +11,10 @@ Method, on the top texts (prompts and dataset exemplars), each cut at its peak t
 3. **augment**: the peak token is replaced by the model's own top next-token predictions at its
    position and by its nearest neighbours in the embedding matrix (cosine); required context
    tokens by their neighbours. Substitutes that keep >= ``fire`` (50%) of the activation join the
-   **trigger set**; those that kill it are counterexamples.
+   **trigger set**; those that kill it are counterexamples. Then the **vocabulary sweep**
+   (``tools/vocab_sweep.py``): every word of the vocabulary at the strongest peak on a word,
+   after its context; the words that fire join the records, so a class is named from members
+   no text held.
 4. **pattern**, on words (``tools/words.py``), not token pieces: the dataset windows, every text
    measured in step 1 and every substitution of a whole peak word are records, read by the
    records explainer (``tools/records_explain.py``): trigger words and the piece of a word the
@@ -61,6 +64,7 @@ from neurosleuth.tools.pattern import (
 from neurosleuth.tools.readout import embedding_weights, special_token_ids
 from neurosleuth.tools.records import Record
 from neurosleuth.tools.records_explain import RecordsConfig, records_pattern
+from neurosleuth.tools.vocab_sweep import Sweep, peak_word, sweep
 from neurosleuth.tools.words import WHOLE, words_of
 
 __all__ = ["DeepDive", "Explanation", "Pattern", "Pruned", "Substitution", "explain", "variants"]
@@ -76,6 +80,7 @@ class ExplainConfig:
     neighbours: int = 6  # embedding neighbours tried at the peak and at required context
     fire: float = 0.5
     context_frac: float = 0.2
+    sweep: int | None = None  # vocabulary words swept at the peak (None: all, 0: no sweep)
 
 
 # ---- the steps -----------------------------------------------------------------------------
@@ -215,6 +220,10 @@ def explain(
     subs = augment(lm, neuron, pruned, imp, cfg) if pruned else []
     passes += sum(min(len(p[1]), cfg.max_context) for p in peaks) + sum(map(len, imp))
     passes += len(subs) + len(pruned)
+    at = peak_word(lm, peaks) if cfg.sweep != 0 else None
+    top_act = max((a for _, _, a in peaks), default=0.0)
+    swept = sweep(lm, neuron, at, cfg.fire, cfg.sweep, top_act) if at is not None else None
+    passes += swept.forward_passes if swept else 0
     texts_pruned = [Pruned(t, lm.token_strs(ids), a, full, v, long)
                     for (t, _, full), (ids, a, long), v in zip(peaks, pruned, imp, strict=True)]
     top = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in windows]
@@ -222,7 +231,7 @@ def explain(
     top += [r for r in measured if not any("".join(r.tokens) in w for w in shown)]
     # substitutions count as evidence where words fire or not, not as top texts
     rand = [Record(tuple(t), np.asarray(a, dtype=float)) for t, a in others]
-    rand += substituted(texts_pruned, subs)
+    rand += substituted(texts_pruned, subs) + (swept.records() if swept else [])
     rcfg = RecordsConfig(context_frac=cfg.context_frac)
     pattern = confirm_context(records_pattern(top, rand, rcfg), texts_pruned, cfg)
     pattern = replace(pattern, seen=seen_words(windows, CONTEXT_FIRE))  # the dataset's alone
@@ -230,7 +239,8 @@ def explain(
     # the pattern, and the peak words only to illustrate a kind of text
     words = ([w for w in (words_of(p.tokens).word_of(len(p.tokens) - 1) for p in texts_pruned)
               if w] if pattern.kind == "context" else [])
-    return explanation(str(neuron), pattern, words, evidence(pattern, texts_pruned, subs),
+    return explanation(str(neuron), pattern, words,
+                       evidence(pattern, texts_pruned, subs) + swept_evidence(swept),
                        "top windows", pruned=texts_pruned, substitutions=subs,
                        forward_passes=passes, seconds=time.perf_counter() - start)
 
@@ -329,6 +339,20 @@ def evidence(pattern: Pattern, pruned: Sequence[Pruned], subs: Sequence[Substitu
     if pattern.needs():
         said.append(f"Required context: {quote(pattern.needs(), 3)}.")
     return said
+
+
+def swept_evidence(swept: Sweep | None) -> list[str]:
+    """What the vocabulary sweep found, in a sentence (none without a sweep)."""
+    if swept is None or not swept.words:
+        return []
+    after = swept.text.strip()
+    found = [w.strip() for w, _ in swept.fired]
+    if not swept.word_level:
+        return [f"Vocabulary sweep after '{after}': {swept.share:.0%} of {swept.words:,} words "
+                "fire there (the context fires, not a word)." if found else
+                f"Vocabulary sweep after '{after}': none of {swept.words:,} words fires there."]
+    return [f"Vocabulary sweep after '{after}': {round(swept.share * swept.words):,} of "
+            f"{swept.words:,} words fire there, {quote(found, 8)}."]
 
 
 def variants(ex: Explanation) -> list[tuple[str, Pattern]]:

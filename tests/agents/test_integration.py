@@ -28,6 +28,8 @@ def test_embedded_investigation_writes_a_full_report(tmp_path):
         "3",
         "--exemplar-tokens",
         "4096",
+        "--sweep-words",
+        "2048",
         "--run-id",
         "smol",
         "--runs-dir",

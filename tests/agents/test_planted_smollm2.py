@@ -32,11 +32,12 @@ def hypothesis_of(report_md: str) -> str:
 
 
 def investigate_cli(folder, neuron, runs, run_id: str, dtype: str = "float32"):
-    """``neurosleuth investigate`` as a researcher runs it (heuristic planner, 3 steps); returns
-    report.md and hypotheses.json."""
+    """``neurosleuth investigate`` as a researcher runs it (heuristic planner, 3 steps, the
+    commonest 4,096 words swept); returns report.md and hypotheses.json."""
     cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", str(folder),
            "--neuron", str(neuron), "--planner", "heuristic", "--iterations", "3",
-           "--exemplar-tokens", "16384", "--runs-dir", str(runs), "--run-id", run_id,
+           "--exemplar-tokens", "16384", "--sweep-words", "4096", "--runs-dir", str(runs),
+           "--run-id", run_id,
            "--dtype", dtype]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stderr[-2000:]

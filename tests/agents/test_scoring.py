@@ -59,3 +59,24 @@ def test_a_neuron_picked_from_an_atlas_starts_from_its_atlas_entry(tmp_path):
     assert entry["source"] == "atlas" and entry["text"] == "Fires on 'cat'."
     assert Pattern.from_dict(entry["pattern"]) == pattern
     assert files.read_json("readoff.json") == entry  # later rounds read it back
+
+
+def test_the_vocabulary_sweep_fits_the_runs_budget():
+    """All words without a budget; half the forward passes left; a quarter of the time left at
+    the assumed CPU scan rate, halved, a 4-token sequence a word; the researcher's cap."""
+    from types import SimpleNamespace
+
+    from neurosleuth.agents.config import SCAN_RATE
+    from neurosleuth.agents.scoring import sweep_limit
+
+    def limit(state=None, **kw):
+        cfg = RunConfig(model="an-uncached-model", device="cpu", **kw)
+        return sweep_limit(SimpleNamespace(cfg=cfg), state or {})
+
+    assert limit() is None
+    assert limit(max_forward_passes=2000) == 1000
+    assert limit({"forward_passes": 1500}, max_forward_passes=2000) == 250
+    assert limit({"forward_passes": 2500}, max_forward_passes=2000) == 0
+    assert limit({"elapsed_s": 40}, time_budget_s=120) == int(0.25 * 80 * SCAN_RATE["cpu"] / 8)
+    assert limit(sweep_words=500, max_forward_passes=4000) == 500
+    assert limit(sweep_words=0) == 0

@@ -12,10 +12,11 @@ to, required context, a kind of text, facets. Each clause is an experiment:
   word *fires* when it reaches ``FIRES`` of s - c above c, and is *quiet* under ``QUIET``.
   Edits: a quiet trigger that claims something is dropped; a firing word outside the class joins
   the triggers (predicted no higher than the strongest); a
-  class whose unseen members stay quiet is dropped (the list stays); a class of a bare list whose
-  unseen members fire names the list. Words to try beside the triggers: the caller's (the deep
-  dive's substitutes and best prompts' peak words) and the words the top windows fire on that
-  the pattern does not list.
+  class whose unseen members stay quiet is dropped (the list stays), or gives way to a narrower
+  class of the same words whose unseen members fire ("objects" to "musical instruments"); a
+  class of a bare list whose unseen members fire names the list. Words to try beside the
+  triggers: the caller's (the deep dive's substitutes and best prompts' peak words) and the
+  words the top windows fire on that the pattern does not list.
 - **context**: each required context word, deleted from the own contexts that hold it (the
   trigger's activation with and without it, median ratio), and the same new sentences with the
   word written before the trigger and without it (median ratio, where the trigger fires with it).
@@ -101,8 +102,12 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str], add_words: bool
     test = C.member(named) if named is not None else None
     seen = [w for w in p.ordered(MAX_WORDS) if _word(w)]
     known = {_stem(_word(w)) for w in [*p.triggers, *p.seen]}
-    classes: list[C.ConceptName] = [named] if named is not None else C.candidate_names(
-        seen, [p.triggers[w] for w in seen], limit=2) if len(seen) >= 2 else []
+    # the named class, and the classes the words fall in: a named class refuted by its unseen
+    # members may give way to a narrower one they support ("objects" to "musical instruments")
+    found = C.candidate_names(seen, [p.triggers[w] for w in seen], limit=3) \
+        if len(seen) >= 2 else []
+    classes = [named, *(c for c in found if c.label != named.label)] if named is not None \
+        else found[:2]
     def n_tokens(w: str) -> int:
         return len(bench.lm.encode(_spelled(_word(w), bench.like)))
 
@@ -167,7 +172,7 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str], add_words: bool
         result = (f"unseen members {fmt(dict(sorted(got.items(), key=lambda x: -x[1])))} "
                   f"reach {share:.0%} of the triggers ({s:.2f}) above controls ({c:.2f})")
         experiment = f"{len(got)} members never seen, in {where}"
-        if test is not None:  # the hypothesis names this class
+        if named is not None and cl.label == named.label:  # the hypothesis names this class
             if share >= FIRES:
                 tests.append(ClauseTest(f"class {cl.label!r}", experiment, result, "holds",
                                         "keep"))
@@ -181,7 +186,7 @@ def _members(bench: WordBench, p: Pattern, extra: Sequence[str], add_words: bool
             else:
                 tests.append(ClauseTest(f"class {cl.label!r}", experiment, result,
                                         "undecided", "keep"))
-        elif share >= FIRES and concept is None:  # a bare list: its class fires
+        elif share >= FIRES and concept is None:  # a bare list, or a refuted class: it fires
             inside = [w for w in seen if C.member(cl)(w)]
             if len(inside) >= 2:
                 concept = replace(cl, examples=examples_of(inside))

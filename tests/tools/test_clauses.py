@@ -208,3 +208,21 @@ def test_a_class_of_words_is_not_read_as_a_kind_of_text(measured, monkeypatch):
     assert asked == []
     clauses.test_clauses(lm, NEURON, replace(named, concept=None), own, windows=windows)
     assert asked == ["French text"]
+
+
+def test_a_refuted_class_gives_way_to_a_narrower_one_that_fires(measured):
+    """A neuron for musical instruments read as "objects" (the broad class that covers every
+    trigger): unseen objects stay quiet, so the class is refuted, and the narrower class of the
+    same words whose unseen members fire is named in its place."""
+    from neurosleuth.tools.concepts import candidate_names, in_synset
+
+    words = ["guitar", "violin", "piano", "drum"]
+    broad = next(c for c in candidate_names(words, [1.0] * 4, limit=6) if c.label == "objects")
+    lm = RuleLM(lambda w: 5.0 if in_synset(w[-1].lower(), "musical_instrument.n.01") else 0.0)
+    p = token(dict(zip(words, (1.0, 0.9, 0.8, 0.8), strict=True)), concept=broad)
+    own = contexts("he played the guitar", "she tuned the violin", "a new piano", "the drum")
+    out = clauses.test_clauses(lm, NEURON, p, own)
+    edits = {t.clause: (t.verdict, t.edit) for t in out.tests}
+    assert edits["class 'objects'"][0] == "fails", out.tests
+    assert out.pattern.concept is not None and "instrument" in out.pattern.concept.label
+    assert set(out.pattern.triggers) >= set(words)

@@ -72,17 +72,17 @@ SWEEP_TIME_SHARE = 0.25  # of the time left, at most, for the vocabulary sweep
 def sweep_limit(ctx: RunContext, state: State) -> int | None:
     """How many vocabulary words the explainer's sweep (``tools/vocab_sweep.py``) may measure,
     commonest first: ``--sweep-words`` when given, and all of them (None) in a run without a
-    budget; within a forward-pass budget,
-    half the passes left; within a time budget, what ``SWEEP_TIME_SHARE`` of the time left
-    affords at the model's measured scan rate, halved (a sweep's sequences are a few tokens
-    long, and a short sequence costs more a token than a corpus window)."""
+    budget; within a forward-pass budget, a quarter of the passes left; within a time budget,
+    what ``SWEEP_TIME_SHARE`` of the time left affords at the model's measured scan rate, halved
+    (a sweep's sequences are a few tokens long, and a short sequence costs more a token than a
+    corpus window)."""
     from neurosleuth.agents.config import SCAN_RATE, measured_scan_rate, scan_device
     from neurosleuth.tools.vocab_sweep import CONTEXT
 
     cfg = ctx.cfg
     limits = [] if cfg.sweep_words is None else [cfg.sweep_words]
     if cfg.max_forward_passes:
-        limits.append(max(0, (cfg.max_forward_passes - state.get("forward_passes", 0)) // 2))
+        limits.append(max(0, (cfg.max_forward_passes - state.get("forward_passes", 0)) // 4))
     if cfg.time_budget_s:
         kind = scan_device(cfg.device)
         rate = measured_scan_rate(cfg.model, kind) or SCAN_RATE[kind]

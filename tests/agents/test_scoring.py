@@ -62,7 +62,7 @@ def test_a_neuron_picked_from_an_atlas_starts_from_its_atlas_entry(tmp_path):
 
 
 def test_the_vocabulary_sweep_fits_the_runs_budget():
-    """All words without a budget; half the forward passes left; a quarter of the time left at
+    """All words without a budget; a quarter of the forward passes left; a quarter of the time left at
     the assumed CPU scan rate, halved, a 4-token sequence a word; the researcher's cap."""
     from types import SimpleNamespace
 
@@ -74,8 +74,8 @@ def test_the_vocabulary_sweep_fits_the_runs_budget():
         return sweep_limit(SimpleNamespace(cfg=cfg), state or {})
 
     assert limit() is None
-    assert limit(max_forward_passes=2000) == 1000
-    assert limit({"forward_passes": 1500}, max_forward_passes=2000) == 250
+    assert limit(max_forward_passes=2000) == 500
+    assert limit({"forward_passes": 1500}, max_forward_passes=2000) == 125
     assert limit({"forward_passes": 2500}, max_forward_passes=2000) == 0
     assert limit({"elapsed_s": 40}, time_budget_s=120) == int(0.25 * 80 * SCAN_RATE["cpu"] / 8)
     assert limit(sweep_words=500, max_forward_passes=4000) == 500

@@ -62,8 +62,8 @@ def test_a_neuron_picked_from_an_atlas_starts_from_its_atlas_entry(tmp_path):
 
 
 def test_the_vocabulary_sweep_fits_the_runs_budget():
-    """All words without a budget; a quarter of the forward passes left; a quarter of the time left at
-    the assumed CPU scan rate, halved, a 4-token sequence a word; the researcher's cap."""
+    """All words without a budget; a quarter of the forward passes left; a quarter of the time
+    left at the assumed CPU scan rate, halved, a 4-token sequence a word; the researcher's cap."""
     from types import SimpleNamespace
 
     from neurosleuth.agents.config import SCAN_RATE

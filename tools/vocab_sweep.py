@@ -110,10 +110,11 @@ def sweep(lm: LoadedModel, neuron: NeuronId, peak_ids: Sequence[int], fire: floa
     fired: list[tuple[str, float]] = []
     share = 0.0
     on = fire * max(base, top)
-    if base > 0 and len(words):
+    if on > 0 and len(words):
         share = float(np.mean(rest >= on))
         order = np.argsort(-rest)[:KEEP]
-        fired = [(lm.decode([words[i]]), round(float(rest[i]), 4)) for i in order if rest[i] >= on]
+        text = vocabulary(lm)  # with a SentencePiece word's leading space, as records are
+        fired = [(text[words[i]], round(float(rest[i]), 4)) for i in order if rest[i] >= on]
     result = Sweep(tuple(lm.token_strs(context)), lm.decode(context), base, tuple(fired),
                    len(words), share, len(seqs))
     done[key] = replace(result, forward_passes=0)

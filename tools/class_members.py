@@ -309,13 +309,13 @@ def code_syntax() -> Iterator[str]:
     return itertools.chain(keyword.kwlist, words, interleave(snake, camel))
 
 
+SYMBOL_CLASSES = ("opening brackets", "closing brackets", "quotation marks", "currency symbols",
+                  "dashes", "math symbols", "punctuation marks")  # classes of Unicode symbols
 GENERATORS: dict[str, Callable[[], Iterable[str]]] = {
     "years": years, "percentages": percentages, "ordinal numbers": ordinals,
     "times of day": times, "decimal numbers": decimals, "integers": integers,
     "digits and numbers": lambda: interleave(integers(), years(), decimals()),
-    **{n: functools.partial(symbols, n) for n in (
-        "opening brackets", "closing brackets", "quotation marks", "currency symbols", "dashes",
-        "math symbols", "punctuation marks")},
+    **{n: functools.partial(symbols, n) for n in SYMBOL_CLASSES},
     "markup tags": tags, "character entities": entities, "indentation": indentation,
     "line breaks": line_breaks,
     "line breaks and whitespace": lambda: interleave(line_breaks(), [" ", *indentation()]),

@@ -31,7 +31,7 @@ class's generated members (``tools/class_members.py``: word forms by lemminflect
 speech by SemCor, Unicode characters, numbers, tags, entities, whitespace, capitalised words,
 scripts' letters), and for a mixture both parts' members interleaved. A class of symbols
 (brackets, quotes, dashes ...) first takes the model's own tokens in the class, in vocabulary
-order (``vocabulary_members``). Controls are common
+order (``vocab_sweep.vocabulary_members``). Controls are common
 English nouns, verbs and adjectives that the concept's membership test rejects.
 """
 
@@ -53,7 +53,7 @@ from neurosleuth.tools.class_members import class_members, interleave
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.vocab_sweep import vocabulary
+from neurosleuth.tools.vocab_sweep import vocabulary_members
 from neurosleuth.tools.wordnet import wordnet
 from neurosleuth.tools.words import words_of
 
@@ -130,23 +130,6 @@ def members(concept: C.ConceptName) -> list[str]:
 def _members(source: str, kind: str, synset: str | None) -> tuple[str, ...]:
     test = C.member(C.ConceptName("", (), 0.0, source, kind, synset))
     return tuple(w for w in _candidates(source, kind, synset) if test(w))
-
-
-SYMBOL_CLASSES = frozenset(("opening brackets", "closing brackets", "quotation marks",
-                            "currency symbols", "dashes", "math symbols", "punctuation marks"))
-
-
-def vocabulary_members(lm: LoadedModel, concept: C.ConceptName, limit: int = 64) -> list[str]:
-    """For a class of symbols, members as the model writes them: its own tokens in the class,
-    stripped, in vocabulary order (a BPE tokenizer merges its commonest strings first), up to
-    ``limit``. The class's own list runs by Unicode tier, so once a neuron's ASCII members are
-    all seen its unseen ones would be CJK brackets a model of English code rarely reads; its
-    tokens ('((', ' [', '({') are the members it does read. [] for other classes."""
-    if concept.source != "surface" or concept.kind not in SYMBOL_CLASSES:
-        return []
-    test = C.member(concept)
-    found = (t.strip() for t in vocabulary(lm))
-    return list(itertools.islice(dict.fromkeys(t for t in found if t and test(t)), limit))
 
 
 def _candidates(source: str, kind: str, synset: str | None) -> Iterable[str]:

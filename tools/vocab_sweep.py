@@ -23,12 +23,15 @@ vocabulary's commonest: a BPE or SentencePiece vocabulary holds its commonest st
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from neurosleuth.tools import concepts as C
+from neurosleuth.tools.class_members import SYMBOL_CLASSES
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -136,3 +139,16 @@ def peak_word(lm: LoadedModel, peaks: Sequence[tuple[str, list[int], float]]
     words = set(word_tokens(lm))
     found = [(a, ids) for _, ids, a in peaks if len(ids) > CONTEXT and ids[-1] in words]
     return list(max(found, key=lambda f: f[0])[1]) if found else None
+
+
+def vocabulary_members(lm: LoadedModel, concept: C.ConceptName, limit: int = 64) -> list[str]:
+    """For a class of symbols, members as the model writes them: its own tokens in the class,
+    stripped, in vocabulary order (a BPE tokenizer merges its commonest strings first), up to
+    ``limit``. The class's own list runs by Unicode tier, so once a neuron's ASCII members are
+    all seen its unseen ones would be CJK brackets a model of English code rarely reads; its
+    tokens ('((', ' [', '({') are the members it does read. [] for other classes."""
+    if concept.source != "surface" or concept.kind not in SYMBOL_CLASSES:
+        return []
+    test = C.member(concept)
+    found = (t.strip() for t in vocabulary(lm))
+    return list(itertools.islice(dict.fromkeys(t for t in found if t and test(t)), limit))

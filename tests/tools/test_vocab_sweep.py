@@ -1,16 +1,15 @@
 """The vocabulary sweep (``tools/vocab_sweep.py``): every word of the vocabulary at the neuron's
 peak finds the members of its class that no text showed; a class of symbols takes its unseen
-members from the model's own tokens (``compare.vocabulary_members``)."""
+members from the model's own tokens (``vocab_sweep.vocabulary_members``)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from neurosleuth.tools import explain as E
-from neurosleuth.tools.compare import vocabulary_members
 from neurosleuth.tools.concepts import ConceptName
 from neurosleuth.tools.neurons import NeuronId
-from neurosleuth.tools.vocab_sweep import sweep, word_tokens
+from neurosleuth.tools.vocab_sweep import sweep, vocabulary_members, word_tokens
 from tests.fixtures import WORDS
 from tests.tools.test_explain import colour_lm  # noqa: F401 (a fixture)
 

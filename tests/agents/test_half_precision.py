@@ -1,6 +1,8 @@
 """Real models in bfloat16 on the CPU, through the command line, as `--dtype bfloat16` users run
 them (integration): SmolLM2 (here) and Gemma-3-270m (``test_half_precision_gemma.py``) finish an
-investigation with a hypothesis, the run records its dtype, and a resume loads the same dtype."""
+investigation with a hypothesis and the run records its dtype (one round each: this CPU emulates
+bfloat16, 6x slower than float32 here; a resume loading the same dtype is checked on a tiny model
+in ``tests/tools/test_architectures.py``)."""
 
 import json
 import subprocess
@@ -16,8 +18,8 @@ pytestmark = pytest.mark.integration
 def _investigate(tmp_path, model: str, neuron: str, run_id: str, *extra: str):
     cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", model,
            "--neuron", neuron, "--dtype", "bfloat16", "--planner", "heuristic", "--iterations",
-           "2", "--exemplar-tokens", "4096", "--runs-dir", str(tmp_path), "--run-id", run_id,
-           "--sweep-words", "1024", *extra]  # bfloat16 is emulated on this CPU: a short sweep
+           "1", "--exemplar-tokens", "4096", "--runs-dir", str(tmp_path), "--run-id", run_id,
+           "--sweep-words", "0", *extra]  # bfloat16 is emulated on a CPU: one round, no sweep
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     return tmp_path / run_id
@@ -27,14 +29,9 @@ SMOLLM2_SHAPE = "30 layers, d_mlp 1536, cpu, bfloat16"
 
 
 def test_bf16_investigation_finishes_with_a_hypothesis(tmp_path):
-    run = check_bf16_investigation(tmp_path, "smollm2-135m", "12:345", SMOLLM2_SHAPE)
-    # a resume with a larger budget keeps the run's dtype
-    more = subprocess.run([sys.executable, "-m", "neurosleuth.cli", "resume", "half",
-                           "--runs-dir", str(tmp_path), "--iterations", "3"],
-                          capture_output=True, text=True, timeout=900)
-    assert more.returncode == 0, more.stderr[-2000:]
-    again = json.loads((run / "summary.json").read_text())
-    assert again["iterations"] == 3 and again["model_desc"].endswith(SMOLLM2_SHAPE)
+    check_bf16_investigation(tmp_path, "smollm2-135m", "12:345", SMOLLM2_SHAPE)
+    # a resume of a bfloat16 run loads it in bfloat16: tests/tools/test_architectures.py (a
+    # round of SmolLM2 in bfloat16 costs 10 minutes of this CPU, which emulates bfloat16)
 
 
 def check_bf16_investigation(tmp_path, model: str, neuron: str, shape: str):

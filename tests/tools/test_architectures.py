@@ -23,7 +23,7 @@ from neurosleuth.tools.model import load_model, misplaced
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.patch import patch_neurons
 from neurosleuth.tools.scan_config import ScanConfig
-from tests.agent_helpers import CORPUS, investigate, write_corpus
+from tests.agent_helpers import CORPUS, investigate, resume, write_corpus
 from tests.architectures import ARCHITECTURES, save_architecture
 
 NEURON = NeuronId(1, 3)
@@ -106,6 +106,11 @@ def test_every_tool_on_every_architecture(arch, dtype, folders, corpus, tmp_path
     saved = json.loads((run / "config.json").read_text())
     assert saved["dtype"] == dtype  # resolved and recorded: a resume loads the same dtype
     assert f"cpu, {dtype}" in (run / "report.md").read_text()
+    if arch == "llama" and dtype == "bfloat16":  # as `neurosleuth resume` runs it: the model
+        # loaded from the saved config (no lm passed), one more iteration in the same dtype
+        resume(str(tmp_path), "r", planner=HeuristicBackend(0), iterations=4)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["iterations"] == 4 and summary["model_desc"].endswith("cpu, bfloat16")
 
 
 def test_the_tokenizers_round_trip_through_each_architectures_class(folders):

@@ -15,36 +15,24 @@ from tests.agents.test_planted_smollm2 import hypothesis_of
 pytestmark = pytest.mark.integration
 
 
-def _investigate(tmp_path, model: str, neuron: str, run_id: str, *extra: str):
-    cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", model,
-           "--neuron", neuron, "--dtype", "bfloat16", "--planner", "heuristic", "--iterations",
-           "1", "--exemplar-tokens", "4096", "--runs-dir", str(tmp_path), "--run-id", run_id,
-           "--sweep-words", "0", *extra]  # bfloat16 is emulated on a CPU: one round, no sweep
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return tmp_path / run_id
-
-
 SMOLLM2_SHAPE = "30 layers, d_mlp 1536, cpu, bfloat16"
 
 
 def test_bf16_investigation_finishes_with_a_hypothesis(tmp_path):
-    check_bf16_investigation(tmp_path, "smollm2-135m", "12:345", SMOLLM2_SHAPE)
-    # a resume of a bfloat16 run loads it in bfloat16: tests/tools/test_architectures.py (a
-    # round of SmolLM2 in bfloat16 costs 10 minutes of this CPU, which emulates bfloat16)
-
-
-def check_bf16_investigation(tmp_path, model: str, neuron: str, shape: str):
-    """An investigation of ``model`` in bfloat16 ends with a hypothesis and records its dtype
-    and shape; returns its run folder. (Gemma's is its own file,
-    ``test_half_precision_gemma.py``: the longest test, it runs beside this one under
-    pytest-xdist.)"""
-    run = _investigate(tmp_path, model, neuron, "half")
+    """SmolLM2 investigated in bfloat16 ends with a hypothesis and records its dtype and shape.
+    One round, no sweep: a round costs 10 minutes of this CPU, which emulates bfloat16. (A resume
+    of a bfloat16 run loads it in bfloat16: ``tests/tools/test_architectures.py``.)"""
+    cmd = [sys.executable, "-m", "neurosleuth.cli", "investigate", "--model", "smollm2-135m",
+           "--neuron", "12:345", "--dtype", "bfloat16", "--planner", "heuristic", "--iterations",
+           "1", "--exemplar-tokens", "4096", "--runs-dir", str(tmp_path), "--run-id", "half",
+           "--sweep-words", "0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "half"
     md = (run / "report.md").read_text()
     hyp = hypothesis_of(md)
     assert hyp.startswith("Fires") and len(hyp.split()) <= 40, hyp
-    assert shape.replace("_", "\\_") in md and "dtype bfloat16" in md  # markdown escapes _
+    assert SMOLLM2_SHAPE.replace("_", "\\_") in md and "dtype bfloat16" in md  # markdown escapes _
     assert json.loads((run / "config.json").read_text())["dtype"] == "bfloat16"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["model_desc"].endswith(shape) and summary["oom_backoffs"] == {}
-    return run
+    assert summary["model_desc"].endswith(SMOLLM2_SHAPE) and summary["oom_backoffs"] == {}

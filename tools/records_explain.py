@@ -347,7 +347,7 @@ def _rank(r: float) -> float:
 
 def _complexity(pattern: Pattern) -> float:
     """What a reading earns or pays in held-apart r: each class earns ``CLASS_BONUS`` (it covers
-    the members half the records never showed) and up to ``2 MARGIN`` more by the share of the
+    the members the learning folds never showed) and up to ``2 MARGIN`` more by the share of the
     trigger weight it names; each facet and a context clause pay half of ``MARGIN``; a reading
     of pieces pays ``CLASS_BONUS`` (words are what a reader reads: pieces must clearly win)."""
     parts = (pattern, *pattern.facets)

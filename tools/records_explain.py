@@ -22,8 +22,7 @@ inside 'PyMem_RawMalloc', keeps its own in ``Pattern.at``, so that it is simulat
    context; the kind of text when the top records share one; and the tokens themselves, pieces
    whatever word they are in (a neuron can read the letter that starts a word rather than any
    word). **Readings are chosen by experiment**: each is learned from three quarters of the
-   records and simulates the windows of text in the fourth (the short records of experiments
-   teach, they are not text to simulate), four times, the simulations pooled; the best
+   records and simulates the fourth, four times, the simulations pooled; the best
    held-apart r wins (Pearson, ``tools/correlation.py``; an undefined one, from a constant
    simulation, counts as -1), a class counting ``CLASS_BONUS``
    more than the list, and more the more of the triggers it names (it names the members the
@@ -361,14 +360,11 @@ def _complexity(pattern: Pattern) -> float:
 def folds(top: Sequence[Record], others: Sequence[Record], k: int = FOLDS
           ) -> list[tuple[list[Record], list[Record], list[Record]]]:
     """``k`` folds of the records by rank (every k-th top record and other record): per fold, the
-    records a reading learns from (top, others) and the windows of text it is judged on (the
-    rest; the short records of experiments, substitutions and swept words, teach but are not
-    text to simulate, unless the fold holds nothing else)."""
+    records a reading learns from (top, others) and those it is judged on (the rest)."""
     out = []
     for i in range(k):
         held = [r for j, r in enumerate(top) if j % k == i]
         held += [r for j, r in enumerate(others) if j % k == i]
-        held = [r for r in held if len(r.tokens) >= MIN_WINDOW] or held
         if held:
             out.append(([r for j, r in enumerate(top) if j % k != i],
                         [r for j, r in enumerate(others) if j % k != i], held))

@@ -164,8 +164,12 @@ def revise(ctx: RunContext, hyp: Mapping[str, Any], pattern: Pattern,
             history.append({**entry, "kept": False,
                             "outcome": "every clause held (or was undecided): no edit"})
             break
+        variants = _variants(pattern, tested.pattern)
+        if not variants:  # edits that leave the sentence as it was (a piece, a value)
+            history.append({**entry, "kept": False,
+                            "outcome": "the edits leave the sentence as it was: no edit"})
         kept_as = None
-        for k, variant in enumerate(_variants(pattern, tested.pattern)):
+        for k, variant in enumerate(variants):
             if k and deadline is not None and time.monotonic() >= deadline:
                 break  # an edit put back is a further score: only within the time budget
             text = sentence_of(variant)

@@ -58,6 +58,8 @@ class Pattern:
     where: str = "end"  # the piece of a word it fires on: "end", "first" or "all"
     facets: tuple[Pattern, ...] = ()  # further readings of a polysemantic neuron
     unit: str = "word"  # what the triggers are: "word", or "piece" (tokens, in any word)
+    at: dict[str, str] = field(default_factory=dict)  # word -> the piece it fires on, where
+    # that is not the piece ``where`` says (the 'all' inside 'PyMem_RawMalloc')
 
     # ---- simulation ---------------------------------------------------------------------
     def simulate(self, tokens: Sequence[str]) -> np.ndarray:
@@ -88,9 +90,14 @@ class Pattern:
         need = set(self.needs())
         places = POSITIONS.get(self.where, POSITIONS["end"])
         for i in range(len(tokens)):
-            if ws.position[i] not in places:
-                continue
             w = ws.word_of(i)
+            piece = self.at.get(w)
+            if piece is not None and piece in tokens[ws.words[ws.index[i]].start:
+                                                     ws.words[ws.index[i]].end]:
+                if tokens[i] != piece:
+                    continue
+            elif ws.position[i] not in places:
+                continue
             value = self.triggers.get(w, 0.0)
             if not value and test is not None and w and test(w):
                 value = member
@@ -239,8 +246,10 @@ def phrase(pattern: Pattern, peaks: Sequence[str] = ()) -> str:
         text = (f"the tokens {quote([t.strip() for t in pattern.ordered()], 3)}, whatever word "
                 "they are part of")
     else:
-        listed = list(dict.fromkeys([*peaks, *pattern.ordered()]))
-        text = f"{_piece(pattern.where)}the words {quote(listed, 3)}"
+        listed = list(dict.fromkeys([*peaks, *pattern.ordered()]))[:3]
+        text = f"{_piece(pattern.where)}the words " + ", ".join(
+            f"'{w}'" + (f" (at '{pattern.at[w].strip()}')" if w in pattern.at else "")
+            for w in listed)
     need = pattern.needs()
     if need:
         text += f", mostly after {quote(need, 2)}"

@@ -1,7 +1,9 @@
 """Explain a neuron from its activation records alone: no model, no forward pass.
 
 The records are read as words (``tools/words.py``): "fingertips" is one word whatever pieces the
-tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.where``).
+tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.where``: the last
+piece of most words, or the first, or all; a word that fires on another piece, such as the 'all'
+inside 'PyMem_RawMalloc', keeps its own in ``Pattern.at``, so that it is simulated there).
 
 1. **triggers**: every word that reaches ``fire`` (40%) of the top records' median max (not one
    outlier's) on one of its pieces somewhere, kept when it fires on at least ``precision``
@@ -19,16 +21,18 @@ tokenizer cut it into, and the neuron fires on one of its pieces (``Pattern.wher
    or dropped, or the tokens that fire wherever they stand); with and without the required
    context; the kind of text when the top records share one; and the tokens themselves, pieces
    whatever word they are in (a neuron can read the letter that starts a word rather than any
-   word). **Readings are chosen by experiment**: each is learned from half the records and
-   simulates the other half; the best held-apart r wins (Pearson, ``tools/correlation.py``; an
-   undefined one, from a constant simulation, counts as -1), a class counting ``CLASS_BONUS``
+   word). **Readings are chosen by experiment**: each is learned from three quarters of the
+   records and simulates the fourth, four times, the simulations pooled; the best
+   held-apart r wins (Pearson, ``tools/correlation.py``; an undefined one, from a constant
+   simulation, counts as -1), a class counting ``CLASS_BONUS``
    more than the list, and more the more of the triggers it names (it names the members the
-   first half never saw: the records' analogue of the unseen-members experiment,
+   learning folds never saw: the records' analogue of the unseen-members experiment,
    ``tools/compare.py``), every facet or context clause costing half of ``MARGIN`` and a reading
    of pieces ``CLASS_BONUS``; a class of meaning or form (not of shape) that simulates better
    than the word list is never replaced by the pieces (they may join it as a facet); of readings
    within ``TIE`` of the best, the first in the order tried wins (classes, most specific first;
-   the kind of text; the list; the pieces). The winner is then learned again from all records.
+   the kind of text; the list; the pieces), and of classes within ``MARGIN`` of a class that
+   wins, the first (a broader class must clearly simulate better than a more specific one). The winner is then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 ``RecordsExplainer`` is this explainer as an ``Explainer`` (``tools/pattern.py``), the one
@@ -54,6 +58,7 @@ from neurosleuth.tools import concepts as C
 from neurosleuth.tools.contexts import CONTEXT_FIRE, context_level
 from neurosleuth.tools.correlation import pearson
 from neurosleuth.tools.pattern import (
+    POSITIONS,
     Explanation,
     Pattern,
     examples_of,
@@ -70,6 +75,7 @@ MEANING = ("wordnet", "supersense", "inflection", "grammar")  # classes of meani
 # of shape (capitalisation, digits): these stand against a reading of pieces
 TIE = 0.0025  # readings this close in held-apart r: the first tried wins
 MARGIN = 0.01  # held-apart r a class earns over the list, and a facet or a clause must pay
+FOLDS = 4  # readings are learned on three quarters of the records, judged on the fourth
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class Occurrence(NamedTuple):
     piece: str  # where that piece is: "whole", "first", "middle" or "last"
     both: bool  # its first and last pieces both reach half of the strongest
     context: frozenset[str]  # the three words before
+    token: str = ""  # the strongest piece of a word of several pieces
 
 
 @functools.lru_cache(maxsize=65536)
@@ -120,7 +127,7 @@ def occurrences(records: Sequence[Record]) -> dict[str, list[Occurrence]]:
             k = seg.index(max(seg))  # the first strongest piece, as np.argmax
             piece = FIRST if k == 0 else LAST if k == len(seg) - 1 else MIDDLE
             both = min(seg[0], seg[-1]) >= 0.5 * seg[k] > 0
-            occ[text].append(Occurrence(seg[k], piece, both, ctx))
+            occ[text].append(Occurrence(seg[k], piece, both, ctx, r.tokens[start + k]))
     return occ
 
 
@@ -137,6 +144,7 @@ class Learned:
     share: float
     seen: dict[str, float]
     pieces: dict[str, float] = field(default_factory=dict)  # token -> expected activation
+    at: dict[str, str] = field(default_factory=dict)  # word -> the piece it fires on, off where
 
 
 def piece_triggers(records: Sequence[Record], on: float, top_max: float, cfg: RecordsConfig
@@ -145,14 +153,14 @@ def piece_triggers(records: Sequence[Record], on: float, top_max: float, cfg: Re
     occurrences, each with its expected activation: the reading of a neuron that reads a piece
     (the single letter that starts a word) rather than the words it is part of."""
     occ: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        for t, a in zip(r.tokens, r.acts, strict=True):
-            occ[t].append(float(a))
+    for r in records:  # floats, not numpy scalars: a few hundred thousand a layer
+        for t, a in zip(r.tokens, np.asarray(r.acts, dtype=float).tolist(), strict=True):
+            occ[t].append(a)
     out = {}
     for t, acts in occ.items():
         fired = sum(a >= on for a in acts)
         if t.strip() and fired and fired >= cfg.precision * len(acts):
-            out[t] = round(float(np.mean(np.maximum(acts, 0.0))) / top_max, 4)
+            out[t] = round(math.fsum(max(a, 0.0) for a in acts) / len(acts) / top_max, 4)
     return dict(sorted(out.items(), key=lambda kv: -kv[1])[: cfg.max_triggers])
 
 
@@ -166,7 +174,7 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
     for w, rows in occ.items():
         fired = sum(o.act >= on for o in rows)
         if fired and fired >= cfg.precision * len(rows):
-            trig[w] = round(float(np.mean([max(o.act, 0.0) for o in rows])) / top_max, 4)
+            trig[w] = round(math.fsum(max(o.act, 0.0) for o in rows) / len(rows) / top_max, 4)
     trig = dict(sorted(trig.items(), key=lambda kv: -kv[1])[: cfg.max_triggers])
     pieces: Counter = Counter()
     for w in trig:
@@ -179,6 +187,7 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
         where = "first"
     elif n >= 0.3 * sum(pieces.values()) and pieces["all"] > 0.5 * n:
         where = "all"
+    at = pieces_at(trig, occ, on, where)
     peaks = []
     for r in top:
         ws = words_of(r.tokens)
@@ -189,7 +198,25 @@ def learn(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig) -
     if not (share >= cfg.context_frac and distinct >= 8):
         context = None
     return Learned(trig, occ, on, where, peaks, context, share, seen_words(pairs, CONTEXT_FIRE),
-                   piece_triggers([*top, *others], on, top_max, cfg))
+                   piece_triggers([*top, *others], on, top_max, cfg), at)
+
+
+def pieces_at(triggers: dict[str, float], occ: dict[str, list[Occurrence]], on: float,
+              where: str) -> dict[str, str]:
+    """Per trigger word of several pieces that fires on a piece other than ``where`` says (the
+    'all' in the middle of 'PyMem_RawMalloc' where words fire on their last piece): that piece,
+    the one it fires on most often. None where the neuron fires on every piece."""
+    if where == "all":
+        return {}
+    places = POSITIONS[where]
+    out = {}
+    for w in triggers:
+        fired = Counter((o.token, o.piece) for o in occ[w] if o.act >= on and o.token)
+        if fired:
+            (token, piece), _ = fired.most_common(1)[0]
+            if piece not in places:
+                out[w] = token
+    return out
 
 
 def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
@@ -245,7 +272,8 @@ def _facet(learned: Learned, words: Sequence[str], concept, cfg: RecordsConfig,
         test = C.member(concept)
         shown = examples_of([w for w in sorted(trig, key=lambda w: -trig[w]) if test(w)])
         concept = replace(concept, examples=shown or concept.examples)
-    return Pattern("token", trig, concept, req, free, where=learned.where)
+    at = {w: learned.at[w] for w in trig if w in learned.at}
+    return Pattern("token", trig, concept, req, free, where=learned.where, at=at)
 
 
 def build(learned: Learned, recipe: Recipe, cfg: RecordsConfig) -> Pattern:
@@ -284,8 +312,8 @@ def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
     words = list(learned.triggers)
     ordered = [w for w in words if learned.triggers[w] > 0][:16]
     peaks = set(learned.peaks)
-    names = C.candidate_names(ordered, [learned.triggers[w] * (1.0 if w in peaks else 0.5)
-                                        for w in ordered], limit=cfg.classes) if ordered else []
+    weights = [learned.triggers[w] * (1.0 if w in peaks else 0.5) for w in ordered]
+    names = C.candidate_names(ordered, weights, limit=cfg.classes) if ordered else []
     out = []  # the most specific class first: a near-tie goes to the earlier reading
     for c in names:
         for rest in ("drop", "list", "name"):
@@ -301,11 +329,13 @@ def recipes(learned: Learned, cfg: RecordsConfig) -> list[Recipe]:
     return out
 
 
-def held_apart_r(pattern: Pattern, records: Sequence[Record]) -> float:
-    """Pearson r of the pattern's simulation and the real activations over all tokens of
-    ``records`` pooled (``nan`` when either is constant: ``tools/correlation.py``)."""
-    pred = np.concatenate([pattern.simulate(list(r.tokens)) for r in records])
-    return pearson(pred, np.concatenate([r.acts for r in records]))
+def held_apart_r(readings: Sequence[tuple[Pattern, Sequence[Record]]]) -> float:
+    """Pearson r of the simulations and the real activations over all tokens of the records,
+    each (pattern, records) pair's simulation by its pattern, pooled (``nan`` when either is
+    constant: ``tools/correlation.py``)."""
+    pred = [p.simulate(list(r.tokens)) for p, records in readings for r in records]
+    real = [r.acts for _, records in readings for r in records]
+    return pearson(np.concatenate(pred), np.concatenate(real))
 
 
 def _rank(r: float) -> float:
@@ -316,7 +346,7 @@ def _rank(r: float) -> float:
 
 def _complexity(pattern: Pattern) -> float:
     """What a reading earns or pays in held-apart r: each class earns ``CLASS_BONUS`` (it covers
-    the members half the records never showed) and up to ``2 MARGIN`` more by the share of the
+    the members the learning folds never showed) and up to ``2 MARGIN`` more by the share of the
     trigger weight it names; each facet and a context clause pay half of ``MARGIN``; a reading
     of pieces pays ``CLASS_BONUS`` (words are what a reader reads: pieces must clearly win)."""
     parts = (pattern, *pattern.facets)
@@ -327,20 +357,37 @@ def _complexity(pattern: Pattern) -> float:
             - CLASS_BONUS * (pattern.unit == "piece"))
 
 
-def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
-           ) -> tuple[Recipe, list[tuple[Recipe, float]]]:
+def folds(top: Sequence[Record], others: Sequence[Record], k: int = FOLDS
+          ) -> list[tuple[list[Record], list[Record], list[Record]]]:
+    """``k`` folds of the records by rank (every k-th top record and other record): per fold, the
+    records a reading learns from (top, others) and those it is judged on (the rest)."""
+    out = []
+    for i in range(k):
+        held = [r for j, r in enumerate(top) if j % k == i]
+        held += [r for j, r in enumerate(others) if j % k == i]
+        if held:
+            out.append(([r for j, r in enumerate(top) if j % k != i],
+                        [r for j, r in enumerate(others) if j % k != i], held))
+    return out
+
+
+def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig,
+           full: Learned | None = None) -> tuple[Recipe, list[tuple[Recipe, float]]]:
     """The reading that simulates held-apart records best (module docstring, step 3), and each
-    reading's held-apart r."""
-    first = learn(top[0::2], others[0::2], cfg)
-    rest = [*top[1::2], *others[1::2]]
-    if first is None or not rest:
+    reading's held-apart r: each reading is learned on three quarters of the records and
+    simulates the windows of the fourth, the four folds' simulations pooled into one r.
+    ``full``: what all the records show, when the caller has learned it already."""
+    full = full or learn(top, others, cfg)
+    split = [(learned, held) for t, o, held in folds(top, others)
+             if (learned := learn(t, o, cfg)) is not None]
+    if full is None or not split:
         return Recipe(None, "list", True), []
     tried = []
-    for recipe in recipes(first, cfg):
-        pattern = build(first, recipe, cfg)
+    for recipe in recipes(full, cfg):
+        pattern = build(full, recipe, cfg)
         if recipe.concept is not None and recipe.rest == "drop" and not pattern.triggers:
             continue
-        r = held_apart_r(pattern, rest)
+        r = held_apart_r([(build(learned, recipe, cfg), held) for learned, held in split])
         tried.append((recipe, r, _rank(r) + _complexity(pattern)))
     # a class of meaning that simulates better than the word list stands: pieces may add a
     # facet to it, not replace it
@@ -351,6 +398,9 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig
         tried = [t for t in tried if t[0].kind != "piece"]
     most = max(t[2] for t in tried)
     best = next(t for t in tried if t[2] >= most - TIE)  # the first of the near-best
+    if best[0].concept is not None:  # a broader class must beat a more specific one by MARGIN,
+        # as a class must beat the list ('calendar days' by 0.003 over 'weekdays' is noise)
+        best = next(t for t in tried if t[0].concept is not None and t[2] >= most - MARGIN)
     return best[0], [(rc, r) for rc, r, _ in tried]
 
 
@@ -362,7 +412,7 @@ def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
     if learned is None:
         return Pattern("none", {}, None, {}, 0.0)
     if decide and len(top) >= 2:
-        recipe, _ = choose(top, others, cfg)
+        recipe, _ = choose(top, others, cfg, learned)
     else:
         words = list(learned.triggers)[:16]
         names = C.candidate_names(words, [learned.triggers[w] for w in words], limit=1)

@@ -25,7 +25,12 @@ from neurosleuth.tools.records import (
     to_openai,
     write,
 )
-from neurosleuth.tools.records_explain import RecordsExplainer, explain_records, held_apart_r
+from neurosleuth.tools.records_explain import (
+    RecordsExplainer,
+    explain_records,
+    held_apart_r,
+    records_pattern,
+)
 from tests.fixtures import WORDS
 from tests.tools.test_explain import colour_lm  # noqa: F401  (the planted tiny model)
 
@@ -89,7 +94,7 @@ def test_a_constant_reading_ranks_as_the_worst_r():
     so a reading that correlates at all is preferred and the choice is never left to nan."""
     flat = Pattern("token", {}, None, {}, 1.0)
     recs = [Record((" a", " b"), np.array([0.0, 1.0]))]
-    assert np.isnan(held_apart_r(flat, recs)) and np.isnan(pearson([1.0, 1.0], [0.0, 1.0]))
+    assert np.isnan(held_apart_r([(flat, recs)])) and np.isnan(pearson([1.0, 1.0], [0.0, 1.0]))
     assert stats.pearson is pearson
 
 
@@ -249,6 +254,6 @@ def test_two_required_contexts_that_cover_every_occurrence():
     top = ([rec(["in", "new", "york"], {2})] * 4 + [rec(["x", "new", "york"], {2}),
                                                      rec(["x", "in", "york"], {2})])
     others = [rec(["x", "new", "york"], set())] * 3 + [rec(["x", "in", "york"], set())] * 3
-    ex = explain_records(top, others)
-    assert set(ex.pattern.required) == {"new", "in"}  # each lifts it; together they cover all
-    assert not np.isnan(ex.pattern.context_free) and 0.0 <= ex.pattern.context_free <= 0.5
+    pattern = records_pattern(top, others, decide=False)  # the context as learned, not chosen
+    assert set(pattern.required) == {"new", "in"}  # each lifts it; together they cover all
+    assert not np.isnan(pattern.context_free) and 0.0 <= pattern.context_free <= 0.5

@@ -11,7 +11,7 @@ import pytest
 
 from neurosleuth.score.records import simulation_r
 from neurosleuth.tools.records import Record
-from neurosleuth.tools.records_explain import explain_records
+from neurosleuth.tools.records_explain import explain_records, folds
 from neurosleuth.tools.words import FIRST, LAST, MIDDLE, WHOLE, words_of
 
 # no member of any planted class (no past tense, no bracket, no tool) among the filler words
@@ -185,3 +185,48 @@ def test_a_neuron_that_reads_a_piece_is_read_as_tokens():
     assert ex.pattern.unit == "piece" and "'s'" in ex.sentence, ex.sentence
     assert "whatever word" in ex.sentence
     assert score.r > 0.5, (score, ex.sentence)
+
+
+def test_a_word_that_fires_inside_is_simulated_on_the_piece_it_fires_on():
+    """Code identifiers that fire on a middle piece ('all' of 'PyMem_RawMalloc') while most
+    words fire on their last: the reading keeps the piece each word fires on, the sentence says
+    it, and held-out occurrences of those words are predicted on that piece, not on the last."""
+    words = [[" Py", "Mem", "_Raw", "M", "all", "oc"], [" Py", "Mem", "_Setup", "Deb", "ug"],
+             [" number", "2", "symbol"], [" undo", "block"]]
+    peak = {0: 4, 1: 3, 2: 2, 3: 1}  # the piece each fires on
+
+    def records(rng, n):
+        top = []
+        for i in range(n):
+            pieces = words[i % len(words)]
+            tokens, last = sentence(rng, pieces)
+            acts = np.abs(rng.normal(0, 0.1, len(tokens)))
+            acts[last - len(pieces) + 1 + peak[i % len(words)]] = rng.uniform(4, 6)
+            top.append(Record(tuple(tokens), acts))
+        return top, [Record(tuple(t), np.abs(rng.normal(0, 0.1, len(t))))
+                     for t, _ in (sentence(rng, None) for _ in range(n))]
+
+    rng = np.random.default_rng(3)
+    top, rand = records(rng, 24)
+    ex = explain_records(top, rand)
+    assert ex.pattern.at.get("PyMem_RawMalloc") == "all", ex.pattern.at
+    assert ex.pattern.at.get("PyMem_SetupDebug") == "Deb" and "undoblock" not in ex.pattern.at
+    assert "(at 'all')" in ex.sentence or "(at 'Deb')" in ex.sentence, ex.sentence
+    sim = ex.pattern.simulate([" x", " Py", "Mem", "_Raw", "M", "all", "oc", " y"])
+    assert sim[5] > 0.5 and sim[6] == 0.0, sim
+    held_top, held_rand = records(rng, 12)
+    assert simulation_r(ex.pattern.simulate, held_top, held_rand, n_boot=0).r > 0.8
+
+
+def test_readings_are_judged_on_four_folds():
+    """Each fold learns from three quarters of the records and is judged on the fourth."""
+    def rec(n):
+        return Record(tuple(" w" for _ in range(n)), np.zeros(n))
+
+    top = [rec(20) for _ in range(8)]
+    others = [rec(3) for _ in range(8)] + [rec(1) for _ in range(4)]
+    split = folds(top, others)
+    assert len(split) == 4
+    for learn_top, learn_others, held in split:
+        assert sorted(len(r.tokens) for r in held) == [1, 3, 3, 20, 20]
+        assert len(learn_top) == 6 and len(learn_others) == 9

@@ -58,7 +58,8 @@ class WordBench:
     def __init__(self, lm: LoadedModel, neuron: NeuronId, contexts: Sequence[Sequence[str]],
                  frames: Sequence[str] = FRAMES):
         self.lm, self.neuron, self.frames = lm, neuron, tuple(frames)
-        own = [_peak_word(list(t)) for t in contexts if len(t) >= 2][:MAX_CONTEXTS]
+        own = list(dict.fromkeys(_peak_word(list(t)) for t in contexts if len(t) >= 2)
+                   )[:MAX_CONTEXTS]
         like = own[0][1] if own else " word"
         space = " " if like[:1].isspace() else ""
         self.slots = own + [(f.split("{w}")[0].rstrip(" "), space + "x") for f in self.frames]

@@ -55,7 +55,7 @@ from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.vocab_sweep import vocabulary_members
 from neurosleuth.tools.wordnet import wordnet
-from neurosleuth.tools.words import words_of
+from neurosleuth.tools.words import Words, words_of
 
 CONCEPT_SHARE, LIST_SHARE = 0.5, 0.2
 MIN_UNSEEN = 3
@@ -178,12 +178,27 @@ def _spelled(word: str, like: str, test: Callable[[str], bool] | None = None) ->
     return space + word
 
 
+def _name_start(ws: Words, j: int) -> int:
+    """The first word of the name that word ``j`` ends: the two or three words before it when
+    WordNet knows them together as one lemma ('New Zealand', 'Papua New Guinea'), else ``j``."""
+    wn = wordnet()
+    for n in (2, 1):
+        part = ws.words[max(0, j - n): j + 1]
+        if wn is None or len(part) != n + 1 or not all(w.text.isalpha() for w in part):
+            continue
+        if all(a.end == b.start for a, b in itertools.pairwise(part)) and \
+                wn.synsets("_".join(w.text for w in part)):
+            return j - n
+    return j
+
+
 def _peak_word(tokens: Sequence[str]) -> tuple[str, str]:
-    """A pruned text (tokens ending at the peak) cut before the peak token's word: the text
-    before it, and the word as written up to the peak (its leading space included)."""
+    """A pruned text (tokens ending at the peak) cut before the peak token's word, or the name it
+    ends (``_name_start``): the text before it, and the word as written up to the peak (its
+    leading space included). A member put in its place replaces all of 'New Zealand'."""
     ws = words_of(tokens)
     j = ws.index[-1]
-    start = ws.words[j].start if j >= 0 else len(tokens) - 1
+    start = ws.words[_name_start(ws, j)].start if j >= 0 else len(tokens) - 1
     return "".join(tokens[:start]), "".join(tokens[start:])
 
 
@@ -201,7 +216,8 @@ def compare_concept(lm: LoadedModel, neuron: NeuronId, concept: C.ConceptName,
     neuron was seen firing on) are not unseen. Each word takes the place of the peak token's
     whole word; a member may have as many tokens as the longest seen word, at least
     ``MAX_MEMBER_TOKENS``. None when there are no contexts or seen words."""
-    contexts = [_peak_word(p.tokens) for p in pruned if len(p.tokens) >= 2][:max_contexts]
+    contexts = list(dict.fromkeys(_peak_word(p.tokens) for p in pruned if len(p.tokens) >= 2)
+                    )[:max_contexts]
     is_member = C.member(concept)
     seen_words = [w for w in dict.fromkeys(_word(s) for s in seen) if w and is_member(w)][:6]
     if not contexts or not seen_words:

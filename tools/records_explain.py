@@ -32,7 +32,8 @@ inside 'PyMem_RawMalloc', keeps its own in ``Pattern.at``, so that it is simulat
    than the word list is never replaced by the pieces (they may join it as a facet); of readings
    within ``TIE`` of the best, the first in the order tried wins (classes, most specific first;
    the kind of text; the list; the pieces), and of classes within ``MARGIN`` of a class that
-   wins, the first (a broader class must clearly simulate better than a more specific one). The winner is then learned again from all records.
+   wins, the first (a broader class must clearly simulate better than a more specific one).
+   The winner is then learned again from all records.
 4. ``seen``: words that fire in the top records, for the simulator.
 
 ``RecordsExplainer`` is this explainer as an ``Explainer`` (``tools/pattern.py``), the one
@@ -253,7 +254,7 @@ def required_context(learned: Learned, words: Sequence[str], cfg: RecordsConfig
 # ---- readings ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Recipe:
-    """How a reading is built from what the records show, so that a reading chosen on half the
+    """How a reading is built from what the records show, so that a reading chosen on folds of the
     records can be learned again from all of them."""
 
     concept: C.ConceptName | None = None  # the main facet's class (None: the list)
@@ -406,7 +407,7 @@ def choose(top: Sequence[Record], others: Sequence[Record], cfg: RecordsConfig,
 
 def records_pattern(top: Sequence[Record], others: Sequence[Record] = (),
                     cfg: RecordsConfig = RecordsConfig(), decide: bool = True) -> Pattern:
-    """The pattern the records show (module docstring); ``decide``: choose the reading on half
+    """The pattern the records show (module docstring); ``decide``: choose the reading on folds of
     the records, else take the first class (or the list)."""
     learned = learn(top, others, cfg)
     if learned is None:

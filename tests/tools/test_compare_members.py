@@ -121,6 +121,16 @@ def test_the_whole_peak_word_is_replaced():
     assert compare._peak_word(["a", " ", "1", "9", "9", "9"]) == ("a ", "1999")
 
 
+def test_a_name_of_several_words_is_replaced_whole():
+    """A member takes the place of all of 'New Zealand' (WordNet knows it as one lemma), not of
+    'Zealand' alone ('New Sweden' is no country); words that are no lemma together stay apart."""
+    assert compare._peak_word([",", " New", " Zealand"]) == (",", " New Zealand")
+    assert compare._peak_word(["to", " Papua", " New", " Gu", "inea"]) == ("to",
+                                                                          " Papua New Guinea")
+    assert compare._peak_word(["the", " new", " car"]) == ("the new", " car")
+    assert compare._peak_word(["New", ",", " Zealand"]) == ("New,", " Zealand")
+
+
 def test_members_are_spelled_as_the_peak_word():
     caps = C.member(_concept("capitalised words"))
     colour = C.member(C.ConceptName("colors", (), 1.0, "wordnet", "n", "color.n.01"))

@@ -125,8 +125,10 @@ def kind_experiment(lm, neuron, explanation) -> dict | None:
 
 
 def _has_concept(c: dict) -> bool:
+    """Does the candidate's pattern name a class, whoever wrote it: a revision that broadened the
+    explainer's 'birds' to 'animals' agrees with unseen birds that fire."""
     concept = (c.get("pattern") or {}).get("concept") or {}
-    return c.get("source") == "explainer" and concept.get("source") not in (None, "none")
+    return concept.get("source") not in (None, "none")
 
 
 def _reads_kind(c: dict) -> bool:

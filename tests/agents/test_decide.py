@@ -53,3 +53,16 @@ def test_the_score_wins_when_it_can_tell_them_apart_or_nothing_was_decided():
     won, why = decide([listed], listed, experiment("concept"))  # the concept was rejected
     assert won is listed and why["why_not"] == "no candidate with the other reading was scored"
     assert decide([concept, listed], listed, None) == (listed, None)
+
+
+def test_a_revised_class_agrees_with_a_concept_verdict_whoever_wrote_it():
+    """The revision broadened the explainer's class ('birds' to 'animals'); unseen birds that fire
+    agree with it, so the experiment does not hand the round back to the narrower class."""
+    broader = cand("Fires on animals.", CONCEPT, 0.114, [0.05, 0.21], source="previous best")
+    narrower = cand("Fires on birds.", CONCEPT, 0.064, [0.01, 0.121])
+    won, why = decide([narrower, broader], broader, experiment("concept"))
+    assert won is broader and not why["changed"]
+    listed = cand("Fires on the words 'parrot', 'geese'.", LIST, 0.12, [0.05, 0.2],
+                  source="previous best")
+    won, why = decide([narrower, listed], listed, experiment("concept"))
+    assert won is narrower and why["changed"]  # a list from any source still gives way

@@ -22,7 +22,10 @@ from neurosleuth.tools.steer import steer
 
 FIRES = 5.0  # a simulated token value (0..10) at or above which a hypothesis predicts firing
 MIN_DISAGREE = 4  # prompts on which two hypotheses disagree before a comparison can decide
-DECIDE_P = 0.1  # two-sided sign-test p-value below which a comparison decides
+# two-sided sign-test p-value below which a comparison decides. It can replace the leader of
+# the held-out score, so it meets the usual 5%: at 10%, 7 of 8 prompts (p=0.07) replaced the
+# planted animal neuron's 'animals' (margin +0.114) with a token list (+0.031)
+DECIDE_P = 0.05
 
 
 def run_patch(ctx: RunContext, action: RunPatch, state: dict) -> dict:

@@ -112,9 +112,9 @@ def concept_experiment(lm, neuron, explanation) -> dict | None:
 
 
 def kind_experiment(lm, neuron, explanation) -> dict | None:
-    """The kind-of-text experiment (``tools/compare.py``) when the explainer read the neuron as
+    """The kind-of-text experiment (``tools/text_kind.py``) when the explainer read the neuron as
     context-level (a kind of text): the same content as that kind and otherwise."""
-    from neurosleuth.tools.compare import compare_kind
+    from neurosleuth.tools.text_kind import compare_kind
 
     p = explanation.pattern
     if p.kind != "context" or not p.context:

@@ -17,8 +17,8 @@ from neurosleuth.agents.actions import CompareHypotheses, RunPatch, TestHypothes
 from neurosleuth.agents.context import RunContext
 from neurosleuth.agents.probes import BASELINE_NEURONS, nothing, zscore_of
 from neurosleuth.agents.state import heaps_of
-from neurosleuth.tools.compare import sign_test
 from neurosleuth.tools.steer import steer
+from neurosleuth.tools.text_kind import sign_test
 
 FIRES = 5.0  # a simulated token value (0..10) at or above which a hypothesis predicts firing
 MIN_DISAGREE = 4  # prompts on which two hypotheses disagree before a comparison can decide

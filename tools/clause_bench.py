@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from neurosleuth.tools import concepts as C
-from neurosleuth.tools.compare import _peak_word, _spelled, _stem, _word, members
+from neurosleuth.tools.compare import _spelled, _stem, _word, members, peak_contexts
 from neurosleuth.tools.measure import measure_ids
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
@@ -58,8 +58,7 @@ class WordBench:
     def __init__(self, lm: LoadedModel, neuron: NeuronId, contexts: Sequence[Sequence[str]],
                  frames: Sequence[str] = FRAMES):
         self.lm, self.neuron, self.frames = lm, neuron, tuple(frames)
-        own = list(dict.fromkeys(_peak_word(list(t)) for t in contexts if len(t) >= 2)
-                   )[:MAX_CONTEXTS]
+        own = peak_contexts(contexts, MAX_CONTEXTS)
         like = own[0][1] if own else " word"
         space = " " if like[:1].isspace() else ""
         self.slots = own + [(f.split("{w}")[0].rstrip(" "), space + "x") for f in self.frames]

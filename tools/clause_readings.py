@@ -27,11 +27,12 @@ from neurosleuth.tools.clause_bench import (
     relative,
     unseen_members,
 )
-from neurosleuth.tools.compare import CONTROLS, _stem, _word, compare_kind
+from neurosleuth.tools.compare import CONTROLS, _stem, _word
 from neurosleuth.tools.contexts import CONTEXT_FIRE, KIND_SHARE, context_of
 from neurosleuth.tools.model import LoadedModel
 from neurosleuth.tools.neurons import NeuronId
 from neurosleuth.tools.pattern import Pattern, examples_of, quote
+from neurosleuth.tools.text_kind import compare_kind
 
 
 def kind(lm: LoadedModel, neuron: NeuronId, p: Pattern) -> tuple[Pattern, list[ClauseTest], int]:
@@ -101,7 +102,7 @@ def text_kind(lm: LoadedModel, neuron: NeuronId, p: Pattern,
     strongest windows (at least half the top max) are two thirds one kind of text (a language,
     a format) and fire on ``KIND_FIRE`` of their tokens, ``KIND_WORDS`` distinct ones at least:
     is it the kind? The same content in that kind and in
-    another (``compare.compare_kind``); the kind replaces the words when it fires more."""
+    another (``text_kind.compare_kind``); the kind replaces the words when it fires more."""
     if p.kind != "token" or p.has_concept or not windows:  # a class of words explains it
         return p, [], 0
     top = max(float(np.max(a)) for _, a in windows)

@@ -24,7 +24,7 @@ to, required context, a kind of text, facets. Each clause is an experiment:
   dropped (a word the trigger only co-occurs with in the corpus: deleting it from a fragment of
   the neuron's own text can move the trigger near the start, the new sentences keep the rest the
   same); else ``context_free`` is set to what it keeps in the own contexts.
-- **kind of text**: the same content in this kind and in another (``compare.compare_kind``); a
+- **kind of text**: the same content in this kind and in another (``text_kind.compare_kind``); a
   kind that does not fire more is replaced by the word reading; a word reading of a neuron that
   fires on much of windows of one kind (a language, a format) is replaced by the kind when the
   kind fires more.

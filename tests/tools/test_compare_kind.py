@@ -1,4 +1,4 @@
-"""The kind-of-text experiment (``tools/compare.py``): parallel texts from the shipped wiki
+"""The kind-of-text experiment (``tools/text_kind.py``): parallel texts from the shipped wiki
 summaries (the same articles in Spanish and English) and renderings of the same content in a
 format, and the verdict read off which side of each pair fires more."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurosleuth.tools import compare
+from neurosleuth.tools import text_kind as compare
 from neurosleuth.tools.contexts import context_of
 from neurosleuth.tools.neurons import NeuronId
 
